@@ -1,0 +1,144 @@
+//! Broker connections and the one way the fleet publishes.
+//!
+//! Every publish is persistent, `mandatory` and waits for the broker's confirm: a message the
+//! broker could not route or refused (NACK) is an error the caller must handle, never a silent
+//! loss. Callers ack their own input only after such a publish returned `Ok`.
+
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::Confirmation;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use secrecy::ExposeSecret;
+
+use crate::settings::AmqpSettings;
+
+/// Why a publish did not reach a queue.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("broker error: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("broker refused the message (NACK) on {exchange}/{routing_key}")]
+    Nacked {
+        exchange: String,
+        routing_key: String,
+    },
+    #[error("no queue is bound for {exchange}/{routing_key}: the message was returned")]
+    Unroutable {
+        exchange: String,
+        routing_key: String,
+    },
+    #[error("broker did not confirm within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Connects to the broker named in the settings. The URL never appears in errors or logs.
+pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<Connection, lapin::Error> {
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    Connection::connect(settings.url.expose_secret(), props).await
+}
+
+/// A channel in confirm mode that publishes persistent, mandatory messages.
+#[derive(Clone)]
+pub struct Publisher {
+    channel: Channel,
+    confirm_timeout: Duration,
+}
+
+/// One message to publish.
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing<'a> {
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    pub body: &'a [u8],
+    pub headers: FieldTable,
+    pub message_id: Option<String>,
+    pub content_type: Option<&'a str>,
+}
+
+impl Publisher {
+    /// Opens a confirm-mode channel on `connection`.
+    pub async fn open(connection: &Connection) -> Result<Self, lapin::Error> {
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Self {
+            channel,
+            confirm_timeout: Duration::from_secs(10),
+        })
+    }
+
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// True while the channel can still publish.
+    pub fn is_usable(&self) -> bool {
+        self.channel.status().connected()
+    }
+
+    /// Publishes and waits for the broker to take responsibility for the message.
+    pub async fn publish(&self, message: Outgoing<'_>) -> Result<(), PublishError> {
+        let mut properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type(message.content_type.unwrap_or("application/json").into())
+            .with_headers(message.headers);
+        if let Some(id) = message.message_id {
+            properties = properties.with_message_id(id.into());
+        }
+        let confirm = self
+            .channel
+            .basic_publish(
+                message.exchange.into(),
+                message.routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                message.body,
+                properties,
+            )
+            .await?;
+        let confirmation = tokio::time::timeout(self.confirm_timeout, confirm)
+            .await
+            .map_err(|_| PublishError::Timeout(self.confirm_timeout))??;
+        match confirmation {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Ack(Some(_returned)) => Err(PublishError::Unroutable {
+                exchange: message.exchange.to_string(),
+                routing_key: message.routing_key.to_string(),
+            }),
+            Confirmation::Nack(_) => Err(PublishError::Nacked {
+                exchange: message.exchange.to_string(),
+                routing_key: message.routing_key.to_string(),
+            }),
+        }
+    }
+}
+
+/// Reads a header as text, whatever string-like AMQP type carried it.
+pub fn header_str(headers: &FieldTable, key: &str) -> Option<String> {
+    match headers.inner().get(&ShortString::from(key))? {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+/// Reads a header as an unsigned integer, whatever integer AMQP type carried it.
+pub fn header_u32(headers: &FieldTable, key: &str) -> Option<u32> {
+    let value = headers.inner().get(&ShortString::from(key))?;
+    let n: i64 = match value {
+        AMQPValue::ShortShortInt(v) => (*v).into(),
+        AMQPValue::ShortShortUInt(v) => (*v).into(),
+        AMQPValue::ShortInt(v) => (*v).into(),
+        AMQPValue::ShortUInt(v) => (*v).into(),
+        AMQPValue::LongInt(v) => (*v).into(),
+        AMQPValue::LongUInt(v) => (*v).into(),
+        AMQPValue::LongLongInt(v) => *v,
+        _ => return None,
+    };
+    u32::try_from(n).ok()
+}

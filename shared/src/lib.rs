@@ -1,0 +1,19 @@
+//! The library every comms-fleet worker is built on.
+//!
+//! Workers only say what one message means; everything every worker needs — settings, the database
+//! pool and migrations, the broker topology, the consumer runtime (ack after commit, retry tiers,
+//! dead-lettering, reconnect, drain on shutdown), health and metrics endpoints, trace propagation —
+//! lives here once, so a fix lands in every worker at the same time.
+
+pub mod amqp;
+pub mod contract;
+pub mod db;
+pub mod health;
+pub mod metrics;
+pub mod runtime;
+pub mod settings;
+pub mod shutdown;
+pub mod sms;
+pub mod telemetry;
+pub mod topology;
+pub mod trace_context;

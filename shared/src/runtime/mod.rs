@@ -1,0 +1,110 @@
+//! The shared consumer runtime: what every worker needs to consume a queue safely.
+//!
+//! A worker implements [`Handler`] — what one message means — and returns an [`Outcome`] that
+//! carries the retry policy. The runtime does the rest: connect and declare the topology, set
+//! prefetch, bound concurrency, ack only after the handler returned (handlers commit before they
+//! return), carry retries in the broker's delay tiers, dead-letter poison messages with their
+//! reason into `comms.dead` and `internal.rejected_input`, survive handler panics, reconnect after
+//! an outage with capped jittered backoff, and drain in-flight work on shutdown.
+
+mod consumer;
+mod settle;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::types::FieldTable;
+use sqlx::PgPool;
+
+use crate::health::Health;
+use crate::settings::Settings;
+use crate::topology::Topology;
+
+pub use consumer::run_consumer;
+pub use settle::retry_delay;
+
+/// Header carrying how many broker retries a message has already had.
+pub const RETRY_HEADER: &str = "x-comms-retry";
+/// Header carrying why a message was retried or dead-lettered.
+pub const REASON_HEADER: &str = "x-comms-reason";
+/// Header naming the queue a dead-lettered message came from.
+pub const ORIGIN_HEADER: &str = "x-comms-origin-queue";
+
+/// What a handler decided about one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done; every effect is committed.
+    Ack,
+    /// A transient failure: try again later, after `after` if the cause said how long
+    /// (a provider's `Retry-After`), else after the exponential schedule.
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// A permanent failure: the message is kept in `comms.dead` and the rejected table.
+    Reject { reason: String },
+}
+
+impl Outcome {
+    pub fn retry(reason: impl Into<String>) -> Self {
+        Self::Retry {
+            reason: reason.into(),
+            after: None,
+        }
+    }
+    pub fn reject(reason: impl Into<String>) -> Self {
+        Self::Reject {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// One delivered message, as a handler sees it.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub queue: String,
+    pub routing_key: String,
+    pub body: Vec<u8>,
+    pub headers: FieldTable,
+    pub message_id: Option<String>,
+    /// The broker delivered this before and it was not acked (a consumer died).
+    pub redelivered: bool,
+    /// Broker-carried retries already behind this message (0 on the first delivery).
+    pub retry_attempt: u32,
+}
+
+impl Incoming {
+    /// Decodes the body as JSON, with an error that says what was wrong.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
+        serde_json::from_slice(&self.body).map_err(|e| format!("body is not the expected JSON: {e}"))
+    }
+}
+
+/// What one worker does with one message. Handlers must be idempotent: at-least-once delivery
+/// means the same message can arrive again after a crash between commit and ack.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, message: &Incoming) -> impl Future<Output = Outcome> + Send;
+}
+
+/// What every consumer of a process shares.
+#[derive(Clone)]
+pub struct Runtime {
+    pub settings: Arc<Settings>,
+    pub pool: PgPool,
+    pub topology: Topology,
+    pub health: Health,
+}
+
+impl Runtime {
+    pub fn new(settings: Arc<Settings>, pool: PgPool) -> Self {
+        let topology = Topology::new(settings.amqp.namespace.clone());
+        let health = Health::new(pool.clone());
+        Self {
+            settings,
+            pool,
+            topology,
+            health,
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! Typed settings for every process, loaded once at start.
+//!
+//! Layers, later wins: defaults written in this file, an optional TOML file named by
+//! `COMMS_CONFIG`, then environment variables `COMMS__<SECTION>__<KEY>` (for example
+//! `COMMS__DATABASE__URL`). Unknown keys are rejected so a typo fails loudly at start instead of
+//! silently running with a default; secrets are wrapped so they never reach a log line.
+//! Nothing downstream reads the environment: workers receive a validated [`Settings`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Why settings could not be loaded. The message always names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration file {path}: {source}")]
+    File {
+        path: String,
+        source: config::ConfigError,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Everything a comms-fleet process can be configured with.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub amqp: AmqpSettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+    pub consumer: ConsumerSettings,
+    pub rate: RateSettings,
+    pub providers: ProviderSettings,
+    pub sender: SenderSettings,
+    pub pause: PauseSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// PostgreSQL URL (`COMMS__DATABASE__URL`). May carry a password, so it is a secret.
+    pub url: SecretString,
+    /// Upper bound of pooled connections per process.
+    pub max_connections: u32,
+    /// How long a query waits for a free connection before failing.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("postgres://postgres@127.0.0.1:5432/comms"),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpSettings {
+    /// RabbitMQ URL (`COMMS__AMQP__URL`); carries credentials, so it is a secret.
+    pub url: SecretString,
+    /// Prepended to every exchange and queue name. Empty in production; tests and shared brokers
+    /// use it to keep fleets apart on one vhost.
+    pub namespace: String,
+}
+
+impl Default for AmqpSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            namespace: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served (`COMMS__HTTP__LISTEN`).
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, for a terminal.
+    #[default]
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `info,comms_sender=debug`; `RUST_LOG` wins if set.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerSettings {
+    /// Unacknowledged deliveries the broker may hand one consumer.
+    pub prefetch: u16,
+    /// Messages one consumer handles at the same time.
+    pub concurrency: usize,
+    /// Broker-carried retries before a message is parked in `comms.dead`.
+    pub max_retries: u32,
+    /// How long in-flight messages may finish after SIGTERM before they are returned.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            prefetch: 64,
+            concurrency: 32,
+            max_retries: 12,
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// A rate for one channel, applied per process and per provider account.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelRate {
+    /// Sustained sends per second; 0 lifts the limit.
+    pub per_second: u32,
+    /// Sends allowed at once after an idle period.
+    pub burst: u32,
+}
+
+impl Default for ChannelRate {
+    fn default() -> Self {
+        Self {
+            per_second: 10,
+            burst: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateSettings {
+    pub sms: ChannelRate,
+    pub email: ChannelRate,
+    pub portal: ChannelRate,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderSettings {
+    pub twilio: TwilioSettings,
+    pub sendgrid: SendgridSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TwilioSettings {
+    /// `https://api.twilio.com` for the real service; the sandbox by default.
+    pub base_url: String,
+    pub account_sid: String,
+    pub auth_token: SecretString,
+    /// The sending number (E.164).
+    pub from: String,
+    /// Where Twilio posts delivery status (the gateway's public URL plus the webhook path).
+    pub status_callback: Option<String>,
+}
+
+impl Default for TwilioSettings {
+    fn default() -> Self {
+        Self {
+            base_url: "http://127.0.0.1:8025".into(),
+            account_sid: "ACsandbox0000000000000000000000000".into(),
+            auth_token: SecretString::from("sandbox-twilio-token"),
+            from: "+15005550006".into(),
+            status_callback: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SendgridSettings {
+    /// `https://api.sendgrid.com` for the real service; the sandbox by default.
+    pub base_url: String,
+    pub api_key: SecretString,
+    pub from: String,
+    pub from_name: Option<String>,
+    /// Base64 DER (or PEM) P-256 public key that signs the event webhook.
+    pub webhook_public_key: Option<String>,
+}
+
+impl Default for SendgridSettings {
+    fn default() -> Self {
+        Self {
+            base_url: "http://127.0.0.1:8025".into(),
+            api_key: SecretString::from("sandbox-sendgrid-key"),
+            from: "updates@example.com".into(),
+            from_name: None,
+            webhook_public_key: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SenderSettings {
+    /// Provider attempts before a message is `failed` with an owner task.
+    pub max_attempts: u32,
+    /// Start of the window (recipient's local time, `HH:MM`) for outreach and review SMS.
+    pub quiet_hours_end: String,
+    /// End of that window; after it, such SMS wait for the next morning.
+    pub quiet_hours_start: String,
+    /// Time zone used when a contact has none.
+    pub default_time_zone: String,
+    /// Timeout of one provider HTTP call.
+    #[serde(with = "humantime_serde")]
+    pub provider_timeout: Duration,
+}
+
+impl Default for SenderSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            quiet_hours_end: "08:00".into(),
+            quiet_hours_start: "21:00".into(),
+            default_time_zone: "UTC".into(),
+            provider_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PauseSettings {
+    /// Past this age without a confirmed read of the switch, a worker behaves as paused.
+    #[serde(with = "humantime_serde")]
+    pub max_staleness: Duration,
+    /// How often the stored switch is re-read even when no broadcast arrives.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for PauseSettings {
+    fn default() -> Self {
+        Self {
+            max_staleness: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads settings from the process environment (`COMMS_CONFIG` and `COMMS__*`).
+    pub fn load() -> Result<Self, SettingsError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::load_from(&vars)
+    }
+
+    /// Loads settings from an explicit variable map, so tests never touch the real environment.
+    pub fn load_from(vars: &HashMap<String, String>) -> Result<Self, SettingsError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = vars.get("COMMS_CONFIG").filter(|p| !p.is_empty()) {
+            builder = builder.add_source(config::File::new(path, config::FileFormat::Toml));
+        }
+        let overrides: config::Map<String, String> = vars
+            .iter()
+            .filter(|(k, _)| k.starts_with("COMMS__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("COMMS")
+                .separator("__")
+                .prefix_separator("__")
+                .source(Some(overrides)),
+        );
+        let built = builder.build().map_err(|source| SettingsError::File {
+            path: vars.get("COMMS_CONFIG").cloned().unwrap_or_default(),
+            source,
+        })?;
+        let settings: Settings = serde_path_to_error::deserialize(built).map_err(|err| {
+            SettingsError::Invalid(format!("key `{}`: {}", err.path(), err.inner()))
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        use secrecy::ExposeSecret;
+        let invalid = |key: &str, problem: &str| {
+            Err(SettingsError::Invalid(format!("key `{key}`: {problem}")))
+        };
+        let db = self.database.url.expose_secret();
+        if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return invalid("database.url", "must start with postgres:// or postgresql://");
+        }
+        let amqp = self.amqp.url.expose_secret();
+        if !(amqp.starts_with("amqp://") || amqp.starts_with("amqps://")) {
+            return invalid("amqp.url", "must start with amqp:// or amqps://");
+        }
+        if self.consumer.prefetch == 0 {
+            return invalid("consumer.prefetch", "must be at least 1");
+        }
+        if self.consumer.concurrency == 0 {
+            return invalid("consumer.concurrency", "must be at least 1");
+        }
+        if self.sender.max_attempts == 0 {
+            return invalid("sender.max_attempts", "must be at least 1");
+        }
+        for (key, value) in [
+            ("sender.quiet_hours_start", &self.sender.quiet_hours_start),
+            ("sender.quiet_hours_end", &self.sender.quiet_hours_end),
+        ] {
+            if chrono::NaiveTime::parse_from_str(value, "%H:%M").is_err() {
+                return invalid(key, "must be a time of day as HH:MM");
+            }
+        }
+        if self.sender.default_time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return invalid("sender.default_time_zone", "must be an IANA time zone");
+        }
+        for (key, url) in [
+            ("providers.twilio.base_url", &self.providers.twilio.base_url),
+            ("providers.sendgrid.base_url", &self.providers.sendgrid.base_url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid(key, "must be an http:// or https:// URL");
+            }
+        }
+        if self.pause.poll_interval >= self.pause.max_staleness {
+            return invalid(
+                "pause.poll_interval",
+                "must be shorter than pause.max_staleness",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let vars = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load_from(&vars)
+    }
+
+    #[test]
+    fn defaults_point_at_the_local_services() {
+        use secrecy::ExposeSecret;
+        let settings = load(&[]).expect("defaults load");
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "postgres://postgres@127.0.0.1:5432/comms"
+        );
+        assert_eq!(
+            settings.amqp.url.expose_secret(),
+            "amqp://guest:guest@127.0.0.1:5672/%2f"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let settings = load(&[("COMMS__CONSUMER__PREFETCH", "7")]).expect("loads");
+        assert_eq!(settings.consumer.prefetch, 7);
+    }
+
+    #[test]
+    fn a_wrong_value_names_its_key() {
+        let err = load(&[("COMMS__CONSUMER__PREFETCH", "lots")]).expect_err("must fail");
+        assert!(err.to_string().contains("consumer.prefetch"), "{err}");
+        let err = load(&[("COMMS__DATABASE__URL", "mysql://x")]).expect_err("must fail");
+        assert!(err.to_string().contains("database.url"), "{err}");
+        let err = load(&[("COMMS__HTTP__LISTEN", "nowhere")]).expect_err("must fail");
+        assert!(err.to_string().contains("http.listen"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_rejected_by_name() {
+        let err = load(&[("COMMS__DATABASE__ULR", "postgres://x")]).expect_err("must fail");
+        assert!(err.to_string().contains("ulr"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_debug_output() {
+        let settings = load(&[("COMMS__DATABASE__URL", "postgres://u:hunter2@db/comms")])
+            .expect("loads");
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_config_file_is_read_and_the_environment_wins() {
+        let dir = std::env::temp_dir().join(format!("comms-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("comms.toml");
+        std::fs::write(&path, "[consumer]\nprefetch = 3\nconcurrency = 2\n").expect("write");
+        let file = path.to_string_lossy().to_string();
+        let settings = load(&[
+            ("COMMS_CONFIG", file.as_str()),
+            ("COMMS__CONSUMER__CONCURRENCY", "5"),
+        ])
+        .expect("loads");
+        assert_eq!(settings.consumer.prefetch, 3);
+        assert_eq!(settings.consumer.concurrency, 5);
+    }
+}

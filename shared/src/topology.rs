@@ -1,0 +1,310 @@
+//! The broker topology: every exchange, queue and binding of the fleet, in one place.
+//!
+//! Every process declares the whole topology at start and after every reconnect. Declarations
+//! are idempotent, so the order in which pods start does not matter and a broker that lost its
+//! definitions is repaired by the next process that connects. See docs/architecture.md for the
+//! table of who publishes and who consumes.
+
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{Channel, ExchangeKind};
+
+/// The delay tiers a retry waits in. A retry is parked in the smallest tier at least as long as
+/// the wanted delay (capped at the largest), so the broker, not a sleeping consumer, carries it.
+pub const RETRY_TIERS: &[Duration] = &[
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+    Duration::from_secs(120),
+    Duration::from_secs(600),
+    Duration::from_secs(3600),
+];
+
+/// Deliveries of one message before the broker itself dead-letters it (a poison message that
+/// crashes the process every time must not loop forever).
+pub const DELIVERY_LIMIT: i64 = 20;
+
+/// Names of every exchange and queue, with the deployment's namespace prepended.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    namespace: String,
+}
+
+/// A work queue: its name and the routing keys that fill it.
+#[derive(Debug, Clone)]
+pub struct WorkQueue {
+    pub name: String,
+    pub exchange: String,
+    pub routing_key: String,
+}
+
+impl Topology {
+    pub fn new(namespace: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+        }
+    }
+
+    fn name(&self, base: &str) -> String {
+        format!("{}{}", self.namespace, base)
+    }
+
+    /// Send requests, routed by `send.<channel>`.
+    pub fn send_exchange(&self) -> String {
+        self.name("comms.send")
+    }
+    /// Verified provider webhooks, routed by `status.<provider>` and `inbound.<provider>`.
+    pub fn provider_exchange(&self) -> String {
+        self.name("comms.provider")
+    }
+    pub fn digest_exchange(&self) -> String {
+        self.name("comms.digest")
+    }
+    pub fn incident_exchange(&self) -> String {
+        self.name("comms.incident")
+    }
+    /// Fanout that tells every worker at once that the pause switch changed.
+    pub fn control_exchange(&self) -> String {
+        self.name("comms.control")
+    }
+    /// Where retries are published, routed by `<tier>.<work queue>`.
+    pub fn retry_exchange(&self) -> String {
+        self.name("comms.retry")
+    }
+    /// Where expired retries come back from the tiers, routed by `<tier>.<work queue>`.
+    pub fn requeue_exchange(&self) -> String {
+        self.name("comms.requeue")
+    }
+    /// Dead-letter exchange of every work queue; it fills `comms.dead`.
+    pub fn dead_exchange(&self) -> String {
+        self.name("comms.dlx")
+    }
+    /// Parking queue for messages that cannot be processed, each with its reason.
+    pub fn dead_queue(&self) -> String {
+        self.name("comms.dead")
+    }
+
+    /// The send queue of one channel (`sms`, `email`, `portal`).
+    pub fn send_queue(&self, channel: &str) -> WorkQueue {
+        WorkQueue {
+            name: self.name(&format!("comms.send.{channel}")),
+            exchange: self.send_exchange(),
+            routing_key: format!("send.{channel}"),
+        }
+    }
+
+    /// Every work queue of the fleet, with its binding.
+    pub fn work_queues(&self) -> Vec<WorkQueue> {
+        let mut queues: Vec<WorkQueue> = ["sms", "email", "portal"]
+            .iter()
+            .map(|c| self.send_queue(c))
+            .collect();
+        queues.push(self.status_queue());
+        queues.push(self.replies_queue());
+        queues.push(WorkQueue {
+            name: self.name("comms.digest.jobs"),
+            exchange: self.digest_exchange(),
+            routing_key: "#".into(),
+        });
+        queues.push(WorkQueue {
+            name: self.name("comms.incident.jobs"),
+            exchange: self.incident_exchange(),
+            routing_key: "#".into(),
+        });
+        queues
+    }
+
+    /// Delivery-status callbacks from every provider.
+    pub fn status_queue(&self) -> WorkQueue {
+        WorkQueue {
+            name: self.name("comms.status"),
+            exchange: self.provider_exchange(),
+            routing_key: "status.*".into(),
+        }
+    }
+
+    /// Inbound SMS and email from every provider.
+    pub fn replies_queue(&self) -> WorkQueue {
+        WorkQueue {
+            name: self.name("comms.replies"),
+            exchange: self.provider_exchange(),
+            routing_key: "inbound.*".into(),
+        }
+    }
+
+    /// The tier a wanted delay is parked in: the smallest at least as long, else the largest.
+    pub fn retry_tier(delay: Duration) -> Duration {
+        RETRY_TIERS
+            .iter()
+            .copied()
+            .find(|tier| *tier >= delay)
+            .unwrap_or(RETRY_TIERS[RETRY_TIERS.len() - 1])
+    }
+
+    /// Short label of a tier, used in queue names and routing keys (`1s`, `2m`, `1h`).
+    pub fn tier_label(tier: Duration) -> String {
+        let secs = tier.as_secs();
+        if secs >= 3600 && secs % 3600 == 0 {
+            format!("{}h", secs / 3600)
+        } else if secs >= 60 && secs % 60 == 0 {
+            format!("{}m", secs / 60)
+        } else {
+            format!("{secs}s")
+        }
+    }
+
+    pub fn retry_queue(&self, tier: Duration) -> String {
+        self.name(&format!("comms.retry.{}", Self::tier_label(tier)))
+    }
+
+    /// Routing key that parks a message for `queue` in `tier` and later returns it to `queue`.
+    pub fn retry_routing_key(tier: Duration, queue: &str) -> String {
+        format!("{}.{queue}", Self::tier_label(tier))
+    }
+
+    /// Declares every exchange, queue and binding. Safe to call any number of times.
+    pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        for exchange in [
+            self.send_exchange(),
+            self.provider_exchange(),
+            self.digest_exchange(),
+            self.incident_exchange(),
+            self.retry_exchange(),
+            self.requeue_exchange(),
+        ] {
+            channel
+                .exchange_declare(
+                    exchange.as_str().into(),
+                    ExchangeKind::Topic,
+                    durable,
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        for exchange in [self.control_exchange(), self.dead_exchange()] {
+            channel
+                .exchange_declare(
+                    exchange.as_str().into(),
+                    ExchangeKind::Fanout,
+                    durable,
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+
+        let durable_queue = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(
+                self.dead_queue().as_str().into(),
+                durable_queue,
+                quorum_args(None),
+            )
+            .await?;
+        bind(channel, &self.dead_queue(), &self.dead_exchange(), "").await?;
+
+        for queue in self.work_queues() {
+            channel
+                .queue_declare(
+                    queue.name.as_str().into(),
+                    durable_queue,
+                    quorum_args(Some(&self.dead_exchange())),
+                )
+                .await?;
+            bind(channel, &queue.name, &queue.exchange, &queue.routing_key).await?;
+            let back = format!("*.{}", queue.name);
+            bind(channel, &queue.name, &self.requeue_exchange(), &back).await?;
+        }
+
+        for tier in RETRY_TIERS {
+            let name = self.retry_queue(*tier);
+            let mut args = FieldTable::default();
+            let ttl = i64::try_from(tier.as_millis()).unwrap_or(i64::MAX);
+            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString(self.requeue_exchange().into()),
+            );
+            channel
+                .queue_declare(name.as_str().into(), durable_queue, args)
+                .await?;
+            let pattern = format!("{}.#", Self::tier_label(*tier));
+            bind(channel, &name, &self.retry_exchange(), &pattern).await?;
+        }
+        Ok(())
+    }
+}
+
+fn quorum_args(dead_letter_exchange: Option<&str>) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    if let Some(dlx) = dead_letter_exchange {
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(dlx.into()),
+        );
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
+    }
+    args
+}
+
+async fn bind(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    routing_key: &str,
+) -> Result<(), lapin::Error> {
+    channel
+        .queue_bind(
+            ShortString::from(queue),
+            ShortString::from(exchange),
+            ShortString::from(routing_key),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delay_is_parked_in_the_smallest_tier_that_covers_it() {
+        assert_eq!(
+            Topology::retry_tier(Duration::from_millis(10)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            Topology::retry_tier(Duration::from_secs(6)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            Topology::retry_tier(Duration::from_secs(86_400)),
+            Duration::from_secs(3600)
+        );
+    }
+
+    #[test]
+    fn retry_keys_route_back_to_their_queue() {
+        let t = Topology::new("");
+        let key = Topology::retry_routing_key(Duration::from_secs(120), "comms.send.sms");
+        assert_eq!(key, "2m.comms.send.sms");
+        assert_eq!(t.retry_queue(Duration::from_secs(3600)), "comms.retry.1h");
+        assert_eq!(t.send_queue("email").routing_key, "send.email");
+    }
+}

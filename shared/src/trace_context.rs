@@ -1,0 +1,62 @@
+//! W3C trace context carried in AMQP headers, so one trace follows a message across queue hops.
+//!
+//! Publishers inject the current span's context into the headers; consumers extract it and make
+//! the handler's span its child. Retries and dead-lettering copy the incoming headers, so the
+//! context survives those hops too.
+
+use std::collections::HashMap;
+
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use opentelemetry::propagation::{Extractor, Injector};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+struct HeaderInjector<'a>(&'a mut FieldTable);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(
+            ShortString::from(key.to_ascii_lowercase()),
+            AMQPValue::LongString(value.into()),
+        );
+    }
+}
+
+struct HeaderExtractor(HashMap<String, String>);
+
+impl Extractor for HeaderExtractor {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+/// Adds the current span's trace context to `headers`.
+pub fn inject_current(headers: &mut FieldTable) {
+    let context = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut HeaderInjector(headers));
+    });
+}
+
+/// Makes `span` a child of the trace context found in `headers`, if any.
+pub fn set_parent_from(headers: &FieldTable, span: &tracing::Span) {
+    let fields: HashMap<String, String> = headers
+        .inner()
+        .iter()
+        .filter_map(|(k, v)| match v {
+            AMQPValue::LongString(s) => Some((k.to_string(), s.to_string())),
+            AMQPValue::ShortString(s) => Some((k.to_string(), s.to_string())),
+            _ => None,
+        })
+        .collect();
+    if !fields.contains_key("traceparent") {
+        return;
+    }
+    let extractor = HeaderExtractor(fields);
+    let context = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&extractor)
+    });
+    let _ = span.set_parent(context);
+}

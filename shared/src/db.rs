@@ -80,7 +80,8 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
 }
 
 /// Creates the database if it does not exist, then applies every pending migration.
-/// Returns the number of migrations this call applied.
+/// Returns how many migrations were recorded during this call (when several pods migrate at
+/// once, each may count the ones the first applied; every migration still runs exactly once).
 pub async fn migrate(settings: &DatabaseSettings) -> Result<usize, DbError> {
     let options = options(settings)?;
     create_database_if_missing(&options).await?;

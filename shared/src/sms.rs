@@ -193,8 +193,18 @@ mod tests {
         check(&format!("🇮🇹{}", digits_from_2(66)), Encoding::Ucs2, 70, 1);
         check(&format!("🇮🇹{}", digits_from_2(67)), Encoding::Ucs2, 71, 2);
         let rainbow = "\u{1F3F3}\u{FE0F}\u{200D}\u{1F308}";
-        check(&format!("{rainbow}{}", digits_from_2(64)), Encoding::Ucs2, 70, 1);
-        check(&format!("{rainbow}{}", digits_from_2(65)), Encoding::Ucs2, 71, 2);
+        check(
+            &format!("{rainbow}{}", digits_from_2(64)),
+            Encoding::Ucs2,
+            70,
+            1,
+        );
+        check(
+            &format!("{rainbow}{}", digits_from_2(65)),
+            Encoding::Ucs2,
+            71,
+            2,
+        );
     }
 
     #[test]
@@ -226,9 +236,19 @@ mod tests {
     fn escape_sequence_is_not_split_at_the_153_boundary() {
         // 152 + 2 + 152 = 306 septets: two segments by arithmetic, but `{` cannot start in the
         // last septet of segment one, so it moves and the tail spills into a third segment.
-        check(&format!("{}{{{}", digits(152), digits(152)), Encoding::Gsm7, 306, 3);
+        check(
+            &format!("{}{{{}", digits(152), digits(152)),
+            Encoding::Gsm7,
+            306,
+            3,
+        );
         // The escape fits exactly when it ends on the boundary.
-        check(&format!("{}{{{}", digits(151), digits(153)), Encoding::Gsm7, 306, 2);
+        check(
+            &format!("{}{{{}", digits(151), digits(153)),
+            Encoding::Gsm7,
+            306,
+            2,
+        );
     }
 
     #[test]
@@ -255,7 +275,10 @@ mod tests {
             .filter_map(char::from_u32)
             .filter(|c| gsm7_septets(*c) == Some(2))
             .collect();
-        assert_eq!(extension, vec!['\u{0C}', '[', '\\', ']', '^', '{', '|', '}', '~', '€']);
+        assert_eq!(
+            extension,
+            vec!['\u{0C}', '[', '\\', ']', '^', '{', '|', '}', '~', '€']
+        );
         assert_eq!(gsm7_septets('`'), None);
         assert_eq!(gsm7_septets('’'), None);
     }

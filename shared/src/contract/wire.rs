@@ -24,7 +24,11 @@ where
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     /// The version marker; when present it must be [`SEND_REQUEST_V1`](super::SEND_REQUEST_V1).
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub schema: Option<String>,
     /// The same key never produces a second message (1–200 characters).
     pub idempotency_key: String,
@@ -45,10 +49,18 @@ pub struct SendRequest {
     /// The event in that app that caused it.
     pub trigger: String,
     /// The consent the caller holds for this recipient, if any.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub consent: Option<ConsentInput>,
     /// Do not send before this RFC 3339 instant.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub send_after: Option<String>,
     /// The content carries ROI or revenue proof and needs the owner's approval.
     #[serde(default)]
@@ -68,19 +80,39 @@ pub struct SendRequest {
 #[serde(deny_unknown_fields)]
 pub struct RecipientInput {
     /// A contact in the CRM (UUID).
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub contact_id: Option<String>,
     /// A phone number in E.164 form (`+` and country code).
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub phone: Option<String>,
     /// An email address.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub email: Option<String>,
     /// How to address the person.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub name: Option<String>,
     /// The recipient's IANA time zone, for quiet hours.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub time_zone: Option<String>,
 }
 
@@ -91,7 +123,11 @@ pub struct TemplateInput {
     /// The template's name, `[a-z0-9_.-]{1,100}`.
     pub name: String,
     /// A pinned version; absent means the latest approved one.
-    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub version: Option<i64>,
     /// The template variables; must be a JSON object.
     pub vars: serde_json::Value,

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -152,6 +153,23 @@ impl FaultBook {
         }
         Some(fault)
     }
+}
+
+/// Applies an injected fault: waits out `timeout_ms` (unless shutting down), then answers.
+pub(crate) async fn respond(
+    state: &AppState,
+    fault: &Fault,
+    respond: fn(&Fault) -> Response,
+) -> Response {
+    if let Some(ms) = fault.spec.timeout_ms {
+        let waited = state
+            .sleep_unless_stopping(Duration::from_millis(ms))
+            .await;
+        if !waited {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    }
+    respond(fault)
 }
 
 fn validate(spec: &FaultSpec) -> Result<(), String> {

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::callbacks::{self, EmailCallback};
-use crate::faults::Fault;
+use crate::faults::{self, Fault};
 use crate::state::{AppState, Channel, Provider, RecordedMessage};
-use crate::{ids, twilio};
+use crate::ids;
 
 #[derive(Deserialize)]
 struct MailSend {
@@ -212,7 +212,7 @@ pub(crate) async fn send_mail(State(state): State<AppState>, headers: HeaderMap,
     let fault = state.faults().take_request_fault(Channel::Email, &recipients);
     if let Some(fault) = fault {
         tracing::info!(fault = %fault.id, "sendgrid send faulted");
-        return twilio::apply_fault(&state, &fault, fault_response).await;
+        return faults::respond(&state, &fault, fault_response).await;
     }
 
     let message_id = ids::sendgrid_message_id();

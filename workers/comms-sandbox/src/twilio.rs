@@ -13,7 +13,7 @@ use chrono::Utc;
 use serde_json::json;
 
 use crate::callbacks::{self, SmsCallback};
-use crate::faults::Fault;
+use crate::faults::{self, Fault};
 use crate::state::{AppState, Channel, Provider, RecordedMessage};
 use crate::{ids, segments};
 
@@ -98,23 +98,6 @@ pub(crate) fn fault_response(fault: &Fault) -> Response {
     response
 }
 
-/// Applies an injected fault: waits out `timeout_ms` (unless shutting down), then answers.
-pub(crate) async fn apply_fault(
-    state: &AppState,
-    fault: &Fault,
-    respond: fn(&Fault) -> Response,
-) -> Response {
-    if let Some(ms) = fault.spec.timeout_ms {
-        let waited = state
-            .sleep_unless_stopping(std::time::Duration::from_millis(ms))
-            .await;
-        if !waited {
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
-        }
-    }
-    respond(fault)
-}
-
 /// `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`
 pub(crate) async fn create_message(
     State(state): State<AppState>,
@@ -168,7 +151,7 @@ pub(crate) async fn create_message(
     let fault = state.faults().take_request_fault(Channel::Sms, &[&to]);
     if let Some(fault) = fault {
         tracing::info!(fault = %fault.id, %to, "twilio send faulted");
-        return apply_fault(&state, &fault, fault_response).await;
+        return faults::respond(&state, &fault, fault_response).await;
     }
 
     let sid = ids::twilio_sid("SM");

@@ -1,0 +1,265 @@
+//! The value checks behind [`validate`](super::validate), one per kind of field.
+//!
+//! They live apart from the parsing pipeline so each rule (what a valid phone, email, UUID,
+//! timestamp or template reference is, and the problem text when it is not) sits in one place
+//! next to its siblings. Every check records its problem and carries on, so one request yields
+//! every error at once.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use email_address::{EmailAddress, Options};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::Channel;
+use super::error::FieldError;
+use super::valid::{Recipient, Template};
+use super::validate::json_type;
+use super::wire::RecipientInput;
+
+/// Longest idempotency key, owner, source, trigger, name or consent source, in characters.
+pub const MAX_TEXT_CHARS: usize = 200;
+/// Longest email address (RFC 5321 path limit less the angle brackets).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// Longest template name.
+pub const MAX_TEMPLATE_NAME_CHARS: usize = 100;
+/// Highest template version (it must fit a PostgreSQL `integer`).
+pub const MAX_TEMPLATE_VERSION: u32 = 2_147_483_647;
+
+/// Collects value errors; each check returns the normalised value, or `None` after recording
+/// why there is none.
+#[derive(Default)]
+pub(super) struct Checker {
+    pub(super) errors: Vec<FieldError>,
+}
+
+impl Checker {
+    pub(super) fn fail(&mut self, field: &str, problem: impl Into<String>) {
+        self.errors.push(FieldError::new(field, problem));
+    }
+
+    /// Non-blank after trimming, at most [`MAX_TEXT_CHARS`] as sent; returns it trimmed.
+    pub(super) fn text(&mut self, field: &str, value: &str) -> String {
+        let chars = value.chars().count();
+        if value.trim().is_empty() {
+            self.fail(field, "must not be blank");
+        } else if chars > MAX_TEXT_CHARS {
+            let problem = format!("must be at most {MAX_TEXT_CHARS} characters, got {chars}");
+            self.fail(field, problem);
+        }
+        value.trim().to_owned()
+    }
+
+    /// A hyphenated UUID (`8-4-4-4-12` hex), the only form the schema allows.
+    pub(super) fn uuid(&mut self, field: &str, value: &str) -> Option<Uuid> {
+        let parsed = Some(value)
+            .filter(|v| v.len() == 36)
+            .and_then(|v| Uuid::try_parse(v).ok());
+        if parsed.is_none() {
+            self.fail(
+                field,
+                "must be a UUID like 123e4567-e89b-12d3-a456-426614174000",
+            );
+        }
+        parsed
+    }
+
+    pub(super) fn instant(&mut self, field: &str, value: &str) -> Option<DateTime<Utc>> {
+        match DateTime::parse_from_rfc3339(value) {
+            Ok(at) => Some(at.with_timezone(&Utc)),
+            Err(e) => {
+                let problem =
+                    format!("must be an RFC 3339 timestamp like 2025-05-01T09:00:00Z ({e})");
+                self.fail(field, problem);
+                None
+            }
+        }
+    }
+
+    pub(super) fn template(
+        &mut self,
+        name: String,
+        version: Option<i64>,
+        vars: Value,
+    ) -> Option<Template> {
+        let name_ok = (1..=MAX_TEMPLATE_NAME_CHARS).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'));
+        if !name_ok {
+            self.fail("template.name", "must match [a-z0-9_.-]{1,100}");
+        }
+        let version = match version.map(u32::try_from) {
+            None => Some(None),
+            Some(Ok(v @ 1..=MAX_TEMPLATE_VERSION)) => Some(Some(v)),
+            Some(_) => {
+                let problem = format!("must be a positive integer up to {MAX_TEMPLATE_VERSION}");
+                self.fail("template.version", problem);
+                None
+            }
+        };
+        let vars = match vars {
+            Value::Object(vars) => Some(vars),
+            other => {
+                let problem = format!("must be a JSON object, got {}", json_type(&other));
+                self.fail("template.vars", problem);
+                None
+            }
+        };
+        match (name_ok, version, vars) {
+            (true, Some(version), Some(vars)) => Some(Template {
+                name,
+                version,
+                vars,
+            }),
+            _ => None,
+        }
+    }
+
+    pub(super) fn recipient(&mut self, r: &RecipientInput, channel: Channel) -> Option<Recipient> {
+        let name = r.name.as_deref().map(|n| self.text("recipient.name", n));
+        let time_zone = match r.time_zone.as_deref() {
+            None => Some(None),
+            Some(tz) => match tz.parse::<Tz>() {
+                Ok(tz) => Some(Some(tz)),
+                Err(_) => {
+                    self.fail(
+                        "recipient.time_zone",
+                        format!("unknown IANA time zone `{tz}`"),
+                    );
+                    None
+                }
+            },
+        };
+        match (&r.contact_id, &r.phone, &r.email) {
+            (Some(id), None, None) => {
+                for (key, given) in [
+                    ("name", r.name.is_some()),
+                    ("time_zone", r.time_zone.is_some()),
+                ] {
+                    if given {
+                        let problem = "not allowed with contact_id; the contact record holds it";
+                        self.fail(&format!("recipient.{key}"), problem);
+                    }
+                }
+                let contact_id = self.uuid("recipient.contact_id", id);
+                contact_id
+                    .filter(|_| r.name.is_none() && r.time_zone.is_none())
+                    .map(|contact_id| Recipient::Contact { contact_id })
+            }
+            (None, Some(phone), None) => {
+                let fits = self.fits(channel, Channel::Email, "an email or contact_id");
+                let phone = self.phone(phone);
+                match (fits, phone, time_zone) {
+                    (true, Some(phone), Some(time_zone)) => Some(Recipient::Phone {
+                        phone,
+                        name,
+                        time_zone,
+                    }),
+                    _ => None,
+                }
+            }
+            (None, None, Some(email)) => {
+                let fits = self.fits(channel, Channel::Sms, "a phone or contact_id");
+                let email = self.email(email);
+                match (fits, email, time_zone) {
+                    (true, Some(email), Some(time_zone)) => Some(Recipient::Email {
+                        email,
+                        name,
+                        time_zone,
+                    }),
+                    _ => None,
+                }
+            }
+            _ => {
+                let given: Vec<&str> = [
+                    ("contact_id", r.contact_id.is_some()),
+                    ("phone", r.phone.is_some()),
+                    ("email", r.email.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(key, present)| present.then_some(key))
+                .collect();
+                let got = if given.is_empty() {
+                    "none".to_owned()
+                } else {
+                    given.join(", ")
+                };
+                let problem =
+                    format!("must have exactly one of contact_id, phone, email; got {got}");
+                self.fail("recipient", problem);
+                None
+            }
+        }
+    }
+
+    /// Records a problem when the recipient's address kind cannot serve `channel`.
+    fn fits(&mut self, channel: Channel, refused: Channel, needs: &str) -> bool {
+        if channel == refused {
+            self.fail(
+                "recipient",
+                format!("channel `{channel}` needs {needs} recipient"),
+            );
+        }
+        channel != refused
+    }
+
+    /// `+`, country code and number; spaces, dots, dashes and parentheses are tolerated and
+    /// dropped. Returns E.164.
+    fn phone(&mut self, raw: &str) -> Option<String> {
+        const FIELD: &str = "recipient.phone";
+        let shaped = raw.strip_prefix('+').is_some_and(|rest| {
+            rest.starts_with(|c: char| c.is_ascii_digit())
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || " ().-".contains(c))
+        });
+        if !shaped {
+            self.fail(
+                FIELD,
+                "must be E.164: + then country code and number, digits only",
+            );
+            return None;
+        }
+        match phonenumber::parse(None, raw) {
+            Ok(number) if number.is_valid() => {
+                Some(number.format().mode(phonenumber::Mode::E164).to_string())
+            }
+            Ok(_) => {
+                self.fail(FIELD, "is not a valid phone number for its country code");
+                None
+            }
+            Err(e) => {
+                self.fail(FIELD, format!("is not a phone number ({e})"));
+                None
+            }
+        }
+    }
+
+    /// A plain address (no display name, no domain literal, a dotted domain); returns it with
+    /// the domain lower-cased.
+    fn email(&mut self, raw: &str) -> Option<String> {
+        const FIELD: &str = "recipient.email";
+        let chars = raw.chars().count();
+        if chars > MAX_EMAIL_CHARS {
+            let problem = format!("must be at most {MAX_EMAIL_CHARS} characters, got {chars}");
+            self.fail(FIELD, problem);
+            return None;
+        }
+        let options = Options::default()
+            .with_required_tld()
+            .without_domain_literal()
+            .without_display_text();
+        match EmailAddress::parse_with_options(raw, options) {
+            Ok(address) => Some(format!(
+                "{}@{}",
+                address.local_part(),
+                address.domain().to_lowercase()
+            )),
+            Err(e) => {
+                self.fail(FIELD, format!("is not a valid email address ({e})"));
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Fixtures for the fleet's integration tests, which run against the real RabbitMQ and
+//! PostgreSQL of the machine.
+//!
+//! Every test gets its own database (created and migrated by the same code `commsctl migrate`
+//! runs) and its own broker namespace (a random prefix on every exchange and queue), so tests run
+//! in parallel without seeing each other, and [`TestEnv::teardown`] removes both.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use comms_shared::amqp::{Outgoing, Publisher};
+use comms_shared::settings::Settings;
+use comms_shared::topology::{RETRY_TIERS, Topology};
+use lapin::options::{BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+
+/// Where the machine's services are; overridable like any setting.
+fn base_settings(overrides: &[(&str, &str)]) -> Settings {
+    let mut vars: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("COMMS__"))
+        .collect();
+    for (k, v) in overrides {
+        vars.insert((*k).to_string(), (*v).to_string());
+    }
+    Settings::load_from(&vars).expect("test settings load")
+}
+
+/// One isolated database and broker namespace.
+pub struct TestEnv {
+    pub settings: Arc<Settings>,
+    pub pool: PgPool,
+    pub topology: Topology,
+    pub database: String,
+    pub publisher: Publisher,
+    connection: lapin::Connection,
+}
+
+impl TestEnv {
+    /// A fresh, migrated database and an empty, declared namespace.
+    pub async fn new() -> Self {
+        Self::with(&[]).await
+    }
+
+    /// Like [`TestEnv::new`], with extra `COMMS__*` settings.
+    pub async fn with(overrides: &[(&str, &str)]) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let database = format!("comms_test_{}", &id[..16]);
+        let namespace = format!("t{}.", &id[..12]);
+        let base = base_settings(&[]);
+        let url = base.database.url.expose_secret();
+        let server = url.rsplit_once('/').map_or(url, |(server, _)| server);
+        let db_url = format!("{server}/{database}");
+        let mut all: Vec<(&str, &str)> = vec![
+            ("COMMS__DATABASE__URL", db_url.as_str()),
+            ("COMMS__AMQP__NAMESPACE", namespace.as_str()),
+            ("COMMS__CONSUMER__SHUTDOWN_GRACE", "5s"),
+        ];
+        all.extend_from_slice(overrides);
+        let settings = Arc::new(base_settings(&all));
+        comms_shared::db::migrate(&settings.database)
+            .await
+            .expect("test database migrates");
+        let pool = comms_shared::db::connect(&settings.database)
+            .await
+            .expect("test database reachable");
+        let topology = Topology::new(namespace);
+        let connection = comms_shared::amqp::connect(&settings.amqp, "comms-tests")
+            .await
+            .expect("RabbitMQ reachable at COMMS__AMQP__URL");
+        let publisher = Publisher::open(&connection).await.expect("channel");
+        topology
+            .declare(publisher.channel())
+            .await
+            .expect("topology declares");
+        Self {
+            settings,
+            pool,
+            topology,
+            database,
+            publisher,
+            connection,
+        }
+    }
+
+    /// Publishes `body` to `exchange` with `routing_key`, confirmed.
+    pub async fn publish(&self, exchange: &str, routing_key: &str, body: &[u8]) {
+        self.publisher
+            .publish(Outgoing {
+                exchange,
+                routing_key,
+                body,
+                ..Outgoing::default()
+            })
+            .await
+            .expect("publish confirmed");
+    }
+
+    /// Takes every message now in `queue` (acking them), returning bodies and headers.
+    pub async fn drain(&self, queue: &str) -> Vec<(Vec<u8>, FieldTable)> {
+        let channel = self.connection.create_channel().await.expect("channel");
+        let mut out = Vec::new();
+        while let Some(message) = channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .expect("basic.get")
+        {
+            let headers = message.properties.headers().clone().unwrap_or_default();
+            message
+                .delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .expect("ack");
+            out.push((message.delivery.data, headers));
+        }
+        let _ = channel.close(200, "done".into()).await;
+        out
+    }
+
+    /// Messages ready in `queue` now.
+    pub async fn depth(&self, queue: &str) -> u32 {
+        let channel = self.connection.create_channel().await.expect("channel");
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("queue exists");
+        let _ = channel.close(200, "done".into()).await;
+        declared.message_count()
+    }
+
+    /// Deletes the namespace's queues and exchanges and drops the database.
+    pub async fn teardown(self) {
+        let channel = self.connection.create_channel().await.expect("channel");
+        let t = &self.topology;
+        let mut queues: Vec<String> = t.work_queues().into_iter().map(|q| q.name).collect();
+        queues.push(t.dead_queue());
+        queues.extend(RETRY_TIERS.iter().map(|tier| t.retry_queue(*tier)));
+        for queue in queues {
+            let _ = channel
+                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        for exchange in [
+            t.send_exchange(),
+            t.provider_exchange(),
+            t.digest_exchange(),
+            t.incident_exchange(),
+            t.control_exchange(),
+            t.retry_exchange(),
+            t.requeue_exchange(),
+            t.dead_exchange(),
+        ] {
+            let _ = channel
+                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                .await;
+        }
+        let _ = self.connection.close(200, "done".into()).await;
+        self.pool.close().await;
+        let base = base_settings(&[]);
+        let url = base.database.url.expose_secret();
+        let server = url.rsplit_once('/').map_or(url, |(server, _)| server);
+        let admin_url = format!("{server}/postgres");
+        let admin_settings = base_settings(&[("COMMS__DATABASE__URL", admin_url.as_str())]);
+        if let Ok(admin) = comms_shared::db::connect(&admin_settings.database).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.database
+            ))
+            .execute(&admin)
+            .await;
+            admin.close().await;
+        }
+    }
+}
+
+/// Polls `condition` until it holds or `limit` passes; returns whether it held.
+/// Tests wait on conditions, never on time.
+pub async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

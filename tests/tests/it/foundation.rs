@@ -1,0 +1,110 @@
+//! Migrations, the append-only event log and configuration, against the real PostgreSQL.
+
+use comms_tests::TestEnv;
+
+#[tokio::test]
+async fn migrations_apply_once_and_again_without_effect() {
+    let env = TestEnv::new().await;
+    // TestEnv::new already migrated this fresh database; a second run must find nothing to do.
+    let applied = comms_shared::db::migrate(&env.settings.database)
+        .await
+        .expect("second migrate");
+    assert_eq!(applied, 0);
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables
+         WHERE table_schema IN ('comms', 'internal')",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .expect("count tables");
+    assert!(tables >= 16, "expected the data model, found {tables} tables");
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn two_concurrent_migrations_into_a_missing_database_both_succeed() {
+    let env = TestEnv::new().await;
+    let fresh = format!("{}_fresh", env.database);
+    let url = {
+        use secrecy::ExposeSecret;
+        let url = env.settings.database.url.expose_secret().to_string();
+        let server = url.rsplit_once('/').map(|(s, _)| s.to_string()).unwrap_or(url);
+        format!("{server}/{fresh}")
+    };
+    let mut settings = env.settings.database.clone();
+    settings.url = url.into();
+    let (a, b) = tokio::join!(
+        comms_shared::db::migrate(&settings),
+        comms_shared::db::migrate(&settings)
+    );
+    a.expect("first pod migrates");
+    b.expect("second pod migrates");
+    let total = comms_shared::db::MIGRATOR.iter().count();
+    let pool = comms_shared::db::connect(&settings).await.expect("connect");
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await
+        .expect("bookkeeping");
+    assert_eq!(applied as usize, total, "each migration recorded exactly once");
+    pool.close().await;
+    sqlx::query(&format!("DROP DATABASE \"{fresh}\" WITH (FORCE)"))
+        .execute(&env.pool)
+        .await
+        .expect("drop fresh database");
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn the_event_log_refuses_update_delete_and_truncate() {
+    let env = TestEnv::new().await;
+    sqlx::query(
+        "INSERT INTO comms.message_events (event_type, actor, source) VALUES ('note', 'test', 'test')",
+    )
+    .execute(&env.pool)
+    .await
+    .expect("append is allowed");
+    for statement in [
+        "UPDATE comms.message_events SET actor = 'someone else'",
+        "DELETE FROM comms.message_events",
+        "TRUNCATE comms.message_events",
+    ] {
+        let err = sqlx::query(statement)
+            .execute(&env.pool)
+            .await
+            .expect_err(statement);
+        assert!(err.to_string().contains("append-only"), "{statement}: {err}");
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM comms.message_events")
+        .fetch_one(&env.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 1);
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn an_approved_template_never_changes() {
+    let env = TestEnv::new().await;
+    sqlx::query(
+        "INSERT INTO comms.templates (name, version, channel, body, state, created_by, approved_by, approved_at)
+         VALUES ('welcome', 1, 'sms', 'Hi', 'approved', 'ana', 'ana', now())",
+    )
+    .execute(&env.pool)
+    .await
+    .expect("insert");
+    let err = sqlx::query("UPDATE comms.templates SET body = 'Changed' WHERE name = 'welcome'")
+        .execute(&env.pool)
+        .await
+        .expect_err("approved body is frozen");
+    assert!(err.to_string().contains("cannot change"), "{err}");
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn a_config_error_names_the_key() {
+    let vars = [("COMMS__CONSUMER__CONCURRENCY".to_string(), "many".to_string())]
+        .into_iter()
+        .collect();
+    let err = comms_shared::settings::Settings::load_from(&vars).expect_err("bad value");
+    assert!(err.to_string().contains("consumer.concurrency"), "{err}");
+}

@@ -1,0 +1,5 @@
+//! The fleet's integration tests: one binary, one module per area, each test isolated by
+//! [`comms_tests::TestEnv`].
+
+mod foundation;
+mod runtime;

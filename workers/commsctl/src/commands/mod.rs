@@ -1,0 +1,4 @@
+//! One module per `commsctl` command.
+
+pub mod migrate;
+pub mod status;

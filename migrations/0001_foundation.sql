@@ -160,6 +160,8 @@ CREATE TABLE comms.messages (
     trigger              text NOT NULL CHECK (trigger <> ''),
     record_type          text NOT NULL CHECK (record_type IN ('lead', 'client', 'project', 'report', 'incident', 'approval')),
     record_id            uuid NOT NULL,
+    -- The client the record belongs to (resolved at preflight), for client-scoped pauses.
+    client_id            uuid REFERENCES comms.clients (id),
     template_name        text NOT NULL,
     template_version     integer,
     subject              text,
@@ -167,8 +169,8 @@ CREATE TABLE comms.messages (
     contains_roi         boolean NOT NULL DEFAULT false,
     ai_draft             boolean NOT NULL DEFAULT false,
     delivery_state       text NOT NULL DEFAULT 'received' CHECK (delivery_state IN (
-                             'received', 'deferred', 'awaiting_approval', 'held', 'sending', 'sent',
-                             'delivered', 'undelivered', 'failed', 'blocked', 'cancelled')),
+                             'received', 'deferred', 'awaiting_approval', 'held', 'retrying', 'sending',
+                             'sent', 'delivered', 'undelivered', 'failed', 'blocked', 'cancelled')),
     reply_state          text NOT NULL DEFAULT 'none' CHECK (reply_state IN ('none', 'replied', 'auto_reply')),
     opt_out_state        text NOT NULL DEFAULT 'none' CHECK (opt_out_state IN ('none', 'opted_out', 'suppressed')),
     failure_reason       text,
@@ -179,6 +181,8 @@ CREATE TABLE comms.messages (
     sms_encoding         text,
     sms_segments         integer,
     send_after           timestamptz,
+    -- The canonical send request (v1), so held and approved messages can be sent again as asked.
+    request              jsonb NOT NULL,
     created_at           timestamptz NOT NULL DEFAULT now(),
     updated_at           timestamptz NOT NULL DEFAULT now(),
     dispatched_at        timestamptz,

@@ -6,6 +6,7 @@
 //! lives here once, so a fix lands in every worker at the same time.
 
 pub mod amqp;
+pub mod clock;
 pub mod contract;
 pub mod db;
 pub mod health;

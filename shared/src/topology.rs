@@ -134,13 +134,25 @@ impl Topology {
         }
     }
 
-    /// The tier a wanted delay is parked in: the smallest at least as long, else the largest.
+    /// The tier for a delay that is a minimum (a provider's `Retry-After`): the smallest at least
+    /// as long, else the largest.
     pub fn retry_tier(delay: Duration) -> Duration {
         RETRY_TIERS
             .iter()
             .copied()
             .find(|tier| *tier >= delay)
             .unwrap_or(RETRY_TIERS[RETRY_TIERS.len() - 1])
+    }
+
+    /// The tier for a computed delay: the largest not longer than it (at least the smallest), so
+    /// a schedule or a deferral never waits longer than asked; long waits take several hops.
+    pub fn retry_tier_floor(delay: Duration) -> Duration {
+        RETRY_TIERS
+            .iter()
+            .rev()
+            .copied()
+            .find(|tier| *tier <= delay)
+            .unwrap_or(RETRY_TIERS[0])
     }
 
     /// Short label of a tier, used in queue names and routing keys (`1s`, `2m`, `1h`).
@@ -296,6 +308,14 @@ mod tests {
         assert_eq!(
             Topology::retry_tier(Duration::from_secs(86_400)),
             Duration::from_secs(3600)
+        );
+        assert_eq!(
+            Topology::retry_tier_floor(Duration::from_secs(6)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            Topology::retry_tier_floor(Duration::from_millis(10)),
+            Duration::from_secs(1)
         );
     }
 

@@ -11,6 +11,8 @@
 mod checks;
 mod enums;
 mod error;
+#[cfg(test)]
+mod schema_agreement;
 mod valid;
 mod validate;
 mod wire;

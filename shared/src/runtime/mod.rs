@@ -44,6 +44,10 @@ pub enum Outcome {
     },
     /// A permanent failure: the message is kept in `comms.dead` and the rejected table.
     Reject { reason: String },
+    /// Not now, and not a failure (a quiet-hours window, a `send_after`): park the message in
+    /// the delay tiers for about `after` without counting a retry. Delays longer than the largest
+    /// tier take several hops; the handler decides again each time it comes back.
+    Defer { after: Duration, reason: String },
 }
 
 impl Outcome {

@@ -60,10 +60,22 @@ pub(super) async fn settle(
                 let reason = format!("retries exhausted after {} attempts: {reason}", attempt - 1);
                 reject(runtime, publisher, acker, message, &reason).await
             } else {
-                retry(runtime, publisher, acker, message, attempt, &reason, after).await
+                // A provider's Retry-After is a minimum; our own schedule is a target.
+                let tier = match after {
+                    Some(minimum) => Topology::retry_tier(minimum),
+                    None => Topology::retry_tier_floor(retry_delay(attempt)),
+                };
+                retry(runtime, publisher, acker, message, attempt, &reason, tier).await
             }
         }
         Outcome::Reject { reason } => reject(runtime, publisher, acker, message, &reason).await,
+        Outcome::Defer { after, reason } => {
+            let attempt = message.retry_attempt;
+            let tier = Topology::retry_tier_floor(after);
+            retry(runtime, publisher, acker, message, attempt, &reason, tier)
+                .await
+                .map(|_| "defer")
+        }
     };
     match result {
         Ok(label) => label,
@@ -87,11 +99,10 @@ async fn retry(
     message: &Incoming,
     attempt: u32,
     reason: &str,
-    after: Option<Duration>,
+    tier: Duration,
 ) -> Result<&'static str, SettleError> {
-    let delay = after.unwrap_or_else(|| retry_delay(attempt));
-    let tier = Topology::retry_tier(delay);
     let mut headers = message.headers.clone();
+    // The retry counter survives the hop; a deferral passes the current count through unchanged.
     headers.insert(RETRY_HEADER.into(), AMQPValue::LongLongInt(attempt.into()));
     headers.insert(REASON_HEADER.into(), AMQPValue::LongString(reason.into()));
     let exchange = runtime.topology.retry_exchange();

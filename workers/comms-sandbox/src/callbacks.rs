@@ -66,7 +66,10 @@ pub(crate) fn schedule_sms(state: &AppState, job: SmsCallback) {
     let (statuses, error_code): (&[&str], Option<u32>) = match job.outcome.as_ref() {
         None => (&["sent", "delivered"], None),
         Some(o) => match o.status {
-            CallbackStatus::Undelivered => (&["sent", "undelivered"], Some(o.error_code.unwrap_or(30003))),
+            CallbackStatus::Undelivered => (
+                &["sent", "undelivered"],
+                Some(o.error_code.unwrap_or(30003)),
+            ),
             CallbackStatus::Failed => (&["failed"], Some(o.error_code.unwrap_or(30008))),
             _ => (&["sent", "delivered"], None),
         },
@@ -94,7 +97,10 @@ pub(crate) fn schedule_sms(state: &AppState, job: SmsCallback) {
                     params.push(("ErrorCode", code.to_string()));
                 }
                 if *status != "failed" {
-                    params.push(("RawDlrDoneDate", Utc::now().format("%y%m%d%H%M").to_string()));
+                    params.push((
+                        "RawDlrDoneDate",
+                        Utc::now().format("%y%m%d%H%M").to_string(),
+                    ));
                 }
             }
             let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -133,7 +139,13 @@ fn email_event(job: &EmailCallback, event: &str) -> Map<String, Value> {
 
 fn outcome_event(job: &EmailCallback) -> Map<String, Value> {
     let outcome = job.outcome.as_ref();
-    let reason = |default: &str| json!(outcome.and_then(|o| o.message.clone()).unwrap_or_else(|| default.to_owned()));
+    let reason = |default: &str| {
+        json!(
+            outcome
+                .and_then(|o| o.message.clone())
+                .unwrap_or_else(|| default.to_owned())
+        )
+    };
     let extra = |event: &str, more: &[(&str, Value)]| {
         let mut fields = email_event(job, event);
         for (k, v) in more {
@@ -142,22 +154,37 @@ fn outcome_event(job: &EmailCallback) -> Map<String, Value> {
         fields
     };
     match outcome.map(|o| o.status) {
-        Some(CallbackStatus::Bounce) => extra("bounce", &[
-            ("type", json!("bounce")),
-            ("status", json!("5.1.1")),
-            ("reason", reason("550 5.1.1 The email account that you tried to reach does not exist.")),
-        ]),
-        Some(CallbackStatus::Blocked) => extra("bounce", &[
-            ("type", json!("blocked")),
-            ("status", json!("5.7.1")),
-            ("reason", reason("550 5.7.1 Message rejected by the receiving server.")),
-        ]),
+        Some(CallbackStatus::Bounce) => extra(
+            "bounce",
+            &[
+                ("type", json!("bounce")),
+                ("status", json!("5.1.1")),
+                (
+                    "reason",
+                    reason("550 5.1.1 The email account that you tried to reach does not exist."),
+                ),
+            ],
+        ),
+        Some(CallbackStatus::Blocked) => extra(
+            "bounce",
+            &[
+                ("type", json!("blocked")),
+                ("status", json!("5.7.1")),
+                (
+                    "reason",
+                    reason("550 5.7.1 Message rejected by the receiving server."),
+                ),
+            ],
+        ),
         Some(CallbackStatus::Dropped) => extra("dropped", &[("reason", reason("Bounced Address"))]),
-        _ => extra("delivered", &[
-            ("response", json!("250 2.0.0 OK")),
-            ("ip", json!("127.0.0.1")),
-            ("tls", json!(1)),
-        ]),
+        _ => extra(
+            "delivered",
+            &[
+                ("response", json!("250 2.0.0 OK")),
+                ("ip", json!("127.0.0.1")),
+                ("tls", json!(1)),
+            ],
+        ),
     }
 }
 
@@ -197,23 +224,34 @@ pub(crate) fn schedule_email(state: &AppState, job: EmailCallback) {
 
 /// Waits the configured delay, then POSTs with a few quick retries, logging a final failure (the
 /// next callback is still tried). Returns `false` only when the server is shutting down.
-async fn deliver(state: &AppState, request: impl Fn() -> reqwest::RequestBuilder, what: &str) -> bool {
+async fn deliver(
+    state: &AppState,
+    request: impl Fn() -> reqwest::RequestBuilder,
+    what: &str,
+) -> bool {
     let config = state.config();
-    if !config.callback_delay.is_zero() && !state.sleep_unless_stopping(config.callback_delay).await {
+    if !config.callback_delay.is_zero() && !state.sleep_unless_stopping(config.callback_delay).await
+    {
         return false;
     }
     let mut backoff = Duration::from_millis(100);
     for attempt in 0..=config.callback_retries {
         match request().send().await {
             Ok(response) if response.status().is_success() => return true,
-            Ok(response) => tracing::warn!(what, attempt, status = %response.status(), "callback refused"),
-            Err(e) => tracing::warn!(what, attempt, error = %e, "callback failed"),
+            Ok(response) => {
+                tracing::debug!(what, attempt, status = %response.status(), "callback refused")
+            }
+            Err(e) => tracing::debug!(what, attempt, error = %e, "callback failed"),
         }
         if attempt < config.callback_retries && !state.sleep_unless_stopping(backoff).await {
             return false;
         }
         backoff = backoff.saturating_mul(2);
     }
-    tracing::warn!(what, "giving up on this callback");
+    tracing::warn!(
+        what,
+        attempts = config.callback_retries + 1,
+        "giving up on this callback"
+    );
     true
 }

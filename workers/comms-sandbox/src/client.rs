@@ -55,7 +55,10 @@ impl SandboxClient {
 
     /// Accepted messages for one recipient.
     pub async fn messages_to(&self, to: &str) -> Result<Vec<RecordedMessage>, ClientError> {
-        let request = self.http.get(self.url("/sandbox/messages")).query(&[("to", to)]);
+        let request = self
+            .http
+            .get(self.url("/sandbox/messages"))
+            .query(&[("to", to)]);
         Ok(Self::check(request.send().await?).await?.json().await?)
     }
 
@@ -79,13 +82,22 @@ impl SandboxClient {
     }
 
     pub async fn clear_messages(&self) -> Result<(), ClientError> {
-        let response = self.http.delete(self.url("/sandbox/messages")).send().await?;
+        let response = self
+            .http
+            .delete(self.url("/sandbox/messages"))
+            .send()
+            .await?;
         Self::check(response).await.map(drop)
     }
 
     /// Arms a fault; returns it with its id.
     pub async fn add_fault(&self, spec: &FaultSpec) -> Result<Fault, ClientError> {
-        let response = self.http.post(self.url("/sandbox/faults")).json(spec).send().await?;
+        let response = self
+            .http
+            .post(self.url("/sandbox/faults"))
+            .json(spec)
+            .send()
+            .await?;
         Ok(Self::check(response).await?.json().await?)
     }
 

@@ -45,7 +45,10 @@ mod tests {
         assert!(sid[2..].chars().all(|c| c.is_ascii_hexdigit()));
         let id = sendgrid_message_id();
         assert_eq!(id.len(), 22);
-        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
         assert_ne!(sendgrid_event_id(), sendgrid_event_id());
     }
 }

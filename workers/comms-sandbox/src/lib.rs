@@ -109,7 +109,9 @@ pub async fn serve(
         shutdown.await;
         stop_tx2.send_replace(true);
     };
-    let result = axum::serve(listener, app).with_graceful_shutdown(signal).await;
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(signal)
+        .await;
     stop_tx.send_replace(true);
     result
 }

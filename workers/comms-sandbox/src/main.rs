@@ -24,7 +24,11 @@ struct Args {
     twilio_auth_token: String,
     /// P-256 private key (PKCS#8 PEM or base64 DER) for SendGrid event signatures; generated at
     /// start when absent.
-    #[arg(long, env = "COMMS_SANDBOX_SENDGRID_SIGNING_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "COMMS_SANDBOX_SENDGRID_SIGNING_KEY",
+        hide_env_values = true
+    )]
     sendgrid_signing_key: Option<String>,
     /// Milliseconds to wait before each callback.
     #[arg(long, env = "COMMS_SANDBOX_CALLBACK_DELAY_MS", default_value_t = 0)]
@@ -34,7 +38,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let args = Args::parse();
 

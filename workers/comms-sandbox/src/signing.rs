@@ -93,7 +93,9 @@ impl SendGridSigner {
                 return Self::from_key(key);
             }
         }
-        Err(KeyError::Format("could not draw a valid P-256 scalar".into()))
+        Err(KeyError::Format(
+            "could not draw a valid P-256 scalar".into(),
+        ))
     }
 
     /// Loads a private key given as PEM (PKCS#8 `PRIVATE KEY` or SEC1 `EC PRIVATE KEY`) or as

@@ -15,27 +15,66 @@ const T_PARAMS: [(&str, &str); 5] = [
 
 #[test]
 fn twilio_official_vector_t1() {
-    assert_eq!(twilio_signature(T_TOKEN, T_URL, &T_PARAMS), "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
-    assert!(verify_twilio_signature(T_TOKEN, T_URL, &T_PARAMS, "RSOYDt4T1cUTdK1PDd93/VVr8B8="));
-    assert!(!verify_twilio_signature(T_TOKEN, T_URL, &T_PARAMS, "WRONG_SIGNATURE"));
+    assert_eq!(
+        twilio_signature(T_TOKEN, T_URL, &T_PARAMS),
+        "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    );
+    assert!(verify_twilio_signature(
+        T_TOKEN,
+        T_URL,
+        &T_PARAMS,
+        "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    ));
+    assert!(!verify_twilio_signature(
+        T_TOKEN,
+        T_URL,
+        &T_PARAMS,
+        "WRONG_SIGNATURE"
+    ));
     let unexpected = format!("{T_URL}&somethingUnexpected=true");
-    assert!(!verify_twilio_signature(T_TOKEN, &unexpected, &T_PARAMS, "RSOYDt4T1cUTdK1PDd93/VVr8B8="));
+    assert!(!verify_twilio_signature(
+        T_TOKEN,
+        &unexpected,
+        &T_PARAMS,
+        "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+    ));
 }
 
 #[test]
 fn twilio_official_vectors_port_forms() {
     let with_443 = "https://mycompany.com:443/myapp.php?foo=1&bar=2";
-    assert_eq!(twilio_signature(T_TOKEN, with_443, &T_PARAMS), "kvajT1Ptam85bY51eRf/AJRuM3w="); // T3
+    assert_eq!(
+        twilio_signature(T_TOKEN, with_443, &T_PARAMS),
+        "kvajT1Ptam85bY51eRf/AJRuM3w="
+    ); // T3
     let http_1234 = "http://mycompany.com:1234/myapp.php?foo=1&bar=2";
-    assert_eq!(twilio_signature(T_TOKEN, http_1234, &T_PARAMS), "Zmvh+3yNM1Phv2jhDCwEM3q5ebU="); // T4
+    assert_eq!(
+        twilio_signature(T_TOKEN, http_1234, &T_PARAMS),
+        "Zmvh+3yNM1Phv2jhDCwEM3q5ebU="
+    ); // T4
 }
 
 #[test]
 fn twilio_official_vectors_repeated_keys() {
-    let t6 = [("Sid", "CA123"), ("SidAccount", "AC123"), ("Digits", "5678"), ("Digits", "1234"), ("Digits", "1234")];
-    assert_eq!(twilio_signature(T_TOKEN, T_URL, &t6), "IK+Dwps556ElfBT0I3Rgjkr1wJU=");
-    let t7 = [("MessagingBinding.Address", "+1415xxxxxxx"), ("MessagingBinding.Address", "+1325xxxxxxx")];
-    assert_eq!(twilio_signature(T_TOKEN, T_URL, &t7), "83O6e2vORAoJHUNzJjDWN1jz+BA=");
+    let t6 = [
+        ("Sid", "CA123"),
+        ("SidAccount", "AC123"),
+        ("Digits", "5678"),
+        ("Digits", "1234"),
+        ("Digits", "1234"),
+    ];
+    assert_eq!(
+        twilio_signature(T_TOKEN, T_URL, &t6),
+        "IK+Dwps556ElfBT0I3Rgjkr1wJU="
+    );
+    let t7 = [
+        ("MessagingBinding.Address", "+1415xxxxxxx"),
+        ("MessagingBinding.Address", "+1325xxxxxxx"),
+    ];
+    assert_eq!(
+        twilio_signature(T_TOKEN, T_URL, &t7),
+        "83O6e2vORAoJHUNzJjDWN1jz+BA="
+    );
 }
 
 const S1_KEY: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==";
@@ -52,16 +91,43 @@ const S2_PAYLOAD: &str = "[{\"email\":\"invalid@gmail.com\",\"event\":\"processe
 fn sendgrid_official_vector_s1() -> Result<(), KeyError> {
     assert_eq!(S1_PAYLOAD.len(), 327);
     let key = sendgrid_verifying_key(S1_KEY)?;
-    assert!(verify_sendgrid_signature(&key, S1_TS, S1_PAYLOAD.as_bytes(), S1_SIG));
+    assert!(verify_sendgrid_signature(
+        &key,
+        S1_TS,
+        S1_PAYLOAD.as_bytes(),
+        S1_SIG
+    ));
     // Negatives from the same SDK tests.
     let trimmed = S1_PAYLOAD.trim_end_matches("\r\n");
-    assert!(!verify_sendgrid_signature(&key, S1_TS, trimmed.as_bytes(), S1_SIG));
+    assert!(!verify_sendgrid_signature(
+        &key,
+        S1_TS,
+        trimmed.as_bytes(),
+        S1_SIG
+    ));
     assert!(!verify_sendgrid_signature(&key, S1_TS, b"payload", S1_SIG));
-    assert!(!verify_sendgrid_signature(&key, "timestamp", S1_PAYLOAD.as_bytes(), S1_SIG));
+    assert!(!verify_sendgrid_signature(
+        &key,
+        "timestamp",
+        S1_PAYLOAD.as_bytes(),
+        S1_SIG
+    ));
     let other_sig = "MEUCIQCtIHJeH93Y+qpYeWrySphQgpNGNr/U+UyUlBkU6n7RAwIgJTz2C+8a8xonZGi6BpSzoQsbVRamr2nlxFDWYNH3j/0=";
-    assert!(!verify_sendgrid_signature(&key, S1_TS, S1_PAYLOAD.as_bytes(), other_sig));
-    let other_key = sendgrid_verifying_key("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqTxd43gyp8IOEto2LdIfjRQrIbsd4SXZkLW6jDutdhXSJCWHw8REntlo7aNDthvj+y7GjUuFDb/R1NGe1OPzpA==")?;
-    assert!(!verify_sendgrid_signature(&other_key, S1_TS, S1_PAYLOAD.as_bytes(), S1_SIG));
+    assert!(!verify_sendgrid_signature(
+        &key,
+        S1_TS,
+        S1_PAYLOAD.as_bytes(),
+        other_sig
+    ));
+    let other_key = sendgrid_verifying_key(
+        "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqTxd43gyp8IOEto2LdIfjRQrIbsd4SXZkLW6jDutdhXSJCWHw8REntlo7aNDthvj+y7GjUuFDb/R1NGe1OPzpA==",
+    )?;
+    assert!(!verify_sendgrid_signature(
+        &other_key,
+        S1_TS,
+        S1_PAYLOAD.as_bytes(),
+        S1_SIG
+    ));
     Ok(())
 }
 
@@ -69,7 +135,12 @@ fn sendgrid_official_vector_s1() -> Result<(), KeyError> {
 fn sendgrid_official_vector_s2() -> Result<(), KeyError> {
     assert_eq!(S2_PAYLOAD.len(), 889);
     let key = sendgrid_verifying_key(S2_KEY)?;
-    assert!(verify_sendgrid_signature(&key, S2_TS, S2_PAYLOAD.as_bytes(), S2_SIG));
+    assert!(verify_sendgrid_signature(
+        &key,
+        S2_TS,
+        S2_PAYLOAD.as_bytes(),
+        S2_SIG
+    ));
     Ok(())
 }
 
@@ -79,11 +150,34 @@ fn sendgrid_own_signature_round_trips() -> Result<(), KeyError> {
     let key = sendgrid_verifying_key(signer.public_key_base64())?;
     let body = br#"[{"email":"a@example.com","event":"delivered"}]"#;
     let signature = signer.sign("1700000000", body);
-    assert!(signature.starts_with("ME"), "DER signature expected, got {signature}");
-    assert!(verify_sendgrid_signature(&key, "1700000000", body, &signature));
-    assert!(!verify_sendgrid_signature(&key, "1700000001", body, &signature));
-    assert!(!verify_sendgrid_signature(&key, "1700000000", b"[]", &signature));
-    assert!(!verify_sendgrid_signature(&key, "1700000000", body, "not base64!"));
+    assert!(
+        signature.starts_with("ME"),
+        "DER signature expected, got {signature}"
+    );
+    assert!(verify_sendgrid_signature(
+        &key,
+        "1700000000",
+        body,
+        &signature
+    ));
+    assert!(!verify_sendgrid_signature(
+        &key,
+        "1700000001",
+        body,
+        &signature
+    ));
+    assert!(!verify_sendgrid_signature(
+        &key,
+        "1700000000",
+        b"[]",
+        &signature
+    ));
+    assert!(!verify_sendgrid_signature(
+        &key,
+        "1700000000",
+        body,
+        "not base64!"
+    ));
     Ok(())
 }
 
@@ -91,10 +185,16 @@ fn sendgrid_own_signature_round_trips() -> Result<(), KeyError> {
 fn sendgrid_signer_loads_pkcs8_pem_and_base64_der() -> Result<(), KeyError> {
     use p256::pkcs8::{EncodePrivateKey, LineEnding};
     let original = SendGridSigner::generate()?;
-    let pem = original.key.to_pkcs8_pem(LineEnding::LF).map_err(|e| KeyError::Format(e.to_string()))?;
+    let pem = original
+        .key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| KeyError::Format(e.to_string()))?;
     let from_pem = SendGridSigner::from_encoded(&pem)?;
     assert_eq!(from_pem.public_key_base64(), original.public_key_base64());
-    let der = original.key.to_pkcs8_der().map_err(|e| KeyError::Format(e.to_string()))?;
+    let der = original
+        .key
+        .to_pkcs8_der()
+        .map_err(|e| KeyError::Format(e.to_string()))?;
     let from_der = SendGridSigner::from_encoded(&STANDARD.encode(der.as_bytes()))?;
     assert_eq!(from_der.public_key_base64(), original.public_key_base64());
     assert!(SendGridSigner::from_encoded("not a key").is_err());

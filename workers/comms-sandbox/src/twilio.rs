@@ -30,7 +30,10 @@ pub(crate) fn error(status: StatusCode, code: u32, message: impl Into<String>) -
 
 /// Basic auth must be present and well formed; any account SID / token pair is accepted.
 fn has_basic_auth(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let Some((scheme, encoded)) = value.trim().split_once(' ') else {
@@ -59,7 +62,9 @@ fn known_message(code: u32) -> Option<&'static str> {
         20500 => "An internal server error has occurred",
         20503 => "Service is unavailable. Please try again",
         21211 => "The 'To' number is not a valid phone number.",
-        21408 => "Permission to send an SMS has not been enabled for the region indicated by the 'To' number",
+        21408 => {
+            "Permission to send an SMS has not been enabled for the region indicated by the 'To' number"
+        }
         21610 => "Attempt to send to unsubscribed recipient",
         21612 => "The 'To' phone number is not currently reachable via SMS",
         21614 => "'To' number is not a valid mobile number",
@@ -93,7 +98,9 @@ pub(crate) fn fault_response(fault: &Fault) -> Response {
     if let Some(secs) = fault.spec.retry_after
         && matches!(status.as_u16(), 429 | 503)
     {
-        response.headers_mut().insert(header::RETRY_AFTER, secs.into());
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, secs.into());
     }
     response
 }
@@ -129,7 +136,11 @@ pub(crate) async fn create_message(
             .filter(|v| !v.is_empty())
     };
     let Some(to) = field("To") else {
-        return error(StatusCode::BAD_REQUEST, 21604, "A 'To' phone number is required.");
+        return error(
+            StatusCode::BAD_REQUEST,
+            21604,
+            "A 'To' phone number is required.",
+        );
     };
     if !is_e164(&to) {
         let message = format!("The 'To' number {to} is not a valid phone number.");
@@ -138,7 +149,11 @@ pub(crate) async fn create_message(
     let from = field("From");
     let service_sid = field("MessagingServiceSid");
     let Some(sender) = from.clone().or_else(|| service_sid.clone()) else {
-        return error(StatusCode::BAD_REQUEST, 21603, "A 'From' phone number is required.");
+        return error(
+            StatusCode::BAD_REQUEST,
+            21603,
+            "A 'From' phone number is required.",
+        );
     };
     let Some(body) = field("Body") else {
         return error(StatusCode::BAD_REQUEST, 21602, "Message body is required.");
@@ -232,7 +247,10 @@ mod tests {
         let value = format!("Basic {creds}");
         headers.insert(header::AUTHORIZATION, value.parse().expect("header value"));
         assert!(has_basic_auth(&headers));
-        headers.insert(header::AUTHORIZATION, "Bearer abc".parse().expect("header value"));
+        headers.insert(
+            header::AUTHORIZATION,
+            "Bearer abc".parse().expect("header value"),
+        );
         assert!(!has_basic_auth(&headers));
     }
 }

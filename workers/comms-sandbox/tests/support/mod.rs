@@ -30,7 +30,10 @@ pub struct Hit {
 
 impl Hit {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -54,7 +57,10 @@ impl Shared {
         if refuse {
             return StatusCode::INTERNAL_SERVER_ERROR;
         }
-        self.hits.lock().unwrap_or_else(|e| e.into_inner()).push(hit);
+        self.hits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hit);
         StatusCode::OK
     }
 }
@@ -75,7 +81,12 @@ impl Gateway {
             Form(form): Form<Vec<(String, String)>>,
         ) -> StatusCode {
             let path = uri.path().to_owned();
-            s.push(Hit { path, headers, form, body: Bytes::new() })
+            s.push(Hit {
+                path,
+                headers,
+                form,
+                body: Bytes::new(),
+            })
         }
         async fn json_hook(
             State(s): State<Shared>,
@@ -84,7 +95,12 @@ impl Gateway {
             body: Bytes,
         ) -> StatusCode {
             let path = uri.path().to_owned();
-            s.push(Hit { path, headers, form: Vec::new(), body })
+            s.push(Hit {
+                path,
+                headers,
+                form: Vec::new(),
+                body,
+            })
         }
         let app = Router::new()
             .route("/webhooks/twilio/status", post(form_hook))
@@ -123,7 +139,10 @@ pub async fn wait_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> 
         if let Some(value) = probe() {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -139,7 +158,11 @@ pub async fn send_sms(
     to: &str,
     extra: &[(&str, &str)],
 ) -> reqwest::Result<reqwest::Response> {
-    let mut form = vec![("To", to), ("From", "+15005550006"), ("Body", "Your code is 123456")];
+    let mut form = vec![
+        ("To", to),
+        ("From", "+15005550006"),
+        ("Body", "Your code is 123456"),
+    ];
     form.extend_from_slice(extra);
     http.post(twilio_url(base))
         .basic_auth(ACCOUNT, Some("secret"))

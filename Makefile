@@ -1,0 +1,43 @@
+# The single source of truth for checks: CI runs `make ci`, people run the same targets.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: help build fmt fmt-check lint test ci run migrate services sandbox status bench clean-test-state
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+build: ## Build every crate
+	$(CARGO) build --workspace --locked
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+fmt-check: ## Fail if the code is not formatted
+	$(CARGO) fmt --all -- --check
+
+lint: ## Clippy on everything, warnings are errors
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+test: services ## Run every test against the local RabbitMQ and PostgreSQL
+	$(CARGO) test --workspace --locked
+
+ci: fmt-check lint test ## What CI runs
+
+services: ## Check that PostgreSQL and RabbitMQ answer (and say how to start them)
+	@scripts/check-services.sh
+
+migrate: services ## Create the database and apply migrations
+	$(CARGO) run --quiet --locked -p commsctl -- migrate
+
+status: ## Broker, database, queue depths and messages by state
+	$(CARGO) run --quiet --locked -p commsctl -- status
+
+run: migrate ## Run the whole fleet (and the sandbox provider) in one process, logs in the foreground
+	$(CARGO) run --locked -p comms-fleet -- --with-sandbox
+
+sandbox: ## Run only the sandbox provider on 127.0.0.1:8025
+	$(CARGO) run --locked -p comms-sandbox
+
+bench: services ## Benchmarks (see docs/benchmarks.md)
+	$(CARGO) run --release --locked -p comms-bench

@@ -1,0 +1,186 @@
+//! What the sender does with one send request: validate, record, preflight, wait for the rate
+//! limit, check the pause switch, claim, dispatch, record the outcome.
+//!
+//! The order is the contract: nothing reaches a provider without passing every step, the pause
+//! check is the last thing before the provider call, and the claim (a conditional state change to
+//! `sending`) guarantees that two deliveries of one message cannot both dispatch it.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use comms_shared::clock::Clock;
+use comms_shared::contract::{ValidSendRequest, parse_send_request};
+use comms_shared::runtime::{Handler, Incoming, Outcome};
+use comms_shared::settings::Settings;
+use sqlx::PgPool;
+
+use crate::outcomes;
+use crate::preflight::{self, Refusal};
+use crate::providers::{Dispatch, Outbound, Providers};
+use crate::quiet_hours::Window;
+use crate::rate::RateLimits;
+use crate::render::{self, RenderError};
+use crate::store::{self, DISPATCHABLE, Event, Message, RecordError, Transition};
+use crate::pause_check;
+
+/// The sender's message handler, shared by the consumers of every `comms.send.*` queue.
+pub struct SendHandler {
+    pub(crate) pool: PgPool,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) providers: Providers,
+    pub(crate) limits: RateLimits,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) window: Window,
+    pub(crate) default_zone: Tz,
+}
+
+impl Handler for SendHandler {
+    async fn handle(&self, incoming: &Incoming) -> Outcome {
+        let request = match parse_send_request(&incoming.body) {
+            Ok(request) => request,
+            Err(errors) => return Outcome::reject(format!("{}: {errors}", errors.reason_code())),
+        };
+        match self.process(&request).await {
+            Ok(outcome) => outcome,
+            // The database is the one thing we cannot decide without: try again later.
+            Err(error) => Outcome::retry(format!("database unavailable: {error}")),
+        }
+    }
+}
+
+impl SendHandler {
+    async fn process(&self, request: &ValidSendRequest) -> Result<Outcome, sqlx::Error> {
+        let (message, _created) = match store::record(&self.pool, request).await {
+            Ok(recorded) => recorded,
+            Err(RecordError::Db(error)) => return Err(error),
+            Err(refused) => return Ok(Outcome::reject(format!("invalid_request: {refused}"))),
+        };
+        tracing::info!(message.id = %message.id, message.key = %message.idempotency_key, message.state = %message.delivery_state, "send request");
+        if message.delivery_state == "sending" {
+            return outcomes::recover_sending(self, &message).await;
+        }
+        if !DISPATCHABLE.contains(&message.delivery_state.as_str()) {
+            // Already sent, failed or blocked: a redelivery or a duplicate request changes nothing.
+            return Ok(Outcome::Ack);
+        }
+
+        let client_id = match preflight::record_client(&self.pool, request).await? {
+            Ok(client_id) => client_id,
+            Err(refusal) => return outcomes::block(self, &message, refusal).await,
+        };
+        let message = Message {
+            client_id,
+            ..message
+        };
+        if let Err(refusal) = preflight::consent(&self.pool, &message, request).await? {
+            return outcomes::block(self, &message, refusal).await;
+        }
+        let rendered = match render::render(&self.pool, request).await {
+            Ok(rendered) => rendered,
+            Err(RenderError::Db(error)) => return Err(error),
+            Err(error) => {
+                let refusal = Refusal {
+                    code: error.code(),
+                    detail: error.to_string(),
+                    next_action: "fix the template or the request's variables, then send again",
+                };
+                return outcomes::block(self, &message, refusal).await;
+            }
+        };
+        store::save_rendered(&self.pool, message.id, &rendered, client_id).await?;
+
+        let hash = preflight::content_hash(&rendered);
+        if request.ai_draft {
+            let review = preflight::decision(&self.pool, message.id, &hash, true).await?;
+            if review.as_deref() != Some("reviewed_safe") {
+                return outcomes::await_approval(self, &message, "ai_draft_needs_review", &hash).await;
+            }
+        }
+        if preflight::needs_approval(request) {
+            match preflight::decision(&self.pool, message.id, &hash, false).await?.as_deref() {
+                Some("approved") => {}
+                Some(decision) => {
+                    let refusal = Refusal {
+                        code: if decision == "expired" { "approval_expired" } else { "approval_rejected" },
+                        detail: format!("the owner's approval was {decision}"),
+                        next_action: "revise the message and request approval again",
+                    };
+                    return outcomes::block(self, &message, refusal).await;
+                }
+                None => return outcomes::await_approval(self, &message, "approval_required", &hash).await,
+            }
+        }
+
+        let now = self.clock.now();
+        if let Some(after) = message.send_after.filter(|at| *at > now) {
+            return outcomes::defer(self, &message, after, now, "send_after").await;
+        }
+        if let Some(opening) = self.quiet_hours(&message, request, now).await? {
+            return outcomes::defer(self, &message, opening, now, "quiet_hours").await;
+        }
+
+        let account = self.providers.account(&message.channel);
+        self.limits.until_ready(&message.channel, &account).await;
+
+        // The pause switch, immediately before the provider call.
+        match pause_check::covering(&self.pool, &message).await {
+            Ok(Some(pause)) => return outcomes::hold(self, &message, &pause).await,
+            Ok(None) => {}
+            Err(error) => {
+                return Ok(Outcome::retry(format!(
+                    "pause switch could not be read, not sending: {error}"
+                )));
+            }
+        }
+        let claim = Transition {
+            count_attempt: true,
+            ..Transition::new(
+                DISPATCHABLE,
+                "sending",
+                Event::new("dispatching", format!("dispatching through {account}"))
+                    .recovery("if the outcome is never recorded, the message is failed as dispatch_outcome_unknown for the owner to check"),
+            )
+        };
+        let Some(attempt) = store::transition(&self.pool, &message, claim).await? else {
+            return Ok(Outcome::Ack);
+        };
+        let outbound = Outbound {
+            message_id: message.id,
+            channel: message.channel.clone(),
+            kind: message.kind.clone(),
+            contact_id: message.contact_id,
+            client_id,
+            to: message.recipient_address.clone(),
+            subject: rendered.subject.clone(),
+            body: rendered.body.clone(),
+        };
+        let dispatch: Dispatch = self.providers.dispatch(&outbound).await;
+        outcomes::record_dispatch(self, &message, attempt, dispatch).await
+    }
+
+    /// For outreach and review-request SMS outside the recipient's daytime: when to try again.
+    async fn quiet_hours(
+        &self,
+        message: &Message,
+        request: &ValidSendRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+        use comms_shared::contract::{Channel, Kind};
+        if request.channel != Channel::Sms
+            || !matches!(request.kind, Kind::Outreach | Kind::ReviewRequest)
+        {
+            return Ok(None);
+        }
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT time_zone FROM comms.contacts WHERE id = $1")
+                .bind(message.contact_id)
+                .fetch_one(&self.pool)
+                .await?;
+        let zone = stored
+            .and_then(|z| z.parse::<Tz>().ok())
+            .or(request.recipient.time_zone())
+            .unwrap_or(self.default_zone);
+        Ok(self.window.next_opening(now, zone))
+    }
+}

@@ -1,0 +1,91 @@
+//! The sender worker: consumes `comms.send.sms`, `comms.send.email` and `comms.send.portal`, and
+//! is the only path by which anything reaches a recipient.
+//!
+//! One [`handler::SendHandler`] serves the three queues; the shared runtime supplies everything
+//! else (ack after commit, retry tiers, dead-lettering, reconnects, draining).
+
+pub mod handler;
+mod outcomes;
+mod pause_check;
+mod preflight;
+pub mod providers;
+mod quiet_hours;
+mod rate;
+pub mod render;
+mod store;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::NaiveTime;
+use comms_shared::clock::{Clock, SystemClock};
+use comms_shared::runtime::{Runtime, run_consumer};
+use comms_shared::settings::Settings;
+use comms_shared::shutdown::Shutdown;
+
+use crate::handler::SendHandler;
+
+/// The channels the sender consumes, one queue each.
+pub const CHANNELS: [&str; 3] = ["sms", "email", "portal"];
+
+/// Builds the handler from validated settings.
+pub fn build_handler(runtime: &Runtime, clock: Arc<dyn Clock>) -> anyhow::Result<SendHandler> {
+    let settings = runtime.settings.clone();
+    let parse_time = |key: &str, value: &str| {
+        NaiveTime::parse_from_str(value, "%H:%M").with_context(|| format!("{key} must be HH:MM"))
+    };
+    let window = quiet_hours::Window {
+        opens: parse_time("sender.quiet_hours_end", &settings.sender.quiet_hours_end)?,
+        closes: parse_time("sender.quiet_hours_start", &settings.sender.quiet_hours_start)?,
+    };
+    let default_zone = settings
+        .sender
+        .default_time_zone
+        .parse()
+        .map_err(|_| anyhow::anyhow!("sender.default_time_zone is not an IANA time zone"))?;
+    Ok(SendHandler {
+        pool: runtime.pool.clone(),
+        providers: providers::Providers::new(settings.clone(), runtime.pool.clone())
+            .context("building the provider HTTP client")?,
+        limits: rate::RateLimits::new(&settings.rate),
+        settings,
+        clock,
+        window,
+        default_zone,
+    })
+}
+
+/// Consumes every send queue until `shutdown`, then drains.
+pub async fn run(runtime: Runtime, clock: Arc<dyn Clock>, shutdown: Shutdown) -> anyhow::Result<()> {
+    let handler = Arc::new(build_handler(&runtime, clock)?);
+    let consumers: Vec<_> = CHANNELS
+        .iter()
+        .map(|channel| {
+            tokio::spawn(run_consumer(
+                runtime.clone(),
+                runtime.topology.send_queue(channel),
+                handler.clone(),
+                shutdown.clone(),
+            ))
+        })
+        .collect();
+    for consumer in consumers {
+        consumer.await.context("a send consumer crashed")?;
+    }
+    Ok(())
+}
+
+/// The `comms-sender` binary: health endpoints plus [`run`] with the wall clock.
+pub async fn run_standalone(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let pool = comms_shared::db::connect_lazy(&settings.database)?;
+    let runtime = Runtime::new(settings.clone(), pool);
+    let health = tokio::spawn(comms_shared::health::serve(
+        settings.http.listen,
+        runtime.health.clone(),
+        shutdown.clone(),
+    ));
+    run(runtime, Arc::new(SystemClock), shutdown).await?;
+    health.await.context("health server task")?.context("health server")?;
+    Ok(())
+}

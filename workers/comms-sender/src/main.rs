@@ -1,0 +1,11 @@
+//! `comms-sender`: consumes `comms.send.*` and dispatches through the providers.
+
+use anyhow::Context;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = comms_shared::settings::Settings::load().context("loading settings")?;
+    comms_shared::telemetry::init(&settings.log, "comms-sender");
+    let shutdown = comms_shared::shutdown::on_signals();
+    comms_sender::run_standalone(settings, shutdown).await
+}

@@ -1,0 +1,250 @@
+//! Each way a send can end (for now or for good) as a state change, an event, an owner task
+//! where a person must act, and the [`Outcome`] that tells the broker what to do with the request.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use comms_shared::contract::Channel;
+use comms_shared::runtime::Outcome;
+use serde_json::json;
+
+use crate::handler::SendHandler;
+use crate::pause_check::ActivePause;
+use crate::preflight::Refusal;
+use crate::providers::Dispatch;
+use crate::store::{self, DISPATCHABLE, Event, Message, Task, Transition};
+
+fn task(title: String, next_action: &str, hours: i64) -> Task {
+    Task {
+        title,
+        next_action: next_action.to_string(),
+        due_in: chrono::Duration::hours(hours),
+    }
+}
+
+/// A preflight refusal: the message is `blocked` for good, and the owner is told why.
+pub async fn block(
+    handler: &SendHandler,
+    message: &Message,
+    refusal: Refusal,
+) -> Result<Outcome, sqlx::Error> {
+    tracing::info!(message.id = %message.id, reason = refusal.code, "message blocked by preflight");
+    let transition = Transition {
+        failure_reason: Some(refusal.code.to_string()),
+        next_action: Some(refusal.next_action.to_string()),
+        task: Some(task(
+            format!("Message not sent: {}", refusal.code),
+            refusal.next_action,
+            24,
+        )),
+        ..Transition::new(
+            DISPATCHABLE,
+            "blocked",
+            Event::new("blocked", format!("{}: {}", refusal.code, refusal.detail))
+                .recovery("not sent; a corrected request with a new idempotency key sends it"),
+        )
+    };
+    store::transition(&handler.pool, message, transition).await?;
+    Ok(Outcome::Ack)
+}
+
+/// The message needs an owner's decision first; the approval workflow sends it on afterwards.
+pub async fn await_approval(
+    handler: &SendHandler,
+    message: &Message,
+    reason: &'static str,
+    content_hash: &str,
+) -> Result<Outcome, sqlx::Error> {
+    const WAITING_FROM: &[&str] = &["received", "deferred", "held", "retrying"];
+    let next_action = if reason == "ai_draft_needs_review" {
+        "review the AI draft and mark it safe, or reject it"
+    } else {
+        "approve or reject the message (commsctl approvals)"
+    };
+    let transition = Transition {
+        next_action: Some(next_action.to_string()),
+        task: Some(task("Message waits for your approval".into(), next_action, 24)),
+        ..Transition::new(
+            WAITING_FROM,
+            "awaiting_approval",
+            Event::new("approval_requested", reason)
+                .recovery("dispatched through the sender once approved; never without an approval record")
+                .detail(json!({ "content_hash": content_hash })),
+        )
+    };
+    store::transition(&handler.pool, message, transition).await?;
+    Ok(Outcome::Ack)
+}
+
+/// Not yet (quiet hours, `send_after`): the broker brings the request back later.
+pub async fn defer(
+    handler: &SendHandler,
+    message: &Message,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+    reason: &'static str,
+) -> Result<Outcome, sqlx::Error> {
+    let already = message.delivery_state == "deferred" && message.send_after == Some(until);
+    if !already {
+        let transition = Transition {
+            send_after: Some(until),
+            ..Transition::new(
+                DISPATCHABLE,
+                "deferred",
+                Event::new("deferred", format!("{reason}: waits until {}", until.to_rfc3339()))
+                    .recovery("the broker brings it back; it is checked again then, never dropped"),
+            )
+        };
+        store::transition(&handler.pool, message, transition).await?;
+    }
+    let wait = (until - now).to_std().unwrap_or(Duration::from_secs(1));
+    Ok(Outcome::Defer {
+        after: wait,
+        reason: format!("{reason} until {}", until.to_rfc3339()),
+    })
+}
+
+/// Caught by the pause switch: held durably, not sent, not counted as an attempt.
+pub async fn hold(
+    handler: &SendHandler,
+    message: &Message,
+    pause: &ActivePause,
+) -> Result<Outcome, sqlx::Error> {
+    const HOLD_FROM: &[&str] = &["received", "deferred", "awaiting_approval", "retrying"];
+    let scope = if pause.scope_value.is_empty() {
+        pause.scope.clone()
+    } else {
+        format!("{}={}", pause.scope, pause.scope_value)
+    };
+    let transition = Transition {
+        held_by_pause: Some(pause.id),
+        ..Transition::new(
+            HOLD_FROM,
+            "held",
+            Event::new("held", format!("paused ({scope}) by {}: {}", pause.actor, pause.reason))
+                .recovery("released in creation order through preflight and rate limits when the pause ends")
+                .detail(json!({ "pause_id": pause.id, "scope": pause.scope, "scope_value": pause.scope_value })),
+        )
+    };
+    store::transition(&handler.pool, message, transition).await?;
+    Ok(Outcome::Ack)
+}
+
+/// Records what the provider said.
+pub async fn record_dispatch(
+    handler: &SendHandler,
+    message: &Message,
+    attempt: i32,
+    dispatch: Dispatch,
+) -> Result<Outcome, sqlx::Error> {
+    const SENDING: &[&str] = &["sending"];
+    match dispatch {
+        Dispatch::Sent {
+            provider,
+            provider_message_id,
+        } => {
+            tracing::info!(message.id = %message.id, provider, attempt, "sent");
+            let transition = Transition {
+                provider: Some(provider),
+                provider_message_id: Some(provider_message_id.clone()),
+                ..Transition::new(
+                    SENDING,
+                    "sent",
+                    Event::new("sent", format!("accepted by {provider}"))
+                        .detail(json!({ "provider_message_id": provider_message_id, "attempt": attempt })),
+                )
+            };
+            store::transition(&handler.pool, message, transition).await?;
+            Ok(Outcome::Ack)
+        }
+        Dispatch::Transient {
+            reason,
+            retry_after,
+            maybe_sent,
+        } => {
+            let max = i32::try_from(handler.settings.sender.max_attempts).unwrap_or(i32::MAX);
+            if attempt >= max {
+                let reason = format!("retries_exhausted: {reason}");
+                return fail(handler, message, reason, "check the provider and the address, then send again with a new idempotency key").await;
+            }
+            tracing::warn!(message.id = %message.id, attempt, %reason, maybe_sent, "provider failed; retrying");
+            let mut text = format!("attempt {attempt} of {max} failed: {reason}");
+            if maybe_sent {
+                text.push_str(" (the provider may have accepted it before the failure: a retry can duplicate it)");
+            }
+            let transition = Transition {
+                failure_reason: Some(reason.clone()),
+                ..Transition::new(
+                    SENDING,
+                    "retrying",
+                    Event::new("retry_scheduled", text)
+                        .recovery("retried by the broker with exponential backoff and the provider's Retry-After; failed after the last attempt")
+                        .detail(json!({ "attempt": attempt, "maybe_sent": maybe_sent, "retry_after_secs": retry_after.map(|d| d.as_secs()) })),
+                )
+            };
+            store::transition(&handler.pool, message, transition).await?;
+            Ok(Outcome::Retry {
+                reason,
+                after: retry_after,
+            })
+        }
+        Dispatch::Permanent { reason, opted_out } => {
+            if opted_out {
+                if let Ok(channel) = message.channel.parse::<Channel>() {
+                    store::opt_out_contact(&handler.pool, message.contact_id, channel, "provider: unsubscribed recipient").await?;
+                }
+                return fail(handler, message, "opted_out".into(), "the recipient unsubscribed at the provider: do not contact on this channel").await
+                    .map(|o| { tracing::info!(message.id = %message.id, %reason, "provider reports an opt-out"); o });
+            }
+            fail(handler, message, format!("provider_rejected: {reason}"), "correct the address or content, then send again with a new idempotency key").await
+        }
+    }
+}
+
+async fn fail(
+    handler: &SendHandler,
+    message: &Message,
+    reason: String,
+    next_action: &str,
+) -> Result<Outcome, sqlx::Error> {
+    tracing::warn!(message.id = %message.id, %reason, "message failed");
+    let transition = Transition {
+        failure_reason: Some(reason.clone()),
+        next_action: Some(next_action.to_string()),
+        task: Some(task("Message failed".into(), next_action, 4)),
+        ..Transition::new(
+            &["sending"],
+            "failed",
+            Event::new("failed", reason).recovery("not retried further; the owner decides"),
+        )
+    };
+    store::transition(&handler.pool, message, transition).await?;
+    Ok(Outcome::Ack)
+}
+
+/// A message found in `sending`: either another delivery is dispatching it right now, or a
+/// process died between the provider call and recording its outcome. In the second case we
+/// cannot know whether it went out, so it is failed for a person to check rather than risk a
+/// duplicate.
+pub async fn recover_sending(
+    handler: &SendHandler,
+    message: &Message,
+) -> Result<Outcome, sqlx::Error> {
+    let stuck_after = handler.settings.sender.provider_timeout * 3 + Duration::from_secs(5);
+    let age = (Utc::now() - message.updated_at)
+        .to_std()
+        .unwrap_or_default();
+    if age < stuck_after {
+        return Ok(Outcome::Defer {
+            after: Duration::from_secs(1),
+            reason: "another delivery is dispatching this message".into(),
+        });
+    }
+    fail(
+        handler,
+        message,
+        "dispatch_outcome_unknown: a dispatch started but its outcome was never recorded".into(),
+        "check the provider's log; if it did not go out, send again with a new idempotency key",
+    )
+    .await
+}

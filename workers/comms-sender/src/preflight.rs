@@ -1,0 +1,148 @@
+//! The checks a message must pass before it may be dispatched, each failing with a named reason.
+//!
+//! They run on every delivery, not only the first, because the world changes while a message
+//! waits: a contact opts out, an approval arrives, a record is deleted.
+
+use comms_shared::contract::{Channel, Kind, RecordType, ValidSendRequest};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::render::Rendered;
+use crate::store::Message;
+
+/// A failed check: the reason code, a sentence for the timeline, and what the owner should do.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub detail: String,
+    pub next_action: &'static str,
+}
+
+/// Looks the attached record up; returns the client it belongs to, or a refusal.
+pub async fn record_client(
+    pool: &PgPool,
+    request: &ValidSendRequest,
+) -> Result<Result<Option<Uuid>, Refusal>, sqlx::Error> {
+    let id = request.record.id;
+    let sql = match request.record.record_type {
+        RecordType::Client => "SELECT id FROM comms.clients WHERE id = $1",
+        RecordType::Lead => "SELECT client_id FROM comms.leads WHERE id = $1",
+        RecordType::Project => "SELECT client_id FROM comms.projects WHERE id = $1",
+        RecordType::Report => "SELECT client_id FROM comms.reports WHERE id = $1",
+        RecordType::Incident => "SELECT client_id FROM comms.incidents WHERE id = $1",
+        RecordType::Approval => "SELECT client_id FROM comms.approvals WHERE id = $1",
+    };
+    let found: Option<Option<Uuid>> = sqlx::query_scalar(sql).bind(id).fetch_optional(pool).await?;
+    Ok(found.ok_or_else(|| Refusal {
+        code: "record_not_found",
+        detail: format!("{} {id} does not exist", request.record.record_type),
+        next_action: "attach the message to an existing record and send it again",
+    }))
+}
+
+/// Consent on the message's channel: opted-out and suppressed contacts are never sent to, and
+/// outreach and review requests need recorded express consent (taken from the request if it
+/// carries it, and then kept on the contact).
+pub async fn consent(
+    pool: &PgPool,
+    message: &Message,
+    request: &ValidSendRequest,
+) -> Result<Result<(), Refusal>, sqlx::Error> {
+    let state: Option<String> = sqlx::query_scalar(
+        "SELECT consent_state FROM comms.contact_channels WHERE contact_id = $1 AND channel = $2",
+    )
+    .bind(message.contact_id)
+    .bind(&message.channel)
+    .fetch_optional(pool)
+    .await?;
+    let state = state.unwrap_or_else(|| "unknown".into());
+    match state.as_str() {
+        "opted_out" => {
+            return Ok(Err(Refusal {
+                code: "opted_out",
+                detail: format!("the contact opted out of {}", message.channel),
+                next_action: "do not contact on this channel unless the contact opts back in",
+            }));
+        }
+        "suppressed" => {
+            return Ok(Err(Refusal {
+                code: "suppressed",
+                detail: format!("the {} address is suppressed (bounce or complaint)", message.channel),
+                next_action: "get a working address from the contact",
+            }));
+        }
+        _ => {}
+    }
+    if !matches!(request.kind, Kind::Outreach | Kind::ReviewRequest) || state == "express" {
+        return Ok(Ok(()));
+    }
+    if let Some(consent) = request.consent.as_ref().filter(|_| request.has_express_consent()) {
+        sqlx::query(
+            "UPDATE comms.contact_channels SET consent_state = 'express', consent_basis = 'express',
+                 consent_source = $3, consent_at = $4, updated_at = now()
+             WHERE contact_id = $1 AND channel = $2 AND consent_state IN ('unknown', 'implied')",
+        )
+        .bind(message.contact_id)
+        .bind(&message.channel)
+        .bind(&consent.source)
+        .bind(consent.captured_at)
+        .execute(pool)
+        .await?;
+        return Ok(Ok(()));
+    }
+    Ok(Err(Refusal {
+        code: "consent_missing",
+        detail: format!("{} needs recorded express consent", request.kind),
+        next_action: "record the contact's express consent, then send again",
+    }))
+}
+
+/// Whether this message may only go out with a recorded owner approval.
+pub fn needs_approval(request: &ValidSendRequest) -> bool {
+    request.channel == Channel::Portal
+        || request.contains_roi
+        || matches!(
+            request.kind,
+            Kind::PortalUpdate | Kind::IncidentNotice | Kind::ReportDigest | Kind::ApprovalRequest
+        )
+}
+
+/// A fingerprint of the content an approval covers: change a word and the approval is void.
+pub fn content_hash(rendered: &Rendered) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(rendered.subject.as_deref().unwrap_or("").as_bytes());
+    hasher.update([0u8]);
+    hasher.update(rendered.body.as_bytes());
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The latest decision of `kind` (`approved`/`rejected`/`expired` or `reviewed_safe`) on exactly
+/// this content.
+pub async fn decision(
+    pool: &PgPool,
+    message_id: Uuid,
+    hash: &str,
+    ai_review: bool,
+) -> Result<Option<String>, sqlx::Error> {
+    let decisions: &[&str] = if ai_review {
+        &["reviewed_safe"]
+    } else {
+        &["approved", "rejected", "expired"]
+    };
+    let decisions: Vec<String> = decisions.iter().map(|s| (*s).to_string()).collect();
+    sqlx::query_scalar(
+        "SELECT decision FROM comms.message_approvals
+         WHERE message_id = $1 AND content_hash = $2 AND decision = ANY($3)
+         ORDER BY decided_at DESC LIMIT 1",
+    )
+    .bind(message_id)
+    .bind(hash)
+    .bind(&decisions)
+    .fetch_optional(pool)
+    .await
+}

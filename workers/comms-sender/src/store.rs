@@ -1,0 +1,393 @@
+//! The sender's reads and writes of messages, events and owner tasks.
+//!
+//! Every state change is one transaction that moves the message only from the states it may
+//! leave, appends its event and, where a person must act, opens an owner task. Because the move
+//! is conditional, two deliveries of the same message can never both make it: the loser sees
+//! "no row changed" and stops.
+
+use chrono::{DateTime, Utc};
+use comms_shared::contract::{Channel, ValidSendRequest};
+use serde_json::json;
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+pub const ACTOR: &str = "comms-sender";
+
+/// States from which a message may still be dispatched.
+pub const DISPATCHABLE: &[&str] = &[
+    "received",
+    "deferred",
+    "awaiting_approval",
+    "held",
+    "retrying",
+];
+
+/// One message as the sender needs it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Message {
+    pub id: Uuid,
+    pub idempotency_key: String,
+    pub channel: String,
+    pub kind: String,
+    pub contact_id: Uuid,
+    pub recipient_address: String,
+    pub owner: String,
+    pub source: String,
+    pub record_type: String,
+    pub record_id: Uuid,
+    pub client_id: Option<Uuid>,
+    pub delivery_state: String,
+    pub send_after: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const MESSAGE_COLUMNS: &str = "id, idempotency_key, channel, kind, contact_id, recipient_address, owner, source, \
+     record_type, record_id, client_id, delivery_state, send_after, updated_at";
+
+/// Why a request could not even be recorded (it names a contact we do not have).
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("recipient.contact_id: no contact {0}")]
+    UnknownContact(Uuid),
+    #[error("recipient.contact_id: contact {0} has no {1} address")]
+    NoAddress(Uuid, &'static str),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// Records the message of `request`, or finds the one already recorded under its idempotency
+/// key. Returns the message and whether this call created it.
+pub async fn record(
+    pool: &PgPool,
+    request: &ValidSendRequest,
+) -> Result<(Message, bool), RecordError> {
+    let mut tx = pool.begin().await?;
+    if let Some(existing) = by_key(&mut tx, &request.idempotency_key).await? {
+        return Ok((existing, false));
+    }
+    let (contact_id, address) = resolve_contact(&mut tx, request).await?;
+    let wire = serde_json::to_value(request.to_wire()).unwrap_or_default();
+    let inserted: Option<Message> = sqlx::query_as(&format!(
+        "INSERT INTO comms.messages (idempotency_key, channel, kind, contact_id, recipient_address,
+             owner, source, trigger, record_type, record_id, template_name, template_version,
+             contains_roi, ai_draft, send_after, request)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING {MESSAGE_COLUMNS}"
+    ))
+    .bind(&request.idempotency_key)
+    .bind(request.channel.as_str())
+    .bind(request.kind.as_str())
+    .bind(contact_id)
+    .bind(&address)
+    .bind(&request.owner)
+    .bind(&request.source)
+    .bind(&request.trigger)
+    .bind(request.record.record_type.as_str())
+    .bind(request.record.id)
+    .bind(&request.template.name)
+    .bind(request.template.version.map(|v| i32::try_from(v).unwrap_or(i32::MAX)))
+    .bind(request.contains_roi)
+    .bind(request.ai_draft)
+    .bind(request.send_after)
+    .bind(&wire)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(message) = inserted else {
+        // A concurrent delivery of the same key won the insert.
+        tx.rollback().await?;
+        let mut tx = pool.begin().await?;
+        let existing = by_key(&mut tx, &request.idempotency_key)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
+        return Ok((existing, false));
+    };
+    append_event(
+        &mut tx,
+        &message,
+        Event::new("received", "request accepted and recorded")
+            .detail(json!({ "trigger": request.trigger, "kind": request.kind.as_str() })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((message, true))
+}
+
+async fn by_key(
+    tx: &mut Transaction<'_, Postgres>,
+    key: &str,
+) -> Result<Option<Message>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM comms.messages WHERE idempotency_key = $1"
+    ))
+    .bind(key)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+async fn resolve_contact(
+    tx: &mut Transaction<'_, Postgres>,
+    request: &ValidSendRequest,
+) -> Result<(Uuid, String), RecordError> {
+    let channel = request.channel.as_str();
+    let recipient = &request.recipient;
+    if let Some(contact_id) = recipient.contact_id() {
+        let exists: Option<Uuid> = sqlx::query_scalar("SELECT id FROM comms.contacts WHERE id = $1")
+            .bind(contact_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if exists.is_none() {
+            return Err(RecordError::UnknownContact(contact_id));
+        }
+        let address: Option<String> = sqlx::query_scalar(
+            "SELECT address FROM comms.contact_channels WHERE contact_id = $1 AND channel = $2",
+        )
+        .bind(contact_id)
+        .bind(channel)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let address = address.ok_or(RecordError::NoAddress(contact_id, request.channel.as_str()))?;
+        return Ok((contact_id, address));
+    }
+    let address = recipient
+        .phone()
+        .or(recipient.email())
+        .unwrap_or_default()
+        .to_string();
+    let found: Option<Uuid> = sqlx::query_scalar(
+        "SELECT contact_id FROM comms.contact_channels WHERE channel = $1 AND address = $2",
+    )
+    .bind(channel)
+    .bind(&address)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(contact_id) = found {
+        return Ok((contact_id, address));
+    }
+    let contact_id: Uuid = sqlx::query_scalar(
+        "INSERT INTO comms.contacts (name, time_zone) VALUES ($1, $2) RETURNING id",
+    )
+    .bind(recipient.name())
+    .bind(recipient.time_zone().map(|tz| tz.name().to_string()))
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO comms.contact_channels (contact_id, channel, address) VALUES ($1, $2, $3)",
+    )
+    .bind(contact_id)
+    .bind(channel)
+    .bind(&address)
+    .execute(&mut **tx)
+    .await?;
+    Ok((contact_id, address))
+}
+
+/// One entry of the message's timeline.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub event_type: &'static str,
+    pub reason: String,
+    pub recovery_rule: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+impl Event {
+    pub fn new(event_type: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            event_type,
+            reason: reason.into(),
+            recovery_rule: None,
+            detail: json!({}),
+        }
+    }
+    pub fn recovery(mut self, rule: impl Into<String>) -> Self {
+        self.recovery_rule = Some(rule.into());
+        self
+    }
+    pub fn detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = detail;
+        self
+    }
+}
+
+pub async fn append_event(
+    tx: &mut Transaction<'_, Postgres>,
+    message: &Message,
+    event: Event,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO comms.message_events
+             (message_id, event_type, actor, source, owner, reason, recovery_rule, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(message.id)
+    .bind(event.event_type)
+    .bind(ACTOR)
+    .bind(&message.source)
+    .bind(&message.owner)
+    .bind(&event.reason)
+    .bind(&event.recovery_rule)
+    .bind(&event.detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// An owner task: a person must act on this message.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub title: String,
+    pub next_action: String,
+    pub due_in: chrono::Duration,
+}
+
+pub async fn open_task(
+    tx: &mut Transaction<'_, Postgres>,
+    message: &Message,
+    reason: &str,
+    task: &Task,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO comms.tasks (owner, title, next_action, reason, due_at, record_type, record_id, message_id)
+         VALUES ($1, $2, $3, $4, now() + $5, $6, $7, $8)",
+    )
+    .bind(&message.owner)
+    .bind(&task.title)
+    .bind(&task.next_action)
+    .bind(reason)
+    .bind(task.due_in)
+    .bind(&message.record_type)
+    .bind(message.record_id)
+    .bind(message.id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A move of a message to a new state, with what changes alongside it.
+#[derive(Debug, Clone)]
+pub struct Transition<'a> {
+    pub from: &'a [&'a str],
+    pub to: &'static str,
+    pub failure_reason: Option<String>,
+    pub next_action: Option<String>,
+    pub send_after: Option<DateTime<Utc>>,
+    pub held_by_pause: Option<Uuid>,
+    pub provider: Option<&'static str>,
+    pub provider_message_id: Option<String>,
+    pub count_attempt: bool,
+    pub event: Event,
+    pub task: Option<Task>,
+}
+
+impl<'a> Transition<'a> {
+    pub fn new(from: &'a [&'a str], to: &'static str, event: Event) -> Self {
+        Self {
+            from,
+            to,
+            failure_reason: None,
+            next_action: None,
+            send_after: None,
+            held_by_pause: None,
+            provider: None,
+            provider_message_id: None,
+            count_attempt: false,
+            event,
+            task: None,
+        }
+    }
+}
+
+/// Applies `transition` if the message is still in one of its `from` states. Returns the new
+/// attempt count, or `None` when the message had already moved on (another delivery won).
+pub async fn transition(
+    pool: &PgPool,
+    message: &Message,
+    transition: Transition<'_>,
+) -> Result<Option<i32>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let from: Vec<String> = transition.from.iter().map(|s| (*s).to_string()).collect();
+    let attempts: Option<i32> = sqlx::query_scalar(
+        "UPDATE comms.messages SET
+             delivery_state = $2,
+             failure_reason = COALESCE($3, failure_reason),
+             next_action = $4,
+             send_after = COALESCE($5, send_after),
+             held_by_pause = COALESCE($6, held_by_pause),
+             provider = COALESCE($7, provider),
+             provider_message_id = COALESCE($8, provider_message_id),
+             attempt_count = attempt_count + CASE WHEN $9 THEN 1 ELSE 0 END,
+             dispatched_at = CASE WHEN $2 = 'sent' THEN now() ELSE dispatched_at END,
+             opt_out_state = CASE WHEN $3 IN ('opted_out', 'suppressed') THEN $3 ELSE opt_out_state END,
+             updated_at = now()
+         WHERE id = $1 AND delivery_state = ANY($10)
+         RETURNING attempt_count",
+    )
+    .bind(message.id)
+    .bind(transition.to)
+    .bind(&transition.failure_reason)
+    .bind(&transition.next_action)
+    .bind(transition.send_after)
+    .bind(transition.held_by_pause)
+    .bind(transition.provider)
+    .bind(&transition.provider_message_id)
+    .bind(transition.count_attempt)
+    .bind(&from)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(attempts) = attempts else {
+        tx.rollback().await?;
+        return Ok(None);
+    };
+    let reason = transition.event.reason.clone();
+    append_event(&mut tx, message, transition.event).await?;
+    if let Some(task) = &transition.task {
+        open_task(&mut tx, message, &reason, task).await?;
+    }
+    tx.commit().await?;
+    Ok(Some(attempts))
+}
+
+/// Stores the rendered content on the message, so approvers and the timeline see what goes out.
+pub async fn save_rendered(
+    pool: &PgPool,
+    id: Uuid,
+    rendered: &crate::render::Rendered,
+    client_id: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE comms.messages SET subject = $2, body = $3, template_version = $4,
+             sms_encoding = $5, sms_segments = $6, client_id = $7, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&rendered.subject)
+    .bind(&rendered.body)
+    .bind(rendered.template_version)
+    .bind(rendered.sms.map(|s| s.encoding.as_str()))
+    .bind(rendered.sms.map(|s| i32::try_from(s.segments).unwrap_or(i32::MAX)))
+    .bind(client_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Marks the contact opted out on `channel` (a provider told us the recipient unsubscribed).
+pub async fn opt_out_contact(
+    pool: &PgPool,
+    contact_id: Uuid,
+    channel: Channel,
+    source: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE comms.contact_channels SET consent_state = 'opted_out', consent_basis = 'provider',
+             consent_source = $3, consent_at = now(), updated_at = now()
+         WHERE contact_id = $1 AND channel = $2",
+    )
+    .bind(contact_id)
+    .bind(channel.as_str())
+    .bind(source)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

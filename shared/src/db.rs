@@ -120,10 +120,7 @@ async fn create_database_if_missing(options: &PgConnectOptions) -> Result<(), Db
             })?;
     if !exists {
         let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
-        if let Err(source) = sqlx::query(&statement)
-            .execute(&mut conn)
-            .await
-        {
+        if let Err(source) = sqlx::query(&statement).execute(&mut conn).await {
             // Another pod may have created it between our check and our CREATE: that is success.
             if !is_duplicate_database(&source) {
                 return Err(DbError::Create { name, source });
@@ -140,9 +137,7 @@ fn is_duplicate_database(err: &sqlx::Error) -> bool {
         .is_some_and(|code| code == "42P04" || code == "23505")
 }
 
-async fn connect_with_retry(
-    options: &PgConnectOptions,
-) -> Result<sqlx::PgConnection, sqlx::Error> {
+async fn connect_with_retry(options: &PgConnectOptions) -> Result<sqlx::PgConnection, sqlx::Error> {
     use backon::{ExponentialBuilder, Retryable};
     (|| async { options.connect().await })
         .retry(
@@ -154,6 +149,21 @@ async fn connect_with_retry(
         )
         .when(|e| matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut))
         .await
+}
+
+/// Proves the PostgreSQL server answers (the database itself may not exist yet).
+pub async fn migrate_check_reachable(settings: &DatabaseSettings) -> Result<(), DbError> {
+    let options = options(settings)?.database("postgres");
+    let target = describe(&options);
+    let conn = tokio::time::timeout(settings.acquire_timeout, options.connect())
+        .await
+        .map_err(|_| DbError::Unreachable {
+            target: target.clone(),
+            source: sqlx::Error::PoolTimedOut,
+        })?
+        .map_err(|source| DbError::Unreachable { target, source })?;
+    let _ = conn.close().await;
+    Ok(())
 }
 
 /// True when the database answers a trivial query within `timeout`.

@@ -24,16 +24,20 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(collector: C) -> C
 
 /// Builds and registers a counter family.
 pub fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    register(IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| {
-        panic!("metric {name} is malformed: {e}");
-    }))
+    register(
+        IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| {
+            panic!("metric {name} is malformed: {e}");
+        }),
+    )
 }
 
 /// Builds and registers a gauge family.
 pub fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    register(IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| {
-        panic!("metric {name} is malformed: {e}");
-    }))
+    register(
+        IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| {
+            panic!("metric {name} is malformed: {e}");
+        }),
+    )
 }
 
 /// Builds and registers a histogram family (seconds).

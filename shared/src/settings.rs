@@ -38,6 +38,8 @@ pub struct Settings {
     pub providers: ProviderSettings,
     pub sender: SenderSettings,
     pub pause: PauseSettings,
+    pub gateway: GatewaySettings,
+    pub status: StatusSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -279,6 +281,57 @@ impl Default for PauseSettings {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// Where the gateway's HTTP server listens (`COMMS__GATEWAY__LISTEN`).
+    pub listen: SocketAddr,
+    /// The public base URL providers call (Twilio signs the full public URL, which differs from
+    /// the request URL behind a load balancer).
+    pub public_url: String,
+    /// Secret path segment that protects SendGrid Inbound Parse, which carries no signature.
+    pub inbound_secret: SecretString,
+    /// Bodies larger than this get 413.
+    pub max_body_bytes: usize,
+    /// SendGrid event-webhook timestamps further than this from now are refused.
+    #[serde(with = "humantime_serde")]
+    pub signature_tolerance: Duration,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: "http://127.0.0.1:8080".into(),
+            inbound_secret: SecretString::from("change-me-inbound-secret"),
+            max_body_bytes: 1024 * 1024,
+            signature_tolerance: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatusSettings {
+    /// How long a callback for a message we do not know yet is retried before it is parked
+    /// (a callback can outrun the sender's commit).
+    #[serde(with = "humantime_serde")]
+    pub unknown_message_retry_for: Duration,
+    /// Sent messages with no status callback for this long make the channel's provider
+    /// freshness uncertain, which pauses the channel.
+    #[serde(with = "humantime_serde")]
+    pub freshness_window: Duration,
+}
+
+impl Default for StatusSettings {
+    fn default() -> Self {
+        Self {
+            unknown_message_retry_for: Duration::from_secs(600),
+            freshness_window: Duration::from_secs(1800),
+        }
+    }
+}
+
 impl Settings {
     /// Loads settings from the process environment (`COMMS_CONFIG` and `COMMS__*`).
     pub fn load() -> Result<Self, SettingsError> {
@@ -321,7 +374,10 @@ impl Settings {
         };
         let db = self.database.url.expose_secret();
         if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
-            return invalid("database.url", "must start with postgres:// or postgresql://");
+            return invalid(
+                "database.url",
+                "must start with postgres:// or postgresql://",
+            );
         }
         let amqp = self.amqp.url.expose_secret();
         if !(amqp.starts_with("amqp://") || amqp.starts_with("amqps://")) {
@@ -344,12 +400,20 @@ impl Settings {
                 return invalid(key, "must be a time of day as HH:MM");
             }
         }
-        if self.sender.default_time_zone.parse::<chrono_tz::Tz>().is_err() {
+        if self
+            .sender
+            .default_time_zone
+            .parse::<chrono_tz::Tz>()
+            .is_err()
+        {
             return invalid("sender.default_time_zone", "must be an IANA time zone");
         }
         for (key, url) in [
             ("providers.twilio.base_url", &self.providers.twilio.base_url),
-            ("providers.sendgrid.base_url", &self.providers.sendgrid.base_url),
+            (
+                "providers.sendgrid.base_url",
+                &self.providers.sendgrid.base_url,
+            ),
         ] {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return invalid(key, "must be an http:// or https:// URL");
@@ -415,8 +479,8 @@ mod tests {
 
     #[test]
     fn secrets_do_not_appear_in_debug_output() {
-        let settings = load(&[("COMMS__DATABASE__URL", "postgres://u:hunter2@db/comms")])
-            .expect("loads");
+        let settings =
+            load(&[("COMMS__DATABASE__URL", "postgres://u:hunter2@db/comms")]).expect("loads");
         assert!(!format!("{settings:?}").contains("hunter2"));
     }
 

@@ -158,9 +158,9 @@ impl Topology {
     /// Short label of a tier, used in queue names and routing keys (`1s`, `2m`, `1h`).
     pub fn tier_label(tier: Duration) -> String {
         let secs = tier.as_secs();
-        if secs >= 3600 && secs % 3600 == 0 {
+        if secs >= 3600 && secs.is_multiple_of(3600) {
             format!("{}h", secs / 3600)
-        } else if secs >= 60 && secs % 60 == 0 {
+        } else if secs >= 60 && secs.is_multiple_of(60) {
             format!("{}m", secs / 60)
         } else {
             format!("{secs}s")

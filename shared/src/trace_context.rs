@@ -55,8 +55,7 @@ pub fn set_parent_from(headers: &FieldTable, span: &tracing::Span) {
         return;
     }
     let extractor = HeaderExtractor(fields);
-    let context = opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract(&extractor)
-    });
+    let context =
+        opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&extractor));
     let _ = span.set_parent(context);
 }

@@ -1,4 +1,4 @@
-//! The value checks behind [`validate`](super::validate), one per kind of field.
+//! The value checks behind [`validate`](super::validate()), one per kind of field.
 //!
 //! They live apart from the parsing pipeline so each rule (what a valid phone, email, UUID,
 //! timestamp or template reference is, and the problem text when it is not) sits in one place

@@ -3,7 +3,7 @@
 //! Workers act on these types so that "is this phone number E.164?" or "is this a real time
 //! zone?" is answered once, at the edge, and never again. The structs are `#[non_exhaustive]`:
 //! other crates can read every field but cannot build one without going through
-//! [`parse_send_request`](super::parse_send_request) or [`validate`](super::validate).
+//! [`parse_send_request`](super::parse_send_request) or [`validate`](super::validate()).
 //! Serialising a [`ValidSendRequest`] gives the canonical v1 JSON (schema marker included,
 //! timestamps in UTC), which parses back to an equal value.
 

@@ -145,7 +145,9 @@ async fn session<H: Handler>(
 
     if ended.is_ok() {
         // Stop new deliveries, give in-flight messages the grace period, then return the rest.
-        let _ = channel.basic_cancel(tag, BasicCancelOptions::default()).await;
+        let _ = channel
+            .basic_cancel(tag, BasicCancelOptions::default())
+            .await;
         let drained = tokio::time::timeout(settings.shutdown_grace, async {
             while in_flight.join_next().await.is_some() {}
         })
@@ -175,7 +177,11 @@ async fn process<H: Handler>(
         routing_key: delivery.routing_key.to_string(),
         body: delivery.data,
         retry_attempt: header_u32(&headers, RETRY_HEADER).unwrap_or(0),
-        message_id: delivery.properties.message_id().as_ref().map(|m| m.to_string()),
+        message_id: delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.to_string()),
         redelivered: delivery.redelivered,
         headers,
     };

@@ -81,7 +81,8 @@ pub struct Incoming {
 impl Incoming {
     /// Decodes the body as JSON, with an error that says what was wrong.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
-        serde_json::from_slice(&self.body).map_err(|e| format!("body is not the expected JSON: {e}"))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| format!("body is not the expected JSON: {e}"))
     }
 }
 

@@ -17,7 +17,10 @@ async fn migrations_apply_once_and_again_without_effect() {
     .fetch_one(&env.pool)
     .await
     .expect("count tables");
-    assert!(tables >= 16, "expected the data model, found {tables} tables");
+    assert!(
+        tables >= 16,
+        "expected the data model, found {tables} tables"
+    );
     env.teardown().await;
 }
 
@@ -28,7 +31,10 @@ async fn two_concurrent_migrations_into_a_missing_database_both_succeed() {
     let url = {
         use secrecy::ExposeSecret;
         let url = env.settings.database.url.expose_secret().to_string();
-        let server = url.rsplit_once('/').map(|(s, _)| s.to_string()).unwrap_or(url);
+        let server = url
+            .rsplit_once('/')
+            .map(|(s, _)| s.to_string())
+            .unwrap_or(url);
         format!("{server}/{fresh}")
     };
     let mut settings = env.settings.database.clone();
@@ -45,7 +51,10 @@ async fn two_concurrent_migrations_into_a_missing_database_both_succeed() {
         .fetch_one(&pool)
         .await
         .expect("bookkeeping");
-    assert_eq!(applied as usize, total, "each migration recorded exactly once");
+    assert_eq!(
+        applied as usize, total,
+        "each migration recorded exactly once"
+    );
     pool.close().await;
     sqlx::query(&format!("DROP DATABASE \"{fresh}\" WITH (FORCE)"))
         .execute(&env.pool)
@@ -72,7 +81,10 @@ async fn the_event_log_refuses_update_delete_and_truncate() {
             .execute(&env.pool)
             .await
             .expect_err(statement);
-        assert!(err.to_string().contains("append-only"), "{statement}: {err}");
+        assert!(
+            err.to_string().contains("append-only"),
+            "{statement}: {err}"
+        );
     }
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM comms.message_events")
         .fetch_one(&env.pool)
@@ -102,9 +114,12 @@ async fn an_approved_template_never_changes() {
 
 #[tokio::test]
 async fn a_config_error_names_the_key() {
-    let vars = [("COMMS__CONSUMER__CONCURRENCY".to_string(), "many".to_string())]
-        .into_iter()
-        .collect();
+    let vars = [(
+        "COMMS__CONSUMER__CONCURRENCY".to_string(),
+        "many".to_string(),
+    )]
+    .into_iter()
+    .collect();
     let err = comms_shared::settings::Settings::load_from(&vars).expect_err("bad value");
     assert!(err.to_string().contains("consumer.concurrency"), "{err}");
 }

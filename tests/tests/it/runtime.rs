@@ -119,7 +119,10 @@ async fn a_message_committed_but_not_acked_comes_back_and_leaves_one_row() {
     let second = Arc::new(Ledger::new(&env.pool));
     let (shutdown, task) = start(&env, second.clone());
     assert!(
-        eventually(WAIT, || async { second.attempts.load(Ordering::SeqCst) >= 1 }).await,
+        eventually(WAIT, || async {
+            second.attempts.load(Ordering::SeqCst) >= 1
+        })
+        .await,
         "the unacked message was delivered again"
     );
     let queue = env.topology.send_queue("sms").name;
@@ -158,16 +161,25 @@ async fn poison_messages_are_parked_with_their_reason_and_consuming_goes_on() {
         .map(|(_, headers)| header_str(headers, REASON_HEADER).expect("reason header"))
         .collect();
     reasons.sort();
-    assert!(reasons[0].contains("not the expected JSON: expected ident"), "{reasons:?}");
+    assert!(
+        reasons[0].contains("not the expected JSON: expected ident"),
+        "{reasons:?}"
+    );
     assert!(reasons[1].contains("missing field `key`"), "{reasons:?}");
-    assert!(reasons[2].contains("handler panicked: job boom asked to panic"), "{reasons:?}");
+    assert!(
+        reasons[2].contains("handler panicked: job boom asked to panic"),
+        "{reasons:?}"
+    );
     let rejected: Vec<(String, Vec<u8>)> =
         sqlx::query_as("SELECT reason, payload FROM internal.rejected_input ORDER BY id")
             .fetch_all(&env.pool)
             .await
             .expect("rejected rows");
     assert_eq!(rejected.len(), 3);
-    assert_eq!(rejected[0].1, b"this is not json", "raw payload kept byte for byte");
+    assert_eq!(
+        rejected[0].1, b"this is not json",
+        "raw payload kept byte for byte"
+    );
     assert!(rejected[0].0.contains("not the expected JSON"));
     env.teardown().await;
 }
@@ -200,7 +212,10 @@ async fn exhausted_retries_end_in_the_dead_letter_queue() {
     task.await.expect("consumer task");
     let parked = env.drain(&dead).await;
     let reason = header_str(&parked[0].1, REASON_HEADER).expect("reason");
-    assert!(reason.starts_with("retries exhausted after 1 attempts"), "{reason}");
+    assert!(
+        reason.starts_with("retries exhausted after 1 attempts"),
+        "{reason}"
+    );
     env.teardown().await;
 }
 

@@ -16,13 +16,13 @@ use comms_shared::settings::Settings;
 use sqlx::PgPool;
 
 use crate::outcomes;
+use crate::pause_check;
 use crate::preflight::{self, Refusal};
 use crate::providers::{Dispatch, Outbound, Providers};
 use crate::quiet_hours::Window;
 use crate::rate::RateLimits;
 use crate::render::{self, RenderError};
 use crate::store::{self, DISPATCHABLE, Event, Message, RecordError, Transition};
-use crate::pause_check;
 
 /// The sender's message handler, shared by the consumers of every `comms.send.*` queue.
 pub struct SendHandler {
@@ -94,21 +94,32 @@ impl SendHandler {
         if request.ai_draft {
             let review = preflight::decision(&self.pool, message.id, &hash, true).await?;
             if review.as_deref() != Some("reviewed_safe") {
-                return outcomes::await_approval(self, &message, "ai_draft_needs_review", &hash).await;
+                return outcomes::await_approval(self, &message, "ai_draft_needs_review", &hash)
+                    .await;
             }
         }
         if preflight::needs_approval(request) {
-            match preflight::decision(&self.pool, message.id, &hash, false).await?.as_deref() {
+            match preflight::decision(&self.pool, message.id, &hash, false)
+                .await?
+                .as_deref()
+            {
                 Some("approved") => {}
                 Some(decision) => {
                     let refusal = Refusal {
-                        code: if decision == "expired" { "approval_expired" } else { "approval_rejected" },
+                        code: if decision == "expired" {
+                            "approval_expired"
+                        } else {
+                            "approval_rejected"
+                        },
                         detail: format!("the owner's approval was {decision}"),
                         next_action: "revise the message and request approval again",
                     };
                     return outcomes::block(self, &message, refusal).await;
                 }
-                None => return outcomes::await_approval(self, &message, "approval_required", &hash).await,
+                None => {
+                    return outcomes::await_approval(self, &message, "approval_required", &hash)
+                        .await;
+                }
             }
         }
 

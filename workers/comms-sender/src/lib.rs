@@ -36,7 +36,10 @@ pub fn build_handler(runtime: &Runtime, clock: Arc<dyn Clock>) -> anyhow::Result
     };
     let window = quiet_hours::Window {
         opens: parse_time("sender.quiet_hours_end", &settings.sender.quiet_hours_end)?,
-        closes: parse_time("sender.quiet_hours_start", &settings.sender.quiet_hours_start)?,
+        closes: parse_time(
+            "sender.quiet_hours_start",
+            &settings.sender.quiet_hours_start,
+        )?,
     };
     let default_zone = settings
         .sender
@@ -56,7 +59,11 @@ pub fn build_handler(runtime: &Runtime, clock: Arc<dyn Clock>) -> anyhow::Result
 }
 
 /// Consumes every send queue until `shutdown`, then drains.
-pub async fn run(runtime: Runtime, clock: Arc<dyn Clock>, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(
+    runtime: Runtime,
+    clock: Arc<dyn Clock>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let handler = Arc::new(build_handler(&runtime, clock)?);
     let consumers: Vec<_> = CHANNELS
         .iter()
@@ -86,6 +93,9 @@ pub async fn run_standalone(settings: Settings, shutdown: Shutdown) -> anyhow::R
         shutdown.clone(),
     ));
     run(runtime, Arc::new(SystemClock), shutdown).await?;
-    health.await.context("health server task")?.context("health server")?;
+    health
+        .await
+        .context("health server task")?
+        .context("health server")?;
     Ok(())
 }

@@ -63,12 +63,18 @@ pub async fn await_approval(
     };
     let transition = Transition {
         next_action: Some(next_action.to_string()),
-        task: Some(task("Message waits for your approval".into(), next_action, 24)),
+        task: Some(task(
+            "Message waits for your approval".into(),
+            next_action,
+            24,
+        )),
         ..Transition::new(
             WAITING_FROM,
             "awaiting_approval",
             Event::new("approval_requested", reason)
-                .recovery("dispatched through the sender once approved; never without an approval record")
+                .recovery(
+                    "dispatched through the sender once approved; never without an approval record",
+                )
                 .detail(json!({ "content_hash": content_hash })),
         )
     };
@@ -91,8 +97,11 @@ pub async fn defer(
             ..Transition::new(
                 DISPATCHABLE,
                 "deferred",
-                Event::new("deferred", format!("{reason}: waits until {}", until.to_rfc3339()))
-                    .recovery("the broker brings it back; it is checked again then, never dropped"),
+                Event::new(
+                    "deferred",
+                    format!("{reason}: waits until {}", until.to_rfc3339()),
+                )
+                .recovery("the broker brings it back; it is checked again then, never dropped"),
             )
         };
         store::transition(&handler.pool, message, transition).await?;
@@ -150,8 +159,9 @@ pub async fn record_dispatch(
                 ..Transition::new(
                     SENDING,
                     "sent",
-                    Event::new("sent", format!("accepted by {provider}"))
-                        .detail(json!({ "provider_message_id": provider_message_id, "attempt": attempt })),
+                    Event::new("sent", format!("accepted by {provider}")).detail(
+                        json!({ "provider_message_id": provider_message_id, "attempt": attempt }),
+                    ),
                 )
             };
             store::transition(&handler.pool, message, transition).await?;
@@ -190,13 +200,31 @@ pub async fn record_dispatch(
         }
         Dispatch::Permanent { reason, opted_out } => {
             if opted_out {
+                tracing::info!(message.id = %message.id, %reason, "provider reports an opt-out");
                 if let Ok(channel) = message.channel.parse::<Channel>() {
-                    store::opt_out_contact(&handler.pool, message.contact_id, channel, "provider: unsubscribed recipient").await?;
+                    store::opt_out_contact(
+                        &handler.pool,
+                        message.contact_id,
+                        channel,
+                        "provider: unsubscribed recipient",
+                    )
+                    .await?;
                 }
-                return fail(handler, message, "opted_out".into(), "the recipient unsubscribed at the provider: do not contact on this channel").await
-                    .map(|o| { tracing::info!(message.id = %message.id, %reason, "provider reports an opt-out"); o });
+                return fail(
+                    handler,
+                    message,
+                    "opted_out".into(),
+                    "the recipient unsubscribed at the provider: do not contact on this channel",
+                )
+                .await;
             }
-            fail(handler, message, format!("provider_rejected: {reason}"), "correct the address or content, then send again with a new idempotency key").await
+            fail(
+                handler,
+                message,
+                format!("provider_rejected: {reason}"),
+                "correct the address or content, then send again with a new idempotency key",
+            )
+            .await
         }
     }
 }

@@ -20,7 +20,10 @@ pub struct ActivePause {
 }
 
 /// The oldest active pause covering `message`, if any.
-pub async fn covering(pool: &PgPool, message: &Message) -> Result<Option<ActivePause>, sqlx::Error> {
+pub async fn covering(
+    pool: &PgPool,
+    message: &Message,
+) -> Result<Option<ActivePause>, sqlx::Error> {
     let client = message.client_id.map(|c| c.to_string()).unwrap_or_default();
     sqlx::query_as(
         "SELECT id, scope, scope_value, reason, actor FROM comms.pauses

@@ -33,7 +33,10 @@ pub async fn record_client(
         RecordType::Incident => "SELECT client_id FROM comms.incidents WHERE id = $1",
         RecordType::Approval => "SELECT client_id FROM comms.approvals WHERE id = $1",
     };
-    let found: Option<Option<Uuid>> = sqlx::query_scalar(sql).bind(id).fetch_optional(pool).await?;
+    let found: Option<Option<Uuid>> = sqlx::query_scalar(sql)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
     Ok(found.ok_or_else(|| Refusal {
         code: "record_not_found",
         detail: format!("{} {id} does not exist", request.record.record_type),
@@ -68,7 +71,10 @@ pub async fn consent(
         "suppressed" => {
             return Ok(Err(Refusal {
                 code: "suppressed",
-                detail: format!("the {} address is suppressed (bounce or complaint)", message.channel),
+                detail: format!(
+                    "the {} address is suppressed (bounce or complaint)",
+                    message.channel
+                ),
                 next_action: "get a working address from the contact",
             }));
         }
@@ -77,7 +83,11 @@ pub async fn consent(
     if !matches!(request.kind, Kind::Outreach | Kind::ReviewRequest) || state == "express" {
         return Ok(Ok(()));
     }
-    if let Some(consent) = request.consent.as_ref().filter(|_| request.has_express_consent()) {
+    if let Some(consent) = request
+        .consent
+        .as_ref()
+        .filter(|_| request.has_express_consent())
+    {
         sqlx::query(
             "UPDATE comms.contact_channels SET consent_state = 'express', consent_basis = 'express',
                  consent_source = $3, consent_at = $4, updated_at = now()

@@ -59,7 +59,10 @@ mod tests {
     fn inside_the_window_sends_now() {
         let zone: Tz = "Europe/Paris".parse().expect("tz");
         // 10:00 in Paris (UTC+1 in winter).
-        assert_eq!(window().next_opening(utc("2026-11-26T09:00:00Z"), zone), None);
+        assert_eq!(
+            window().next_opening(utc("2026-11-26T09:00:00Z"), zone),
+            None
+        );
     }
 
     #[test]

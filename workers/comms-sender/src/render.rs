@@ -25,7 +25,9 @@ pub enum RenderError {
     NotFound(String),
     #[error("template_not_approved: {0} has no approved version")]
     NotApproved(String),
-    #[error("template_channel_mismatch: {name} is for {template_channel}, the request is {channel}")]
+    #[error(
+        "template_channel_mismatch: {name} is for {template_channel}, the request is {channel}"
+    )]
     ChannelMismatch {
         name: String,
         template_channel: String,
@@ -158,6 +160,9 @@ mod tests {
     #[test]
     fn a_broken_template_is_reported_not_sent() {
         let err = render_strict("Hi {{ name ", &json!({"name": "Ana"})).expect_err("syntax");
-        assert!(err.to_string().starts_with("template_render_failed"), "{err}");
+        assert!(
+            err.to_string().starts_with("template_render_failed"),
+            "{err}"
+        );
     }
 }

@@ -86,7 +86,12 @@ pub async fn record(
     .bind(request.record.record_type.as_str())
     .bind(request.record.id)
     .bind(&request.template.name)
-    .bind(request.template.version.map(|v| i32::try_from(v).unwrap_or(i32::MAX)))
+    .bind(
+        request
+            .template
+            .version
+            .map(|v| i32::try_from(v).unwrap_or(i32::MAX)),
+    )
     .bind(request.contains_roi)
     .bind(request.ai_draft)
     .bind(request.send_after)
@@ -132,10 +137,11 @@ async fn resolve_contact(
     let channel = request.channel.as_str();
     let recipient = &request.recipient;
     if let Some(contact_id) = recipient.contact_id() {
-        let exists: Option<Uuid> = sqlx::query_scalar("SELECT id FROM comms.contacts WHERE id = $1")
-            .bind(contact_id)
-            .fetch_optional(&mut **tx)
-            .await?;
+        let exists: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM comms.contacts WHERE id = $1")
+                .bind(contact_id)
+                .fetch_optional(&mut **tx)
+                .await?;
         if exists.is_none() {
             return Err(RecordError::UnknownContact(contact_id));
         }
@@ -146,7 +152,8 @@ async fn resolve_contact(
         .bind(channel)
         .fetch_optional(&mut **tx)
         .await?;
-        let address = address.ok_or(RecordError::NoAddress(contact_id, request.channel.as_str()))?;
+        let address =
+            address.ok_or(RecordError::NoAddress(contact_id, request.channel.as_str()))?;
         return Ok((contact_id, address));
     }
     let address = recipient
@@ -365,7 +372,11 @@ pub async fn save_rendered(
     .bind(&rendered.body)
     .bind(rendered.template_version)
     .bind(rendered.sms.map(|s| s.encoding.as_str()))
-    .bind(rendered.sms.map(|s| i32::try_from(s.segments).unwrap_or(i32::MAX)))
+    .bind(
+        rendered
+            .sms
+            .map(|s| i32::try_from(s.segments).unwrap_or(i32::MAX)),
+    )
     .bind(client_id)
     .execute(pool)
     .await?;

@@ -8,10 +8,16 @@ mod commands;
 use clap::{Parser, Subcommand};
 use comms_shared::settings::Settings;
 
+pub use commands::message::{MessageView, view as message_view};
 pub use commands::status::{StatusReport, status_report};
+pub use commands::templates::TemplatesCommand;
 
 #[derive(Debug, Parser)]
-#[command(name = "commsctl", version, about = "Operate the comms-fleet: migrations, status and more")]
+#[command(
+    name = "commsctl",
+    version,
+    about = "Operate the comms-fleet: migrations, status and more"
+)]
 pub struct Cli {
     /// Print machine-readable JSON instead of a table.
     #[arg(long, global = true)]
@@ -26,6 +32,16 @@ pub enum Command {
     Migrate,
     /// Show whether the broker and database answer, queue depths and messages by state.
     Status,
+    /// Validate a send request (v1) from a file and publish it to `comms.send`.
+    Send {
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
+    /// Show one message (by id or idempotency key) and its timeline of events.
+    Message { reference: String },
+    /// Manage versioned templates.
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
 }
 
 /// Runs one command with settings from the environment.
@@ -39,5 +55,21 @@ pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate => commands::migrate::run(settings, cli.json).await,
         Command::Status => commands::status::run(settings, cli.json).await,
+        Command::Send { file } => commands::send::run(settings, &file, cli.json).await,
+        Command::Message { reference } => {
+            let pool = database(settings).await?;
+            commands::message::run(&pool, &reference, cli.json).await
+        }
+        Command::Templates(command) => {
+            let pool = database(settings).await?;
+            commands::templates::run(&pool, command, cli.json).await
+        }
     }
+}
+
+async fn database(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
+    use anyhow::Context;
+    comms_shared::db::connect(&settings.database).await.context(
+        "cannot reach PostgreSQL (is it running? `make services`; migrated? `commsctl migrate`)",
+    )
 }

@@ -127,7 +127,10 @@ fn transport_failure(provider: &str, error: &reqwest::Error) -> Dispatch {
 /// 429 and 5xx are worth retrying; so are 401/403 (a credentials problem an operator fixes
 /// while the message waits, rather than a reason to lose it).
 fn is_transient(status: reqwest::StatusCode) -> bool {
-    status.as_u16() == 429 || status.is_server_error() || status.as_u16() == 401 || status.as_u16() == 403
+    status.as_u16() == 429
+        || status.is_server_error()
+        || status.as_u16() == 401
+        || status.as_u16() == 403
 }
 
 #[cfg(test)]

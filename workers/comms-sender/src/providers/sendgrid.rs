@@ -19,7 +19,11 @@ struct ErrorItem {
     message: Option<String>,
 }
 
-pub async fn send(http: &reqwest::Client, settings: &SendgridSettings, message: &Outbound) -> Dispatch {
+pub async fn send(
+    http: &reqwest::Client,
+    settings: &SendgridSettings,
+    message: &Outbound,
+) -> Dispatch {
     let url = format!("{}/v3/mail/send", settings.base_url.trim_end_matches('/'));
     let mut from = json!({ "email": settings.from });
     if let Some(name) = &settings.from_name {
@@ -64,7 +68,11 @@ pub async fn send(http: &reqwest::Client, settings: &SendgridSettings, message: 
         };
     }
     let errors: Errors = response.json().await.unwrap_or_default();
-    let detail: Vec<String> = errors.errors.into_iter().filter_map(|e| e.message).collect();
+    let detail: Vec<String> = errors
+        .errors
+        .into_iter()
+        .filter_map(|e| e.message)
+        .collect();
     let reason = format!("sendgrid {}: {}", status.as_u16(), detail.join("; "));
     if is_transient(status) {
         Dispatch::Transient {

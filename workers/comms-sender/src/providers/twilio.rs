@@ -21,7 +21,11 @@ struct TwilioError {
     message: Option<String>,
 }
 
-pub async fn send(http: &reqwest::Client, settings: &TwilioSettings, message: &Outbound) -> Dispatch {
+pub async fn send(
+    http: &reqwest::Client,
+    settings: &TwilioSettings,
+    message: &Outbound,
+) -> Dispatch {
     let url = format!(
         "{}/2010-04-01/Accounts/{}/Messages.json",
         settings.base_url.trim_end_matches('/'),
@@ -37,7 +41,10 @@ pub async fn send(http: &reqwest::Client, settings: &TwilioSettings, message: &O
     }
     let response = http
         .post(&url)
-        .basic_auth(&settings.account_sid, Some(settings.auth_token.expose_secret()))
+        .basic_auth(
+            &settings.account_sid,
+            Some(settings.auth_token.expose_secret()),
+        )
         .form(&form)
         .send()
         .await;
@@ -64,7 +71,10 @@ pub async fn send(http: &reqwest::Client, settings: &TwilioSettings, message: &O
     let reason = format!(
         "twilio {}{}: {}",
         status.as_u16(),
-        error.code.map(|c| format!(" error {c}")).unwrap_or_default(),
+        error
+            .code
+            .map(|c| format!(" error {c}"))
+            .unwrap_or_default(),
         error.message.unwrap_or_else(|| "no message".into())
     );
     if is_transient(status) {

@@ -1,4 +1,7 @@
 //! One module per `commsctl` command.
 
+pub mod message;
 pub mod migrate;
+pub mod send;
 pub mod status;
+pub mod templates;

@@ -109,11 +109,10 @@ async fn database_status(settings: &Settings) -> (Reachability, Vec<StateCount>)
         Ok(pool) => pool,
         Err(e) => return (unreachable(e.to_string()), Vec::new()),
     };
-    let rows: Result<Vec<(String, i64)>, _> = sqlx::query_as(
-        "SELECT delivery_state, count(*) FROM comms.messages GROUP BY 1 ORDER BY 1",
-    )
-    .fetch_all(&pool)
-    .await;
+    let rows: Result<Vec<(String, i64)>, _> =
+        sqlx::query_as("SELECT delivery_state, count(*) FROM comms.messages GROUP BY 1 ORDER BY 1")
+            .fetch_all(&pool)
+            .await;
     pool.close().await;
     match rows {
         Ok(rows) => (
@@ -150,7 +149,9 @@ pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<()> {
         print_table(&report);
     }
     if !report.broker.reachable || !report.database.reachable {
-        anyhow::bail!("the fleet's broker or database is unreachable (start them with `make services`)");
+        anyhow::bail!(
+            "the fleet's broker or database is unreachable (start them with `make services`)"
+        );
     }
     Ok(())
 }
@@ -166,7 +167,12 @@ fn print_table(report: &StatusReport) {
     println!("\n{:<32} {:>9} {:>10}", "QUEUE", "MESSAGES", "CONSUMERS");
     for q in &report.queues {
         let n = |v: Option<u32>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
-        println!("{:<32} {:>9} {:>10}", q.queue, n(q.messages), n(q.consumers));
+        println!(
+            "{:<32} {:>9} {:>10}",
+            q.queue,
+            n(q.messages),
+            n(q.consumers)
+        );
     }
     println!("\n{:<20} {:>9}", "MESSAGE STATE", "COUNT");
     if report.messages_by_state.is_empty() {

@@ -1,0 +1,56 @@
+//! `commsctl send --file request.json`: validate a send request here, then publish it exactly as
+//! an upstream app would (exchange `comms.send`, routing key `send.<channel>`, confirmed).
+
+use anyhow::{Context, bail};
+use comms_shared::amqp::{Outgoing, Publisher};
+use comms_shared::contract::parse_send_request;
+use comms_shared::settings::Settings;
+use comms_shared::topology::Topology;
+
+pub async fn run(settings: &Settings, file: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let request = match parse_send_request(&raw) {
+        Ok(request) => request,
+        Err(errors) => {
+            for e in errors.errors() {
+                eprintln!("  {}: {}", e.field, e.problem);
+            }
+            bail!(
+                "the request is invalid ({}); nothing was sent",
+                errors.reason_code()
+            );
+        }
+    };
+    let topology = Topology::new(settings.amqp.namespace.clone());
+    let connection = comms_shared::amqp::connect(&settings.amqp, "commsctl")
+        .await
+        .context("cannot reach RabbitMQ (is it running? `make services`)")?;
+    let publisher = Publisher::open(&connection).await?;
+    topology.declare(publisher.channel()).await?;
+    let body = serde_json::to_vec(&request)?;
+    publisher
+        .publish(Outgoing {
+            exchange: &topology.send_exchange(),
+            routing_key: request.routing_key(),
+            body: &body,
+            message_id: Some(request.idempotency_key.clone()),
+            ..Outgoing::default()
+        })
+        .await
+        .context("the broker did not accept the request")?;
+    let _ = connection.close(200, "done".into()).await;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"published": true, "idempotency_key": request.idempotency_key})
+        );
+    } else {
+        println!(
+            "published {} on {}; follow it with: commsctl message {}",
+            request.idempotency_key,
+            request.routing_key(),
+            request.idempotency_key
+        );
+    }
+    Ok(())
+}

@@ -5,6 +5,8 @@
 //! runs) and its own broker namespace (a random prefix on every exchange and queue), so tests run
 //! in parallel without seeing each other, and [`TestEnv::teardown`] removes both.
 
+pub mod fleet;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;

@@ -24,6 +24,7 @@ use comms_shared::settings::Settings;
 use comms_shared::shutdown::Shutdown;
 
 use crate::handler::SendHandler;
+pub use crate::preflight::approval_hash;
 
 /// The channels the sender consumes, one queue each.
 pub const CHANNELS: [&str; 3] = ["sms", "email", "portal"];

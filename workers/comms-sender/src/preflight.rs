@@ -120,10 +120,15 @@ pub fn needs_approval(request: &ValidSendRequest) -> bool {
 
 /// A fingerprint of the content an approval covers: change a word and the approval is void.
 pub fn content_hash(rendered: &Rendered) -> String {
+    approval_hash(rendered.subject.as_deref(), &rendered.body)
+}
+
+/// The fingerprint of a subject and body, as approvals record it.
+pub fn approval_hash(subject: Option<&str>, body: &str) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(rendered.subject.as_deref().unwrap_or("").as_bytes());
+    hasher.update(subject.unwrap_or("").as_bytes());
     hasher.update([0u8]);
-    hasher.update(rendered.body.as_bytes());
+    hasher.update(body.as_bytes());
     hasher
         .finalize()
         .iter()

@@ -1,0 +1,184 @@
+//! A running sender against a private sandbox provider, for tests that send real messages.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use comms_sandbox::{RunningSandbox, SandboxClient, SandboxConfig};
+use comms_shared::clock::{Clock, ManualClock, SystemClock};
+use comms_shared::runtime::Runtime;
+use comms_shared::shutdown::Shutdown;
+use uuid::Uuid;
+
+use crate::TestEnv;
+
+/// A test environment, a sandbox provider and a sender consuming the namespace's send queues.
+pub struct SendFleet {
+    pub env: TestEnv,
+    pub sandbox: RunningSandbox,
+    pub clock: Option<ManualClock>,
+    pub client_id: Uuid,
+    shutdown: Shutdown,
+    sender: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl SendFleet {
+    /// Everything on the wall clock, rate limits lifted.
+    pub async fn start(overrides: &[(&str, &str)]) -> Self {
+        Self::start_with_clock(overrides, None).await
+    }
+
+    /// With a controlled clock for the sender's time rules.
+    pub async fn start_at(overrides: &[(&str, &str)], at: DateTime<Utc>) -> Self {
+        Self::start_with_clock(overrides, Some(ManualClock::new(at))).await
+    }
+
+    async fn start_with_clock(overrides: &[(&str, &str)], clock: Option<ManualClock>) -> Self {
+        let sandbox = RunningSandbox::start(SandboxConfig::generated().expect("signing key"))
+            .await
+            .expect("sandbox starts");
+        let base = sandbox.base_url();
+        let mut all: Vec<(&str, &str)> = vec![
+            ("COMMS__PROVIDERS__TWILIO__BASE_URL", base.as_str()),
+            ("COMMS__PROVIDERS__SENDGRID__BASE_URL", base.as_str()),
+            ("COMMS__RATE__SMS__PER_SECOND", "0"),
+            ("COMMS__RATE__EMAIL__PER_SECOND", "0"),
+            ("COMMS__RATE__PORTAL__PER_SECOND", "0"),
+            ("COMMS__SENDER__PROVIDER_TIMEOUT", "2s"),
+        ];
+        all.extend_from_slice(overrides);
+        let env = TestEnv::with(&all).await;
+        let client_id: Uuid = sqlx::query_scalar(
+            "INSERT INTO comms.clients (name, owner) VALUES ('Acme Dental', 'ana') RETURNING id",
+        )
+        .fetch_one(&env.pool)
+        .await
+        .expect("client");
+        let runtime = Runtime::new(env.settings.clone(), env.pool.clone());
+        let shutdown = Shutdown::new();
+        let sender_clock: Arc<dyn Clock> = match &clock {
+            Some(manual) => Arc::new(manual.clone()),
+            None => Arc::new(SystemClock),
+        };
+        let sender = tokio::spawn(comms_sender::run(runtime, sender_clock, shutdown.clone()));
+        Self {
+            env,
+            sandbox,
+            clock,
+            client_id,
+            shutdown,
+            sender,
+        }
+    }
+
+    pub fn sandbox(&self) -> SandboxClient {
+        self.sandbox.client()
+    }
+
+    /// Adds and approves a template version.
+    pub async fn approved_template(&self, name: &str, channel: &str, subject: Option<&str>, body: &str) {
+        sqlx::query(
+            "INSERT INTO comms.templates (name, version, channel, subject, body, state, created_by, approved_by, approved_at)
+             SELECT $1, COALESCE(max(version), 0) + 1, $2, $3, $4, 'approved', 'test', 'ana', now()
+             FROM comms.templates WHERE name = $1",
+        )
+        .bind(name)
+        .bind(channel)
+        .bind(subject)
+        .bind(body)
+        .execute(&self.env.pool)
+        .await
+        .expect("template");
+    }
+
+    /// Publishes a send request as an upstream app would.
+    pub async fn send(&self, request: &serde_json::Value) {
+        let channel = request["channel"].as_str().unwrap_or("sms");
+        let body = serde_json::to_vec(request).expect("json");
+        self.send_raw(&format!("send.{channel}"), &body).await;
+    }
+
+    pub async fn send_raw(&self, routing_key: &str, body: &[u8]) {
+        self.env
+            .publish(&self.env.topology.send_exchange(), routing_key, body)
+            .await;
+    }
+
+    /// The message's delivery state (None while not recorded).
+    pub async fn state(&self, key: &str) -> Option<String> {
+        sqlx::query_scalar("SELECT delivery_state FROM comms.messages WHERE idempotency_key = $1")
+            .bind(key)
+            .fetch_optional(&self.env.pool)
+            .await
+            .expect("state query")
+    }
+
+    /// Waits until the message reaches `state`; returns whether it did.
+    pub async fn reaches(&self, key: &str, state: &str) -> bool {
+        crate::eventually(Duration::from_secs(30), || async {
+            self.state(key).await.as_deref() == Some(state)
+        })
+        .await
+    }
+
+    /// `(failure_reason, attempt_count)` of a message.
+    pub async fn failure(&self, key: &str) -> (Option<String>, i32) {
+        sqlx::query_as(
+            "SELECT failure_reason, attempt_count FROM comms.messages WHERE idempotency_key = $1",
+        )
+        .bind(key)
+        .fetch_one(&self.env.pool)
+        .await
+        .expect("message")
+    }
+
+    /// The event types of a message's timeline, in order.
+    pub async fn timeline(&self, key: &str) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT e.event_type FROM comms.message_events e JOIN comms.messages m ON m.id = e.message_id
+             WHERE m.idempotency_key = $1 ORDER BY e.id",
+        )
+        .bind(key)
+        .fetch_all(&self.env.pool)
+        .await
+        .expect("timeline")
+    }
+
+    /// Open owner tasks about a message.
+    pub async fn open_tasks(&self, key: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM comms.tasks t JOIN comms.messages m ON m.id = t.message_id
+             WHERE m.idempotency_key = $1 AND t.state = 'open'",
+        )
+        .bind(key)
+        .fetch_one(&self.env.pool)
+        .await
+        .expect("tasks")
+    }
+
+    /// Stops the sender, the sandbox and removes the namespace and database.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.sender
+            .await
+            .expect("sender task")
+            .expect("sender stops cleanly");
+        let _ = self.sandbox.shutdown().await;
+        self.env.teardown().await;
+    }
+}
+
+/// A valid SMS request for `key` to `phone`, attached to `client_id`.
+pub fn sms_request(key: &str, phone: &str, client_id: Uuid) -> serde_json::Value {
+    serde_json::json!({
+        "idempotency_key": key,
+        "channel": "sms",
+        "kind": "transactional",
+        "recipient": { "phone": phone, "name": "Dana" },
+        "template": { "name": "welcome", "vars": { "name": "Dana" } },
+        "record": { "type": "client", "id": client_id.to_string() },
+        "owner": "ana",
+        "source": "crm",
+        "trigger": "client.onboarded"
+    })
+}

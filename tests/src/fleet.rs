@@ -76,7 +76,13 @@ impl SendFleet {
     }
 
     /// Adds and approves a template version.
-    pub async fn approved_template(&self, name: &str, channel: &str, subject: Option<&str>, body: &str) {
+    pub async fn approved_template(
+        &self,
+        name: &str,
+        channel: &str,
+        subject: Option<&str>,
+        body: &str,
+    ) {
         sqlx::query(
             "INSERT INTO comms.templates (name, version, channel, subject, body, state, created_by, approved_by, approved_at)
              SELECT $1, COALESCE(max(version), 0) + 1, $2, $3, $4, 'approved', 'test', 'ana', now()

@@ -2,5 +2,6 @@
 //! [`comms_tests::TestEnv`].
 
 mod foundation;
+mod preflight;
 mod runtime;
 mod sender;

@@ -11,6 +11,7 @@ pub mod contract;
 pub mod db;
 pub mod health;
 pub mod metrics;
+pub mod pause;
 pub mod runtime;
 pub mod settings;
 pub mod shutdown;

@@ -40,6 +40,15 @@ pub fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     )
 }
 
+/// Builds and registers a floating-point gauge family.
+pub fn float_gauge(name: &str, help: &str, labels: &[&str]) -> prometheus::GaugeVec {
+    register(
+        prometheus::GaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| {
+            panic!("metric {name} is malformed: {e}");
+        }),
+    )
+}
+
 /// Builds and registers a histogram family (seconds).
 pub fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     register(

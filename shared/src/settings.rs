@@ -270,6 +270,13 @@ pub struct PauseSettings {
     /// How often the stored switch is re-read even when no broadcast arrives.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// Consecutive provider failures on one channel that pause it automatically (0: never).
+    pub breaker_failures: u32,
+    /// If set, an automatic pause expires after this long; otherwise it waits for a person.
+    #[serde(with = "humantime_serde")]
+    pub breaker_auto_resume: Option<Duration>,
+    /// Who gets the task when the fleet pauses itself.
+    pub oncall_owner: String,
 }
 
 impl Default for PauseSettings {
@@ -277,6 +284,9 @@ impl Default for PauseSettings {
         Self {
             max_staleness: Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),
+            breaker_failures: 25,
+            breaker_auto_resume: None,
+            oncall_owner: "on-call".into(),
         }
     }
 }

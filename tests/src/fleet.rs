@@ -6,6 +6,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use comms_sandbox::{RunningSandbox, SandboxClient, SandboxConfig};
 use comms_shared::clock::{Clock, ManualClock, SystemClock};
+use comms_shared::pause::store::{self as pause_store, PauseRequest};
+use comms_shared::pause::switch::PauseSwitch;
+use comms_shared::pause::{ActivePause, Scope};
 use comms_shared::runtime::Runtime;
 use comms_shared::shutdown::Shutdown;
 use uuid::Uuid;
@@ -18,6 +21,8 @@ pub struct SendFleet {
     pub sandbox: RunningSandbox,
     pub clock: Option<ManualClock>,
     pub client_id: Uuid,
+    /// The sender's view of the pause switch.
+    pub switch: PauseSwitch,
     shutdown: Shutdown,
     sender: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -60,12 +65,19 @@ impl SendFleet {
             Some(manual) => Arc::new(manual.clone()),
             None => Arc::new(SystemClock),
         };
-        let sender = tokio::spawn(comms_sender::run(runtime, sender_clock, shutdown.clone()));
+        let switch = PauseSwitch::new(env.settings.pause.max_staleness);
+        let sender = tokio::spawn(comms_sender::run_with_switch(
+            runtime,
+            sender_clock,
+            switch.clone(),
+            shutdown.clone(),
+        ));
         Self {
             env,
             sandbox,
             clock,
             client_id,
+            switch,
             shutdown,
             sender,
         }
@@ -95,6 +107,40 @@ impl SendFleet {
         .execute(&self.env.pool)
         .await
         .expect("template");
+    }
+
+    /// Pauses `scope` as on-call would and waits until the sender has applied it.
+    pub async fn pause(&self, scope: Scope, expires_at: Option<DateTime<Utc>>) -> ActivePause {
+        let pause = pause_store::pause(
+            &self.env.pool,
+            &PauseRequest {
+                scope: scope.clone(),
+                reason: "test pause".into(),
+                actor: "oncall".into(),
+                expires_at,
+                automatic: false,
+            },
+        )
+        .await
+        .expect("pause");
+        let applied = crate::eventually(Duration::from_secs(10), || async {
+            self.switch.active().iter().any(|p| p.scope == scope)
+        })
+        .await;
+        assert!(applied, "the sender applied the pause");
+        pause
+    }
+
+    /// Resumes `scope` and waits until the sender has applied it.
+    pub async fn resume(&self, scope: Scope) {
+        pause_store::resume(&self.env.pool, &scope, "test resume", "oncall")
+            .await
+            .expect("resume");
+        let applied = crate::eventually(Duration::from_secs(10), || async {
+            !self.switch.active().iter().any(|p| p.scope == scope)
+        })
+        .await;
+        assert!(applied, "the sender applied the resume");
     }
 
     /// Publishes a send request as an upstream app would.

@@ -11,12 +11,12 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use comms_shared::clock::Clock;
 use comms_shared::contract::{ValidSendRequest, parse_send_request};
+use comms_shared::pause::switch::{PauseSwitch, Verdict};
 use comms_shared::runtime::{Handler, Incoming, Outcome};
 use comms_shared::settings::Settings;
 use sqlx::PgPool;
 
 use crate::outcomes;
-use crate::pause_check;
 use crate::preflight::{self, Refusal};
 use crate::providers::{Dispatch, Outbound, Providers};
 use crate::quiet_hours::Window;
@@ -33,6 +33,8 @@ pub struct SendHandler {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) window: Window,
     pub(crate) default_zone: Tz,
+    pub(crate) switch: PauseSwitch,
+    pub(crate) breaker: crate::breaker::Breaker,
 }
 
 impl Handler for SendHandler {
@@ -68,10 +70,6 @@ impl SendHandler {
         let client_id = match preflight::record_client(&self.pool, request).await? {
             Ok(client_id) => client_id,
             Err(refusal) => return outcomes::block(self, &message, refusal).await,
-        };
-        let message = Message {
-            client_id,
-            ..message
         };
         if let Err(refusal) = preflight::consent(&self.pool, &message, request).await? {
             return outcomes::block(self, &message, refusal).await;
@@ -134,14 +132,28 @@ impl SendHandler {
         let account = self.providers.account(&message.channel);
         self.limits.until_ready(&message.channel, &account).await;
 
-        // The pause switch, immediately before the provider call.
-        match pause_check::covering(&self.pool, &message).await {
-            Ok(Some(pause)) => return outcomes::hold(self, &message, &pause).await,
-            Ok(None) => {}
-            Err(error) => {
-                return Ok(Outcome::retry(format!(
-                    "pause switch could not be read, not sending: {error}"
-                )));
+        if self.older_release_pending(&message).await? {
+            return Ok(Outcome::Defer {
+                after: std::time::Duration::from_secs(1),
+                reason: "an older released message to this recipient goes first".into(),
+            });
+        }
+
+        // The pause switch, immediately before the provider call. The guard is held until the
+        // outcome is recorded, so a pause applied by this worker waits for this dispatch.
+        let (_dispatching, verdict) = self
+            .switch
+            .enter(&message.channel, &message.kind, client_id)
+            .await;
+        match verdict {
+            Verdict::Clear => {}
+            Verdict::Paused(pause) => return outcomes::hold(self, &message, &pause).await,
+            Verdict::Blind { stale_for } => {
+                tracing::warn!(message.id = %message.id, stale_for_ms = stale_for.map(|d| d.as_millis() as u64), "pause switch unconfirmed: not sending (blind)");
+                return Ok(Outcome::Defer {
+                    after: std::time::Duration::from_secs(1),
+                    reason: "blind: the pause switch could not be confirmed".into(),
+                });
             }
         }
         let claim = Transition {
@@ -167,7 +179,35 @@ impl SendHandler {
             body: rendered.body.clone(),
         };
         let dispatch: Dispatch = self.providers.dispatch(&outbound).await;
+        match &dispatch {
+            Dispatch::Transient { reason, .. } => {
+                self.breaker
+                    .failure(&self.pool, &self.switch, &message.channel, reason)
+                    .await;
+            }
+            _ => self.breaker.success(&message.channel),
+        }
         outcomes::record_dispatch(self, &message, attempt, dispatch).await
+    }
+
+    /// Released messages keep their order per recipient: one waits while an older released
+    /// message to the same address and channel is still on its way.
+    async fn older_release_pending(&self, message: &Message) -> Result<bool, sqlx::Error> {
+        if message.held_by_pause.is_none() {
+            return Ok(false);
+        }
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM comms.messages
+                 WHERE contact_id = $1 AND channel = $2 AND held_by_pause IS NOT NULL
+                   AND delivery_state IN ('held', 'received', 'retrying', 'deferred', 'sending')
+                   AND (created_at, id) < ($3, $4))",
+        )
+        .bind(message.contact_id)
+        .bind(&message.channel)
+        .bind(message.created_at)
+        .bind(message.id)
+        .fetch_one(&self.pool)
+        .await
     }
 
     /// For outreach and review-request SMS outside the recipient's daytime: when to try again.

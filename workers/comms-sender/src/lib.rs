@@ -4,9 +4,9 @@
 //! One [`handler::SendHandler`] serves the three queues; the shared runtime supplies everything
 //! else (ack after commit, retry tiers, dead-lettering, reconnects, draining).
 
+mod breaker;
 pub mod handler;
 mod outcomes;
-mod pause_check;
 mod preflight;
 pub mod providers;
 mod quiet_hours;
@@ -19,6 +19,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::NaiveTime;
 use comms_shared::clock::{Clock, SystemClock};
+use comms_shared::pause::release::housekeeping;
+use comms_shared::pause::switch::{PauseSwitch, report, watch};
 use comms_shared::runtime::{Runtime, run_consumer};
 use comms_shared::settings::Settings;
 use comms_shared::shutdown::Shutdown;
@@ -30,7 +32,11 @@ pub use crate::preflight::approval_hash;
 pub const CHANNELS: [&str; 3] = ["sms", "email", "portal"];
 
 /// Builds the handler from validated settings.
-pub fn build_handler(runtime: &Runtime, clock: Arc<dyn Clock>) -> anyhow::Result<SendHandler> {
+pub fn build_handler(
+    runtime: &Runtime,
+    clock: Arc<dyn Clock>,
+    switch: PauseSwitch,
+) -> anyhow::Result<SendHandler> {
     let settings = runtime.settings.clone();
     let parse_time = |key: &str, value: &str| {
         NaiveTime::parse_from_str(value, "%H:%M").with_context(|| format!("{key} must be HH:MM"))
@@ -52,6 +58,8 @@ pub fn build_handler(runtime: &Runtime, clock: Arc<dyn Clock>) -> anyhow::Result
         providers: providers::Providers::new(settings.clone(), runtime.pool.clone())
             .context("building the provider HTTP client")?,
         limits: rate::RateLimits::new(&settings.rate),
+        breaker: breaker::Breaker::new(&settings.pause),
+        switch,
         settings,
         clock,
         window,
@@ -65,7 +73,39 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let handler = Arc::new(build_handler(&runtime, clock)?);
+    let switch = PauseSwitch::new(runtime.settings.pause.max_staleness);
+    run_with_switch(runtime, clock, switch, shutdown).await
+}
+
+/// [`run`] with a pause switch the caller can observe (tests, the all-in-one process).
+pub async fn run_with_switch(
+    runtime: Runtime,
+    clock: Arc<dyn Clock>,
+    switch: PauseSwitch,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let handler = Arc::new(build_handler(&runtime, clock, switch.clone())?);
+    let settings = &runtime.settings.pause;
+    let watcher = tokio::spawn(watch(
+        runtime.pool.clone(),
+        switch.clone(),
+        runtime.health.clone(),
+        settings.poll_interval,
+        shutdown.clone(),
+    ));
+    let housekeeper = tokio::spawn(housekeeping(
+        runtime.clone(),
+        switch.clone(),
+        shutdown.clone(),
+    ));
+    // A worker that has never confirmed the switch does not consume, let alone send.
+    while !switch.has_loaded() {
+        report(&switch, &runtime.health);
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+        }
+    }
     let consumers: Vec<_> = CHANNELS
         .iter()
         .map(|channel| {
@@ -80,6 +120,8 @@ pub async fn run(
     for consumer in consumers {
         consumer.await.context("a send consumer crashed")?;
     }
+    watcher.await.context("pause watcher crashed")?;
+    housekeeper.await.context("pause housekeeping crashed")?;
     Ok(())
 }
 

@@ -9,10 +9,10 @@ use comms_shared::runtime::Outcome;
 use serde_json::json;
 
 use crate::handler::SendHandler;
-use crate::pause_check::ActivePause;
 use crate::preflight::Refusal;
 use crate::providers::Dispatch;
 use crate::store::{self, DISPATCHABLE, Event, Message, Task, Transition};
+use comms_shared::pause::ActivePause;
 
 fn task(title: String, next_action: &str, hours: i64) -> Task {
     Task {
@@ -120,11 +120,7 @@ pub async fn hold(
     pause: &ActivePause,
 ) -> Result<Outcome, sqlx::Error> {
     const HOLD_FROM: &[&str] = &["received", "deferred", "awaiting_approval", "retrying"];
-    let scope = if pause.scope_value.is_empty() {
-        pause.scope.clone()
-    } else {
-        format!("{}={}", pause.scope, pause.scope_value)
-    };
+    let scope = pause.scope.to_string();
     let transition = Transition {
         held_by_pause: Some(pause.id),
         ..Transition::new(
@@ -132,7 +128,7 @@ pub async fn hold(
             "held",
             Event::new("held", format!("paused ({scope}) by {}: {}", pause.actor, pause.reason))
                 .recovery("released in creation order through preflight and rate limits when the pause ends")
-                .detail(json!({ "pause_id": pause.id, "scope": pause.scope, "scope_value": pause.scope_value })),
+                .detail(json!({ "pause_id": pause.id, "scope": pause.scope.name(), "scope_value": pause.scope.value(), "automatic": pause.automatic })),
         )
     };
     store::transition(&handler.pool, message, transition).await?;

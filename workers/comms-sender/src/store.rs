@@ -35,14 +35,15 @@ pub struct Message {
     pub source: String,
     pub record_type: String,
     pub record_id: Uuid,
-    pub client_id: Option<Uuid>,
     pub delivery_state: String,
     pub send_after: Option<DateTime<Utc>>,
+    pub held_by_pause: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 const MESSAGE_COLUMNS: &str = "id, idempotency_key, channel, kind, contact_id, recipient_address, owner, source, \
-     record_type, record_id, client_id, delivery_state, send_after, updated_at";
+     record_type, record_id, delivery_state, send_after, held_by_pause, created_at, updated_at";
 
 /// Why a request could not even be recorded (it names a contact we do not have).
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,208 @@
+//! The stored pause switch and its history.
+//!
+//! `comms.pauses` holds the scopes that are on; `comms.pause_events` is the append-only record of
+//! every pause, resume, extension and expiry. Each change commits together with its event and a
+//! `NOTIFY comms_pause` carrying the commit time, so workers apply it at once and can measure how
+//! long that took.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use super::{ActivePause, NOTIFY_CHANNEL, Scope};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PauseError {
+    #[error("a reason is required")]
+    NoReason,
+    #[error("an actor is required")]
+    NoActor,
+    #[error("nothing is paused at scope {0}")]
+    NotPaused(Scope),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    scope: String,
+    scope_value: String,
+    reason: String,
+    actor: String,
+    automatic: bool,
+    started_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl Row {
+    fn into_pause(self) -> Option<ActivePause> {
+        Some(ActivePause {
+            scope: Scope::from_parts(&self.scope, &self.scope_value)?,
+            id: self.id,
+            reason: self.reason,
+            actor: self.actor,
+            automatic: self.automatic,
+            started_at: self.started_at,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+/// What a pause request asks for.
+#[derive(Debug, Clone)]
+pub struct PauseRequest {
+    pub scope: Scope,
+    pub reason: String,
+    pub actor: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub automatic: bool,
+}
+
+/// Turns a scope on (or, if it is already on, records the new reason and expiry as an extension).
+pub async fn pause(pool: &PgPool, request: &PauseRequest) -> Result<ActivePause, PauseError> {
+    if request.reason.trim().is_empty() {
+        return Err(PauseError::NoReason);
+    }
+    if request.actor.trim().is_empty() {
+        return Err(PauseError::NoActor);
+    }
+    let mut tx = pool.begin().await?;
+    let existing: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM comms.pauses WHERE scope = $1 AND scope_value = $2 FOR UPDATE",
+    )
+    .bind(request.scope.name())
+    .bind(request.scope.value())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let action = if existing.is_some() {
+        "extend"
+    } else {
+        "pause"
+    };
+    let row: Row = sqlx::query_as(
+        "INSERT INTO comms.pauses (scope, scope_value, reason, actor, automatic, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (scope, scope_value) DO UPDATE
+             SET reason = EXCLUDED.reason, actor = EXCLUDED.actor, expires_at = EXCLUDED.expires_at
+         RETURNING id, scope, scope_value, reason, actor, automatic, started_at, expires_at",
+    )
+    .bind(request.scope.name())
+    .bind(request.scope.value())
+    .bind(request.reason.trim())
+    .bind(request.actor.trim())
+    .bind(request.automatic)
+    .bind(request.expires_at)
+    .fetch_one(&mut *tx)
+    .await?;
+    record(
+        &mut tx,
+        row.id,
+        action,
+        &request.scope,
+        &request.reason,
+        &request.actor,
+        request.expires_at,
+    )
+    .await?;
+    tx.commit().await?;
+    row.into_pause()
+        .ok_or(PauseError::Db(sqlx::Error::RowNotFound))
+}
+
+/// Turns a scope off. Held messages are then released by [`super::release`].
+pub async fn resume(
+    pool: &PgPool,
+    scope: &Scope,
+    reason: &str,
+    actor: &str,
+) -> Result<ActivePause, PauseError> {
+    if reason.trim().is_empty() {
+        return Err(PauseError::NoReason);
+    }
+    let mut tx = pool.begin().await?;
+    let row: Option<Row> = sqlx::query_as(
+        "DELETE FROM comms.pauses WHERE scope = $1 AND scope_value = $2
+         RETURNING id, scope, scope_value, reason, actor, automatic, started_at, expires_at",
+    )
+    .bind(scope.name())
+    .bind(scope.value())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let row = row.ok_or_else(|| PauseError::NotPaused(scope.clone()))?;
+    record(&mut tx, row.id, "resume", scope, reason, actor, None).await?;
+    tx.commit().await?;
+    row.into_pause()
+        .ok_or(PauseError::Db(sqlx::Error::RowNotFound))
+}
+
+/// Ends every pause whose expiry has passed, recording each expiry. Returns how many ended.
+pub async fn expire_due(pool: &PgPool) -> Result<usize, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows: Vec<Row> = sqlx::query_as(
+        "DELETE FROM comms.pauses WHERE expires_at IS NOT NULL AND expires_at <= now()
+         RETURNING id, scope, scope_value, reason, actor, automatic, started_at, expires_at",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &rows {
+        if let Some(scope) = Scope::from_parts(&row.scope, &row.scope_value) {
+            let reason = format!("expired (was: {})", row.reason);
+            record(
+                &mut tx,
+                row.id,
+                "expire",
+                &scope,
+                &reason,
+                "comms-fleet",
+                row.expires_at,
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(rows.len())
+}
+
+/// The scopes on now (expired ones excluded even before the sweeper records them).
+pub async fn active(pool: &PgPool) -> Result<Vec<ActivePause>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, scope, scope_value, reason, actor, automatic, started_at, expires_at
+         FROM comms.pauses WHERE expires_at IS NULL OR expires_at > now() ORDER BY started_at",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().filter_map(Row::into_pause).collect())
+}
+
+async fn record(
+    tx: &mut Transaction<'_, Postgres>,
+    pause_id: Uuid,
+    action: &str,
+    scope: &Scope,
+    reason: &str,
+    actor: &str,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO comms.pause_events (pause_id, action, scope, scope_value, reason, actor, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(pause_id)
+    .bind(action)
+    .bind(scope.name())
+    .bind(scope.value())
+    .bind(reason.trim())
+    .bind(actor.trim())
+    .bind(expires_at)
+    .execute(&mut **tx)
+    .await?;
+    // The payload is the commit-side clock, so each worker can measure commit-to-apply time.
+    sqlx::query(
+        "SELECT pg_notify($1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint::text)",
+    )
+    .bind(NOTIFY_CHANNEL)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

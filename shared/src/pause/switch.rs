@@ -1,0 +1,234 @@
+//! Each worker's view of the pause switch.
+//!
+//! The view is refreshed at once by `NOTIFY comms_pause` and re-read on a short poll and after
+//! every listener reconnect (notifications sent while disconnected are lost, so a reconnect
+//! always re-reads). It fails closed: if the stored switch could not be confirmed for longer
+//! than the staleness bound — or was never loaded — every dispatch is refused as "blind", which
+//! logs, metrics and readiness report separately from "paused by on-call".
+//!
+//! Dispatches hold a read guard of a gate across the provider call, and applying a change that
+//! adds a pause takes the write side: once a worker has applied a pause, no dispatch that could
+//! have missed it is still in flight. That is what "acknowledged by the workers" means.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::{OwnedRwLockReadGuard, RwLock as GateLock};
+use uuid::Uuid;
+
+use super::{ActivePause, NOTIFY_CHANNEL, store};
+use crate::health::Health;
+use crate::shutdown::Shutdown;
+
+/// The decision for one dispatch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// No pause covers it and the view is fresh: dispatch.
+    Clear,
+    /// An on-call (or automatic) pause covers it.
+    Paused(ActivePause),
+    /// The switch could not be confirmed recently enough: behave as paused.
+    Blind { stale_for: Option<Duration> },
+}
+
+#[derive(Clone)]
+pub struct PauseSwitch {
+    view: Arc<RwLock<View>>,
+    gate: Arc<GateLock<()>>,
+    max_staleness: Duration,
+}
+
+struct View {
+    pauses: Vec<ActivePause>,
+    confirmed_at: Option<Instant>,
+    generation: u64,
+}
+
+/// Held across one provider call; a new pause waits for it before it counts as applied.
+pub struct DispatchGuard(#[allow(dead_code)] OwnedRwLockReadGuard<()>);
+
+impl PauseSwitch {
+    pub fn new(max_staleness: Duration) -> Self {
+        Self {
+            view: Arc::new(RwLock::new(View {
+                pauses: Vec::new(),
+                confirmed_at: None,
+                generation: 0,
+            })),
+            gate: Arc::new(GateLock::new(())),
+            max_staleness,
+        }
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&View) -> R) -> R {
+        f(&self.view.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Enters a dispatch: the verdict, and a guard to hold until the provider call returned.
+    pub async fn enter(
+        &self,
+        channel: &str,
+        kind: &str,
+        client: Option<Uuid>,
+    ) -> (DispatchGuard, Verdict) {
+        let guard = DispatchGuard(self.gate.clone().read_owned().await);
+        (guard, self.verdict(channel, kind, client))
+    }
+
+    /// The verdict now, without entering a dispatch.
+    pub fn verdict(&self, channel: &str, kind: &str, client: Option<Uuid>) -> Verdict {
+        self.read(|view| {
+            let stale_for = view.confirmed_at.map(|at| at.elapsed());
+            match stale_for {
+                Some(age) if age <= self.max_staleness => {}
+                _ => return Verdict::Blind { stale_for },
+            }
+            view.pauses
+                .iter()
+                .find(|p| p.scope.covers(channel, kind, client))
+                .map_or(Verdict::Clear, |p| Verdict::Paused(p.clone()))
+        })
+    }
+
+    /// Installs a freshly read state. A change waits for in-flight dispatches to finish first.
+    pub async fn apply(&self, pauses: Vec<ActivePause>) {
+        let changed = self.read(|view| view.pauses != pauses);
+        if changed {
+            let _exclusive = self.gate.write().await;
+            let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+            view.pauses = pauses;
+            view.confirmed_at = Some(Instant::now());
+            view.generation += 1;
+        } else {
+            let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+            view.confirmed_at = Some(Instant::now());
+        }
+    }
+
+    /// Seconds since the switch was last confirmed (`None`: never).
+    pub fn staleness(&self) -> Option<Duration> {
+        self.read(|view| view.confirmed_at.map(|at| at.elapsed()))
+    }
+
+    pub fn is_blind(&self) -> bool {
+        self.staleness().is_none_or(|age| age > self.max_staleness)
+    }
+
+    pub fn has_loaded(&self) -> bool {
+        self.staleness().is_some()
+    }
+
+    /// The pauses as last confirmed.
+    pub fn active(&self) -> Vec<ActivePause> {
+        self.read(|view| view.pauses.clone())
+    }
+
+    /// Bumped every time the set of pauses changes.
+    pub fn generation(&self) -> u64 {
+        self.read(|view| view.generation)
+    }
+}
+
+/// Keeps `switch` in step with the stored switch until `shutdown`.
+pub async fn watch(
+    pool: PgPool,
+    switch: PauseSwitch,
+    health: Health,
+    poll: Duration,
+    shutdown: Shutdown,
+) {
+    let metrics = super::release::metrics();
+    let mut ticker = tokio::time::interval(poll);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut listener: Option<PgListener> = None;
+    loop {
+        if listener.is_none() {
+            listener = connect_listener(&pool).await;
+            // Notifications sent while we were not listening are lost: always re-read.
+            reload(&pool, &switch).await;
+        }
+        let notified = async {
+            match listener.as_mut() {
+                Some(l) => l.try_recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            received = notified => match received {
+                Ok(Some(notification)) => {
+                    reload(&pool, &switch).await;
+                    if let Ok(committed_ms) = notification.payload().parse::<i64>() {
+                        let lag = chrono::Utc::now().timestamp_millis() - committed_ms;
+                        metrics.apply_seconds.with_label_values::<&str>(&[]).observe(lag.max(0) as f64 / 1000.0);
+                    }
+                }
+                Ok(None) => reload(&pool, &switch).await,
+                Err(error) => {
+                    tracing::warn!(%error, "pause listener lost; reconnecting");
+                    listener = None;
+                }
+            },
+            _ = ticker.tick() => reload(&pool, &switch).await,
+        }
+        report(&switch, &health);
+    }
+}
+
+async fn connect_listener(pool: &PgPool) -> Option<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await.ok()?;
+    listener.listen(NOTIFY_CHANNEL).await.ok()?;
+    Some(listener)
+}
+
+async fn reload(pool: &PgPool, switch: &PauseSwitch) {
+    match tokio::time::timeout(Duration::from_secs(2), store::active(pool)).await {
+        Ok(Ok(pauses)) => switch.apply(pauses).await,
+        Ok(Err(error)) => tracing::warn!(%error, "pause switch could not be read"),
+        Err(_) => tracing::warn!("pause switch read timed out"),
+    }
+}
+
+/// Readiness, logs and metrics: "blind" is reported apart from "paused".
+pub fn report(switch: &PauseSwitch, health: &Health) {
+    let metrics = super::release::metrics();
+    let staleness = switch.staleness();
+    metrics
+        .staleness_seconds
+        .with_label_values::<&str>(&[])
+        .set(staleness.map_or(f64::INFINITY, |d| d.as_secs_f64()));
+    let blind = switch.is_blind();
+    metrics
+        .blind
+        .with_label_values::<&str>(&[])
+        .set(i64::from(blind));
+    let active = switch.active();
+    for scope in ["global", "channel", "kind", "client"] {
+        let on = active.iter().filter(|p| p.scope.name() == scope).count();
+        metrics
+            .active
+            .with_label_values(&[scope])
+            .set(i64::try_from(on).unwrap_or(i64::MAX));
+    }
+    if blind {
+        let detail = match staleness {
+            Some(age) => format!(
+                "blind: pause switch unconfirmed for {:.1}s; not sending",
+                age.as_secs_f64()
+            ),
+            None => "blind: pause switch never loaded; not sending".to_string(),
+        };
+        health.set("pause-switch", false, detail);
+    } else if active.is_empty() {
+        health.set("pause-switch", true, "confirmed: nothing paused");
+    } else {
+        let scopes: Vec<String> = active.iter().map(|p| p.scope.to_string()).collect();
+        health.set(
+            "pause-switch",
+            true,
+            format!("confirmed: paused by on-call at {}", scopes.join(", ")),
+        );
+    }
+}

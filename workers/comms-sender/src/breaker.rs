@@ -1,0 +1,93 @@
+//! The circuit breaker: a channel whose provider keeps failing is paused automatically, through
+//! the same pause switch an on-call engineer uses, with an owner task. It never resumes by itself
+//! unless `pause.breaker_auto_resume` says so.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use comms_shared::pause::store::{self, PauseRequest};
+use comms_shared::pause::{Scope, switch::PauseSwitch};
+use comms_shared::settings::PauseSettings;
+use sqlx::PgPool;
+
+pub struct Breaker {
+    threshold: u32,
+    settings: PauseSettings,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Breaker {
+    pub fn new(settings: &PauseSettings) -> Self {
+        Self {
+            threshold: settings.breaker_failures,
+            settings: settings.clone(),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn success(&self, channel: &str) {
+        self.counts().remove(channel);
+    }
+
+    /// Counts a provider failure; pauses the channel when the run reaches the threshold.
+    pub async fn failure(&self, pool: &PgPool, switch: &PauseSwitch, channel: &str, reason: &str) {
+        if self.threshold == 0 {
+            return;
+        }
+        let run = {
+            let mut counts = self.counts();
+            let run = counts.entry(channel.to_string()).or_insert(0);
+            *run += 1;
+            *run
+        };
+        let scope = Scope::Channel(channel.to_string());
+        if run < self.threshold || switch.active().iter().any(|p| p.scope == scope) {
+            return;
+        }
+        let request = PauseRequest {
+            scope,
+            reason: format!(
+                "automatic: provider failing ({run} failures in a row; last: {reason})"
+            ),
+            actor: "comms-sender (circuit breaker)".into(),
+            expires_at: self
+                .settings
+                .breaker_auto_resume
+                .and_then(|d| chrono::Duration::from_std(d).ok())
+                .map(|d| chrono::Utc::now() + d),
+            automatic: true,
+        };
+        match store::pause(pool, &request).await {
+            Ok(pause) => {
+                tracing::error!(
+                    channel,
+                    failures = run,
+                    "provider failing: channel paused automatically"
+                );
+                let task = sqlx::query(
+                    "INSERT INTO comms.tasks (owner, title, next_action, reason, due_at)
+                     VALUES ($1, $2, $3, $4, now() + interval '1 hour')",
+                )
+                .bind(&self.settings.oncall_owner)
+                .bind(format!("{channel} paused automatically: provider failing"))
+                .bind(format!(
+                    "check the provider; when it is healthy: commsctl resume --channel {channel} --reason \"provider recovered\""
+                ))
+                .bind(&pause.reason)
+                .execute(pool)
+                .await;
+                if let Err(error) = task {
+                    tracing::error!(%error, "could not open the on-call task for an automatic pause");
+                }
+                self.success(channel);
+            }
+            Err(error) => {
+                tracing::error!(%error, channel, "circuit breaker could not pause the channel")
+            }
+        }
+    }
+}

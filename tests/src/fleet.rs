@@ -24,21 +24,30 @@ pub struct SendFleet {
     /// The sender's view of the pause switch.
     pub switch: PauseSwitch,
     shutdown: Shutdown,
-    sender: tokio::task::JoinHandle<anyhow::Result<()>>,
+    sender: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl SendFleet {
     /// Everything on the wall clock, rate limits lifted.
     pub async fn start(overrides: &[(&str, &str)]) -> Self {
-        Self::start_with_clock(overrides, None).await
+        let mut fleet = Self::prepare(overrides, None).await;
+        fleet.start_sender();
+        fleet
+    }
+
+    /// Everything but the sender, which [`SendFleet::start_sender`] starts later.
+    pub async fn without_sender(overrides: &[(&str, &str)]) -> Self {
+        Self::prepare(overrides, None).await
     }
 
     /// With a controlled clock for the sender's time rules.
     pub async fn start_at(overrides: &[(&str, &str)], at: DateTime<Utc>) -> Self {
-        Self::start_with_clock(overrides, Some(ManualClock::new(at))).await
+        let mut fleet = Self::prepare(overrides, Some(ManualClock::new(at))).await;
+        fleet.start_sender();
+        fleet
     }
 
-    async fn start_with_clock(overrides: &[(&str, &str)], clock: Option<ManualClock>) -> Self {
+    async fn prepare(overrides: &[(&str, &str)], clock: Option<ManualClock>) -> Self {
         let sandbox = RunningSandbox::start(SandboxConfig::generated().expect("signing key"))
             .await
             .expect("sandbox starts");
@@ -59,28 +68,32 @@ impl SendFleet {
         .fetch_one(&env.pool)
         .await
         .expect("client");
-        let runtime = Runtime::new(env.settings.clone(), env.pool.clone());
-        let shutdown = Shutdown::new();
-        let sender_clock: Arc<dyn Clock> = match &clock {
-            Some(manual) => Arc::new(manual.clone()),
-            None => Arc::new(SystemClock),
-        };
         let switch = PauseSwitch::new(env.settings.pause.max_staleness);
-        let sender = tokio::spawn(comms_sender::run_with_switch(
-            runtime,
-            sender_clock,
-            switch.clone(),
-            shutdown.clone(),
-        ));
         Self {
             env,
             sandbox,
             clock,
             client_id,
             switch,
-            shutdown,
-            sender,
+            shutdown: Shutdown::new(),
+            sender: None,
         }
+    }
+
+    /// Starts the sender (with a fresh view of the pause switch).
+    pub fn start_sender(&mut self) {
+        let runtime = Runtime::new(self.env.settings.clone(), self.env.pool.clone());
+        let clock: Arc<dyn Clock> = match &self.clock {
+            Some(manual) => Arc::new(manual.clone()),
+            None => Arc::new(SystemClock),
+        };
+        self.switch = PauseSwitch::new(self.env.settings.pause.max_staleness);
+        self.sender = Some(tokio::spawn(comms_sender::run_with_switch(
+            runtime,
+            clock,
+            self.switch.clone(),
+            self.shutdown.clone(),
+        )));
     }
 
     pub fn sandbox(&self) -> SandboxClient {
@@ -211,10 +224,12 @@ impl SendFleet {
     /// Stops the sender, the sandbox and removes the namespace and database.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        self.sender
-            .await
-            .expect("sender task")
-            .expect("sender stops cleanly");
+        if let Some(sender) = self.sender {
+            sender
+                .await
+                .expect("sender task")
+                .expect("sender stops cleanly");
+        }
         let _ = self.sandbox.shutdown().await;
         self.env.teardown().await;
     }

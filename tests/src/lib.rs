@@ -6,6 +6,7 @@
 //! in parallel without seeing each other, and [`TestEnv::teardown`] removes both.
 
 pub mod fleet;
+pub mod proxy;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -2,6 +2,7 @@
 //! [`comms_tests::TestEnv`].
 
 mod foundation;
+mod pause;
 mod preflight;
 mod runtime;
 mod sender;

@@ -39,6 +39,12 @@ pub enum Command {
     },
     /// Show one message (by id or idempotency key) and its timeline of events.
     Message { reference: String },
+    /// Pause automated sending (global, or one channel, kind or client); `pause status` shows it.
+    Pause(commands::pause::PauseArgs),
+    /// Resume a paused scope; held messages are released in creation order.
+    Resume(commands::pause::ResumeArgs),
+    /// List messages held by a pause.
+    Held,
     /// Manage versioned templates.
     #[command(subcommand)]
     Templates(TemplatesCommand),
@@ -59,6 +65,18 @@ pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
         Command::Message { reference } => {
             let pool = database(settings).await?;
             commands::message::run(&pool, &reference, cli.json).await
+        }
+        Command::Pause(args) => {
+            let pool = database(settings).await?;
+            commands::pause::pause(&pool, args, cli.json).await
+        }
+        Command::Resume(args) => {
+            let pool = database(settings).await?;
+            commands::pause::resume(&pool, args, cli.json).await
+        }
+        Command::Held => {
+            let pool = database(settings).await?;
+            commands::pause::held(&pool, cli.json).await
         }
         Command::Templates(command) => {
             let pool = database(settings).await?;

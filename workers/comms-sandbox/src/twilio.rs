@@ -165,7 +165,7 @@ pub(crate) async fn create_message(
 
     let fault = state.faults().take_request_fault(Channel::Sms, &[&to]);
     if let Some(fault) = fault {
-        tracing::info!(fault = %fault.id, %to, "twilio send faulted");
+        tracing::info!(fault = %fault.id, "twilio send faulted");
         return faults::respond(&state, &fault, fault_response).await;
     }
 
@@ -182,7 +182,7 @@ pub(crate) async fn create_message(
         headers: None,
         received_at: now,
     });
-    tracing::info!(%sid, %to, "twilio message accepted");
+    tracing::info!(%sid, "twilio message accepted");
 
     let outcome = state.faults().take_callback_outcome(Channel::Sms, &to);
     callbacks::schedule_sms(

@@ -45,6 +45,9 @@ pub enum Command {
     Resume(commands::pause::ResumeArgs),
     /// List messages held by a pause.
     Held,
+    /// Platform records for first runs and demos.
+    #[command(subcommand)]
+    Clients(commands::clients::ClientsCommand),
     /// Manage versioned templates.
     #[command(subcommand)]
     Templates(TemplatesCommand),
@@ -77,6 +80,10 @@ pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
         Command::Held => {
             let pool = database(settings).await?;
             commands::pause::held(&pool, cli.json).await
+        }
+        Command::Clients(command) => {
+            let pool = database(settings).await?;
+            commands::clients::run(&pool, command, cli.json).await
         }
         Command::Templates(command) => {
             let pool = database(settings).await?;

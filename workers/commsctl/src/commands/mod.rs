@@ -1,5 +1,6 @@
 //! One module per `commsctl` command.
 
+pub mod clients;
 pub mod message;
 pub mod migrate;
 pub mod pause;

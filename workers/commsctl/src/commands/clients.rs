@@ -1,0 +1,44 @@
+//! `commsctl clients add`: create a client record to attach messages to. The platform owns its
+//! records; this exists for first runs, demos and small installs without a CRM feed.
+
+use clap::Subcommand;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Add a client (idempotent when --id is given).
+    Add {
+        #[arg(long)]
+        name: String,
+        /// The accountable owner.
+        #[arg(long)]
+        owner: String,
+        /// A fixed id (defaults to a new one).
+        #[arg(long)]
+        id: Option<Uuid>,
+    },
+}
+
+pub async fn run(pool: &PgPool, command: ClientsCommand, json: bool) -> anyhow::Result<()> {
+    let ClientsCommand::Add { name, owner, id } = command;
+    let id: Uuid = sqlx::query_scalar(
+        "INSERT INTO comms.clients (id, name, owner) VALUES (COALESCE($1, gen_random_uuid()), $2, $3)
+         ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, owner = EXCLUDED.owner
+         RETURNING id",
+    )
+    .bind(id)
+    .bind(&name)
+    .bind(&owner)
+    .fetch_one(pool)
+    .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "id": id, "name": name, "owner": owner })
+        );
+    } else {
+        println!("client {id} ({name}, owner {owner})");
+    }
+    Ok(())
+}

@@ -39,5 +39,8 @@ run: migrate ## Run the whole fleet (and the sandbox provider) in one process, l
 sandbox: ## Run only the sandbox provider on 127.0.0.1:8025
 	$(CARGO) run --locked -p comms-sandbox
 
-bench: services ## Benchmarks (see docs/benchmarks.md)
-	$(CARGO) run --release --locked -p comms-bench
+BENCH_BINS := -p comms-bench -p comms-sender -p comms-sandbox
+
+bench: services ## Benchmarks: broker baseline, send throughput, latency, pause propagation (docs/benchmarks.md)
+	$(CARGO) build --release --locked $(BENCH_BINS)
+	./target/release/comms-bench

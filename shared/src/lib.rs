@@ -6,6 +6,7 @@
 //! lives here once, so a fix lands in every worker at the same time.
 
 pub mod amqp;
+pub mod approvals;
 pub mod clock;
 pub mod contract;
 pub mod db;
@@ -19,3 +20,4 @@ pub mod sms;
 pub mod telemetry;
 pub mod topology;
 pub mod trace_context;
+pub mod unsubscribe;

@@ -40,6 +40,8 @@ pub struct Settings {
     pub pause: PauseSettings,
     pub gateway: GatewaySettings,
     pub status: StatusSettings,
+    pub approvals: ApprovalSettings,
+    pub replies: RepliesSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -342,6 +344,60 @@ impl Default for StatusSettings {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApprovalSettings {
+    /// A message waiting this long for an owner's decision is blocked as `approval_expired`.
+    #[serde(with = "humantime_serde")]
+    pub expire_after: Duration,
+    /// How often a sender runs approval housekeeping (expiry, lost republishes).
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+    /// Most characters (subject and body) of portal-visible wording.
+    pub portal_max_chars: usize,
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        Self {
+            expire_after: Duration::from_secs(72 * 3600),
+            check_interval: Duration::from_secs(60),
+            portal_max_chars: 600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RepliesSettings {
+    /// Who gets replies that match no outbound message (never dropped).
+    pub triage_owner: String,
+    /// How long an owner has to answer a reply (the task's due time).
+    #[serde(with = "humantime_serde")]
+    pub response_due: Duration,
+    /// Domain of the reply-to addresses (`reply+<token>@<domain>`) on outbound email.
+    pub reply_domain: String,
+    /// Key that signs one-click unsubscribe links, so one cannot be forged for another contact.
+    pub unsubscribe_secret: SecretString,
+    /// Template sent (once) to confirm an SMS opt-out, if it exists and is approved.
+    pub opt_out_template: String,
+    /// Template answering HELP/INFO.
+    pub help_template: String,
+}
+
+impl Default for RepliesSettings {
+    fn default() -> Self {
+        Self {
+            triage_owner: "triage".into(),
+            response_due: Duration::from_secs(4 * 3600),
+            reply_domain: "replies.example.com".into(),
+            unsubscribe_secret: SecretString::from("change-me-unsubscribe-secret"),
+            opt_out_template: "sms_opt_out_confirmation".into(),
+            help_template: "sms_help".into(),
+        }
+    }
+}
+
 impl Settings {
     /// Loads settings from the process environment (`COMMS_CONFIG` and `COMMS__*`).
     pub fn load() -> Result<Self, SettingsError> {
@@ -429,6 +485,12 @@ impl Settings {
                 return invalid(key, "must be an http:// or https:// URL");
             }
         }
+        if self.approvals.expire_after.is_zero() {
+            return invalid("approvals.expire_after", "must be longer than zero");
+        }
+        if self.approvals.check_interval.is_zero() {
+            return invalid("approvals.check_interval", "must be longer than zero");
+        }
         if self.pause.poll_interval >= self.pause.max_staleness {
             return invalid(
                 "pause.poll_interval",
@@ -492,6 +554,23 @@ mod tests {
         let settings =
             load(&[("COMMS__DATABASE__URL", "postgres://u:hunter2@db/comms")]).expect("loads");
         assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn approvals_expire_after_three_days_unless_configured() {
+        let settings = load(&[]).expect("defaults load");
+        assert_eq!(
+            settings.approvals.expire_after,
+            Duration::from_secs(72 * 3600)
+        );
+        assert_eq!(settings.approvals.portal_max_chars, 600);
+        let settings = load(&[("COMMS__APPROVALS__EXPIRE_AFTER", "24h")]).expect("loads");
+        assert_eq!(
+            settings.approvals.expire_after,
+            Duration::from_secs(24 * 3600)
+        );
+        let err = load(&[("COMMS__APPROVALS__EXPIRE_AFTER", "0s")]).expect_err("must fail");
+        assert!(err.to_string().contains("approvals.expire_after"), "{err}");
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub struct TestEnv {
     pub database: String,
     pub publisher: Publisher,
     connection: lapin::Connection,
+    torn_down: bool,
 }
 
 impl TestEnv {
@@ -50,6 +51,14 @@ impl TestEnv {
 
     /// Like [`TestEnv::new`], with extra `COMMS__*` settings.
     pub async fn with(overrides: &[(&str, &str)]) -> Self {
+        // `COMMS_TEST_LOG=debug cargo test -- --nocapture` shows the workers' logs.
+        if let Ok(level) = std::env::var("COMMS_TEST_LOG") {
+            let log = comms_shared::settings::LogSettings {
+                level,
+                ..Default::default()
+            };
+            comms_shared::telemetry::init(&log, "comms-tests");
+        }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let database = format!("comms_test_{}", &id[..16]);
         let namespace = format!("t{}.", &id[..12]);
@@ -86,6 +95,7 @@ impl TestEnv {
             database,
             publisher,
             connection,
+            torn_down: false,
         }
     }
 
@@ -142,48 +152,72 @@ impl TestEnv {
         declared.message_count()
     }
 
-    /// Deletes the namespace's queues and exchanges and drops the database.
-    pub async fn teardown(self) {
-        let channel = self.connection.create_channel().await.expect("channel");
-        let t = &self.topology;
-        let mut queues: Vec<String> = t.work_queues().into_iter().map(|q| q.name).collect();
-        queues.push(t.dead_queue());
-        queues.extend(RETRY_TIERS.iter().map(|tier| t.retry_queue(*tier)));
-        for queue in queues {
-            let _ = channel
-                .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                .await;
-        }
-        for exchange in [
-            t.send_exchange(),
-            t.provider_exchange(),
-            t.digest_exchange(),
-            t.incident_exchange(),
-            t.control_exchange(),
-            t.retry_exchange(),
-            t.requeue_exchange(),
-            t.dead_exchange(),
-        ] {
-            let _ = channel
-                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-                .await;
-        }
+    /// Deletes the namespace's queues and exchanges and drops the database. A test that fails
+    /// before calling this is cleaned up by `Drop` instead, so a failing test never leaves
+    /// quorum queues behind to weigh on the broker.
+    pub async fn teardown(mut self) {
+        self.torn_down = true;
         let _ = self.connection.close(200, "done".into()).await;
         self.pool.close().await;
-        let base = base_settings(&[]);
-        let url = base.database.url.expose_secret();
-        let server = url.rsplit_once('/').map_or(url, |(server, _)| server);
-        let admin_url = format!("{server}/postgres");
-        let admin_settings = base_settings(&[("COMMS__DATABASE__URL", admin_url.as_str())]);
-        if let Ok(admin) = comms_shared::db::connect(&admin_settings.database).await {
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.database
-            ))
+        remove(self.settings.clone(), self.topology.clone(), self.database.clone()).await;
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if self.torn_down {
+            return;
+        }
+        let (settings, topology, database) =
+            (self.settings.clone(), self.topology.clone(), self.database.clone());
+        // Drop cannot await: clean up on a thread with its own runtime.
+        let cleanup = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                runtime.block_on(remove(settings, topology, database));
+            }
+        });
+        let _ = cleanup.join();
+    }
+}
+
+async fn remove(settings: Arc<Settings>, t: Topology, database: String) {
+    if let Ok(connection) = comms_shared::amqp::connect(&settings.amqp, "comms-tests-cleanup").await {
+        if let Ok(channel) = connection.create_channel().await {
+            let mut queues: Vec<String> = t.work_queues().into_iter().map(|q| q.name).collect();
+            queues.push(t.dead_queue());
+            queues.extend(RETRY_TIERS.iter().map(|tier| t.retry_queue(*tier)));
+            for queue in queues {
+                let _ = channel
+                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+            }
+            for exchange in [
+                t.send_exchange(),
+                t.provider_exchange(),
+                t.digest_exchange(),
+                t.incident_exchange(),
+                t.control_exchange(),
+                t.retry_exchange(),
+                t.requeue_exchange(),
+                t.dead_exchange(),
+            ] {
+                let _ = channel
+                    .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                    .await;
+            }
+        }
+        let _ = connection.close(200, "done".into()).await;
+    }
+    let base = base_settings(&[]);
+    let url = base.database.url.expose_secret();
+    let server = url.rsplit_once('/').map_or(url, |(server, _)| server);
+    let admin_url = format!("{server}/postgres");
+    let admin_settings = base_settings(&[("COMMS__DATABASE__URL", admin_url.as_str())]);
+    if let Ok(admin) = comms_shared::db::connect(&admin_settings.database).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))
             .execute(&admin)
             .await;
-            admin.close().await;
-        }
+        admin.close().await;
     }
 }
 

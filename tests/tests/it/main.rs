@@ -1,8 +1,13 @@
 //! The fleet's integration tests: one binary, one module per area, each test isolated by
 //! [`comms_tests::TestEnv`].
 
+mod approvals;
 mod foundation;
+mod gateway;
 mod pause;
+mod portal;
 mod preflight;
+mod replies;
 mod runtime;
 mod sender;
+mod status;

@@ -10,6 +10,7 @@ use clap::Parser;
 use comms_shared::clock::SystemClock;
 use comms_shared::runtime::Runtime;
 use comms_shared::settings::Settings;
+use secrecy::ExposeSecret;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,7 +30,7 @@ pub struct Options {
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let settings = Settings::load().context("loading settings")?;
     comms_shared::telemetry::init(&settings.log, "comms-fleet");
-    let settings = Arc::new(settings);
+    let mut settings = Arc::new(settings);
     let shutdown = comms_shared::shutdown::on_signals();
 
     preflight_services(&settings).await?;
@@ -41,7 +42,21 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(options.sandbox_listen)
             .await
             .with_context(|| format!("the sandbox cannot listen on {}", options.sandbox_listen))?;
-        let config = comms_sandbox::SandboxConfig::generated()?;
+        // The sandbox calls back the gateway of this process, signed with the keys it checks.
+        let mut config = comms_sandbox::SandboxConfig::generated()?
+            .with_gateway(settings.gateway.public_url.clone());
+        config.twilio_auth_token = settings
+            .providers
+            .twilio
+            .auth_token
+            .expose_secret()
+            .to_string();
+        if settings.providers.sendgrid.webhook_public_key.is_none() {
+            let mut patched = (*settings).clone();
+            patched.providers.sendgrid.webhook_public_key =
+                Some(config.sendgrid_signer.public_key_base64().to_string());
+            settings = Arc::new(patched);
+        }
         let stop = shutdown.clone();
         tracing::info!(sandbox.listen = %options.sandbox_listen, "sandbox provider up");
         sandbox = Some(tokio::spawn(comms_sandbox::serve(
@@ -60,8 +75,28 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         runtime.health.clone(),
         shutdown.clone(),
     ));
-    tracing::info!(http.listen = %settings.http.listen, "fleet starting: sender (sms, email, portal)");
-    comms_sender::run(runtime, Arc::new(SystemClock), shutdown.clone()).await?;
+    tracing::info!(http.listen = %settings.http.listen, gateway.listen = %settings.gateway.listen, "fleet starting: sender (sms, email, portal), gateway, status");
+    let mut workers = tokio::task::JoinSet::new();
+    let (rt, stop) = (runtime.clone(), shutdown.clone());
+    workers.spawn(async move { ("gateway", comms_gateway::run(rt, stop).await) });
+    let (rt, stop) = (runtime.clone(), shutdown.clone());
+    workers.spawn(async move { ("status", comms_status::run(rt, stop).await) });
+    let stop = shutdown.clone();
+    workers.spawn(async move {
+        let sent = comms_sender::run(runtime, Arc::new(SystemClock), stop).await;
+        ("sender", sent)
+    });
+    // One worker failing (a port taken, a bad key) stops the whole process, with its reason.
+    let mut failure = None;
+    while let Some(done) = workers.join_next().await {
+        let error = match done {
+            Ok((_, Ok(()))) => continue,
+            Ok((name, Err(error))) => error.context(format!("{name} failed")),
+            Err(join) => anyhow::anyhow!("a worker task crashed: {join}"),
+        };
+        shutdown.cancel();
+        failure.get_or_insert(error);
+    }
 
     health
         .await
@@ -69,6 +104,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .context("health server")?;
     if let Some(sandbox) = sandbox {
         sandbox.await.context("sandbox task")?.context("sandbox")?;
+    }
+    if let Some(error) = failure {
+        return Err(error);
     }
     tracing::info!("fleet stopped");
     Ok(())

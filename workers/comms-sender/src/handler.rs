@@ -17,6 +17,7 @@ use comms_shared::settings::Settings;
 use sqlx::PgPool;
 
 use crate::outcomes;
+use crate::portal_safe;
 use crate::preflight::{self, Refusal};
 use crate::providers::{Dispatch, Outbound, Providers};
 use crate::quiet_hours::Window;
@@ -51,8 +52,24 @@ impl Handler for SendHandler {
     }
 }
 
+/// Time spent per pipeline stage (`make bench` reads it for the cost-of-correctness breakdown).
+fn stage(name: &str, since: std::time::Instant) -> std::time::Instant {
+    static STAGES: std::sync::LazyLock<prometheus::HistogramVec> = std::sync::LazyLock::new(|| {
+        comms_shared::metrics::histogram(
+            "comms_sender_stage_seconds",
+            "Time one message spends in each sender stage",
+            &["stage"],
+        )
+    });
+    STAGES
+        .with_label_values(&[name])
+        .observe(since.elapsed().as_secs_f64());
+    std::time::Instant::now()
+}
+
 impl SendHandler {
     async fn process(&self, request: &ValidSendRequest) -> Result<Outcome, sqlx::Error> {
+        let t = std::time::Instant::now();
         let (message, _created) = match store::record(&self.pool, request).await {
             Ok(recorded) => recorded,
             Err(RecordError::Db(error)) => return Err(error),
@@ -67,13 +84,21 @@ impl SendHandler {
             return Ok(Outcome::Ack);
         }
 
+        let t = stage("record", t);
         let client_id = match preflight::record_client(&self.pool, request).await? {
             Ok(client_id) => client_id,
             Err(refusal) => return outcomes::block(self, &message, refusal).await,
         };
-        if let Err(refusal) = preflight::consent(&self.pool, &message, request).await? {
+        if let Err(refusal) = preflight::consent(
+            &self.pool,
+            &message,
+            request,
+            &self.settings.replies.opt_out_template,
+        )
+        .await? {
             return outcomes::block(self, &message, refusal).await;
         }
+        let t = stage("preflight", t);
         let rendered = match render::render(&self.pool, request).await {
             Ok(rendered) => rendered,
             Err(RenderError::Db(error)) => return Err(error),
@@ -87,6 +112,21 @@ impl SendHandler {
             }
         };
         store::save_rendered(&self.pool, message.id, &rendered, client_id).await?;
+        let t = stage("render", t);
+
+        // Portal-visible wording is checked before anyone is asked to approve it.
+        if portal_safe::applies(request) {
+            let wording = portal_safe::Wording {
+                kind: request.kind,
+                contains_roi: request.contains_roi,
+                subject: rendered.subject.as_deref(),
+                body: &rendered.body,
+            };
+            let problems = portal_safe::check(&wording, self.settings.approvals.portal_max_chars);
+            if !problems.is_empty() {
+                return outcomes::portal_unsafe(self, &message, &problems).await;
+            }
+        }
 
         let hash = preflight::content_hash(&rendered);
         if request.ai_draft {
@@ -121,6 +161,7 @@ impl SendHandler {
             }
         }
 
+        let t = stage("approval", t);
         let now = self.clock.now();
         if let Some(after) = message.send_after.filter(|at| *at > now) {
             return outcomes::defer(self, &message, after, now, "send_after").await;
@@ -132,6 +173,7 @@ impl SendHandler {
         let account = self.providers.account(&message.channel);
         self.limits.until_ready(&message.channel, &account).await;
 
+        let t = stage("timing_rate", t);
         if self.older_release_pending(&message).await? {
             return Ok(Outcome::Defer {
                 after: std::time::Duration::from_secs(1),
@@ -145,6 +187,7 @@ impl SendHandler {
             .switch
             .enter(&message.channel, &message.kind, client_id)
             .await;
+        let t = stage("pause_gate", t);
         match verdict {
             Verdict::Clear => {}
             Verdict::Paused(pause) => return outcomes::hold(self, &message, &pause).await,
@@ -168,6 +211,7 @@ impl SendHandler {
         let Some(attempt) = store::transition(&self.pool, &message, claim).await? else {
             return Ok(Outcome::Ack);
         };
+        let t = stage("claim", t);
         let outbound = Outbound {
             message_id: message.id,
             channel: message.channel.clone(),
@@ -179,6 +223,7 @@ impl SendHandler {
             body: rendered.body.clone(),
         };
         let dispatch: Dispatch = self.providers.dispatch(&outbound).await;
+        let t = stage("provider", t);
         match &dispatch {
             Dispatch::Transient { reason, .. } => {
                 self.breaker
@@ -187,7 +232,9 @@ impl SendHandler {
             }
             _ => self.breaker.success(&message.channel),
         }
-        outcomes::record_dispatch(self, &message, attempt, dispatch).await
+        let outcome = outcomes::record_dispatch(self, &message, attempt, dispatch).await;
+        stage("outcome", t);
+        outcome
     }
 
     /// Released messages keep their order per recipient: one waits while an older released

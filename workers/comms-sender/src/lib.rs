@@ -7,6 +7,7 @@
 mod breaker;
 pub mod handler;
 mod outcomes;
+pub mod portal_safe;
 mod preflight;
 pub mod providers;
 mod quiet_hours;
@@ -98,6 +99,10 @@ pub async fn run_with_switch(
         switch.clone(),
         shutdown.clone(),
     ));
+    let approvals = tokio::spawn(comms_shared::approvals::housekeeping(
+        runtime.clone(),
+        shutdown.clone(),
+    ));
     // A worker that has never confirmed the switch does not consume, let alone send.
     while !switch.has_loaded() {
         report(&switch, &runtime.health);
@@ -122,6 +127,7 @@ pub async fn run_with_switch(
     }
     watcher.await.context("pause watcher crashed")?;
     housekeeper.await.context("pause housekeeping crashed")?;
+    approvals.await.context("approval housekeeping crashed")?;
     Ok(())
 }
 

@@ -48,6 +48,38 @@ pub async fn block(
     Ok(Outcome::Ack)
 }
 
+/// Portal-visible wording that is not portal-safe: `blocked` as `portal_unsafe`, every problem
+/// named in the event and in the owner's task (never the offending text itself).
+pub async fn portal_unsafe(
+    handler: &SendHandler,
+    message: &Message,
+    problems: &[crate::portal_safe::Problem],
+) -> Result<Outcome, sqlx::Error> {
+    const NEXT: &str =
+        "rewrite the wording (template or variables) and send it again with a new idempotency key";
+    let codes: Vec<&str> = problems.iter().map(|p| p.code).collect();
+    tracing::info!(message.id = %message.id, problems = ?codes, "portal wording refused");
+    let listed = problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let transition = Transition {
+        failure_reason: Some("portal_unsafe".into()),
+        next_action: Some(NEXT.to_string()),
+        task: Some(task("Portal wording is not portal-safe".into(), NEXT, 24)),
+        ..Transition::new(
+            DISPATCHABLE,
+            "blocked",
+            Event::new("blocked", format!("portal_unsafe: {listed}"))
+                .recovery("not sent and not offered for approval; a rewritten request with a new idempotency key is checked again")
+                .detail(json!({ "problems": problems })),
+        )
+    };
+    store::transition(&handler.pool, message, transition).await?;
+    Ok(Outcome::Ack)
+}
+
 /// The message needs an owner's decision first; the approval workflow sends it on afterwards.
 pub async fn await_approval(
     handler: &SendHandler,

@@ -4,12 +4,14 @@
 //! waits: a contact opts out, an approval arrives, a record is deleted.
 
 use comms_shared::contract::{Channel, Kind, RecordType, ValidSendRequest};
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::render::Rendered;
 use crate::store::Message;
+
+/// The fingerprint an approval covers; shared with the approval workflow so both hash alike.
+pub use comms_shared::approvals::approval_hash;
 
 /// A failed check: the reason code, a sentence for the timeline, and what the owner should do.
 #[derive(Debug, Clone)]
@@ -51,6 +53,7 @@ pub async fn consent(
     pool: &PgPool,
     message: &Message,
     request: &ValidSendRequest,
+    opt_out_confirmation: &str,
 ) -> Result<Result<(), Refusal>, sqlx::Error> {
     let state: Option<String> = sqlx::query_scalar(
         "SELECT consent_state FROM comms.contact_channels WHERE contact_id = $1 AND channel = $2",
@@ -60,7 +63,12 @@ pub async fn consent(
     .fetch_optional(pool)
     .await?;
     let state = state.unwrap_or_else(|| "unknown".into());
+    // The one message an opted-out contact still gets: the confirmation of that opt-out.
+    let is_confirmation = request.kind == Kind::Transactional
+        && request.template.name == opt_out_confirmation
+        && message.channel == "sms";
     match state.as_str() {
+        "opted_out" if is_confirmation => return Ok(Ok(())),
         "opted_out" => {
             return Ok(Err(Refusal {
                 code: "opted_out",
@@ -121,19 +129,6 @@ pub fn needs_approval(request: &ValidSendRequest) -> bool {
 /// A fingerprint of the content an approval covers: change a word and the approval is void.
 pub fn content_hash(rendered: &Rendered) -> String {
     approval_hash(rendered.subject.as_deref(), &rendered.body)
-}
-
-/// The fingerprint of a subject and body, as approvals record it.
-pub fn approval_hash(subject: Option<&str>, body: &str) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(subject.unwrap_or("").as_bytes());
-    hasher.update([0u8]);
-    hasher.update(body.as_bytes());
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The latest decision of `kind` (`approved`/`rejected`/`expired` or `reviewed_safe`) on exactly

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use comms_shared::contract::{Channel, ValidSendRequest};
 use serde_json::json;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 pub const ACTOR: &str = "comms-sender";
@@ -31,10 +31,6 @@ pub struct Message {
     pub kind: String,
     pub contact_id: Uuid,
     pub recipient_address: String,
-    pub owner: String,
-    pub source: String,
-    pub record_type: String,
-    pub record_id: Uuid,
     pub delivery_state: String,
     pub send_after: Option<DateTime<Utc>>,
     pub held_by_pause: Option<Uuid>,
@@ -42,8 +38,7 @@ pub struct Message {
     pub updated_at: DateTime<Utc>,
 }
 
-const MESSAGE_COLUMNS: &str = "id, idempotency_key, channel, kind, contact_id, recipient_address, owner, source, \
-     record_type, record_id, delivery_state, send_after, held_by_pause, created_at, updated_at";
+const MESSAGE_COLUMNS: &str = "id, idempotency_key, channel, kind, contact_id, recipient_address, delivery_state, send_after, held_by_pause, created_at, updated_at";
 
 /// Why a request could not even be recorded (it names a contact we do not have).
 #[derive(Debug, thiserror::Error)]
@@ -58,23 +53,28 @@ pub enum RecordError {
 
 /// Records the message of `request`, or finds the one already recorded under its idempotency
 /// key. Returns the message and whether this call created it.
+///
+/// The insert and its `received` event are one statement (a data-modifying CTE), so they commit
+/// together without a transaction round trip; a conflicting key means the message exists.
 pub async fn record(
     pool: &PgPool,
     request: &ValidSendRequest,
 ) -> Result<(Message, bool), RecordError> {
-    let mut tx = pool.begin().await?;
-    if let Some(existing) = by_key(&mut tx, &request.idempotency_key).await? {
-        return Ok((existing, false));
-    }
-    let (contact_id, address) = resolve_contact(&mut tx, request).await?;
+    let (contact_id, address) = resolve_contact(pool, request).await?;
     let wire = serde_json::to_value(request.to_wire()).unwrap_or_default();
+    let detail = json!({ "trigger": request.trigger, "kind": request.kind.as_str() });
     let inserted: Option<Message> = sqlx::query_as(&format!(
-        "INSERT INTO comms.messages (idempotency_key, channel, kind, contact_id, recipient_address,
-             owner, source, trigger, record_type, record_id, template_name, template_version,
-             contains_roi, ai_draft, send_after, request)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-         ON CONFLICT (idempotency_key) DO NOTHING
-         RETURNING {MESSAGE_COLUMNS}"
+        "WITH m AS (
+             INSERT INTO comms.messages (idempotency_key, channel, kind, contact_id, recipient_address,
+                 owner, source, trigger, record_type, record_id, template_name, template_version,
+                 contains_roi, ai_draft, send_after, request)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+             ON CONFLICT (idempotency_key) DO NOTHING
+             RETURNING {MESSAGE_COLUMNS}),
+         e AS (
+             INSERT INTO comms.message_events (message_id, event_type, actor, source, owner, reason, detail)
+             SELECT id, 'received', $17, $7, $6, 'request accepted and recorded', $18 FROM m)
+         SELECT * FROM m"
     ))
     .bind(&request.idempotency_key)
     .bind(request.channel.as_str())
@@ -97,62 +97,39 @@ pub async fn record(
     .bind(request.ai_draft)
     .bind(request.send_after)
     .bind(&wire)
-    .fetch_optional(&mut *tx)
+    .bind(ACTOR)
+    .bind(&detail)
+    .fetch_optional(pool)
     .await?;
-    let Some(message) = inserted else {
-        // A concurrent delivery of the same key won the insert.
-        tx.rollback().await?;
-        let mut tx = pool.begin().await?;
-        let existing = by_key(&mut tx, &request.idempotency_key)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)?;
-        return Ok((existing, false));
-    };
-    append_event(
-        &mut tx,
-        &message,
-        Event::new("received", "request accepted and recorded")
-            .detail(json!({ "trigger": request.trigger, "kind": request.kind.as_str() })),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok((message, true))
-}
-
-async fn by_key(
-    tx: &mut Transaction<'_, Postgres>,
-    key: &str,
-) -> Result<Option<Message>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    if let Some(message) = inserted {
+        return Ok((message, true));
+    }
+    let existing: Message = sqlx::query_as(&format!(
         "SELECT {MESSAGE_COLUMNS} FROM comms.messages WHERE idempotency_key = $1"
     ))
-    .bind(key)
-    .fetch_optional(&mut **tx)
-    .await
+    .bind(&request.idempotency_key)
+    .fetch_one(pool)
+    .await?;
+    Ok((existing, false))
 }
 
 async fn resolve_contact(
-    tx: &mut Transaction<'_, Postgres>,
+    pool: &PgPool,
     request: &ValidSendRequest,
 ) -> Result<(Uuid, String), RecordError> {
     let channel = request.channel.as_str();
     let recipient = &request.recipient;
     if let Some(contact_id) = recipient.contact_id() {
-        let exists: Option<Uuid> =
-            sqlx::query_scalar("SELECT id FROM comms.contacts WHERE id = $1")
-                .bind(contact_id)
-                .fetch_optional(&mut **tx)
-                .await?;
-        if exists.is_none() {
-            return Err(RecordError::UnknownContact(contact_id));
-        }
-        let address: Option<String> = sqlx::query_scalar(
-            "SELECT address FROM comms.contact_channels WHERE contact_id = $1 AND channel = $2",
+        let found: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT cc.address FROM comms.contacts c
+             LEFT JOIN comms.contact_channels cc ON cc.contact_id = c.id AND cc.channel = $2
+             WHERE c.id = $1",
         )
         .bind(contact_id)
         .bind(channel)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(pool)
         .await?;
+        let (address,) = found.ok_or(RecordError::UnknownContact(contact_id))?;
         let address =
             address.ok_or(RecordError::NoAddress(contact_id, request.channel.as_str()))?;
         return Ok((contact_id, address));
@@ -162,32 +139,40 @@ async fn resolve_contact(
         .or(recipient.email())
         .unwrap_or_default()
         .to_string();
-    let found: Option<Uuid> = sqlx::query_scalar(
-        "SELECT contact_id FROM comms.contact_channels WHERE channel = $1 AND address = $2",
-    )
-    .bind(channel)
-    .bind(&address)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some(contact_id) = found {
+    let find = || async {
+        sqlx::query_scalar::<_, Uuid>(
+            "SELECT contact_id FROM comms.contact_channels WHERE channel = $1 AND address = $2",
+        )
+        .bind(channel)
+        .bind(&address)
+        .fetch_optional(pool)
+        .await
+    };
+    if let Some(contact_id) = find().await? {
         return Ok((contact_id, address));
     }
-    let contact_id: Uuid = sqlx::query_scalar(
-        "INSERT INTO comms.contacts (name, time_zone) VALUES ($1, $2) RETURNING id",
+    // A new contact and its address in one statement; a concurrent creation of the same address
+    // wins the unique key and we use its contact (our contact row then has no address: harmless).
+    let created: Option<Uuid> = sqlx::query_scalar(
+        "WITH c AS (INSERT INTO comms.contacts (name, time_zone) VALUES ($3, $4) RETURNING id)
+         INSERT INTO comms.contact_channels (contact_id, channel, address)
+         SELECT id, $1, $2 FROM c
+         ON CONFLICT (channel, address) DO NOTHING
+         RETURNING contact_id",
     )
-    .bind(recipient.name())
-    .bind(recipient.time_zone().map(|tz| tz.name().to_string()))
-    .fetch_one(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO comms.contact_channels (contact_id, channel, address) VALUES ($1, $2, $3)",
-    )
-    .bind(contact_id)
     .bind(channel)
     .bind(&address)
-    .execute(&mut **tx)
+    .bind(recipient.name())
+    .bind(recipient.time_zone().map(|tz| tz.name().to_string()))
+    .fetch_optional(pool)
     .await?;
-    Ok((contact_id, address))
+    match created {
+        Some(contact_id) => Ok((contact_id, address)),
+        None => {
+            let contact_id = find().await?.ok_or(sqlx::Error::RowNotFound)?;
+            Ok((contact_id, address))
+        }
+    }
 }
 
 /// One entry of the message's timeline.
@@ -218,58 +203,12 @@ impl Event {
     }
 }
 
-pub async fn append_event(
-    tx: &mut Transaction<'_, Postgres>,
-    message: &Message,
-    event: Event,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO comms.message_events
-             (message_id, event_type, actor, source, owner, reason, recovery_rule, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(message.id)
-    .bind(event.event_type)
-    .bind(ACTOR)
-    .bind(&message.source)
-    .bind(&message.owner)
-    .bind(&event.reason)
-    .bind(&event.recovery_rule)
-    .bind(&event.detail)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// An owner task: a person must act on this message.
 #[derive(Debug, Clone)]
 pub struct Task {
     pub title: String,
     pub next_action: String,
     pub due_in: chrono::Duration,
-}
-
-pub async fn open_task(
-    tx: &mut Transaction<'_, Postgres>,
-    message: &Message,
-    reason: &str,
-    task: &Task,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO comms.tasks (owner, title, next_action, reason, due_at, record_type, record_id, message_id)
-         VALUES ($1, $2, $3, $4, now() + $5, $6, $7, $8)",
-    )
-    .bind(&message.owner)
-    .bind(&task.title)
-    .bind(&task.next_action)
-    .bind(reason)
-    .bind(task.due_in)
-    .bind(&message.record_type)
-    .bind(message.record_id)
-    .bind(message.id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// A move of a message to a new state, with what changes alongside it.
@@ -308,28 +247,42 @@ impl<'a> Transition<'a> {
 
 /// Applies `transition` if the message is still in one of its `from` states. Returns the new
 /// attempt count, or `None` when the message had already moved on (another delivery won).
+///
+/// The state change, its event and its owner task are one statement: they commit together, and
+/// the event and task exist only if the move happened.
 pub async fn transition(
     pool: &PgPool,
     message: &Message,
     transition: Transition<'_>,
 ) -> Result<Option<i32>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
     let from: Vec<String> = transition.from.iter().map(|s| (*s).to_string()).collect();
-    let attempts: Option<i32> = sqlx::query_scalar(
-        "UPDATE comms.messages SET
-             delivery_state = $2,
-             failure_reason = COALESCE($3, failure_reason),
-             next_action = $4,
-             send_after = COALESCE($5, send_after),
-             held_by_pause = COALESCE($6, held_by_pause),
-             provider = COALESCE($7, provider),
-             provider_message_id = COALESCE($8, provider_message_id),
-             attempt_count = attempt_count + CASE WHEN $9 THEN 1 ELSE 0 END,
-             dispatched_at = CASE WHEN $2 = 'sent' THEN now() ELSE dispatched_at END,
-             opt_out_state = CASE WHEN $3 IN ('opted_out', 'suppressed') THEN $3 ELSE opt_out_state END,
-             updated_at = now()
-         WHERE id = $1 AND delivery_state = ANY($10)
-         RETURNING attempt_count",
+    let event = &transition.event;
+    let task = transition.task.as_ref();
+    sqlx::query_scalar(
+        "WITH moved AS (
+             UPDATE comms.messages SET
+                 delivery_state = $2,
+                 failure_reason = COALESCE($3, failure_reason),
+                 next_action = $4,
+                 send_after = COALESCE($5, send_after),
+                 held_by_pause = COALESCE($6, held_by_pause),
+                 provider = COALESCE($7, provider),
+                 provider_message_id = COALESCE($8, provider_message_id),
+                 attempt_count = attempt_count + CASE WHEN $9 THEN 1 ELSE 0 END,
+                 dispatched_at = CASE WHEN $2 = 'sent' THEN now() ELSE dispatched_at END,
+                 opt_out_state = CASE WHEN $3 IN ('opted_out', 'suppressed') THEN $3 ELSE opt_out_state END,
+                 updated_at = now()
+             WHERE id = $1 AND delivery_state = ANY($10)
+             RETURNING id, attempt_count, source, owner, record_type, record_id),
+         event AS (
+             INSERT INTO comms.message_events
+                 (message_id, event_type, actor, source, owner, reason, recovery_rule, detail)
+             SELECT id, $11, $12, source, owner, $13, $14, $15 FROM moved),
+         task AS (
+             INSERT INTO comms.tasks (owner, title, next_action, reason, due_at, record_type, record_id, message_id)
+             SELECT owner, $16, $17, $13, now() + $18, record_type, record_id, id FROM moved
+             WHERE $16::text IS NOT NULL)
+         SELECT attempt_count FROM moved",
     )
     .bind(message.id)
     .bind(transition.to)
@@ -341,19 +294,16 @@ pub async fn transition(
     .bind(&transition.provider_message_id)
     .bind(transition.count_attempt)
     .bind(&from)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(attempts) = attempts else {
-        tx.rollback().await?;
-        return Ok(None);
-    };
-    let reason = transition.event.reason.clone();
-    append_event(&mut tx, message, transition.event).await?;
-    if let Some(task) = &transition.task {
-        open_task(&mut tx, message, &reason, task).await?;
-    }
-    tx.commit().await?;
-    Ok(Some(attempts))
+    .bind(event.event_type)
+    .bind(ACTOR)
+    .bind(&event.reason)
+    .bind(&event.recovery_rule)
+    .bind(&event.detail)
+    .bind(task.map(|t| t.title.as_str()))
+    .bind(task.map(|t| t.next_action.as_str()))
+    .bind(task.map_or(chrono::Duration::zero(), |t| t.due_in))
+    .fetch_optional(pool)
+    .await
 }
 
 /// Stores the rendered content on the message, so approvers and the timeline see what goes out.

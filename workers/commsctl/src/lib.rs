@@ -6,8 +6,10 @@
 mod commands;
 
 use clap::{Parser, Subcommand};
+use comms_shared::approvals::Decision;
 use comms_shared::settings::Settings;
 
+pub use commands::keys::KeysCommand;
 pub use commands::message::{MessageView, view as message_view};
 pub use commands::status::{StatusReport, status_report};
 pub use commands::templates::TemplatesCommand;
@@ -48,9 +50,48 @@ pub enum Command {
     /// Platform records for first runs and demos.
     #[command(subcommand)]
     Clients(commands::clients::ClientsCommand),
+    /// Open owner tasks by owner and age; `tasks done <id>` closes one.
+    Tasks {
+        /// Only this owner's tasks.
+        #[arg(long)]
+        owner: Option<String>,
+        #[command(subcommand)]
+        action: Option<commands::tasks::TasksCommand>,
+    },
     /// Manage versioned templates.
     #[command(subcommand)]
     Templates(TemplatesCommand),
+    /// Manage API keys for the gateway's HTTP API (the key is printed once, at creation).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// What waits for an owner's decision (`approvals decided|expire|delegate|delegates` too).
+    Approvals(commands::approvals::ApprovalsArgs),
+    /// Approve a waiting message (by id or idempotency key); it then goes out through the sender.
+    Approve {
+        reference: String,
+        /// Who approves (defaults to $USER): the message's owner or a delegate they named.
+        #[arg(long = "as")]
+        actor: Option<String>,
+    },
+    /// Reject a waiting message: it is blocked as `approval_rejected` with your reason.
+    Reject {
+        reference: String,
+        #[arg(long)]
+        reason: String,
+        /// Who rejects (defaults to $USER): the message's owner or a delegate they named.
+        #[arg(long = "as")]
+        actor: Option<String>,
+    },
+    /// Record the review of an AI draft: `--safe` lets it go on (to approval, if it needs one).
+    Review {
+        reference: String,
+        /// The draft was read and is safe to send (required; reject it otherwise).
+        #[arg(long, required = true)]
+        safe: bool,
+        /// Who reviewed (defaults to $USER): the message's owner or a delegate they named.
+        #[arg(long = "as")]
+        actor: Option<String>,
+    },
 }
 
 /// Runs one command with settings from the environment.
@@ -85,9 +126,51 @@ pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
             let pool = database(settings).await?;
             commands::clients::run(&pool, command, cli.json).await
         }
+        Command::Tasks { owner, action } => {
+            let pool = database(settings).await?;
+            match action {
+                Some(command) => commands::tasks::run(&pool, command, cli.json).await,
+                None => commands::tasks::list(&pool, owner, cli.json).await,
+            }
+        }
         Command::Templates(command) => {
             let pool = database(settings).await?;
             commands::templates::run(&pool, command, cli.json).await
+        }
+        Command::Keys(command) => {
+            let pool = database(settings).await?;
+            commands::keys::run(&pool, command, cli.json).await
+        }
+        Command::Approvals(args) => {
+            let pool = database(settings).await?;
+            commands::approvals::run(&pool, settings, args, cli.json).await
+        }
+        Command::Approve { reference, actor } => {
+            let pool = database(settings).await?;
+            let (decision, actor) = (Decision::Approve, commands::approvals::actor(actor));
+            commands::approvals::decide(&pool, settings, &reference, decision, actor, cli.json)
+                .await
+        }
+        Command::Reject {
+            reference,
+            reason,
+            actor,
+        } => {
+            let pool = database(settings).await?;
+            let (decision, actor) = (
+                Decision::Reject { reason },
+                commands::approvals::actor(actor),
+            );
+            commands::approvals::decide(&pool, settings, &reference, decision, actor, cli.json)
+                .await
+        }
+        Command::Review {
+            reference, actor, ..
+        } => {
+            let pool = database(settings).await?;
+            let (decision, actor) = (Decision::ReviewSafe, commands::approvals::actor(actor));
+            commands::approvals::decide(&pool, settings, &reference, decision, actor, cli.json)
+                .await
         }
     }
 }

@@ -85,7 +85,7 @@ impl Providers {
     pub async fn dispatch(&self, message: &Outbound) -> Dispatch {
         match message.channel.as_str() {
             "sms" => twilio::send(&self.http, &self.settings.providers.twilio, message).await,
-            "email" => sendgrid::send(&self.http, &self.settings.providers.sendgrid, message).await,
+            "email" => sendgrid::send(&self.http, &self.settings, message).await,
             "portal" => portal::publish(&self.pool, message).await,
             other => Dispatch::Permanent {
                 reason: format!("no provider for channel {other}"),

@@ -1,7 +1,7 @@
 //! SendGrid's v3 `mail/send`: bearer key, JSON body, `202 Accepted` with `X-Message-Id`.
 //! Our message id travels in `custom_args`, so event webhooks can be matched back to it.
 
-use comms_shared::settings::SendgridSettings;
+use comms_shared::settings::Settings;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
@@ -19,11 +19,33 @@ struct ErrorItem {
     message: Option<String>,
 }
 
-pub async fn send(
-    http: &reqwest::Client,
-    settings: &SendgridSettings,
-    message: &Outbound,
-) -> Dispatch {
+/// Headers that thread replies back to this message, and (for outreach and review requests) the
+/// RFC 8058 one-click unsubscribe pair with a token signed for this contact.
+fn reply_headers(all: &Settings, message: &Outbound) -> (serde_json::Value, String) {
+    let domain = &all.replies.reply_domain;
+    let reply_to = format!("reply+{}@{domain}", message.message_id.simple());
+    let mut headers = json!({ "Message-ID": format!("<comms.{}@{domain}>", message.message_id) });
+    if message.kind == "outreach" || message.kind == "review_request" {
+        let token = comms_shared::unsubscribe::sign(
+            all.replies.unsubscribe_secret.expose_secret().as_bytes(),
+            &comms_shared::unsubscribe::Unsubscribe {
+                contact_id: message.contact_id,
+                channel: "email".into(),
+            },
+        );
+        let url = format!(
+            "{}/unsubscribe/{token}",
+            all.gateway.public_url.trim_end_matches('/')
+        );
+        headers["List-Unsubscribe"] = json!(format!("<{url}>"));
+        headers["List-Unsubscribe-Post"] = json!("List-Unsubscribe=One-Click");
+    }
+    (headers, reply_to)
+}
+
+pub async fn send(http: &reqwest::Client, all: &Settings, message: &Outbound) -> Dispatch {
+    let settings = &all.providers.sendgrid;
+    let (headers, reply_to) = reply_headers(all, message);
     let url = format!("{}/v3/mail/send", settings.base_url.trim_end_matches('/'));
     let mut from = json!({ "email": settings.from });
     if let Some(name) = &settings.from_name {
@@ -35,6 +57,8 @@ pub async fn send(
             "custom_args": { "comms_message_id": message.message_id.to_string() },
         }],
         "from": from,
+        "reply_to": { "email": reply_to },
+        "headers": headers,
         "subject": message.subject.clone().unwrap_or_default(),
         "content": [{ "type": "text/plain", "value": message.body }],
     });

@@ -1,9 +1,12 @@
 //! One module per `commsctl` command.
 
+pub mod approvals;
 pub mod clients;
+pub mod keys;
 pub mod message;
 pub mod migrate;
 pub mod pause;
 pub mod send;
 pub mod status;
+pub mod tasks;
 pub mod templates;

@@ -1,0 +1,186 @@
+//! The bench's own database, broker namespace and sandbox, and the traffic it generates.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use comms_shared::settings::Settings;
+use comms_shared::topology::{RETRY_TIERS, Topology};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions};
+use lapin::{BasicProperties, Connection};
+use secrecy::ExposeSecret;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::procs::{self, Worker};
+
+pub const NAMESPACE: &str = "bench.";
+const DATABASE: &str = "comms_bench";
+
+pub struct Bench {
+    pub settings: Settings,
+    pub pool: PgPool,
+    pub connection: Connection,
+    pub topology: Topology,
+    pub sandbox: Worker,
+    pub sandbox_url: String,
+    pub client_id: Uuid,
+}
+
+impl Bench {
+    pub async fn prepare(mut settings: Settings) -> anyhow::Result<Self> {
+        let url = settings.database.url.expose_secret().to_string();
+        let server = url.rsplit_once('/').map_or(url.as_str(), |(s, _)| s).to_string();
+        let admin = sqlx::PgPool::connect(&format!("{server}/postgres"))
+            .await
+            .context("PostgreSQL is not reachable (make services)")?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        settings.database.url = format!("{server}/{DATABASE}").into();
+        settings.database.max_connections = 4;
+        settings.amqp.namespace = NAMESPACE.into();
+        comms_shared::db::migrate(&settings.database).await?;
+        let pool = comms_shared::db::connect(&settings.database).await?;
+        let connection = comms_shared::amqp::connect(&settings.amqp, "comms-bench")
+            .await
+            .context("RabbitMQ is not reachable (make services)")?;
+        let topology = Topology::new(NAMESPACE);
+        delete_namespace(&connection, &topology).await;
+        let channel = connection.create_channel().await?;
+        topology.declare(&channel).await?;
+
+        let port = procs::free_port()?;
+        let listen = format!("127.0.0.1:{port}");
+        let sandbox = Worker::start("sandbox", "comms-sandbox", &["--listen", &listen], &[])?;
+        let sandbox_url = format!("http://{listen}");
+        procs::wait_http(&format!("{sandbox_url}/sandbox/healthz"), Duration::from_secs(20)).await?;
+
+        let client_id: Uuid =
+            sqlx::query_scalar("INSERT INTO comms.clients (name, owner) VALUES ('Bench', 'bench') RETURNING id")
+                .fetch_one(&pool)
+                .await?;
+        for (name, channel, subject) in [("note", "sms", None), ("mail", "email", Some("Update"))] {
+            sqlx::query(
+                "INSERT INTO comms.templates (name, version, channel, subject, body, state, created_by, approved_by, approved_at)
+                 VALUES ($1, 1, $2, $3, 'Hi {{ name }}, your update {{ n }} is ready.', 'approved', 'bench', 'bench', now())",
+            )
+            .bind(name)
+            .bind(channel)
+            .bind(subject)
+            .execute(&pool)
+            .await?;
+        }
+        Ok(Self { settings, pool, connection, topology, sandbox, sandbox_url, client_id })
+    }
+
+    /// The environment a sender process of this bench runs with.
+    pub fn sender_env(&self, health_port: u16) -> Vec<(String, String)> {
+        let s = &self.settings;
+        [
+            ("COMMS__DATABASE__URL", s.database.url.expose_secret().to_string()),
+            ("COMMS__DATABASE__MAX_CONNECTIONS", "16".into()),
+            ("COMMS__AMQP__URL", s.amqp.url.expose_secret().to_string()),
+            ("COMMS__AMQP__NAMESPACE", NAMESPACE.into()),
+            ("COMMS__HTTP__LISTEN", format!("127.0.0.1:{health_port}")),
+            ("COMMS__RATE__SMS__PER_SECOND", "0".into()),
+            ("COMMS__RATE__EMAIL__PER_SECOND", "0".into()),
+            ("COMMS__PROVIDERS__TWILIO__BASE_URL", self.sandbox_url.clone()),
+            ("COMMS__PROVIDERS__SENDGRID__BASE_URL", self.sandbox_url.clone()),
+            ("COMMS__PAUSE__BREAKER_FAILURES", "0".into()),
+            ("COMMS__PAUSE__POLL_INTERVAL", "1s".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// One send request; SMS and email alternate, recipients repeat over 1 000 addresses.
+    pub fn request(&self, key: &str, i: usize, enqueued_ms: i64) -> (String, Vec<u8>) {
+        let (channel, recipient, template) = if i % 2 == 0 {
+            ("sms", json!({ "phone": format!("+1415555{:04}", i % 1000) }), "note")
+        } else {
+            ("email", json!({ "email": format!("user{}@example.com", i % 1000) }), "mail")
+        };
+        let body = json!({
+            "idempotency_key": key,
+            "channel": channel,
+            "kind": "transactional",
+            "recipient": recipient,
+            "template": { "name": template, "vars": { "name": "Dana", "n": i, "t": enqueued_ms } },
+            "record": { "type": "client", "id": self.client_id.to_string() },
+            "owner": "bench", "source": "bench", "trigger": "bench.run"
+        });
+        (format!("send.{channel}"), body.to_string().into_bytes())
+    }
+
+    /// Publishes every request with confirms awaited in windows of 512.
+    pub async fn publish_bulk(&self, requests: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+        let channel = self.connection.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        let exchange = self.topology.send_exchange();
+        let mut pending = Vec::with_capacity(512);
+        for (routing_key, body) in requests {
+            pending.push(
+                channel
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        routing_key.as_str().into(),
+                        BasicPublishOptions::default(),
+                        body,
+                        BasicProperties::default().with_delivery_mode(2),
+                    )
+                    .await?,
+            );
+            if pending.len() == 512 {
+                for confirm in pending.drain(..) {
+                    confirm.await?;
+                }
+            }
+        }
+        for confirm in pending {
+            confirm.await?;
+        }
+        let _ = channel.close(200, "done".into()).await;
+        Ok(())
+    }
+
+    /// Waits until every message whose key starts with `prefix` is sent (or `limit` passes).
+    pub async fn wait_sent(&self, prefix: &str, count: usize, limit: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let sent: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM comms.messages WHERE delivery_state = 'sent' AND idempotency_key LIKE $1",
+            )
+            .bind(format!("{prefix}%"))
+            .fetch_one(&self.pool)
+            .await?;
+            if sent as usize >= count {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("only {sent} of {count} {prefix}* messages were sent within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn cleanup(self) {
+        delete_namespace(&self.connection, &self.topology).await;
+        self.sandbox.stop().await;
+        self.pool.close().await;
+    }
+}
+
+async fn delete_namespace(connection: &Connection, topology: &Topology) {
+    let Ok(channel) = connection.create_channel().await else {
+        return;
+    };
+    let mut queues: Vec<String> = topology.work_queues().into_iter().map(|q| q.name).collect();
+    queues.push(topology.dead_queue());
+    queues.extend(RETRY_TIERS.iter().map(|t| topology.retry_queue(*t)));
+    for queue in queues {
+        let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
+    }
+}

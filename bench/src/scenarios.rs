@@ -1,0 +1,213 @@
+//! Each benchmark scenario, measured the way docs/benchmarks.md describes.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use comms_shared::pause::Scope;
+use comms_shared::pause::store::{self, PauseRequest};
+
+use crate::load::Bench;
+use crate::procs::{self, Worker};
+use crate::stats::{Row, percentile};
+use crate::{Knobs, baseline};
+
+pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
+    let sample = bench.request("sample-0000000", 1, 0).1;
+    let base = baseline::run(&bench.connection, "bench.baseline", knobs.messages, &sample).await?;
+    println!("baseline: {base:.0} msg/s ({} bytes per message)", sample.len());
+    let mut rows = vec![Row {
+        scenario: format!("broker baseline (publish+confirm → quorum → ack, {} B)", sample.len()),
+        throughput: Some(base),
+        unit: "msg/s",
+        ratio: Some(1.0),
+        p50_ms: None,
+        p99_ms: None,
+        rss: "-".into(),
+    }];
+    for senders in [1, 2] {
+        let (rate, rss) = throughput(bench, knobs.messages, senders).await?;
+        println!("send throughput, {senders} sender(s): {rate:.0} msg/s");
+        rows.push(Row {
+            scenario: format!("send, {senders} sender process(es), {} msgs", knobs.messages),
+            throughput: Some(rate),
+            unit: "msg/s",
+            ratio: Some(rate / base),
+            p50_ms: None,
+            p99_ms: None,
+            rss,
+        });
+    }
+    let (p50, p99, rss, stages) = latency(bench, knobs).await?;
+    println!("enqueue-to-sent at {}/s: p50 {p50:.1} ms, p99 {p99:.1} ms", knobs.rate);
+    rows.push(Row {
+        scenario: format!("enqueue→sent at {}/s offered, 1 sender", knobs.rate),
+        throughput: Some(knobs.rate as f64),
+        unit: "msg/s offered",
+        ratio: None,
+        p50_ms: Some(p50),
+        p99_ms: Some(p99),
+        rss,
+    });
+    let (p50, p99, rss) = pause_propagation(bench, knobs.pauses).await?;
+    println!("pause propagation: p50 {p50:.1} ms, p99 {p99:.1} ms");
+    rows.push(Row {
+        scenario: format!("pause commit → last dispatch, 2 senders under load, {} pauses", knobs.pauses),
+        throughput: None,
+        unit: "",
+        ratio: None,
+        p50_ms: Some(p50),
+        p99_ms: Some(p99),
+        rss,
+    });
+    println!("\nwhere one message's time goes in the sender (mean per stage, ms):");
+    for (stage, ms) in stages {
+        println!("  {stage:<12} {ms:>7.2}");
+    }
+    Ok(rows)
+}
+
+fn start_senders(bench: &Bench, count: usize) -> anyhow::Result<Vec<(Worker, u16)>> {
+    (0..count)
+        .map(|i| {
+            let port = procs::free_port()?;
+            let worker = Worker::start(&format!("sender-{i}"), "comms-sender", &[], &bench.sender_env(port))?;
+            Ok((worker, port))
+        })
+        .collect()
+}
+
+async fn stop_senders(senders: Vec<(Worker, u16)>) -> String {
+    let mut rss = Vec::new();
+    for (worker, _) in senders {
+        rss.push(format!("{} {:.0}", worker.name, worker.peak_rss_mib().unwrap_or(f64::NAN)));
+        worker.stop().await;
+    }
+    rss.join(", ")
+}
+
+/// N requests pre-published, then `senders` processes drain them: messages per second from the
+/// first dispatch to the last message recorded `sent` (with its events) in PostgreSQL.
+async fn throughput(bench: &Bench, count: usize, senders: usize) -> anyhow::Result<(f64, String)> {
+    let prefix = format!("tp{senders}-");
+    let requests: Vec<_> = (0..count).map(|i| bench.request(&format!("{prefix}{i:07}"), i, 0)).collect();
+    bench.publish_bulk(&requests).await?;
+    let workers = start_senders(bench, senders)?;
+    let waited = bench.wait_sent(&prefix, count, Duration::from_secs(600)).await;
+    let rss = stop_senders(workers).await;
+    waited?;
+    let (first, last): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
+        "SELECT min(dispatched_at), max(dispatched_at) FROM comms.messages WHERE idempotency_key LIKE $1",
+    )
+    .bind(format!("{prefix}%"))
+    .fetch_one(&bench.pool)
+    .await?;
+    let seconds = (last - first).num_milliseconds().max(1) as f64 / 1000.0;
+    Ok((count as f64 / seconds, rss))
+}
+
+/// A fixed offered load; latency from publish to the message recorded `sent`.
+async fn latency(bench: &Bench, knobs: &Knobs) -> anyhow::Result<(f64, f64, String, Vec<(String, f64)>)> {
+    let workers = start_senders(bench, 1)?;
+    let health = workers[0].1;
+    procs::wait_http(&format!("http://127.0.0.1:{health}/readyz"), Duration::from_secs(30)).await?;
+    let total = knobs.rate * knobs.rate_seconds;
+    let per_tick = (knobs.rate / 100).max(1);
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    let mut i = 0;
+    while i < total {
+        ticker.tick().await;
+        let now = Utc::now().timestamp_millis();
+        let batch: Vec<_> = (i..(i + per_tick).min(total))
+            .map(|n| bench.request(&format!("lat-{n:07}"), n, now))
+            .collect();
+        i += batch.len();
+        bench.publish_bulk(&batch).await?;
+    }
+    let waited = bench.wait_sent("lat-", total, Duration::from_secs(300)).await;
+    let stages = stage_means(health).await.unwrap_or_default();
+    let rss = stop_senders(workers).await;
+    waited?;
+    let mut samples: Vec<f64> = sqlx::query_scalar(
+        "SELECT (extract(epoch FROM dispatched_at) * 1000 - (request->'template'->'vars'->>'t')::float8)::float8
+         FROM comms.messages WHERE idempotency_key LIKE 'lat-%'",
+    )
+    .fetch_all(&bench.pool)
+    .await?;
+    let p50 = percentile(&mut samples, 0.50);
+    let p99 = percentile(&mut samples, 0.99);
+    Ok((p50, p99, rss, stages))
+}
+
+/// Mean seconds per sender stage, from the sender's own histogram.
+async fn stage_means(port: u16) -> anyhow::Result<Vec<(String, f64)>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+    let mut stages = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with("comms_sender_stage_seconds_sum")) {
+        let stage = line.split("stage=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("?");
+        let count_line = text
+            .lines()
+            .find(|l| l.starts_with("comms_sender_stage_seconds_count") && l.contains(&format!("stage=\"{stage}\"")));
+        if let (Some(sum), Some(count)) = (value(line), count_line.and_then(value)) {
+            if count > 0.0 {
+                stages.push((stage.to_string(), sum / count * 1000.0));
+            }
+        }
+    }
+    Ok(stages)
+}
+
+/// Under load from two senders, the time from a global pause being committed to the last
+/// dispatch recorded anywhere; over `pauses` pause/resume cycles.
+async fn pause_propagation(bench: &Bench, pauses: usize) -> anyhow::Result<(f64, f64, String)> {
+    let workers = start_senders(bench, 2)?;
+    for (_, port) in &workers {
+        procs::wait_http(&format!("http://127.0.0.1:{port}/readyz"), Duration::from_secs(30)).await?;
+    }
+    let load = async {
+        let mut n = 0usize;
+        let mut ticker = tokio::time::interval(Duration::from_millis(10));
+        let deadline = Instant::now() + Duration::from_millis(900) * u32::try_from(pauses).unwrap_or(20) + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            ticker.tick().await;
+            let batch: Vec<_> = (n..n + 4).map(|i| bench.request(&format!("pp-{i:07}"), i, 0)).collect();
+            n += batch.len();
+            bench.publish_bulk(&batch).await?;
+        }
+        anyhow::Ok(())
+    };
+    let measure = async {
+        let mut lags = Vec::new();
+        for _ in 0..pauses {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let request = PauseRequest {
+                scope: Scope::Global,
+                reason: "bench".into(),
+                actor: "bench".into(),
+                expires_at: None,
+                automatic: false,
+            };
+            store::pause(&bench.pool, &request).await?;
+            let committed = Utc::now();
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let last: Option<DateTime<Utc>> = sqlx::query_scalar(
+                "SELECT max(dispatched_at) FROM comms.messages WHERE idempotency_key LIKE 'pp-%'",
+            )
+            .fetch_one(&bench.pool)
+            .await?;
+            let lag = last.map_or(0, |l| (l - committed).num_microseconds().unwrap_or(0)).max(0);
+            lags.push(lag as f64 / 1000.0);
+            store::resume(&bench.pool, &Scope::Global, "bench", "bench").await?;
+        }
+        anyhow::Ok(lags)
+    };
+    let (loaded, lags) = tokio::join!(load, measure);
+    let rss = stop_senders(workers).await;
+    loaded?;
+    let mut lags = lags?;
+    Ok((percentile(&mut lags, 0.5), percentile(&mut lags, 0.99), rss))
+}

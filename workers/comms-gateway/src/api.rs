@@ -1,0 +1,137 @@
+//! `POST /v1/messages`: the enqueue API for apps that do not speak AMQP.
+//!
+//! The body is a send request (v1), validated by the same [`parse_send_request`] the sender
+//! uses, so HTTP and AMQP refuse exactly the same inputs with the same texts. A valid request is
+//! published in its canonical form to `comms.send` (routing key `send.<channel>`) with a confirm,
+//! and only then answered 202.
+//!
+//! Idempotency: if a message with the request's idempotency key is already recorded, the answer
+//! is 202 with that message's id and nothing is published again. If it is not recorded yet (or the
+//! lookup fails), the request is published and the answer carries `message_id: null`; a second
+//! publish of the same key — two concurrent calls, or a retry before the sender recorded the
+//! first — is harmless, because the sender records one message per key and ignores the rest.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use comms_shared::amqp::Outgoing;
+use comms_shared::contract::{CONTENT_TYPE, REASON_PAYLOAD_TOO_LARGE, parse_send_request};
+use lapin::types::{AMQPValue, FieldTable};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::auth::{Authorized, Enqueue};
+use crate::metrics;
+use crate::reply;
+use crate::state::GatewayState;
+
+/// Header on a published request naming the API key (by name) that submitted it.
+pub const SUBMITTED_BY_HEADER: &str = "x-comms-submitted-by";
+
+fn count(outcome: &str) {
+    metrics::gateway()
+        .enqueue
+        .with_label_values(&[outcome])
+        .inc();
+}
+
+fn accepted(key: &str, message_id: Option<Uuid>) -> Response {
+    let body = json!({ "idempotency_key": key, "message_id": message_id, "status": "accepted" });
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+/// `POST /v1/messages`
+pub async fn enqueue(
+    State(state): State<GatewayState>,
+    auth: Authorized<Enqueue>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            count("invalid");
+            return reply::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                REASON_PAYLOAD_TOO_LARGE,
+                "the body is larger than gateway.max_body_bytes",
+            );
+        }
+        Err(rejection) => return rejection.into_response(),
+    };
+    let request = match parse_send_request(&body) {
+        Ok(request) => request,
+        Err(errors) => {
+            count("invalid");
+            let status = if errors.reason_code() == REASON_PAYLOAD_TOO_LARGE {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            tracing::info!(api.key_name = %auth.caller.name, reason = errors.reason_code(), errors = errors.errors().len(), "send request refused");
+            let body = json!({ "reason": errors.reason_code(), "errors": errors.errors() });
+            return (status, Json(body)).into_response();
+        }
+    };
+    let inner = state.inner();
+    let existing: Result<Option<Uuid>, sqlx::Error> =
+        sqlx::query_scalar("SELECT id FROM comms.messages WHERE idempotency_key = $1")
+            .bind(&request.idempotency_key)
+            .fetch_optional(&inner.pool)
+            .await;
+    match existing {
+        Ok(Some(id)) => {
+            count("duplicate");
+            tracing::info!(api.key_name = %auth.caller.name, message.id = %id, "send request already recorded; not published again");
+            return accepted(&request.idempotency_key, Some(id));
+        }
+        Ok(None) => {}
+        Err(error) => {
+            // Publishing anyway is safe: the sender dedupes on the idempotency key.
+            tracing::warn!(%error, "idempotency lookup failed; publishing (the sender dedupes)");
+        }
+    }
+    let canonical = match serde_json::to_vec(&request) {
+        Ok(canonical) => canonical,
+        Err(error) => {
+            tracing::error!(%error, "a validated request could not be serialised");
+            return reply::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the request could not be encoded",
+            );
+        }
+    };
+    let mut headers = FieldTable::default();
+    headers.insert(
+        SUBMITTED_BY_HEADER.into(),
+        AMQPValue::LongString(auth.caller.name.as_str().into()),
+    );
+    comms_shared::trace_context::inject_current(&mut headers);
+    let exchange = inner.topology.send_exchange();
+    let published = inner
+        .broker
+        .publish(Outgoing {
+            exchange: &exchange,
+            routing_key: request.routing_key(),
+            body: &canonical,
+            headers,
+            message_id: Some(request.idempotency_key.clone()),
+            content_type: Some(CONTENT_TYPE),
+        })
+        .await;
+    match published {
+        Ok(()) => {
+            count("accepted");
+            tracing::info!(api.key_name = %auth.caller.name, routing_key = request.routing_key(), "send request enqueued");
+            accepted(&request.idempotency_key, None)
+        }
+        Err(error) => {
+            count("broker_unavailable");
+            tracing::warn!(api.key_name = %auth.caller.name, %error, "send request refused with 503: the broker did not confirm");
+            reply::broker_unavailable()
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The gateway's one broker link: a confirm-mode publisher opened lazily and reopened after loss.
+//!
+//! The gateway must answer every webhook quickly and truthfully: 2xx only once the broker has
+//! confirmed the payload, 503 otherwise so the provider retries. So the link is not kept alive
+//! by a background loop; the next request that needs it connects (declaring the topology, so the
+//! queues the payload is routed to exist), and any publish failure drops the link so the request
+//! after it starts fresh. Connecting is bounded by a timeout, so a broker that does not answer
+//! makes the gateway answer 503, not hang.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use comms_shared::amqp::{self, Outgoing, PublishError, Publisher};
+use comms_shared::settings::AmqpSettings;
+use comms_shared::topology::Topology;
+use prometheus::IntGauge;
+use tokio::sync::Mutex;
+
+/// How long connecting (TCP, AMQP handshake, confirm mode, topology) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a payload could not be handed to the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot connect to the broker: {0}")]
+    Connect(#[from] lapin::Error),
+    #[error("the broker did not answer within {0:?}")]
+    ConnectTimeout(Duration),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+fn connected_gauge() -> &'static IntGauge {
+    static GAUGE: LazyLock<IntGauge> = LazyLock::new(|| {
+        comms_shared::metrics::gauge(
+            "comms_gateway_broker_connected",
+            "1 while the gateway holds a usable broker connection",
+            &[],
+        )
+        .with_label_values::<&str>(&[])
+    });
+    &GAUGE
+}
+
+struct Live {
+    connection: lapin::Connection,
+    publisher: Publisher,
+    /// Tells links apart, so a late failure on an old link never drops a newer one.
+    generation: u64,
+}
+
+/// A publisher that connects on first use and after every failure.
+pub struct BrokerLink {
+    settings: AmqpSettings,
+    topology: Topology,
+    live: Mutex<Option<Live>>,
+    generations: std::sync::atomic::AtomicU64,
+}
+
+impl BrokerLink {
+    pub fn new(settings: AmqpSettings, topology: Topology) -> Self {
+        Self {
+            settings,
+            topology,
+            live: Mutex::new(None),
+            generations: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Publishes `message` and waits for the broker's confirm.
+    pub async fn publish(&self, message: Outgoing<'_>) -> Result<(), BrokerError> {
+        let (generation, publisher) = self.publisher().await?;
+        match publisher.publish(message).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                self.forget(generation).await;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// The current publisher, connecting first if there is none or it broke.
+    async fn publisher(&self) -> Result<(u64, Publisher), BrokerError> {
+        let mut live = self.live.lock().await;
+        if let Some(current) = live.as_ref()
+            && current.publisher.is_usable()
+            && current.connection.status().connected()
+        {
+            return Ok((current.generation, current.publisher.clone()));
+        }
+        if let Some(stale) = live.take() {
+            close_in_background(stale);
+        }
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
+            .await
+            .map_err(|_| BrokerError::ConnectTimeout(CONNECT_TIMEOUT))??;
+        let found = (connected.generation, connected.publisher.clone());
+        *live = Some(connected);
+        connected_gauge().set(1);
+        tracing::info!("gateway connected to the broker");
+        Ok(found)
+    }
+
+    async fn connect(&self) -> Result<Live, lapin::Error> {
+        let connection = amqp::connect(&self.settings, "comms-gateway").await?;
+        let publisher = Publisher::open(&connection).await?;
+        self.topology.declare(publisher.channel()).await?;
+        let generation = self
+            .generations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Live {
+            connection,
+            publisher,
+            generation,
+        })
+    }
+
+    /// Closes the link, if open (at shutdown, after the last request finished).
+    pub async fn close(&self) {
+        if let Some(live) = self.live.lock().await.take() {
+            connected_gauge().set(0);
+            let _ = live.connection.close(200, "shutdown".into()).await;
+        }
+    }
+
+    /// Drops link `generation` (unless another request already replaced it).
+    async fn forget(&self, generation: u64) {
+        let mut live = self.live.lock().await;
+        let same = live.as_ref().is_some_and(|l| l.generation == generation);
+        if same && let Some(stale) = live.take() {
+            connected_gauge().set(0);
+            tracing::warn!(
+                "broker link dropped after a failed publish; the next request reconnects"
+            );
+            close_in_background(stale);
+        }
+    }
+}
+
+fn close_in_background(stale: Live) {
+    tokio::spawn(async move {
+        let _ = stale.connection.close(200, "reconnecting".into()).await;
+    });
+}

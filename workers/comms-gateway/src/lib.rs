@@ -1,0 +1,113 @@
+//! `comms-gateway`: the fleet's HTTP edge.
+//!
+//! Two jobs, one server:
+//! - **provider webhooks** (Twilio status and inbound, SendGrid events and Inbound Parse): verify
+//!   the provider's signature, publish the raw payload to `comms.provider` with a broker confirm,
+//!   and only then answer 2xx (503 otherwise, so the provider retries);
+//! - **the enqueue API** (`POST /v1/messages`) for apps that do not speak AMQP, behind API keys
+//!   with roles ([`auth`]).
+//!
+//! `/healthz`, `/readyz` and `/metrics` are merged into the same router. See `docs/gateway.md`.
+
+mod api;
+mod approvals;
+pub mod auth;
+mod broker;
+pub mod keys;
+mod metrics;
+mod reply;
+mod state;
+pub mod verify;
+mod webhooks;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use comms_shared::runtime::Runtime;
+use comms_shared::settings::Settings;
+use comms_shared::shutdown::Shutdown;
+use tokio::net::TcpListener;
+
+pub use api::SUBMITTED_BY_HEADER;
+pub use state::{ConfigError, GatewayState};
+pub use webhooks::{CONTENT_TYPE_HEADER, KIND_HEADER, PROVIDER_HEADER, RECEIVED_AT_HEADER};
+
+/// Every gateway route, plus the health and metrics routes of `runtime`.
+pub fn router(state: GatewayState, runtime: &Runtime) -> Router {
+    let max_body = runtime.settings.gateway.max_body_bytes;
+    Router::new()
+        .route("/webhooks/twilio/status", post(webhooks::twilio::status))
+        .route("/webhooks/twilio/inbound", post(webhooks::twilio::inbound))
+        .route(
+            "/webhooks/sendgrid/events",
+            post(webhooks::sendgrid::events),
+        )
+        .route(
+            "/webhooks/sendgrid/inbound/{secret}",
+            post(webhooks::sendgrid::inbound),
+        )
+        .route("/v1/messages", post(api::enqueue))
+        .route("/v1/approvals", get(approvals::list))
+        .route("/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/v1/approvals/{id}/reject", post(approvals::reject))
+        .route("/v1/approvals/{id}/review", post(approvals::review))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+        .merge(comms_shared::health::router(runtime.health.clone()))
+}
+
+/// Serves the gateway on `listener` until `shutdown`, then lets in-flight requests finish.
+/// Tests bind `127.0.0.1:0` and pass the listener in.
+pub async fn serve(
+    listener: TcpListener,
+    runtime: Runtime,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let state = GatewayState::new(&runtime).context("gateway settings")?;
+    let app = router(state.clone(), &runtime);
+    let address = listener.local_addr().context("gateway listener address")?;
+    tracing::info!(gateway.listen = %address, "gateway up");
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    state.close().await;
+    served.context("gateway server")?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+/// Binds `gateway.listen` and serves until `shutdown`.
+pub async fn run(runtime: Runtime, shutdown: Shutdown) -> anyhow::Result<()> {
+    let address = runtime.settings.gateway.listen;
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("the gateway cannot listen on {address}"))?;
+    serve(listener, runtime, shutdown).await
+}
+
+/// The `comms-gateway` binary: a lazily connecting pool (the process starts, and reports
+/// not-ready, while PostgreSQL is down), [`run`], and — like every worker — the health and
+/// metrics routes on `http.listen` too, where probes and scrapers look for them.
+pub async fn run_standalone(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
+    let settings = std::sync::Arc::new(settings);
+    let pool = comms_shared::db::connect_lazy(&settings.database)?;
+    let runtime = Runtime::new(settings.clone(), pool);
+    let health = (settings.http.listen != settings.gateway.listen).then(|| {
+        tokio::spawn(comms_shared::health::serve(
+            settings.http.listen,
+            runtime.health.clone(),
+            shutdown.clone(),
+        ))
+    });
+    let served = run(runtime, shutdown.clone()).await;
+    // Whatever ended the gateway ends the process: stop the health server with it.
+    shutdown.cancel();
+    if let Some(health) = health {
+        health
+            .await
+            .context("health server task")?
+            .context("health server")?;
+    }
+    served
+}

@@ -1,0 +1,31 @@
+//! The gateway's own metrics, next to the shared ones on `/metrics`. Labels are bounded: provider,
+//! kind and outcome names, never ids or addresses.
+
+use std::sync::LazyLock;
+
+use prometheus::IntCounterVec;
+
+pub struct GatewayMetrics {
+    /// Webhook requests by provider, kind (`status`, `inbound`) and outcome (`accepted`,
+    /// `missing_signature`, `invalid_signature`, `stale_timestamp`, `no_key`, `not_found`,
+    /// `too_large`, `broker_unavailable`).
+    pub webhooks: IntCounterVec,
+    /// Enqueue API requests by outcome (`accepted`, `duplicate`, `invalid`, `broker_unavailable`).
+    pub enqueue: IntCounterVec,
+}
+
+pub fn gateway() -> &'static GatewayMetrics {
+    static METRICS: LazyLock<GatewayMetrics> = LazyLock::new(|| GatewayMetrics {
+        webhooks: comms_shared::metrics::counter(
+            "comms_gateway_webhooks_total",
+            "Provider webhook requests, by provider, kind and outcome",
+            &["provider", "kind", "outcome"],
+        ),
+        enqueue: comms_shared::metrics::counter(
+            "comms_gateway_enqueue_total",
+            "Enqueue API requests, by outcome",
+            &["outcome"],
+        ),
+    });
+    &METRICS
+}

@@ -1,0 +1,127 @@
+//! Provider webhooks: verify, publish the raw payload to `comms.provider` with a confirm, and
+//! only then answer 2xx.
+//!
+//! The gateway does not interpret payloads (the status and replies workers do). It adds headers
+//! saying which provider sent what, with which content type, and when the gateway first saw it
+//! (the status worker's clock for "how long has this callback waited for its message?"). A
+//! payload the broker does not confirm gets 503, so the provider retries: nothing accepted is
+//! lost, and nothing is accepted that could be.
+
+pub mod sendgrid;
+pub mod twilio;
+
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{SecondsFormat, Utc};
+use comms_shared::amqp::Outgoing;
+use lapin::types::{AMQPValue, FieldTable};
+
+use crate::broker::BrokerError;
+use crate::metrics;
+use crate::reply;
+use crate::state::GatewayState;
+
+/// Header naming the provider (`twilio`, `sendgrid`).
+pub const PROVIDER_HEADER: &str = "x-comms-provider";
+/// Header naming the kind of payload (`status`, `inbound`).
+pub const KIND_HEADER: &str = "x-comms-kind";
+/// Header repeating the payload's HTTP content type (also set as the AMQP content type).
+pub const CONTENT_TYPE_HEADER: &str = "x-comms-content-type";
+/// Header with the RFC 3339 time the gateway received the payload.
+pub const RECEIVED_AT_HEADER: &str = "x-comms-received-at";
+
+/// One verified payload to hand to the broker.
+pub(crate) struct Verified<'a> {
+    pub provider: &'static str,
+    pub kind: &'static str,
+    pub content_type: &'a str,
+    pub body: &'a [u8],
+}
+
+/// Publishes a verified payload to `comms.provider` as `<kind>.<provider>`, confirmed.
+pub(crate) async fn publish(
+    state: &GatewayState,
+    payload: Verified<'_>,
+) -> Result<(), BrokerError> {
+    let mut headers = FieldTable::default();
+    let text = |s: &str| AMQPValue::LongString(s.into());
+    headers.insert(PROVIDER_HEADER.into(), text(payload.provider));
+    headers.insert(KIND_HEADER.into(), text(payload.kind));
+    headers.insert(CONTENT_TYPE_HEADER.into(), text(payload.content_type));
+    let received_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    headers.insert(RECEIVED_AT_HEADER.into(), text(&received_at));
+    comms_shared::trace_context::inject_current(&mut headers);
+    let inner = state.inner();
+    let exchange = inner.topology.provider_exchange();
+    let routing_key = format!("{}.{}", payload.kind, payload.provider);
+    inner
+        .broker
+        .publish(Outgoing {
+            exchange: &exchange,
+            routing_key: &routing_key,
+            body: payload.body,
+            headers,
+            message_id: Some(uuid::Uuid::new_v4().to_string()),
+            content_type: Some(payload.content_type),
+        })
+        .await
+}
+
+/// Publishes and turns the result into the answer: `ok` once confirmed, 503 otherwise.
+pub(crate) async fn accept(state: &GatewayState, payload: Verified<'_>, ok: Response) -> Response {
+    let (provider, kind) = (payload.provider, payload.kind);
+    let bytes = payload.body.len();
+    match publish(state, payload).await {
+        Ok(()) => {
+            count(provider, kind, "accepted");
+            tracing::info!(
+                webhook.provider = provider,
+                webhook.kind = kind,
+                body.bytes = bytes,
+                "webhook accepted"
+            );
+            ok
+        }
+        Err(error) => {
+            count(provider, kind, "broker_unavailable");
+            tracing::warn!(webhook.provider = provider, webhook.kind = kind, %error, "webhook refused with 503: the broker did not confirm");
+            reply::broker_unavailable()
+        }
+    }
+}
+
+pub(crate) fn count(provider: &str, kind: &str, outcome: &str) {
+    metrics::gateway()
+        .webhooks
+        .with_label_values(&[provider, kind, outcome])
+        .inc();
+}
+
+/// The answer for a body that could not be read (413 past `gateway.max_body_bytes`).
+pub(crate) fn refused_body(rejection: BytesRejection, provider: &str, kind: &str) -> Response {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        count(provider, kind, "too_large");
+        reply::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is larger than gateway.max_body_bytes",
+        )
+    } else {
+        rejection.into_response()
+    }
+}
+
+/// The request's content type, or `fallback` when it sent none.
+pub(crate) fn content_type<'a>(headers: &'a HeaderMap, fallback: &'a str) -> &'a str {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or(fallback)
+}
+
+/// A header's value as text, if present and printable.
+pub(crate) fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}

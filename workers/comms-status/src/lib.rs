@@ -1,0 +1,76 @@
+//! `comms-status`: delivery-status ingestion.
+//!
+//! Consumes `comms.status` (verified provider callbacks the gateway published as `status.*`),
+//! turns Twilio statuses and SendGrid events into one canonical, forward-only delivery state per
+//! message, records suppressions and opt-outs, keeps the raw payloads internal, and runs the
+//! provider freshness watchdog that pauses a channel whose provider went quiet. See
+//! `docs/gateway.md` for the mapping table and the rules.
+
+pub mod event;
+pub mod handler;
+mod metrics;
+pub mod sendgrid;
+pub mod store;
+pub mod twilio;
+pub mod watchdog;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use comms_shared::runtime::{Runtime, run_consumer};
+use comms_shared::settings::Settings;
+use comms_shared::shutdown::Shutdown;
+
+pub use handler::StatusHandler;
+pub use watchdog::{AutoPause, FRESHNESS_REASON, check_freshness};
+
+/// The handler, from the runtime's settings.
+pub fn build_handler(runtime: &Runtime) -> StatusHandler {
+    StatusHandler {
+        pool: runtime.pool.clone(),
+        unknown_retry_for: runtime.settings.status.unknown_message_retry_for,
+        max_retries: runtime.settings.consumer.max_retries,
+    }
+}
+
+/// Consumes `comms.status` and runs the freshness watchdog (tasks for [`watchdog::DEFAULT_OWNER`])
+/// until `shutdown`, then drains.
+pub async fn run(runtime: Runtime, shutdown: Shutdown) -> anyhow::Result<()> {
+    run_with_owner(runtime, watchdog::DEFAULT_OWNER.to_string(), shutdown).await
+}
+
+/// Like [`run`], with the owner of the watchdog's tasks named.
+pub async fn run_with_owner(
+    runtime: Runtime,
+    watchdog_owner: String,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let handler = Arc::new(build_handler(&runtime));
+    let watchdog = tokio::spawn(watchdog::run(
+        runtime.clone(),
+        watchdog_owner,
+        shutdown.clone(),
+    ));
+    let queue = runtime.topology.status_queue();
+    run_consumer(runtime, queue, handler, shutdown).await;
+    watchdog.await.context("the freshness watchdog crashed")?;
+    Ok(())
+}
+
+/// The `comms-status` binary: health endpoints plus [`run`].
+pub async fn run_standalone(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let pool = comms_shared::db::connect_lazy(&settings.database)?;
+    let runtime = Runtime::new(settings.clone(), pool);
+    let health = tokio::spawn(comms_shared::health::serve(
+        settings.http.listen,
+        runtime.health.clone(),
+        shutdown.clone(),
+    ));
+    run(runtime, shutdown).await?;
+    health
+        .await
+        .context("health server task")?
+        .context("health server")?;
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! `comms-status`: consumes `comms.status` and keeps delivery states current.
+
+use anyhow::Context;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = comms_shared::settings::Settings::load().context("loading settings")?;
+    comms_shared::telemetry::init(&settings.log, "comms-status");
+    let shutdown = comms_shared::shutdown::on_signals();
+    comms_status::run_standalone(settings, shutdown).await
+}

@@ -1,0 +1,36 @@
+//! The status worker's metrics. Labels are bounded: provider, outcome and channel names.
+
+use std::sync::LazyLock;
+
+use prometheus::IntCounterVec;
+
+pub struct StatusMetrics {
+    /// Status events by provider and outcome (`applied`, `recorded`, `duplicate`, `unknown`,
+    /// `not_yet_sent`, `invalid`).
+    pub events: IntCounterVec,
+    /// Callbacks parked because no message matched them in time, by provider.
+    pub parked: IntCounterVec,
+    /// Channels paused by the freshness watchdog.
+    pub auto_pauses: IntCounterVec,
+}
+
+pub fn status() -> &'static StatusMetrics {
+    static METRICS: LazyLock<StatusMetrics> = LazyLock::new(|| StatusMetrics {
+        events: comms_shared::metrics::counter(
+            "comms_status_events_total",
+            "Provider status events, by provider and outcome",
+            &["provider", "outcome"],
+        ),
+        parked: comms_shared::metrics::counter(
+            "comms_status_unknown_parked_total",
+            "Status callbacks parked because no message matched them in time",
+            &["provider"],
+        ),
+        auto_pauses: comms_shared::metrics::counter(
+            "comms_status_auto_pauses_total",
+            "Channels paused automatically because provider freshness was uncertain",
+            &["channel"],
+        ),
+    });
+    &METRICS
+}

@@ -3,6 +3,7 @@
 //! API-key protected enqueue API. The verifiers' checks against the providers' published vectors
 //! are unit tests in the gateway crate (`workers/comms-gateway/src/verify/tests.rs`).
 
+mod admin;
 mod api;
 mod webhooks;
 

@@ -352,13 +352,19 @@ async fn a_worker_blind_to_the_switch_stops_sending_and_reports_not_ready_until_
         ),
         "a blind worker refuses every dispatch"
     );
-    let readiness = health.readiness().await;
-    assert!(!readiness.ready);
-    let check = readiness
-        .checks
-        .get("pause-switch")
-        .expect("pause-switch check");
-    assert!(!check.ok && check.detail.starts_with("blind"), "{check:?}");
+    // Readiness follows on the watcher's next report.
+    assert!(
+        eventually(WAIT, || async {
+            let readiness = health.readiness().await;
+            !readiness.ready
+                && readiness
+                    .checks
+                    .get("pause-switch")
+                    .is_some_and(|c| !c.ok && c.detail.starts_with("blind"))
+        })
+        .await,
+        "a blind worker reports not-ready, saying it is blind"
+    );
 
     proxy.restore();
     assert!(

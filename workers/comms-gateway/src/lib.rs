@@ -15,9 +15,11 @@ pub mod auth;
 mod broker;
 pub mod keys;
 mod metrics;
+mod pause_api;
 mod reply;
 mod state;
 pub mod verify;
+mod unsubscribe;
 mod webhooks;
 
 use anyhow::Context;
@@ -48,6 +50,9 @@ pub fn router(state: GatewayState, runtime: &Runtime) -> Router {
             post(webhooks::sendgrid::inbound),
         )
         .route("/v1/messages", post(api::enqueue))
+        .route("/v1/pause", get(pause_api::status).post(pause_api::pause))
+        .route("/v1/resume", post(pause_api::resume))
+        .route("/unsubscribe/{token}", get(unsubscribe::page).post(unsubscribe::one_click))
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}/approve", post(approvals::approve))
         .route("/v1/approvals/{id}/reject", post(approvals::reject))

@@ -1,0 +1,160 @@
+//! The on-call admin API over the pause switch: `GET /v1/pause` (what is on, with held counts),
+//! `POST /v1/pause` and `POST /v1/resume`, for `oncall` (and `owner`) keys. It applies the same
+//! rules as `commsctl pause`: a reason is required, no scope means global, and every change is
+//! recorded with who made it — here the person named in the body, via the key's name.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use comms_shared::contract::{Channel, Kind};
+use comms_shared::pause::Scope;
+use comms_shared::pause::store::{self, PauseError, PauseRequest};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{Authorized, Oncall};
+use crate::reply;
+use crate::state::GatewayState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeBody {
+    /// `global` (default), `channel`, `kind` or `client`.
+    #[serde(default)]
+    scope: Option<String>,
+    /// The channel, kind or client id for a narrower scope.
+    #[serde(default)]
+    value: Option<String>,
+    /// Why (required).
+    #[serde(default)]
+    reason: Option<String>,
+    /// The person acting; the key's name is recorded with it.
+    #[serde(default)]
+    actor: Option<String>,
+    /// Pause only: resume by itself after this long (`2h`, `30m`).
+    #[serde(default, rename = "for")]
+    duration: Option<String>,
+}
+
+fn invalid(message: &str) -> Response {
+    reply::error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+}
+
+fn scope_of(body: &ScopeBody) -> Result<Scope, Response> {
+    let value = body.value.clone().unwrap_or_default();
+    match body.scope.as_deref().unwrap_or("global") {
+        "global" => Ok(Scope::Global),
+        "channel" => value
+            .parse::<Channel>()
+            .map(|_| Scope::Channel(value.clone()))
+            .map_err(|e| invalid(&format!("value: {e}"))),
+        "kind" => value
+            .parse::<Kind>()
+            .map(|_| Scope::Kind(value.clone()))
+            .map_err(|e| invalid(&format!("value: {e}"))),
+        "client" => value
+            .parse()
+            .map(Scope::Client)
+            .map_err(|_| invalid("value: a client scope needs a client id (UUID)")),
+        other => Err(invalid(&format!(
+            "scope: `{other}` is not one of global, channel, kind, client"
+        ))),
+    }
+}
+
+fn actor(body: &ScopeBody, key_name: &str) -> String {
+    match body.actor.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        Some(person) => format!("{person} (key {key_name})"),
+        None => format!("key {key_name}"),
+    }
+}
+
+fn reason(body: &ScopeBody) -> Result<String, Response> {
+    body.reason
+        .clone()
+        .filter(|r| !r.trim().is_empty())
+        .ok_or_else(|| invalid("reason: is required"))
+}
+
+/// `GET /v1/pause`
+pub async fn status(State(state): State<GatewayState>, _auth: Authorized<Oncall>) -> Response {
+    let pool = &state.inner().pool;
+    let active = match store::active(pool).await {
+        Ok(active) => active,
+        Err(_) => return reply::error(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the pause switch could not be read"),
+    };
+    let mut out = Vec::new();
+    for pause in active {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM comms.messages WHERE delivery_state = 'held' AND held_by_pause = $1",
+        )
+        .bind(pause.id)
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0);
+        out.push(json!({ "pause": pause, "held": held }));
+    }
+    Json(json!({ "paused": out })).into_response()
+}
+
+/// `POST /v1/pause`
+pub async fn pause(
+    State(state): State<GatewayState>,
+    auth: Authorized<Oncall>,
+    body: Result<Json<ScopeBody>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => return invalid(&rejection.body_text()),
+    };
+    let (scope, reason) = match (scope_of(&body), reason(&body)) {
+        (Ok(scope), Ok(reason)) => (scope, reason),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let expires_at = match body.duration.as_deref().map(humantime::parse_duration) {
+        None => None,
+        Some(Ok(d)) => chrono::Duration::from_std(d).ok().map(|d| chrono::Utc::now() + d),
+        Some(Err(e)) => return invalid(&format!("for: {e}")),
+    };
+    let request = PauseRequest { scope, reason, actor: actor(&body, &auth.caller.name), expires_at, automatic: false };
+    match store::pause(&state.inner().pool, &request).await {
+        Ok(pause) => {
+            tracing::warn!(pause.scope = %pause.scope, api.key = %auth.caller.name, "paused through the admin API");
+            (StatusCode::CREATED, Json(json!({ "pause": pause }))).into_response()
+        }
+        Err(e) => failure(e),
+    }
+}
+
+/// `POST /v1/resume`
+pub async fn resume(
+    State(state): State<GatewayState>,
+    auth: Authorized<Oncall>,
+    body: Result<Json<ScopeBody>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(rejection) => return invalid(&rejection.body_text()),
+    };
+    let (scope, reason) = match (scope_of(&body), reason(&body)) {
+        (Ok(scope), Ok(reason)) => (scope, reason),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    match store::resume(&state.inner().pool, &scope, &reason, &actor(&body, &auth.caller.name)).await {
+        Ok(ended) => {
+            tracing::warn!(pause.scope = %ended.scope, api.key = %auth.caller.name, "resumed through the admin API");
+            Json(json!({ "resumed": ended })).into_response()
+        }
+        Err(e) => failure(e),
+    }
+}
+
+fn failure(error: PauseError) -> Response {
+    match error {
+        PauseError::NotPaused(scope) => reply::error(StatusCode::NOT_FOUND, "not_paused", &format!("nothing is paused at scope {scope}")),
+        PauseError::NoReason | PauseError::NoActor => invalid(&error.to_string()),
+        PauseError::Db(_) => reply::error(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the pause switch could not be changed"),
+    }
+}

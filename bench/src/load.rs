@@ -30,7 +30,10 @@ pub struct Bench {
 impl Bench {
     pub async fn prepare(mut settings: Settings) -> anyhow::Result<Self> {
         let url = settings.database.url.expose_secret().to_string();
-        let server = url.rsplit_once('/').map_or(url.as_str(), |(s, _)| s).to_string();
+        let server = url
+            .rsplit_once('/')
+            .map_or(url.as_str(), |(s, _)| s)
+            .to_string();
         let admin = sqlx::PgPool::connect(&format!("{server}/postgres"))
             .await
             .context("PostgreSQL is not reachable (make services)")?;
@@ -55,12 +58,17 @@ impl Bench {
         let listen = format!("127.0.0.1:{port}");
         let sandbox = Worker::start("sandbox", "comms-sandbox", &["--listen", &listen], &[])?;
         let sandbox_url = format!("http://{listen}");
-        procs::wait_http(&format!("{sandbox_url}/sandbox/healthz"), Duration::from_secs(20)).await?;
+        procs::wait_http(
+            &format!("{sandbox_url}/sandbox/healthz"),
+            Duration::from_secs(20),
+        )
+        .await?;
 
-        let client_id: Uuid =
-            sqlx::query_scalar("INSERT INTO comms.clients (name, owner) VALUES ('Bench', 'bench') RETURNING id")
-                .fetch_one(&pool)
-                .await?;
+        let client_id: Uuid = sqlx::query_scalar(
+            "INSERT INTO comms.clients (name, owner) VALUES ('Bench', 'bench') RETURNING id",
+        )
+        .fetch_one(&pool)
+        .await?;
         for (name, channel, subject) in [("note", "sms", None), ("mail", "email", Some("Update"))] {
             sqlx::query(
                 "INSERT INTO comms.templates (name, version, channel, subject, body, state, created_by, approved_by, approved_at)
@@ -72,22 +80,39 @@ impl Bench {
             .execute(&pool)
             .await?;
         }
-        Ok(Self { settings, pool, connection, topology, sandbox, sandbox_url, client_id })
+        Ok(Self {
+            settings,
+            pool,
+            connection,
+            topology,
+            sandbox,
+            sandbox_url,
+            client_id,
+        })
     }
 
     /// The environment a sender process of this bench runs with.
     pub fn sender_env(&self, health_port: u16) -> Vec<(String, String)> {
         let s = &self.settings;
         [
-            ("COMMS__DATABASE__URL", s.database.url.expose_secret().to_string()),
+            (
+                "COMMS__DATABASE__URL",
+                s.database.url.expose_secret().to_string(),
+            ),
             ("COMMS__DATABASE__MAX_CONNECTIONS", "16".into()),
             ("COMMS__AMQP__URL", s.amqp.url.expose_secret().to_string()),
             ("COMMS__AMQP__NAMESPACE", NAMESPACE.into()),
             ("COMMS__HTTP__LISTEN", format!("127.0.0.1:{health_port}")),
             ("COMMS__RATE__SMS__PER_SECOND", "0".into()),
             ("COMMS__RATE__EMAIL__PER_SECOND", "0".into()),
-            ("COMMS__PROVIDERS__TWILIO__BASE_URL", self.sandbox_url.clone()),
-            ("COMMS__PROVIDERS__SENDGRID__BASE_URL", self.sandbox_url.clone()),
+            (
+                "COMMS__PROVIDERS__TWILIO__BASE_URL",
+                self.sandbox_url.clone(),
+            ),
+            (
+                "COMMS__PROVIDERS__SENDGRID__BASE_URL",
+                self.sandbox_url.clone(),
+            ),
             ("COMMS__PAUSE__BREAKER_FAILURES", "0".into()),
             ("COMMS__PAUSE__POLL_INTERVAL", "1s".into()),
         ]
@@ -98,10 +123,18 @@ impl Bench {
 
     /// One send request; SMS and email alternate, recipients repeat over 1 000 addresses.
     pub fn request(&self, key: &str, i: usize, enqueued_ms: i64) -> (String, Vec<u8>) {
-        let (channel, recipient, template) = if i % 2 == 0 {
-            ("sms", json!({ "phone": format!("+1415555{:04}", i % 1000) }), "note")
+        let (channel, recipient, template) = if i.is_multiple_of(2) {
+            (
+                "sms",
+                json!({ "phone": format!("+1415555{:04}", i % 1000) }),
+                "note",
+            )
         } else {
-            ("email", json!({ "email": format!("user{}@example.com", i % 1000) }), "mail")
+            (
+                "email",
+                json!({ "email": format!("user{}@example.com", i % 1000) }),
+                "mail",
+            )
         };
         let body = json!({
             "idempotency_key": key,
@@ -118,7 +151,9 @@ impl Bench {
     /// Publishes every request with confirms awaited in windows of 512.
     pub async fn publish_bulk(&self, requests: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
         let channel = self.connection.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         let exchange = self.topology.send_exchange();
         let mut pending = Vec::with_capacity(512);
         for (routing_key, body) in requests {
@@ -147,7 +182,12 @@ impl Bench {
     }
 
     /// Waits until every message whose key starts with `prefix` is sent (or `limit` passes).
-    pub async fn wait_sent(&self, prefix: &str, count: usize, limit: Duration) -> anyhow::Result<()> {
+    pub async fn wait_sent(
+        &self,
+        prefix: &str,
+        count: usize,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let sent: i64 = sqlx::query_scalar(
@@ -160,7 +200,9 @@ impl Bench {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                anyhow::bail!("only {sent} of {count} {prefix}* messages were sent within {limit:?}");
+                anyhow::bail!(
+                    "only {sent} of {count} {prefix}* messages were sent within {limit:?}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -181,6 +223,8 @@ async fn delete_namespace(connection: &Connection, topology: &Topology) {
     queues.push(topology.dead_queue());
     queues.extend(RETRY_TIERS.iter().map(|t| topology.retry_queue(*t)));
     for queue in queues {
-        let _ = channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
+        let _ = channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
     }
 }

@@ -16,7 +16,10 @@ pub struct Worker {
 /// The directory holding the release binaries (next to this bench binary).
 pub fn bin_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the bench binary")?;
-    Ok(exe.parent().context("bench binary has no folder")?.to_path_buf())
+    Ok(exe
+        .parent()
+        .context("bench binary has no folder")?
+        .to_path_buf())
 }
 
 /// A free loopback port (bound then released).
@@ -26,7 +29,12 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Worker {
-    pub fn start(name: &str, binary: &str, args: &[&str], env: &[(String, String)]) -> anyhow::Result<Self> {
+    pub fn start(
+        name: &str,
+        binary: &str,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> anyhow::Result<Self> {
         let path = bin_dir()?.join(binary);
         let mut command = Command::new(&path);
         command
@@ -39,10 +47,16 @@ impl Worker {
         for (k, v) in env {
             command.env(k, v);
         }
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {} (run `cargo build --release` first)", path.display()))?;
-        Ok(Self { name: name.to_string(), child })
+        let child = command.spawn().with_context(|| {
+            format!(
+                "starting {} (run `cargo build --release` first)",
+                path.display()
+            )
+        })?;
+        Ok(Self {
+            name: name.to_string(),
+            child,
+        })
     }
 
     /// Peak resident memory so far, in MiB (from /proc).
@@ -57,9 +71,15 @@ impl Worker {
     /// SIGTERM, then wait for a clean exit (the drain), then kill.
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
         }
-        if tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .is_err()
+        {
             let _ = self.child.kill().await;
         }
     }
@@ -71,19 +91,28 @@ pub async fn wait_http(url: &str, limit: Duration) -> anyhow::Result<()> {
     loop {
         if let Ok(Ok(mut stream)) = tokio::time::timeout(
             Duration::from_millis(500),
-            tokio::net::TcpStream::connect(url.trim_start_matches("http://").split('/').next().unwrap_or_default()),
+            tokio::net::TcpStream::connect(
+                url.trim_start_matches("http://")
+                    .split('/')
+                    .next()
+                    .unwrap_or_default(),
+            ),
         )
         .await
         {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let path = url.trim_start_matches("http://").split_once('/').map_or("/", |(_, p)| p);
+            let path = url
+                .trim_start_matches("http://")
+                .split_once('/')
+                .map_or("/", |(_, p)| p);
             let request = format!("GET /{path} HTTP/1.0\r\nHost: x\r\n\r\n");
             if stream.write_all(request.as_bytes()).await.is_ok() {
                 let mut buf = [0u8; 16];
-                if let Ok(n) = stream.read(&mut buf).await {
-                    if buf[..n].starts_with(b"HTTP/1.1 200") || buf[..n].starts_with(b"HTTP/1.0 200") {
-                        return Ok(());
-                    }
+                if let Ok(n) = stream.read(&mut buf).await
+                    && (buf[..n].starts_with(b"HTTP/1.1 200")
+                        || buf[..n].starts_with(b"HTTP/1.0 200"))
+                {
+                    return Ok(());
                 }
             }
         }

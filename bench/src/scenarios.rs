@@ -14,9 +14,15 @@ use crate::{Knobs, baseline};
 pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
     let sample = bench.request("sample-0000000", 1, 0).1;
     let base = baseline::run(&bench.connection, "bench.baseline", knobs.messages, &sample).await?;
-    println!("baseline: {base:.0} msg/s ({} bytes per message)", sample.len());
+    println!(
+        "baseline: {base:.0} msg/s ({} bytes per message)",
+        sample.len()
+    );
     let mut rows = vec![Row {
-        scenario: format!("broker baseline (publish+confirm → quorum → ack, {} B)", sample.len()),
+        scenario: format!(
+            "broker baseline (publish+confirm → quorum → ack, {} B)",
+            sample.len()
+        ),
         throughput: Some(base),
         unit: "msg/s",
         ratio: Some(1.0),
@@ -28,7 +34,10 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
         let (rate, rss) = throughput(bench, knobs.messages, senders).await?;
         println!("send throughput, {senders} sender(s): {rate:.0} msg/s");
         rows.push(Row {
-            scenario: format!("send, {senders} sender process(es), {} msgs", knobs.messages),
+            scenario: format!(
+                "send, {senders} sender process(es), {} msgs",
+                knobs.messages
+            ),
             throughput: Some(rate),
             unit: "msg/s",
             ratio: Some(rate / base),
@@ -38,7 +47,10 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
         });
     }
     let (p50, p99, rss, stages) = latency(bench, knobs).await?;
-    println!("enqueue-to-sent at {}/s: p50 {p50:.1} ms, p99 {p99:.1} ms", knobs.rate);
+    println!(
+        "enqueue-to-sent at {}/s: p50 {p50:.1} ms, p99 {p99:.1} ms",
+        knobs.rate
+    );
     rows.push(Row {
         scenario: format!("enqueue→sent at {}/s offered, 1 sender", knobs.rate),
         throughput: Some(knobs.rate as f64),
@@ -51,7 +63,10 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
     let (p50, p99, rss) = pause_propagation(bench, knobs.pauses).await?;
     println!("pause propagation: p50 {p50:.1} ms, p99 {p99:.1} ms");
     rows.push(Row {
-        scenario: format!("pause commit → last dispatch, 2 senders under load, {} pauses", knobs.pauses),
+        scenario: format!(
+            "pause commit → last dispatch, 2 senders under load, {} pauses",
+            knobs.pauses
+        ),
         throughput: None,
         unit: "",
         ratio: None,
@@ -70,7 +85,12 @@ fn start_senders(bench: &Bench, count: usize) -> anyhow::Result<Vec<(Worker, u16
     (0..count)
         .map(|i| {
             let port = procs::free_port()?;
-            let worker = Worker::start(&format!("sender-{i}"), "comms-sender", &[], &bench.sender_env(port))?;
+            let worker = Worker::start(
+                &format!("sender-{i}"),
+                "comms-sender",
+                &[],
+                &bench.sender_env(port),
+            )?;
             Ok((worker, port))
         })
         .collect()
@@ -79,7 +99,11 @@ fn start_senders(bench: &Bench, count: usize) -> anyhow::Result<Vec<(Worker, u16
 async fn stop_senders(senders: Vec<(Worker, u16)>) -> String {
     let mut rss = Vec::new();
     for (worker, _) in senders {
-        rss.push(format!("{} {:.0}", worker.name, worker.peak_rss_mib().unwrap_or(f64::NAN)));
+        rss.push(format!(
+            "{} {:.0}",
+            worker.name,
+            worker.peak_rss_mib().unwrap_or(f64::NAN)
+        ));
         worker.stop().await;
     }
     rss.join(", ")
@@ -89,10 +113,14 @@ async fn stop_senders(senders: Vec<(Worker, u16)>) -> String {
 /// first dispatch to the last message recorded `sent` (with its events) in PostgreSQL.
 async fn throughput(bench: &Bench, count: usize, senders: usize) -> anyhow::Result<(f64, String)> {
     let prefix = format!("tp{senders}-");
-    let requests: Vec<_> = (0..count).map(|i| bench.request(&format!("{prefix}{i:07}"), i, 0)).collect();
+    let requests: Vec<_> = (0..count)
+        .map(|i| bench.request(&format!("{prefix}{i:07}"), i, 0))
+        .collect();
     bench.publish_bulk(&requests).await?;
     let workers = start_senders(bench, senders)?;
-    let waited = bench.wait_sent(&prefix, count, Duration::from_secs(600)).await;
+    let waited = bench
+        .wait_sent(&prefix, count, Duration::from_secs(600))
+        .await;
     let rss = stop_senders(workers).await;
     waited?;
     let (first, last): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
@@ -106,10 +134,17 @@ async fn throughput(bench: &Bench, count: usize, senders: usize) -> anyhow::Resu
 }
 
 /// A fixed offered load; latency from publish to the message recorded `sent`.
-async fn latency(bench: &Bench, knobs: &Knobs) -> anyhow::Result<(f64, f64, String, Vec<(String, f64)>)> {
+async fn latency(
+    bench: &Bench,
+    knobs: &Knobs,
+) -> anyhow::Result<(f64, f64, String, Vec<(String, f64)>)> {
     let workers = start_senders(bench, 1)?;
     let health = workers[0].1;
-    procs::wait_http(&format!("http://127.0.0.1:{health}/readyz"), Duration::from_secs(30)).await?;
+    procs::wait_http(
+        &format!("http://127.0.0.1:{health}/readyz"),
+        Duration::from_secs(30),
+    )
+    .await?;
     let total = knobs.rate * knobs.rate_seconds;
     let per_tick = (knobs.rate / 100).max(1);
     let mut ticker = tokio::time::interval(Duration::from_millis(10));
@@ -123,7 +158,9 @@ async fn latency(bench: &Bench, knobs: &Knobs) -> anyhow::Result<(f64, f64, Stri
         i += batch.len();
         bench.publish_bulk(&batch).await?;
     }
-    let waited = bench.wait_sent("lat-", total, Duration::from_secs(300)).await;
+    let waited = bench
+        .wait_sent("lat-", total, Duration::from_secs(300))
+        .await;
     let stages = stage_means(health).await.unwrap_or_default();
     let rss = stop_senders(workers).await;
     waited?;
@@ -142,20 +179,30 @@ async fn latency(bench: &Bench, knobs: &Knobs) -> anyhow::Result<(f64, f64, Stri
 async fn stage_means(port: u16) -> anyhow::Result<Vec<(String, f64)>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await?;
     let mut text = String::new();
     stream.read_to_string(&mut text).await?;
     let value = |line: &str| line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
     let mut stages = Vec::new();
-    for line in text.lines().filter(|l| l.starts_with("comms_sender_stage_seconds_sum")) {
-        let stage = line.split("stage=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("?");
-        let count_line = text
-            .lines()
-            .find(|l| l.starts_with("comms_sender_stage_seconds_count") && l.contains(&format!("stage=\"{stage}\"")));
-        if let (Some(sum), Some(count)) = (value(line), count_line.and_then(value)) {
-            if count > 0.0 {
-                stages.push((stage.to_string(), sum / count * 1000.0));
-            }
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("comms_sender_stage_seconds_sum"))
+    {
+        let stage = line
+            .split("stage=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or("?");
+        let count_line = text.lines().find(|l| {
+            l.starts_with("comms_sender_stage_seconds_count")
+                && l.contains(&format!("stage=\"{stage}\""))
+        });
+        if let (Some(sum), Some(count)) = (value(line), count_line.and_then(value))
+            && count > 0.0
+        {
+            stages.push((stage.to_string(), sum / count * 1000.0));
         }
     }
     Ok(stages)
@@ -166,15 +213,23 @@ async fn stage_means(port: u16) -> anyhow::Result<Vec<(String, f64)>> {
 async fn pause_propagation(bench: &Bench, pauses: usize) -> anyhow::Result<(f64, f64, String)> {
     let workers = start_senders(bench, 2)?;
     for (_, port) in &workers {
-        procs::wait_http(&format!("http://127.0.0.1:{port}/readyz"), Duration::from_secs(30)).await?;
+        procs::wait_http(
+            &format!("http://127.0.0.1:{port}/readyz"),
+            Duration::from_secs(30),
+        )
+        .await?;
     }
     let load = async {
         let mut n = 0usize;
         let mut ticker = tokio::time::interval(Duration::from_millis(10));
-        let deadline = Instant::now() + Duration::from_millis(900) * u32::try_from(pauses).unwrap_or(20) + Duration::from_secs(2);
+        let deadline = Instant::now()
+            + Duration::from_millis(900) * u32::try_from(pauses).unwrap_or(20)
+            + Duration::from_secs(2);
         while Instant::now() < deadline {
             ticker.tick().await;
-            let batch: Vec<_> = (n..n + 4).map(|i| bench.request(&format!("pp-{i:07}"), i, 0)).collect();
+            let batch: Vec<_> = (n..n + 4)
+                .map(|i| bench.request(&format!("pp-{i:07}"), i, 0))
+                .collect();
             n += batch.len();
             bench.publish_bulk(&batch).await?;
         }
@@ -199,7 +254,9 @@ async fn pause_propagation(bench: &Bench, pauses: usize) -> anyhow::Result<(f64,
             )
             .fetch_one(&bench.pool)
             .await?;
-            let lag = last.map_or(0, |l| (l - committed).num_microseconds().unwrap_or(0)).max(0);
+            let lag = last
+                .map_or(0, |l| (l - committed).num_microseconds().unwrap_or(0))
+                .max(0);
             lags.push(lag as f64 / 1000.0);
             store::resume(&bench.pool, &Scope::Global, "bench", "bench").await?;
         }

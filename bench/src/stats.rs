@@ -24,7 +24,9 @@ pub struct Row {
 }
 
 pub fn print(rows: &[Row], elapsed: Duration) {
-    let f = |v: Option<f64>, digits: usize| v.map_or_else(|| "-".to_string(), |v| format!("{v:.digits$}"));
+    let f = |v: Option<f64>, digits: usize| {
+        v.map_or_else(|| "-".to_string(), |v| format!("{v:.digits$}"))
+    };
     println!();
     println!("| scenario | throughput | vs broker baseline | p50 ms | p99 ms | peak RSS (MiB) |");
     println!("| --- | ---: | ---: | ---: | ---: | --- |");
@@ -34,7 +36,8 @@ pub fn print(rows: &[Row], elapsed: Duration) {
             r.scenario,
             f(r.throughput, 0),
             r.unit,
-            r.ratio.map_or_else(|| "-".to_string(), |v| format!("{:.1}%", v * 100.0)),
+            r.ratio
+                .map_or_else(|| "-".to_string(), |v| format!("{:.1}%", v * 100.0)),
             f(r.p50_ms, 1),
             f(r.p99_ms, 1),
             r.rss

@@ -19,7 +19,8 @@ pub struct Unsubscribe {
 
 fn mac(secret: &[u8], payload: &str) -> HmacSha256 {
     // HMAC accepts keys of any length; this cannot fail.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    let mut mac =
+        <HmacSha256 as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(payload.as_bytes());
     mac
 }
@@ -36,7 +37,9 @@ pub fn verify(secret: &[u8], token: &str) -> Option<Unsubscribe> {
     let mut parts = token.splitn(3, '.');
     let (contact, channel, signature) = (parts.next()?, parts.next()?, parts.next()?);
     let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
-    mac(secret, &format!("{contact}.{channel}")).verify_slice(&signature).ok()?;
+    mac(secret, &format!("{contact}.{channel}"))
+        .verify_slice(&signature)
+        .ok()?;
     Some(Unsubscribe {
         contact_id: contact.parse().ok()?,
         channel: channel.to_string(),
@@ -49,7 +52,10 @@ mod tests {
 
     #[test]
     fn a_token_round_trips_and_cannot_be_forged_for_another_contact() {
-        let who = Unsubscribe { contact_id: Uuid::new_v4(), channel: "email".into() };
+        let who = Unsubscribe {
+            contact_id: Uuid::new_v4(),
+            channel: "email".into(),
+        };
         let token = sign(b"secret", &who);
         assert_eq!(verify(b"secret", &token), Some(who.clone()));
         assert_eq!(verify(b"other secret", &token), None);

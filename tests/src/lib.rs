@@ -159,7 +159,12 @@ impl TestEnv {
         self.torn_down = true;
         let _ = self.connection.close(200, "done".into()).await;
         self.pool.close().await;
-        remove(self.settings.clone(), self.topology.clone(), self.database.clone()).await;
+        remove(
+            self.settings.clone(),
+            self.topology.clone(),
+            self.database.clone(),
+        )
+        .await;
     }
 }
 
@@ -168,11 +173,17 @@ impl Drop for TestEnv {
         if self.torn_down {
             return;
         }
-        let (settings, topology, database) =
-            (self.settings.clone(), self.topology.clone(), self.database.clone());
+        let (settings, topology, database) = (
+            self.settings.clone(),
+            self.topology.clone(),
+            self.database.clone(),
+        );
         // Drop cannot await: clean up on a thread with its own runtime.
         let cleanup = std::thread::spawn(move || {
-            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 runtime.block_on(remove(settings, topology, database));
             }
         });
@@ -181,7 +192,8 @@ impl Drop for TestEnv {
 }
 
 async fn remove(settings: Arc<Settings>, t: Topology, database: String) {
-    if let Ok(connection) = comms_shared::amqp::connect(&settings.amqp, "comms-tests-cleanup").await {
+    if let Ok(connection) = comms_shared::amqp::connect(&settings.amqp, "comms-tests-cleanup").await
+    {
         if let Ok(channel) = connection.create_channel().await {
             let mut queues: Vec<String> = t.work_queues().into_iter().map(|q| q.name).collect();
             queues.push(t.dead_queue());
@@ -214,9 +226,11 @@ async fn remove(settings: Arc<Settings>, t: Topology, database: String) {
     let admin_url = format!("{server}/postgres");
     let admin_settings = base_settings(&[("COMMS__DATABASE__URL", admin_url.as_str())]);
     if let Ok(admin) = comms_shared::db::connect(&admin_settings.database).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))
-            .execute(&admin)
-            .await;
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+        ))
+        .execute(&admin)
+        .await;
         admin.close().await;
     }
 }

@@ -18,8 +18,8 @@ mod metrics;
 mod pause_api;
 mod reply;
 mod state;
-pub mod verify;
 mod unsubscribe;
+pub mod verify;
 mod webhooks;
 
 use anyhow::Context;
@@ -52,7 +52,10 @@ pub fn router(state: GatewayState, runtime: &Runtime) -> Router {
         .route("/v1/messages", post(api::enqueue))
         .route("/v1/pause", get(pause_api::status).post(pause_api::pause))
         .route("/v1/resume", post(pause_api::resume))
-        .route("/unsubscribe/{token}", get(unsubscribe::page).post(unsubscribe::one_click))
+        .route(
+            "/unsubscribe/{token}",
+            get(unsubscribe::page).post(unsubscribe::one_click),
+        )
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}/approve", post(approvals::approve))
         .route("/v1/approvals/{id}/reject", post(approvals::reject))

@@ -42,40 +42,45 @@ fn invalid(message: &str) -> Response {
     reply::error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
 }
 
-fn scope_of(body: &ScopeBody) -> Result<Scope, Response> {
+fn scope_of(body: &ScopeBody) -> Result<Scope, String> {
     let value = body.value.clone().unwrap_or_default();
     match body.scope.as_deref().unwrap_or("global") {
         "global" => Ok(Scope::Global),
         "channel" => value
             .parse::<Channel>()
             .map(|_| Scope::Channel(value.clone()))
-            .map_err(|e| invalid(&format!("value: {e}"))),
+            .map_err(|e| format!("value: {e}")),
         "kind" => value
             .parse::<Kind>()
             .map(|_| Scope::Kind(value.clone()))
-            .map_err(|e| invalid(&format!("value: {e}"))),
+            .map_err(|e| format!("value: {e}")),
         "client" => value
             .parse()
             .map(Scope::Client)
-            .map_err(|_| invalid("value: a client scope needs a client id (UUID)")),
-        other => Err(invalid(&format!(
+            .map_err(|_| "value: a client scope needs a client id (UUID)".to_string()),
+        other => Err(format!(
             "scope: `{other}` is not one of global, channel, kind, client"
-        ))),
+        )),
     }
 }
 
 fn actor(body: &ScopeBody, key_name: &str) -> String {
-    match body.actor.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+    match body
+        .actor
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
         Some(person) => format!("{person} (key {key_name})"),
         None => format!("key {key_name}"),
     }
 }
 
-fn reason(body: &ScopeBody) -> Result<String, Response> {
+fn reason(body: &ScopeBody) -> Result<String, String> {
     body.reason
         .clone()
         .filter(|r| !r.trim().is_empty())
-        .ok_or_else(|| invalid("reason: is required"))
+        .ok_or_else(|| "reason: is required".to_string())
 }
 
 /// `GET /v1/pause`
@@ -83,7 +88,13 @@ pub async fn status(State(state): State<GatewayState>, _auth: Authorized<Oncall>
     let pool = &state.inner().pool;
     let active = match store::active(pool).await {
         Ok(active) => active,
-        Err(_) => return reply::error(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the pause switch could not be read"),
+        Err(_) => {
+            return reply::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "the pause switch could not be read",
+            );
+        }
     };
     let mut out = Vec::new();
     for pause in active {
@@ -111,14 +122,22 @@ pub async fn pause(
     };
     let (scope, reason) = match (scope_of(&body), reason(&body)) {
         (Ok(scope), Ok(reason)) => (scope, reason),
-        (Err(e), _) | (_, Err(e)) => return e,
+        (Err(e), _) | (_, Err(e)) => return invalid(&e),
     };
     let expires_at = match body.duration.as_deref().map(humantime::parse_duration) {
         None => None,
-        Some(Ok(d)) => chrono::Duration::from_std(d).ok().map(|d| chrono::Utc::now() + d),
+        Some(Ok(d)) => chrono::Duration::from_std(d)
+            .ok()
+            .map(|d| chrono::Utc::now() + d),
         Some(Err(e)) => return invalid(&format!("for: {e}")),
     };
-    let request = PauseRequest { scope, reason, actor: actor(&body, &auth.caller.name), expires_at, automatic: false };
+    let request = PauseRequest {
+        scope,
+        reason,
+        actor: actor(&body, &auth.caller.name),
+        expires_at,
+        automatic: false,
+    };
     match store::pause(&state.inner().pool, &request).await {
         Ok(pause) => {
             tracing::warn!(pause.scope = %pause.scope, api.key = %auth.caller.name, "paused through the admin API");
@@ -140,9 +159,16 @@ pub async fn resume(
     };
     let (scope, reason) = match (scope_of(&body), reason(&body)) {
         (Ok(scope), Ok(reason)) => (scope, reason),
-        (Err(e), _) | (_, Err(e)) => return e,
+        (Err(e), _) | (_, Err(e)) => return invalid(&e),
     };
-    match store::resume(&state.inner().pool, &scope, &reason, &actor(&body, &auth.caller.name)).await {
+    match store::resume(
+        &state.inner().pool,
+        &scope,
+        &reason,
+        &actor(&body, &auth.caller.name),
+    )
+    .await
+    {
         Ok(ended) => {
             tracing::warn!(pause.scope = %ended.scope, api.key = %auth.caller.name, "resumed through the admin API");
             Json(json!({ "resumed": ended })).into_response()
@@ -153,8 +179,16 @@ pub async fn resume(
 
 fn failure(error: PauseError) -> Response {
     match error {
-        PauseError::NotPaused(scope) => reply::error(StatusCode::NOT_FOUND, "not_paused", &format!("nothing is paused at scope {scope}")),
+        PauseError::NotPaused(scope) => reply::error(
+            StatusCode::NOT_FOUND,
+            "not_paused",
+            &format!("nothing is paused at scope {scope}"),
+        ),
         PauseError::NoReason | PauseError::NoActor => invalid(&error.to_string()),
-        PauseError::Db(_) => reply::error(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "the pause switch could not be changed"),
+        PauseError::Db(_) => reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the pause switch could not be changed",
+        ),
     }
 }

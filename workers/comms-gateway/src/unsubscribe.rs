@@ -13,12 +13,23 @@ use crate::reply;
 use crate::state::GatewayState;
 
 fn verified(state: &GatewayState, token: &str) -> Option<unsubscribe::Unsubscribe> {
-    let secret = state.inner().settings.replies.unsubscribe_secret.expose_secret().as_bytes().to_vec();
+    let secret = state
+        .inner()
+        .settings
+        .replies
+        .unsubscribe_secret
+        .expose_secret()
+        .as_bytes()
+        .to_vec();
     unsubscribe::verify(&secret, token)
 }
 
 fn refused() -> Response {
-    reply::error(StatusCode::NOT_FOUND, "unknown_link", "this unsubscribe link is not valid")
+    reply::error(
+        StatusCode::NOT_FOUND,
+        "unknown_link",
+        "this unsubscribe link is not valid",
+    )
 }
 
 /// `GET /unsubscribe/{token}`: a confirmation page; nothing changes.
@@ -71,8 +82,13 @@ pub async fn one_click(State(state): State<GatewayState>, Path(token): Path<Stri
     match result {
         Ok(_) => {
             tracing::info!(contact.id = %who.contact_id, channel = %who.channel, "one-click unsubscribe");
-            Html("<!doctype html><title>Unsubscribed</title><p>You are unsubscribed.</p>").into_response()
+            Html("<!doctype html><title>Unsubscribed</title><p>You are unsubscribed.</p>")
+                .into_response()
         }
-        Err(_) => reply::error(StatusCode::SERVICE_UNAVAILABLE, "database_unavailable", "please try again"),
+        Err(_) => reply::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "please try again",
+        ),
     }
 }

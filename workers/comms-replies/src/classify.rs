@@ -4,7 +4,17 @@
 //! texting me" is a reply for an owner, whose task says it may be a revocation.
 
 /// The SMS keywords (Twilio's defaults plus the FCC's two-word `OPT OUT`).
-pub const OPT_OUT: &[&str] = &["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT", "OPT OUT"];
+pub const OPT_OUT: &[&str] = &[
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "REVOKE",
+    "OPTOUT",
+    "OPT OUT",
+];
 pub const OPT_IN: &[&str] = &["START", "YES", "UNSTOP"];
 pub const HELP: &[&str] = &["HELP", "INFO"];
 
@@ -17,7 +27,11 @@ pub enum Keyword {
 
 /// The keyword an SMS body is, if it is exactly one.
 pub fn keyword(body: &str) -> Option<(Keyword, String)> {
-    let normalised = body.split_whitespace().collect::<Vec<_>>().join(" ").to_uppercase();
+    let normalised = body
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase();
     let found = |list: &[&str]| list.contains(&normalised.as_str());
     let kind = if found(OPT_OUT) {
         Keyword::OptOut
@@ -34,7 +48,9 @@ pub fn keyword(body: &str) -> Option<(Keyword, String)> {
 /// Whether a reply that is not a keyword still mentions stopping (the owner should check).
 pub fn mentions_stopping(body: &str) -> bool {
     let lower = body.to_lowercase();
-    ["stop", "unsubscribe", "opt out", "remove me"].iter().any(|w| lower.contains(w))
+    ["stop", "unsubscribe", "opt out", "remove me"]
+        .iter()
+        .any(|w| lower.contains(w))
 }
 
 /// RFC 3834 and the common vendor headers and subjects of automatic replies.
@@ -48,16 +64,26 @@ pub fn is_auto_reply(headers: &[(String, String)], subject: &str) -> bool {
     if header("auto-submitted").is_some_and(|v| v != "no") {
         return true;
     }
-    if header("x-autoreply").is_some() || header("x-autorespond").is_some() || header("x-autoresponder").is_some() {
+    if header("x-autoreply").is_some()
+        || header("x-autorespond").is_some()
+        || header("x-autoresponder").is_some()
+    {
         return true;
     }
     if header("precedence").is_some_and(|v| ["auto_reply", "bulk", "junk"].contains(&v.as_str())) {
         return true;
     }
     let subject = subject.to_lowercase();
-    ["out of office", "automatic reply", "auto-reply", "autoreply", "away from the office", "on vacation"]
-        .iter()
-        .any(|p| subject.contains(p))
+    [
+        "out of office",
+        "automatic reply",
+        "auto-reply",
+        "autoreply",
+        "away from the office",
+        "on vacation",
+    ]
+    .iter()
+    .any(|p| subject.contains(p))
 }
 
 #[cfg(test)]
@@ -67,10 +93,18 @@ mod tests {
     #[test]
     fn every_keyword_in_any_case_with_surrounding_whitespace() {
         for word in OPT_OUT {
-            assert_eq!(keyword(&format!("  {}\n", word.to_lowercase())).map(|k| k.0), Some(Keyword::OptOut), "{word}");
+            assert_eq!(
+                keyword(&format!("  {}\n", word.to_lowercase())).map(|k| k.0),
+                Some(Keyword::OptOut),
+                "{word}"
+            );
         }
         for word in OPT_IN {
-            assert_eq!(keyword(&format!("\t{word} ")).map(|k| k.0), Some(Keyword::OptIn), "{word}");
+            assert_eq!(
+                keyword(&format!("\t{word} ")).map(|k| k.0),
+                Some(Keyword::OptIn),
+                "{word}"
+            );
         }
         assert_eq!(keyword("Help").map(|k| k.0), Some(Keyword::Help));
         assert_eq!(keyword("sToP").map(|k| k.1), Some("STOP".to_string()));
@@ -88,7 +122,10 @@ mod tests {
     #[test]
     fn auto_replies_by_header_and_subject() {
         let h = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
-        assert!(is_auto_reply(&h("Auto-Submitted", "auto-replied"), "Re: report"));
+        assert!(is_auto_reply(
+            &h("Auto-Submitted", "auto-replied"),
+            "Re: report"
+        ));
         assert!(!is_auto_reply(&h("Auto-Submitted", "no"), "Re: report"));
         assert!(is_auto_reply(&h("Precedence", "bulk"), ""));
         assert!(is_auto_reply(&h("X-Autoreply", "yes"), ""));

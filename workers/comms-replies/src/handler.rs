@@ -26,8 +26,10 @@ pub struct RepliesHandler {
 
 impl Handler for RepliesHandler {
     async fn handle(&self, incoming: &Incoming) -> Outcome {
-        let content_type = header_str(&incoming.headers, "x-comms-content-type").unwrap_or_default();
-        let inbound = match parse::parse(&incoming.routing_key, &content_type, &incoming.body).await {
+        let content_type =
+            header_str(&incoming.headers, "x-comms-content-type").unwrap_or_default();
+        let inbound = match parse::parse(&incoming.routing_key, &content_type, &incoming.body).await
+        {
             Ok(inbound) => inbound,
             Err(error) => return Outcome::reject(format!("unreadable_inbound: {error}")),
         };
@@ -50,7 +52,10 @@ impl RepliesHandler {
     async fn process(&self, inbound: &Inbound) -> Result<Outcome, ReplyError> {
         let (matched, keyword) = if inbound.channel == "sms" {
             let ours = [self.settings.providers.twilio.from.as_str()];
-            (store::match_sms(&self.pool, inbound, &ours).await?, classify::keyword(&inbound.body))
+            (
+                store::match_sms(&self.pool, inbound, &ours).await?,
+                classify::keyword(&inbound.body),
+            )
         } else {
             (store::match_email(&self.pool, inbound).await?, None)
         };
@@ -58,7 +63,8 @@ impl RepliesHandler {
             Some(m) => Some(m.contact_id),
             None => store::contact(&self.pool, inbound.channel, &inbound.from).await?,
         };
-        let auto = inbound.channel == "email" && classify::is_auto_reply(&inbound.headers, &inbound.subject);
+        let auto = inbound.channel == "email"
+            && classify::is_auto_reply(&inbound.headers, &inbound.subject);
         let classification = match (&keyword, auto, &matched) {
             (Some((Keyword::OptOut, _)), _, _) => "opt_out",
             (Some((Keyword::OptIn, _)), _, _) => "opt_in",
@@ -70,8 +76,15 @@ impl RepliesHandler {
         let word = keyword.as_ref().map(|(_, w)| w.as_str());
         let source = format!("{} inbound", inbound.provider);
         let mut tx = self.pool.begin().await?;
-        let Some(inbound_id) =
-            store::insert_inbound(&mut tx, inbound, classification, word, matched.as_ref(), contact_id).await?
+        let Some(inbound_id) = store::insert_inbound(
+            &mut tx,
+            inbound,
+            classification,
+            word,
+            matched.as_ref(),
+            contact_id,
+        )
+        .await?
         else {
             return Ok(Outcome::Ack); // seen before
         };
@@ -84,19 +97,49 @@ impl RepliesHandler {
                     .bind(m.map(|m| m.id))
                     .execute(&mut *tx)
                     .await?;
-                store::event(&mut tx, m, "reply_received", &source, "the recipient replied", detail).await?;
+                store::event(
+                    &mut tx,
+                    m,
+                    "reply_received",
+                    &source,
+                    "the recipient replied",
+                    detail,
+                )
+                .await?;
                 let reason = if classify::mentions_stopping(&inbound.body) {
                     "the recipient replied; the reply mentions stopping: check whether it revokes consent"
                 } else {
                     "the recipient replied"
                 };
-                let owner = m.map_or(self.settings.replies.triage_owner.as_str(), |m| m.owner.as_str());
-                let spec = NewTask { owner, title: "Reply needs a response", next_action: "read the reply and answer it", reason, due: self.settings.replies.response_due };
+                let owner = m.map_or(self.settings.replies.triage_owner.as_str(), |m| {
+                    m.owner.as_str()
+                });
+                let spec = NewTask {
+                    owner,
+                    title: "Reply needs a response",
+                    next_action: "read the reply and answer it",
+                    reason,
+                    due: self.settings.replies.response_due,
+                };
                 store::task(&mut tx, spec, m, inbound_id).await?;
             }
             "unmatched" => {
-                store::event(&mut tx, None, "reply_unmatched", &source, "an inbound message matched no outbound message", detail).await?;
-                let spec = NewTask { owner: &self.settings.replies.triage_owner, title: "Unmatched reply needs triage", next_action: "find who it is from and route it to the right owner", reason: "no outbound message matched", due: self.settings.replies.response_due };
+                store::event(
+                    &mut tx,
+                    None,
+                    "reply_unmatched",
+                    &source,
+                    "an inbound message matched no outbound message",
+                    detail,
+                )
+                .await?;
+                let spec = NewTask {
+                    owner: &self.settings.replies.triage_owner,
+                    title: "Unmatched reply needs triage",
+                    next_action: "find who it is from and route it to the right owner",
+                    reason: "no outbound message matched",
+                    due: self.settings.replies.response_due,
+                };
                 store::task(&mut tx, spec, None, inbound_id).await?;
             }
             "auto_reply" => {
@@ -106,31 +149,67 @@ impl RepliesHandler {
                         .execute(&mut *tx)
                         .await?;
                 }
-                store::event(&mut tx, m, "auto_reply_received", &source, "an automatic reply (not counted as a reply)", detail).await?;
+                store::event(
+                    &mut tx,
+                    m,
+                    "auto_reply_received",
+                    &source,
+                    "an automatic reply (not counted as a reply)",
+                    detail,
+                )
+                .await?;
             }
             "opt_out" | "opt_in" => {
-                let state = if classification == "opt_out" { "opted_out" } else { "express" };
-                let (contact, changed) = store::set_sms_consent(&mut tx, contact_id, &inbound.from, state, word.unwrap_or_default()).await?;
+                let state = if classification == "opt_out" {
+                    "opted_out"
+                } else {
+                    "express"
+                };
+                let (contact, changed) = store::set_sms_consent(
+                    &mut tx,
+                    contact_id,
+                    &inbound.from,
+                    state,
+                    word.unwrap_or_default(),
+                )
+                .await?;
                 if let (Some(m), true) = (m, classification == "opt_out") {
                     sqlx::query("UPDATE comms.messages SET opt_out_state = 'opted_out', updated_at = now() WHERE id = $1")
                         .bind(m.id)
                         .execute(&mut *tx)
                         .await?;
                 }
-                let event_type = if classification == "opt_out" { "opted_out" } else { "opted_in" };
+                let event_type = if classification == "opt_out" {
+                    "opted_out"
+                } else {
+                    "opted_in"
+                };
                 let reason = format!("sms keyword {}", word.unwrap_or_default());
                 store::event(&mut tx, m, event_type, &source, &reason, detail).await?;
                 if classification == "opt_out" && changed {
                     // Exactly one confirmation per opt-out; its key makes a redelivery harmless.
-                    let key = format!("opt-out-confirmation-{}-{}", inbound.provider, inbound.provider_message_id);
-                    self.answer(contact, m, &key, &self.settings.replies.opt_out_template).await?;
+                    let key = format!(
+                        "opt-out-confirmation-{}-{}",
+                        inbound.provider, inbound.provider_message_id
+                    );
+                    self.answer(contact, m, &key, &self.settings.replies.opt_out_template)
+                        .await?;
                 }
             }
             "help" => {
-                store::event(&mut tx, m, "help_requested", &source, "sms keyword HELP/INFO", detail).await?;
+                store::event(
+                    &mut tx,
+                    m,
+                    "help_requested",
+                    &source,
+                    "sms keyword HELP/INFO",
+                    detail,
+                )
+                .await?;
                 if let Some(contact) = contact_id {
                     let key = format!("help-{}-{}", inbound.provider, inbound.provider_message_id);
-                    self.answer(contact, m, &key, &self.settings.replies.help_template).await?;
+                    self.answer(contact, m, &key, &self.settings.replies.help_template)
+                        .await?;
                 }
             }
             _ => {}
@@ -142,7 +221,13 @@ impl RepliesHandler {
     /// Publishes an automatic SMS answer (help, opt-out confirmation) through the sender, so it
     /// passes every check any message passes. Published before the inbound commit: a crash
     /// between the two republishes under the same idempotency key, which the sender ignores.
-    async fn answer(&self, contact: uuid::Uuid, matched: Option<&Matched>, key: &str, template: &str) -> Result<(), ReplyError> {
+    async fn answer(
+        &self,
+        contact: uuid::Uuid,
+        matched: Option<&Matched>,
+        key: &str,
+        template: &str,
+    ) -> Result<(), ReplyError> {
         let record = match matched {
             Some(m) => Some((m.record_type.clone(), m.record_id)),
             None => store::latest_record(&self.pool, contact).await?,
@@ -168,7 +253,9 @@ impl RepliesHandler {
             let connection = comms_shared::amqp::connect(&self.settings.amqp, "comms-replies")
                 .await
                 .map_err(|e| ReplyError::Broker(e.to_string()))?;
-            let publisher = Publisher::open(&connection).await.map_err(|e| ReplyError::Broker(e.to_string()))?;
+            let publisher = Publisher::open(&connection)
+                .await
+                .map_err(|e| ReplyError::Broker(e.to_string()))?;
             *link = Some((connection, publisher));
         }
         let Some((_, publisher)) = link.as_ref() else {
@@ -176,7 +263,13 @@ impl RepliesHandler {
         };
         let exchange = self.topology.send_exchange();
         let published = publisher
-            .publish(Outgoing { exchange: &exchange, routing_key: "send.sms", body: &body, message_id: Some(key.to_string()), ..Outgoing::default() })
+            .publish(Outgoing {
+                exchange: &exchange,
+                routing_key: "send.sms",
+                body: &body,
+                message_id: Some(key.to_string()),
+                ..Outgoing::default()
+            })
             .await;
         if let Err(error) = published {
             *link = None;

@@ -34,8 +34,15 @@ pub async fn run_standalone(settings: Settings, shutdown: Shutdown) -> anyhow::R
     let settings = Arc::new(settings);
     let pool = comms_shared::db::connect_lazy(&settings.database)?;
     let runtime = Runtime::new(settings.clone(), pool);
-    let health = tokio::spawn(comms_shared::health::serve(settings.http.listen, runtime.health.clone(), shutdown.clone()));
+    let health = tokio::spawn(comms_shared::health::serve(
+        settings.http.listen,
+        runtime.health.clone(),
+        shutdown.clone(),
+    ));
     run(runtime, shutdown).await?;
-    health.await.context("health task")?.context("health server")?;
+    health
+        .await
+        .context("health task")?
+        .context("health server")?;
     Ok(())
 }

@@ -28,7 +28,11 @@ pub enum ParseError {
     UnknownSource(String),
 }
 
-pub async fn parse(routing_key: &str, content_type: &str, body: &[u8]) -> Result<Inbound, ParseError> {
+pub async fn parse(
+    routing_key: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Inbound, ParseError> {
     match routing_key {
         "inbound.twilio" => twilio(body),
         "inbound.sendgrid" => sendgrid(content_type, body).await,
@@ -58,22 +62,41 @@ fn twilio(body: &[u8]) -> Result<Inbound, ParseError> {
 }
 
 async fn sendgrid(content_type: &str, body: &[u8]) -> Result<Inbound, ParseError> {
-    let boundary = multer::parse_boundary(content_type).map_err(|e| ParseError::Multipart(e.to_string()))?;
+    let boundary =
+        multer::parse_boundary(content_type).map_err(|e| ParseError::Multipart(e.to_string()))?;
     let bytes = bytes::Bytes::copy_from_slice(body);
     let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(bytes) });
     let mut multipart = multer::Multipart::new(stream, boundary);
     let mut fields: Vec<(String, String)> = Vec::new();
-    while let Some(field) = multipart.next_field().await.map_err(|e| ParseError::Multipart(e.to_string()))? {
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ParseError::Multipart(e.to_string()))?
+    {
         let name = field.name().unwrap_or_default().to_string();
         if field.file_name().is_some() {
             continue; // attachments stay out of the reply record
         }
-        let text = field.text().await.map_err(|e| ParseError::Multipart(e.to_string()))?;
+        let text = field
+            .text()
+            .await
+            .map_err(|e| ParseError::Multipart(e.to_string()))?;
         fields.push((name, text));
     }
-    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
     let headers = header_block(&get("headers"));
-    let header = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
     let mut to: Vec<String> = serde_json::from_str::<serde_json::Value>(&get("envelope"))
         .ok()
         .and_then(|e| e.get("to").and_then(|t| t.as_array()).cloned())
@@ -89,7 +112,15 @@ async fn sendgrid(content_type: &str, body: &[u8]) -> Result<Inbound, ParseError
     let body = get("text");
     // Inbound Parse carries no id of its own: the Message-ID, else a fingerprint of the content.
     let provider_message_id = header("message-id").unwrap_or_else(|| {
-        let digest = Sha256::digest([from.as_bytes(), get("subject").as_bytes(), body.as_bytes(), get("headers").as_bytes()].concat());
+        let digest = Sha256::digest(
+            [
+                from.as_bytes(),
+                get("subject").as_bytes(),
+                body.as_bytes(),
+                get("headers").as_bytes(),
+            ]
+            .concat(),
+        );
         digest.iter().map(|b| format!("{b:02x}")).collect()
     });
     Ok(Inbound {
@@ -138,14 +169,20 @@ mod tests {
     fn addresses_and_folded_headers() {
         assert_eq!(address("Dana <Dana@Example.com>"), "dana@example.com");
         assert_eq!(address(" plain@example.com "), "plain@example.com");
-        let h = header_block("Subject: hi\r\nReferences: <a@x>\r\n <b@x>\r\nAuto-Submitted: no\r\n");
+        let h =
+            header_block("Subject: hi\r\nReferences: <a@x>\r\n <b@x>\r\nAuto-Submitted: no\r\n");
         assert_eq!(h[1], ("References".to_string(), "<a@x> <b@x>".to_string()));
     }
 
     #[tokio::test]
     async fn a_twilio_form_is_read() {
         let body = b"MessageSid=SM1&From=%2B14155552671&To=%2B15005550006&Body=STOP";
-        let inbound = parse("inbound.twilio", "application/x-www-form-urlencoded", body).await.expect("parses");
-        assert_eq!((inbound.from.as_str(), inbound.body.as_str()), ("+14155552671", "STOP"));
+        let inbound = parse("inbound.twilio", "application/x-www-form-urlencoded", body)
+            .await
+            .expect("parses");
+        assert_eq!(
+            (inbound.from.as_str(), inbound.body.as_str()),
+            ("+14155552671", "STOP")
+        );
     }
 }

@@ -22,8 +22,16 @@ pub struct Matched {
 const MATCHED: &str = "SELECT id, contact_id, owner, record_type, record_id FROM comms.messages";
 
 /// SMS: the latest outbound message from our number to the sender's number.
-pub async fn match_sms(pool: &PgPool, inbound: &Inbound, our_numbers: &[&str]) -> Result<Option<Matched>, sqlx::Error> {
-    if !inbound.to.iter().any(|to| our_numbers.contains(&to.as_str())) {
+pub async fn match_sms(
+    pool: &PgPool,
+    inbound: &Inbound,
+    our_numbers: &[&str],
+) -> Result<Option<Matched>, sqlx::Error> {
+    if !inbound
+        .to
+        .iter()
+        .any(|to| our_numbers.contains(&to.as_str()))
+    {
         return Ok(None);
     }
     sqlx::query_as(&format!(
@@ -46,9 +54,18 @@ pub async fn match_email(pool: &PgPool, inbound: &Inbound) -> Result<Option<Matc
         inbound
             .headers
             .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case("in-reply-to") || k.eq_ignore_ascii_case("references"))
+            .filter(|(k, _)| {
+                k.eq_ignore_ascii_case("in-reply-to") || k.eq_ignore_ascii_case("references")
+            })
             .flat_map(|(_, v)| v.split_whitespace())
-            .find_map(|id| id.trim_matches(['<', '>']).strip_prefix("comms.")?.split('@').next()?.parse::<Uuid>().ok())
+            .find_map(|id| {
+                id.trim_matches(['<', '>'])
+                    .strip_prefix("comms.")?
+                    .split('@')
+                    .next()?
+                    .parse::<Uuid>()
+                    .ok()
+            })
     };
     let Some(id) = from_token.or_else(from_thread) else {
         return Ok(None);
@@ -60,16 +77,25 @@ pub async fn match_email(pool: &PgPool, inbound: &Inbound) -> Result<Option<Matc
 }
 
 /// The contact behind an address on a channel, if we know it.
-pub async fn contact(pool: &PgPool, channel: &str, address: &str) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("SELECT contact_id FROM comms.contact_channels WHERE channel = $1 AND address = $2")
-        .bind(channel)
-        .bind(address)
-        .fetch_optional(pool)
-        .await
+pub async fn contact(
+    pool: &PgPool,
+    channel: &str,
+    address: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT contact_id FROM comms.contact_channels WHERE channel = $1 AND address = $2",
+    )
+    .bind(channel)
+    .bind(address)
+    .fetch_optional(pool)
+    .await
 }
 
 /// The record of the contact's latest message (what a help answer or confirmation attaches to).
-pub async fn latest_record(pool: &PgPool, contact_id: Uuid) -> Result<Option<(String, Uuid)>, sqlx::Error> {
+pub async fn latest_record(
+    pool: &PgPool,
+    contact_id: Uuid,
+) -> Result<Option<(String, Uuid)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT record_type, record_id FROM comms.messages WHERE contact_id = $1 ORDER BY created_at DESC LIMIT 1",
     )
@@ -137,7 +163,9 @@ pub async fn event(
 
 fn recovery_rule(event_type: &str) -> &'static str {
     match event_type {
-        "opted_out" => "never sent to on this channel until the contact opts back in (START, YES, UNSTOP)",
+        "opted_out" => {
+            "never sent to on this channel until the contact opts back in (START, YES, UNSTOP)"
+        }
         "opted_in" => "sends allowed again on this channel",
         "reply_received" => "the owner answers; marking the task done records the response time",
         _ => "recorded for the timeline",
@@ -159,7 +187,13 @@ pub async fn task(
     matched: Option<&Matched>,
     inbound_id: Uuid,
 ) -> Result<(), sqlx::Error> {
-    let NewTask { owner, title, next_action, reason, due } = spec;
+    let NewTask {
+        owner,
+        title,
+        next_action,
+        reason,
+        due,
+    } = spec;
     let due = chrono::Duration::from_std(due).unwrap_or(chrono::Duration::hours(4));
     sqlx::query(
         "INSERT INTO comms.tasks (owner, title, next_action, reason, due_at, record_type, record_id, message_id, inbound_id)

@@ -95,7 +95,8 @@ impl SendHandler {
             request,
             &self.settings.replies.opt_out_template,
         )
-        .await? {
+        .await?
+        {
             return outcomes::block(self, &message, refusal).await;
         }
         let t = stage("preflight", t);

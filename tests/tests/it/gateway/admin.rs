@@ -31,11 +31,28 @@ async fn on_call_pauses_and_resumes_through_the_api_and_other_roles_are_refused(
 
     let refused = post(&gw, "/v1/pause", &enqueue, json!({ "reason": "x" })).await;
     assert_eq!(refused.status(), 403);
-    let anonymous = gw.http.get(format!("{}/v1/pause", gw.url)).send().await.expect("answer");
+    let anonymous = gw
+        .http
+        .get(format!("{}/v1/pause", gw.url))
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(anonymous.status(), 401);
-    let no_reason = post(&gw, "/v1/pause", &oncall, json!({ "scope": "channel", "value": "sms" })).await;
+    let no_reason = post(
+        &gw,
+        "/v1/pause",
+        &oncall,
+        json!({ "scope": "channel", "value": "sms" }),
+    )
+    .await;
     assert_eq!(no_reason.status(), 422);
-    let bad_channel = post(&gw, "/v1/pause", &oncall, json!({ "scope": "channel", "value": "fax", "reason": "x" })).await;
+    let bad_channel = post(
+        &gw,
+        "/v1/pause",
+        &oncall,
+        json!({ "scope": "channel", "value": "fax", "reason": "x" }),
+    )
+    .await;
     assert_eq!(bad_channel.status(), 422);
 
     let paused = post(&gw, "/v1/pause", &oncall, json!({ "scope": "channel", "value": "sms", "reason": "twilio incident", "actor": "maria", "for": "2h" })).await;
@@ -58,44 +75,86 @@ async fn on_call_pauses_and_resumes_through_the_api_and_other_roles_are_refused(
     assert_eq!(listed["paused"][0]["pause"]["scope"]["value"], "sms");
     assert_eq!(listed["paused"][0]["held"], 0);
 
-    let resumed = post(&gw, "/v1/resume", &oncall, json!({ "scope": "channel", "value": "sms", "reason": "recovered" })).await;
+    let resumed = post(
+        &gw,
+        "/v1/resume",
+        &oncall,
+        json!({ "scope": "channel", "value": "sms", "reason": "recovered" }),
+    )
+    .await;
     assert_eq!(resumed.status(), 200);
-    let again = post(&gw, "/v1/resume", &oncall, json!({ "scope": "channel", "value": "sms", "reason": "recovered" })).await;
+    let again = post(
+        &gw,
+        "/v1/resume",
+        &oncall,
+        json!({ "scope": "channel", "value": "sms", "reason": "recovered" }),
+    )
+    .await;
     assert_eq!(again.status(), 404);
-    let history: Vec<String> = sqlx::query_scalar("SELECT action FROM comms.pause_events ORDER BY id")
-        .fetch_all(&gw.env.pool)
-        .await
-        .expect("history");
+    let history: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM comms.pause_events ORDER BY id")
+            .fetch_all(&gw.env.pool)
+            .await
+            .expect("history");
     assert_eq!(history, ["pause", "resume"]);
     gw.stop().await;
 }
 
 #[tokio::test]
 async fn one_click_unsubscribe_needs_a_post_and_a_genuine_token() {
-    let gw = Gateway::start(&[("COMMS__REPLIES__UNSUBSCRIBE_SECRET", "test-unsubscribe-secret")]).await;
-    let contact: Uuid = sqlx::query_scalar("INSERT INTO comms.contacts (name) VALUES ('Dana') RETURNING id")
-        .fetch_one(&gw.env.pool)
-        .await
-        .expect("contact");
+    let gw = Gateway::start(&[(
+        "COMMS__REPLIES__UNSUBSCRIBE_SECRET",
+        "test-unsubscribe-secret",
+    )])
+    .await;
+    let contact: Uuid =
+        sqlx::query_scalar("INSERT INTO comms.contacts (name) VALUES ('Dana') RETURNING id")
+            .fetch_one(&gw.env.pool)
+            .await
+            .expect("contact");
     sqlx::query("INSERT INTO comms.contact_channels (contact_id, channel, address, consent_state) VALUES ($1, 'email', 'dana@example.com', 'express')")
         .bind(contact)
         .execute(&gw.env.pool)
         .await
         .expect("address");
     let consent = || async {
-        sqlx::query_scalar::<_, String>("SELECT consent_state FROM comms.contact_channels WHERE contact_id = $1")
-            .bind(contact)
-            .fetch_one(&gw.env.pool)
-            .await
-            .expect("consent")
+        sqlx::query_scalar::<_, String>(
+            "SELECT consent_state FROM comms.contact_channels WHERE contact_id = $1",
+        )
+        .bind(contact)
+        .fetch_one(&gw.env.pool)
+        .await
+        .expect("consent")
     };
-    let token = sign(b"test-unsubscribe-secret", &Unsubscribe { contact_id: contact, channel: "email".into() });
-    let forged = sign(b"someone else's secret", &Unsubscribe { contact_id: contact, channel: "email".into() });
+    let token = sign(
+        b"test-unsubscribe-secret",
+        &Unsubscribe {
+            contact_id: contact,
+            channel: "email".into(),
+        },
+    );
+    let forged = sign(
+        b"someone else's secret",
+        &Unsubscribe {
+            contact_id: contact,
+            channel: "email".into(),
+        },
+    );
 
-    let page = gw.http.get(format!("{}/unsubscribe/{token}", gw.url)).send().await.expect("answer");
+    let page = gw
+        .http
+        .get(format!("{}/unsubscribe/{token}", gw.url))
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(page.status(), 200);
     assert_eq!(consent().await, "express", "a GET never unsubscribes");
-    let refused = gw.http.post(format!("{}/unsubscribe/{forged}", gw.url)).send().await.expect("answer");
+    let refused = gw
+        .http
+        .post(format!("{}/unsubscribe/{forged}", gw.url))
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(refused.status(), 404);
     assert_eq!(consent().await, "express");
     let done = gw

@@ -96,10 +96,17 @@ pub async fn run(pool: &PgPool, command: TasksCommand, json: bool) -> anyhow::Re
     }
     tx.commit().await?;
     if json {
-        println!("{}", serde_json::json!({ "task": id, "done_by": by, "response_seconds": response_seconds }));
+        println!(
+            "{}",
+            serde_json::json!({ "task": id, "done_by": by, "response_seconds": response_seconds })
+        );
     } else {
         match response_seconds {
-            Some(s) => println!("task {id} done by {by}; replied to after {}m {}s", s / 60, s % 60),
+            Some(s) => println!(
+                "task {id} done by {by}; replied to after {}m {}s",
+                s / 60,
+                s % 60
+            ),
             None => println!("task {id} done by {by}"),
         }
     }

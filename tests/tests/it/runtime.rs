@@ -245,3 +245,60 @@ async fn shutdown_with_messages_in_flight_loses_none() {
     task.await.expect("consumer task");
     env.teardown().await;
 }
+
+#[tokio::test]
+async fn a_consumer_reconnects_after_a_broker_outage_and_resumes() {
+    let env = env_with_ledger(&[]).await;
+    let proxy = comms_tests::proxy::Proxy::start("127.0.0.1:5672".parse().expect("address")).await;
+    let mut settings = (*env.settings).clone();
+    {
+        use secrecy::ExposeSecret;
+        let url = settings
+            .amqp
+            .url
+            .expose_secret()
+            .replace("127.0.0.1:5672", &proxy.addr.to_string());
+        settings.amqp.url = url.into();
+    }
+    let runtime = Runtime::new(Arc::new(settings), env.pool.clone());
+    let health = runtime.health.clone();
+    let handler = Arc::new(Ledger::new(&env.pool));
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(run_consumer(
+        runtime,
+        env.topology.send_queue("sms"),
+        handler,
+        shutdown.clone(),
+    ));
+    let check = format!("consumer:{}", env.topology.send_queue("sms").name);
+    let attached = |want: bool| {
+        let (health, check) = (health.clone(), check.clone());
+        async move {
+            eventually(WAIT, || async {
+                health
+                    .readiness()
+                    .await
+                    .checks
+                    .get(&check)
+                    .is_some_and(|c| c.ok == want)
+            })
+            .await
+        }
+    };
+    assert!(attached(true).await);
+    publish_job(&env, r#"{"key":"before-outage"}"#).await;
+    assert!(eventually(WAIT, || async { ledger_rows(&env).await == 1 }).await);
+
+    proxy.cut();
+    assert!(attached(false).await, "the lost consumer reports not-ready");
+    publish_job(&env, r#"{"key":"during-outage"}"#).await;
+    proxy.restore();
+    assert!(attached(true).await, "it reconnects by itself");
+    assert!(
+        eventually(WAIT, || async { ledger_rows(&env).await == 2 }).await,
+        "the message published during the outage is consumed after it"
+    );
+    shutdown.cancel();
+    task.await.expect("consumer task");
+    env.teardown().await;
+}

@@ -12,6 +12,11 @@ use crate::stats::{Row, percentile};
 use crate::{Knobs, baseline};
 
 pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("pause") {
+        let (p50, p99, rss) = pause_propagation(bench, knobs.pauses).await?;
+        println!("pause propagation: p50 {p50:.1} ms, p99 {p99:.1} ms");
+        return Ok(vec![pause_row(knobs, p50, p99, rss)]);
+    }
     let sample = bench.request("sample-0000000", 1, 0).1;
     let base = baseline::run(&bench.connection, "bench.baseline", knobs.messages, &sample).await?;
     println!(
@@ -79,6 +84,21 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
         println!("  {stage:<12} {ms:>7.2}");
     }
     Ok(rows)
+}
+
+fn pause_row(knobs: &Knobs, p50: f64, p99: f64, rss: String) -> Row {
+    Row {
+        scenario: format!(
+            "pause commit → last dispatch at the provider, 2 senders under load, {} pauses",
+            knobs.pauses
+        ),
+        throughput: None,
+        unit: "",
+        ratio: None,
+        p50_ms: Some(p50),
+        p99_ms: Some(p99),
+        rss,
+    }
 }
 
 fn start_senders(bench: &Bench, count: usize) -> anyhow::Result<Vec<(Worker, u16)>> {
@@ -235,6 +255,7 @@ async fn pause_propagation(bench: &Bench, pauses: usize) -> anyhow::Result<(f64,
         }
         anyhow::Ok(())
     };
+    let http = reqwest::Client::new();
     let measure = async {
         let mut lags = Vec::new();
         for _ in 0..pauses {
@@ -246,14 +267,24 @@ async fn pause_propagation(bench: &Bench, pauses: usize) -> anyhow::Result<(f64,
                 expires_at: None,
                 automatic: false,
             };
+            let _ = http
+                .delete(format!("{}/sandbox/messages", bench.sandbox_url))
+                .send()
+                .await;
             store::pause(&bench.pool, &request).await?;
             let committed = Utc::now();
             tokio::time::sleep(Duration::from_millis(400)).await;
-            let last: Option<DateTime<Utc>> = sqlx::query_scalar(
-                "SELECT max(dispatched_at) FROM comms.messages WHERE idempotency_key LIKE 'pp-%'",
-            )
-            .fetch_one(&bench.pool)
-            .await?;
+            // The last message the provider (the sandbox) received, by its own clock.
+            let received: Vec<serde_json::Value> = http
+                .get(format!("{}/sandbox/messages", bench.sandbox_url))
+                .send()
+                .await?
+                .json()
+                .await?;
+            let last = received
+                .iter()
+                .filter_map(|m| m["received_at"].as_str()?.parse::<DateTime<Utc>>().ok())
+                .max();
             let lag = last
                 .map_or(0, |l| (l - committed).num_microseconds().unwrap_or(0))
                 .max(0);

@@ -179,11 +179,61 @@ pub struct RateSettings {
     pub portal: ChannelRate,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailTransport {
+    /// SendGrid's v3 mail/send API.
+    #[default]
+    Sendgrid,
+    /// Any SMTP relay (`providers.smtp`).
+    Smtp,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProviderSettings {
+    /// Which transport email leaves through (`COMMS__PROVIDERS__EMAIL`: sendgrid or smtp).
+    pub email: EmailTransport,
     pub twilio: TwilioSettings,
     pub sendgrid: SendgridSettings,
+    pub smtp: SmtpSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP (a relay on loopback or inside the cluster only).
+    None,
+    /// Upgrade with STARTTLS (required).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    /// Sender address of SMTP email.
+    pub from: String,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 587,
+            tls: SmtpTls::Starttls,
+            username: None,
+            password: None,
+            from: "updates@example.com".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,6 +7,7 @@
 
 pub mod fleet;
 pub mod proxy;
+pub mod smtp_sink;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -10,4 +10,5 @@ mod preflight;
 mod replies;
 mod runtime;
 mod sender;
+mod smtp;
 mod status;

@@ -7,6 +7,7 @@
 
 mod portal;
 mod sendgrid;
+mod smtp;
 mod twilio;
 
 use std::time::Duration;
@@ -52,22 +53,43 @@ pub struct Outbound {
     pub body: String,
 }
 
+/// Why the providers could not be set up from settings.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderSetupError {
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("SMTP relay: {0}")]
+    Smtp(String),
+}
+
 /// Every provider the sender can use, with their HTTP client.
 #[derive(Clone)]
 pub struct Providers {
     http: reqwest::Client,
+    smtp: Option<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
     settings: std::sync::Arc<Settings>,
     pool: PgPool,
 }
 
 impl Providers {
-    pub fn new(settings: std::sync::Arc<Settings>, pool: PgPool) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        settings: std::sync::Arc<Settings>,
+        pool: PgPool,
+    ) -> Result<Self, ProviderSetupError> {
         let http = reqwest::Client::builder()
             .timeout(settings.sender.provider_timeout)
             .connect_timeout(Duration::from_secs(5))
             .build()?;
+        let smtp = match settings.providers.email {
+            comms_shared::settings::EmailTransport::Smtp => Some(
+                smtp::transport(&settings.providers.smtp, settings.sender.provider_timeout)
+                    .map_err(ProviderSetupError::Smtp)?,
+            ),
+            comms_shared::settings::EmailTransport::Sendgrid => None,
+        };
         Ok(Self {
             http,
+            smtp,
             settings,
             pool,
         })
@@ -77,6 +99,7 @@ impl Providers {
     pub fn account(&self, channel: &str) -> String {
         match channel {
             "sms" => format!("twilio:{}", self.settings.providers.twilio.account_sid),
+            "email" if self.smtp.is_some() => "smtp".into(),
             "email" => "sendgrid".into(),
             _ => "portal".into(),
         }
@@ -85,7 +108,10 @@ impl Providers {
     pub async fn dispatch(&self, message: &Outbound) -> Dispatch {
         match message.channel.as_str() {
             "sms" => twilio::send(&self.http, &self.settings.providers.twilio, message).await,
-            "email" => sendgrid::send(&self.http, &self.settings, message).await,
+            "email" => match &self.smtp {
+                Some(relay) => smtp::send(relay, &self.settings, message).await,
+                None => sendgrid::send(&self.http, &self.settings, message).await,
+            },
             "portal" => portal::publish(&self.pool, message).await,
             other => Dispatch::Permanent {
                 reason: format!("no provider for channel {other}"),

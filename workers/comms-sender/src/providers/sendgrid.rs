@@ -21,7 +21,7 @@ struct ErrorItem {
 
 /// Headers that thread replies back to this message, and (for outreach and review requests) the
 /// RFC 8058 one-click unsubscribe pair with a token signed for this contact.
-fn reply_headers(all: &Settings, message: &Outbound) -> (serde_json::Value, String) {
+pub(super) fn reply_headers(all: &Settings, message: &Outbound) -> (serde_json::Value, String) {
     let domain = &all.replies.reply_domain;
     let reply_to = format!("reply+{}@{domain}", message.message_id.simple());
     let mut headers = json!({ "Message-ID": format!("<comms.{}@{domain}>", message.message_id) });

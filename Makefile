@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help build fmt fmt-check lint test ci run migrate services sandbox status bench clean-test-state
+.PHONY: help build fmt fmt-check lint test ci run migrate services sandbox status bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -39,7 +39,7 @@ run: migrate ## Run the whole fleet (and the sandbox provider) in one process, l
 sandbox: ## Run only the sandbox provider on 127.0.0.1:8025
 	$(CARGO) run --locked -p comms-sandbox
 
-BENCH_BINS := -p comms-bench -p comms-sender -p comms-sandbox
+BENCH_BINS := -p comms-bench -p comms-sender -p comms-sandbox -p comms-gateway -p comms-status
 
 bench: services ## Benchmarks: broker baseline, send throughput, latency, pause propagation (docs/benchmarks.md)
 	$(CARGO) build --release --locked $(BENCH_BINS)

@@ -8,6 +8,7 @@ mod load;
 mod procs;
 mod scenarios;
 mod stats;
+mod status;
 
 use std::time::Instant;
 

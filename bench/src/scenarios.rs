@@ -13,8 +13,11 @@ use crate::{Knobs, baseline};
 
 pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
     if std::env::var("BENCH_ONLY").as_deref() == Ok("status") {
-        let (rate, p50, p99, rss) = crate::status::ingestion(bench, knobs.messages.min(20_000)).await?;
-        println!("status ingestion: {rate:.0} callbacks/s, p50 {p50:.1} ms, p99 {p99:.1} ms, {rss}");
+        let (rate, p50, p99, rss) =
+            crate::status::ingestion(bench, knobs.messages.min(20_000)).await?;
+        println!(
+            "status ingestion: {rate:.0} callbacks/s, p50 {p50:.1} ms, p99 {p99:.1} ms, {rss}"
+        );
         return Ok(Vec::new());
     }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("pause") {
@@ -72,23 +75,14 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
     });
     let (p50, p99, rss) = pause_propagation(bench, knobs.pauses).await?;
     println!("pause propagation: p50 {p50:.1} ms, p99 {p99:.1} ms");
-    rows.push(Row {
-        scenario: format!(
-            "pause commit → last dispatch, 2 senders under load, {} pauses",
-            knobs.pauses
-        ),
-        throughput: None,
-        unit: "",
-        ratio: None,
-        p50_ms: Some(p50),
-        p99_ms: Some(p99),
-        rss,
-    });
+    rows.push(pause_row(knobs, p50, p99, rss));
     let callbacks = knobs.messages.min(20_000);
     let (rate, p50, p99, rss) = crate::status::ingestion(bench, callbacks).await?;
     println!("status ingestion: {rate:.0} callbacks/s, p50 {p50:.1} ms, p99 {p99:.1} ms");
     rows.push(Row {
-        scenario: format!("status ingestion, {callbacks} signed Twilio callbacks → gateway → status"),
+        scenario: format!(
+            "status ingestion, {callbacks} signed Twilio callbacks → gateway → status"
+        ),
         throughput: Some(rate),
         unit: "callbacks/s",
         ratio: Some(rate / base),

@@ -25,16 +25,18 @@ fn signature(url: &str, params: &[(&str, String)]) -> String {
         data.push_str(k);
         data.push_str(v);
     }
-    let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(TOKEN.as_bytes()).expect("HMAC takes any key");
+    let mut mac =
+        <Hmac<Sha1> as Mac>::new_from_slice(TOKEN.as_bytes()).expect("HMAC takes any key");
     mac.update(data.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
 /// Returns (callbacks per second, p50 ms, p99 ms, peak RSS of gateway and status).
 pub async fn ingestion(bench: &Bench, count: usize) -> anyhow::Result<(f64, f64, f64, String)> {
-    let contact: uuid::Uuid = sqlx::query_scalar("INSERT INTO comms.contacts (name) VALUES ('bench') RETURNING id")
-        .fetch_one(&bench.pool)
-        .await?;
+    let contact: uuid::Uuid =
+        sqlx::query_scalar("INSERT INTO comms.contacts (name) VALUES ('bench') RETURNING id")
+            .fetch_one(&bench.pool)
+            .await?;
     sqlx::query(
         "INSERT INTO comms.messages (idempotency_key, channel, kind, contact_id, recipient_address, owner, source,
              trigger, record_type, record_id, template_name, request, delivery_state, provider, provider_message_id, dispatched_at)
@@ -48,18 +50,33 @@ pub async fn ingestion(bench: &Bench, count: usize) -> anyhow::Result<(f64, f64,
     .execute(&bench.pool)
     .await?;
 
-    let (gateway_port, health_gateway, health_status) = (procs::free_port()?, procs::free_port()?, procs::free_port()?);
+    let (gateway_port, health_gateway, health_status) = (
+        procs::free_port()?,
+        procs::free_port()?,
+        procs::free_port()?,
+    );
     let public = format!("http://127.0.0.1:{gateway_port}");
     let mut env = bench.sender_env(health_gateway);
-    env.push(("COMMS__GATEWAY__LISTEN".into(), format!("127.0.0.1:{gateway_port}")));
+    env.push((
+        "COMMS__GATEWAY__LISTEN".into(),
+        format!("127.0.0.1:{gateway_port}"),
+    ));
     env.push(("COMMS__GATEWAY__PUBLIC_URL".into(), public.clone()));
     env.push(("COMMS__PROVIDERS__TWILIO__AUTH_TOKEN".into(), TOKEN.into()));
     let gateway = Worker::start("gateway", "comms-gateway", &[], &env)?;
     let mut status_env = bench.sender_env(health_status);
     status_env.push(("COMMS__PROVIDERS__TWILIO__AUTH_TOKEN".into(), TOKEN.into()));
     let status = Worker::start("status", "comms-status", &[], &status_env)?;
-    procs::wait_http(&format!("http://127.0.0.1:{health_status}/readyz"), Duration::from_secs(30)).await?;
-    procs::wait_http(&format!("http://127.0.0.1:{health_gateway}/healthz"), Duration::from_secs(30)).await?;
+    procs::wait_http(
+        &format!("http://127.0.0.1:{health_status}/readyz"),
+        Duration::from_secs(30),
+    )
+    .await?;
+    procs::wait_http(
+        &format!("http://127.0.0.1:{health_gateway}/healthz"),
+        Duration::from_secs(30),
+    )
+    .await?;
 
     let url = format!("{public}/webhooks/twilio/status");
     let http = reqwest::Client::new();
@@ -81,7 +98,12 @@ pub async fn ingestion(bench: &Bench, count: usize) -> anyhow::Result<(f64, f64,
                 let signature = signature(&url, &params);
                 let at = Utc::now();
                 for _ in 0..5 {
-                    let answer = http.post(&url).header("x-twilio-signature", &signature).form(&params).send().await;
+                    let answer = http
+                        .post(&url)
+                        .header("x-twilio-signature", &signature)
+                        .form(&params)
+                        .send()
+                        .await;
                     if answer.is_ok_and(|a| a.status().is_success()) {
                         break;
                     }
@@ -119,10 +141,23 @@ pub async fn ingestion(bench: &Bench, count: usize) -> anyhow::Result<(f64, f64,
     .await?
     .into_iter()
     .collect();
-    anyhow::ensure!(recorded.len() == count, "only {} of {count} callbacks were recorded", recorded.len());
+    anyhow::ensure!(
+        recorded.len() == count,
+        "only {} of {count} callbacks were recorded",
+        recorded.len()
+    );
     let mut latencies: Vec<f64> = sent_at
         .iter()
-        .filter_map(|(sid, at)| recorded.get(sid).map(|done| (*done - *at).num_microseconds().unwrap_or(0) as f64 / 1000.0))
+        .filter_map(|(sid, at)| {
+            recorded
+                .get(sid)
+                .map(|done| (*done - *at).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+        })
         .collect();
-    Ok((count as f64 / elapsed, percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99), rss))
+    Ok((
+        count as f64 / elapsed,
+        percentile(&mut latencies, 0.5),
+        percentile(&mut latencies, 0.99),
+        rss,
+    ))
 }

@@ -1,0 +1,239 @@
+//! Typed settings for every process, loaded once at start.
+//!
+//! Layers, later wins: defaults written in code (`sections.rs`), an optional TOML file named by
+//! `COMMS_CONFIG`, then environment variables `COMMS__<SECTION>__<KEY>` (for example
+//! `COMMS__DATABASE__URL`). Unknown keys are rejected so a typo fails loudly at start instead of
+//! silently running with a default; secrets are wrapped so they never reach a log line.
+//! Nothing downstream reads the environment: workers receive a validated [`Settings`].
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+mod sections;
+
+pub use sections::*;
+
+/// Why settings could not be loaded. The message always names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration file {path}: {source}")]
+    File {
+        path: String,
+        source: config::ConfigError,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Everything a comms-fleet process can be configured with.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub amqp: AmqpSettings,
+    pub http: HttpSettings,
+    pub log: LogSettings,
+    pub consumer: ConsumerSettings,
+    pub rate: RateSettings,
+    pub providers: ProviderSettings,
+    pub sender: SenderSettings,
+    pub pause: PauseSettings,
+    pub gateway: GatewaySettings,
+    pub status: StatusSettings,
+    pub approvals: ApprovalSettings,
+    pub replies: RepliesSettings,
+}
+
+impl Settings {
+    /// Loads settings from the process environment (`COMMS_CONFIG` and `COMMS__*`).
+    pub fn load() -> Result<Self, SettingsError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        Self::load_from(&vars)
+    }
+
+    /// Loads settings from an explicit variable map, so tests never touch the real environment.
+    pub fn load_from(vars: &HashMap<String, String>) -> Result<Self, SettingsError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = vars.get("COMMS_CONFIG").filter(|p| !p.is_empty()) {
+            builder = builder.add_source(config::File::new(path, config::FileFormat::Toml));
+        }
+        let overrides: config::Map<String, String> = vars
+            .iter()
+            .filter(|(k, _)| k.starts_with("COMMS__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("COMMS")
+                .separator("__")
+                .prefix_separator("__")
+                .source(Some(overrides)),
+        );
+        let built = builder.build().map_err(|source| SettingsError::File {
+            path: vars.get("COMMS_CONFIG").cloned().unwrap_or_default(),
+            source,
+        })?;
+        let settings: Settings = serde_path_to_error::deserialize(built).map_err(|err| {
+            SettingsError::Invalid(format!("key `{}`: {}", err.path(), err.inner()))
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        use secrecy::ExposeSecret;
+        let invalid = |key: &str, problem: &str| {
+            Err(SettingsError::Invalid(format!("key `{key}`: {problem}")))
+        };
+        let db = self.database.url.expose_secret();
+        if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            return invalid(
+                "database.url",
+                "must start with postgres:// or postgresql://",
+            );
+        }
+        let amqp = self.amqp.url.expose_secret();
+        if !(amqp.starts_with("amqp://") || amqp.starts_with("amqps://")) {
+            return invalid("amqp.url", "must start with amqp:// or amqps://");
+        }
+        if self.consumer.prefetch == 0 {
+            return invalid("consumer.prefetch", "must be at least 1");
+        }
+        if self.consumer.concurrency == 0 {
+            return invalid("consumer.concurrency", "must be at least 1");
+        }
+        if self.sender.max_attempts == 0 {
+            return invalid("sender.max_attempts", "must be at least 1");
+        }
+        for (key, value) in [
+            ("sender.quiet_hours_start", &self.sender.quiet_hours_start),
+            ("sender.quiet_hours_end", &self.sender.quiet_hours_end),
+        ] {
+            if chrono::NaiveTime::parse_from_str(value, "%H:%M").is_err() {
+                return invalid(key, "must be a time of day as HH:MM");
+            }
+        }
+        if self
+            .sender
+            .default_time_zone
+            .parse::<chrono_tz::Tz>()
+            .is_err()
+        {
+            return invalid("sender.default_time_zone", "must be an IANA time zone");
+        }
+        for (key, url) in [
+            ("providers.twilio.base_url", &self.providers.twilio.base_url),
+            (
+                "providers.sendgrid.base_url",
+                &self.providers.sendgrid.base_url,
+            ),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid(key, "must be an http:// or https:// URL");
+            }
+        }
+        if self.approvals.expire_after.is_zero() {
+            return invalid("approvals.expire_after", "must be longer than zero");
+        }
+        if self.approvals.check_interval.is_zero() {
+            return invalid("approvals.check_interval", "must be longer than zero");
+        }
+        if self.pause.poll_interval >= self.pause.max_staleness {
+            return invalid(
+                "pause.poll_interval",
+                "must be shorter than pause.max_staleness",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let vars = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load_from(&vars)
+    }
+
+    #[test]
+    fn defaults_point_at_the_local_services() {
+        use secrecy::ExposeSecret;
+        let settings = load(&[]).expect("defaults load");
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "postgres://postgres@127.0.0.1:5432/comms"
+        );
+        assert_eq!(
+            settings.amqp.url.expose_secret(),
+            "amqp://guest:guest@127.0.0.1:5672/%2f"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let settings = load(&[("COMMS__CONSUMER__PREFETCH", "7")]).expect("loads");
+        assert_eq!(settings.consumer.prefetch, 7);
+    }
+
+    #[test]
+    fn a_wrong_value_names_its_key() {
+        let err = load(&[("COMMS__CONSUMER__PREFETCH", "lots")]).expect_err("must fail");
+        assert!(err.to_string().contains("consumer.prefetch"), "{err}");
+        let err = load(&[("COMMS__DATABASE__URL", "mysql://x")]).expect_err("must fail");
+        assert!(err.to_string().contains("database.url"), "{err}");
+        let err = load(&[("COMMS__HTTP__LISTEN", "nowhere")]).expect_err("must fail");
+        assert!(err.to_string().contains("http.listen"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_rejected_by_name() {
+        let err = load(&[("COMMS__DATABASE__ULR", "postgres://x")]).expect_err("must fail");
+        assert!(err.to_string().contains("ulr"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_debug_output() {
+        let settings =
+            load(&[("COMMS__DATABASE__URL", "postgres://u:hunter2@db/comms")]).expect("loads");
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn approvals_expire_after_three_days_unless_configured() {
+        let settings = load(&[]).expect("defaults load");
+        assert_eq!(
+            settings.approvals.expire_after,
+            Duration::from_secs(72 * 3600)
+        );
+        assert_eq!(settings.approvals.portal_max_chars, 600);
+        let settings = load(&[("COMMS__APPROVALS__EXPIRE_AFTER", "24h")]).expect("loads");
+        assert_eq!(
+            settings.approvals.expire_after,
+            Duration::from_secs(24 * 3600)
+        );
+        let err = load(&[("COMMS__APPROVALS__EXPIRE_AFTER", "0s")]).expect_err("must fail");
+        assert!(err.to_string().contains("approvals.expire_after"), "{err}");
+    }
+
+    #[test]
+    fn a_config_file_is_read_and_the_environment_wins() {
+        let dir = std::env::temp_dir().join(format!("comms-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("comms.toml");
+        std::fs::write(&path, "[consumer]\nprefetch = 3\nconcurrency = 2\n").expect("write");
+        let file = path.to_string_lossy().to_string();
+        let settings = load(&[
+            ("COMMS_CONFIG", file.as_str()),
+            ("COMMS__CONSUMER__CONCURRENCY", "5"),
+        ])
+        .expect("loads");
+        assert_eq!(settings.consumer.prefetch, 3);
+        assert_eq!(settings.consumer.concurrency, 5);
+    }
+}

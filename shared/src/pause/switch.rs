@@ -42,6 +42,10 @@ pub struct PauseSwitch {
 
 struct View {
     pauses: Vec<ActivePause>,
+    /// A freshly read state waiting for in-flight dispatches before it is applied. Dispatches
+    /// that passed the gate consult it right before their provider call, so a new pause stops
+    /// them too instead of waiting for them.
+    pending: Vec<ActivePause>,
     confirmed_at: Option<Instant>,
     generation: u64,
 }
@@ -54,6 +58,7 @@ impl PauseSwitch {
         Self {
             view: Arc::new(RwLock::new(View {
                 pauses: Vec::new(),
+                pending: Vec::new(),
                 confirmed_at: None,
                 generation: 0,
             })),
@@ -96,8 +101,10 @@ impl PauseSwitch {
     pub async fn apply(&self, pauses: Vec<ActivePause>) {
         let changed = self.read(|view| view.pauses != pauses);
         if changed {
+            self.view.write().unwrap_or_else(|p| p.into_inner()).pending = pauses.clone();
             let _exclusive = self.gate.write().await;
             let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+            view.pending.clear();
             view.pauses = pauses;
             view.confirmed_at = Some(Instant::now());
             view.generation += 1;
@@ -105,6 +112,22 @@ impl PauseSwitch {
             let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
             view.confirmed_at = Some(Instant::now());
         }
+    }
+
+    /// A pause read but not yet applied that covers this message: checked by a dispatch that
+    /// already passed the gate, immediately before its provider call.
+    pub fn pending_cover(
+        &self,
+        channel: &str,
+        kind: &str,
+        client: Option<Uuid>,
+    ) -> Option<ActivePause> {
+        self.read(|view| {
+            view.pending
+                .iter()
+                .find(|p| p.scope.covers(channel, kind, client))
+                .cloned()
+        })
     }
 
     /// Seconds since the switch was last confirmed (`None`: never).
@@ -229,6 +252,69 @@ pub fn report(switch: &PauseSwitch, health: &Health) {
             "pause-switch",
             true,
             format!("confirmed: paused by on-call at {}", scopes.join(", ")),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pause::Scope;
+
+    fn global() -> ActivePause {
+        ActivePause {
+            id: Uuid::new_v4(),
+            scope: Scope::Global,
+            reason: "incident".into(),
+            actor: "oncall".into(),
+            automatic: false,
+            started_at: chrono::Utc::now(),
+            expires_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_pause_waits_for_dispatches_in_flight_which_see_it_before_their_provider_call() {
+        let switch = PauseSwitch::new(Duration::from_secs(5));
+        switch.apply(Vec::new()).await;
+        let (in_flight, verdict) = switch.enter("sms", "transactional", None).await;
+        assert_eq!(verdict, Verdict::Clear);
+
+        let applying = tokio::spawn({
+            let switch = switch.clone();
+            async move { switch.apply(vec![global()]).await }
+        });
+        let mut seen = false;
+        for _ in 0..1000 {
+            if switch.pending_cover("sms", "transactional", None).is_some() {
+                seen = true;
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            seen,
+            "the dispatch in flight sees the pause before its provider call"
+        );
+        assert!(
+            switch.active().is_empty(),
+            "not applied while a dispatch is in flight"
+        );
+
+        drop(in_flight);
+        applying.await.expect("apply finishes");
+        assert_eq!(switch.active().len(), 1);
+        assert!(switch.pending_cover("sms", "transactional", None).is_none());
+        let (_next, verdict) = switch.enter("email", "outreach", None).await;
+        assert!(matches!(verdict, Verdict::Paused(_)));
+    }
+
+    #[test]
+    fn a_switch_never_loaded_is_blind() {
+        let switch = PauseSwitch::new(Duration::from_secs(5));
+        assert_eq!(
+            switch.verdict("sms", "transactional", None),
+            Verdict::Blind { stale_for: None }
         );
     }
 }

@@ -201,7 +201,7 @@ impl SendHandler {
             }
         }
         let claim = Transition {
-            count_attempt: true,
+            attempt_delta: 1,
             ..Transition::new(
                 DISPATCHABLE,
                 "sending",
@@ -213,6 +213,13 @@ impl SendHandler {
             return Ok(Outcome::Ack);
         };
         let t = stage("claim", t);
+        // A pause read while this dispatch was claiming: stop here, before the provider.
+        if let Some(pause) = self
+            .switch
+            .pending_cover(&message.channel, &message.kind, client_id)
+        {
+            return outcomes::hold_claimed(self, &message, &pause).await;
+        }
         let outbound = Outbound {
             message_id: message.id,
             channel: message.channel.clone(),

@@ -145,6 +145,16 @@ pub async fn defer(
     })
 }
 
+/// Caught by the pause switch after the claim, before the provider call: held, and the claim's
+/// attempt is given back (nothing reached a provider).
+pub async fn hold_claimed(
+    handler: &SendHandler,
+    message: &Message,
+    pause: &ActivePause,
+) -> Result<Outcome, sqlx::Error> {
+    hold_from(handler, message, pause, &["sending"], -1).await
+}
+
 /// Caught by the pause switch: held durably, not sent, not counted as an attempt.
 pub async fn hold(
     handler: &SendHandler,
@@ -152,11 +162,22 @@ pub async fn hold(
     pause: &ActivePause,
 ) -> Result<Outcome, sqlx::Error> {
     const HOLD_FROM: &[&str] = &["received", "deferred", "awaiting_approval", "retrying"];
+    hold_from(handler, message, pause, HOLD_FROM, 0).await
+}
+
+async fn hold_from(
+    handler: &SendHandler,
+    message: &Message,
+    pause: &ActivePause,
+    from: &[&str],
+    attempt_delta: i32,
+) -> Result<Outcome, sqlx::Error> {
     let scope = pause.scope.to_string();
     let transition = Transition {
         held_by_pause: Some(pause.id),
+        attempt_delta,
         ..Transition::new(
-            HOLD_FROM,
+            from,
             "held",
             Event::new("held", format!("paused ({scope}) by {}: {}", pause.actor, pause.reason))
                 .recovery("released in creation order through preflight and rate limits when the pause ends")

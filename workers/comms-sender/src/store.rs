@@ -222,7 +222,8 @@ pub struct Transition<'a> {
     pub held_by_pause: Option<Uuid>,
     pub provider: Option<&'static str>,
     pub provider_message_id: Option<String>,
-    pub count_attempt: bool,
+    /// Added to the attempt count: 1 for a claim, -1 to undo one that never reached a provider.
+    pub attempt_delta: i32,
     pub event: Event,
     pub task: Option<Task>,
 }
@@ -238,7 +239,7 @@ impl<'a> Transition<'a> {
             held_by_pause: None,
             provider: None,
             provider_message_id: None,
-            count_attempt: false,
+            attempt_delta: 0,
             event,
             task: None,
         }
@@ -268,7 +269,7 @@ pub async fn transition(
                  held_by_pause = COALESCE($6, held_by_pause),
                  provider = COALESCE($7, provider),
                  provider_message_id = COALESCE($8, provider_message_id),
-                 attempt_count = attempt_count + CASE WHEN $9 THEN 1 ELSE 0 END,
+                 attempt_count = attempt_count + $9,
                  dispatched_at = CASE WHEN $2 = 'sent' THEN now() ELSE dispatched_at END,
                  opt_out_state = CASE WHEN $3 IN ('opted_out', 'suppressed') THEN $3 ELSE opt_out_state END,
                  updated_at = now()
@@ -292,7 +293,7 @@ pub async fn transition(
     .bind(transition.held_by_pause)
     .bind(transition.provider)
     .bind(&transition.provider_message_id)
-    .bind(transition.count_attempt)
+    .bind(transition.attempt_delta)
     .bind(&from)
     .bind(event.event_type)
     .bind(ACTOR)

@@ -8,7 +8,9 @@
 //!
 //! Dispatches hold a read guard of a gate across the provider call, and applying a change that
 //! adds a pause takes the write side: once a worker has applied a pause, no dispatch that could
-//! have missed it is still in flight. That is what "acknowledged by the workers" means.
+//! have missed it is still in flight. That is what "acknowledged by the workers" means. While the
+//! change waits for the gate it is visible as *pending*, and dispatches past the gate check it
+//! right before their provider call, so a pause stops them too instead of waiting for them.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};

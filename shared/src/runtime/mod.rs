@@ -9,6 +9,7 @@
 
 mod consumer;
 mod settle;
+mod standalone;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::topology::Topology;
 
 pub use consumer::run_consumer;
 pub use settle::retry_delay;
+pub use standalone::standalone;
 
 /// Header carrying how many broker retries a message has already had.
 pub const RETRY_HEADER: &str = "x-comms-retry";

@@ -9,7 +9,6 @@ mod store;
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use comms_shared::runtime::{Runtime, run_consumer};
 use comms_shared::settings::Settings;
 use comms_shared::shutdown::Shutdown;
@@ -31,18 +30,8 @@ pub async fn run(runtime: Runtime, shutdown: Shutdown) -> anyhow::Result<()> {
 
 /// The `comms-replies` binary: health endpoints plus [`run`].
 pub async fn run_standalone(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    let settings = Arc::new(settings);
-    let pool = comms_shared::db::connect_lazy(&settings.database)?;
-    let runtime = Runtime::new(settings.clone(), pool);
-    let health = tokio::spawn(comms_shared::health::serve(
-        settings.http.listen,
-        runtime.health.clone(),
-        shutdown.clone(),
-    ));
-    run(runtime, shutdown).await?;
-    health
-        .await
-        .context("health task")?
-        .context("health server")?;
-    Ok(())
+    comms_shared::runtime::standalone(settings, shutdown, |runtime, shutdown| {
+        run(runtime, shutdown)
+    })
+    .await
 }

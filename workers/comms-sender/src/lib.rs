@@ -133,18 +133,8 @@ pub async fn run_with_switch(
 
 /// The `comms-sender` binary: health endpoints plus [`run`] with the wall clock.
 pub async fn run_standalone(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    let settings = Arc::new(settings);
-    let pool = comms_shared::db::connect_lazy(&settings.database)?;
-    let runtime = Runtime::new(settings.clone(), pool);
-    let health = tokio::spawn(comms_shared::health::serve(
-        settings.http.listen,
-        runtime.health.clone(),
-        shutdown.clone(),
-    ));
-    run(runtime, Arc::new(SystemClock), shutdown).await?;
-    health
-        .await
-        .context("health server task")?
-        .context("health server")?;
-    Ok(())
+    comms_shared::runtime::standalone(settings, shutdown, |runtime, shutdown| {
+        run(runtime, Arc::new(SystemClock), shutdown)
+    })
+    .await
 }

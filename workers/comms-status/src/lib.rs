@@ -59,18 +59,8 @@ pub async fn run_with_owner(
 
 /// The `comms-status` binary: health endpoints plus [`run`].
 pub async fn run_standalone(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    let settings = Arc::new(settings);
-    let pool = comms_shared::db::connect_lazy(&settings.database)?;
-    let runtime = Runtime::new(settings.clone(), pool);
-    let health = tokio::spawn(comms_shared::health::serve(
-        settings.http.listen,
-        runtime.health.clone(),
-        shutdown.clone(),
-    ));
-    run(runtime, shutdown).await?;
-    health
-        .await
-        .context("health server task")?
-        .context("health server")?;
-    Ok(())
+    comms_shared::runtime::standalone(settings, shutdown, |runtime, shutdown| {
+        run(runtime, shutdown)
+    })
+    .await
 }

@@ -83,6 +83,16 @@ fn reason(body: &ScopeBody) -> Result<String, String> {
         .ok_or_else(|| "reason: is required".to_string())
 }
 
+/// The body of a pause or resume call: its scope and its (mandatory) reason, or the problem.
+fn read_body(
+    body: Result<Json<ScopeBody>, JsonRejection>,
+) -> Result<(ScopeBody, Scope, String), String> {
+    let Json(body) = body.map_err(|rejection| rejection.body_text())?;
+    let scope = scope_of(&body)?;
+    let reason = reason(&body)?;
+    Ok((body, scope, reason))
+}
+
 /// `GET /v1/pause`
 pub async fn status(State(state): State<GatewayState>, _auth: Authorized<Oncall>) -> Response {
     let pool = &state.inner().pool;
@@ -116,13 +126,9 @@ pub async fn pause(
     auth: Authorized<Oncall>,
     body: Result<Json<ScopeBody>, JsonRejection>,
 ) -> Response {
-    let Json(body) = match body {
-        Ok(body) => body,
-        Err(rejection) => return invalid(&rejection.body_text()),
-    };
-    let (scope, reason) = match (scope_of(&body), reason(&body)) {
-        (Ok(scope), Ok(reason)) => (scope, reason),
-        (Err(e), _) | (_, Err(e)) => return invalid(&e),
+    let (body, scope, reason) = match read_body(body) {
+        Ok(read) => read,
+        Err(problem) => return invalid(&problem),
     };
     let expires_at = match body.duration.as_deref().map(humantime::parse_duration) {
         None => None,
@@ -153,13 +159,9 @@ pub async fn resume(
     auth: Authorized<Oncall>,
     body: Result<Json<ScopeBody>, JsonRejection>,
 ) -> Response {
-    let Json(body) = match body {
-        Ok(body) => body,
-        Err(rejection) => return invalid(&rejection.body_text()),
-    };
-    let (scope, reason) = match (scope_of(&body), reason(&body)) {
-        (Ok(scope), Ok(reason)) => (scope, reason),
-        (Err(e), _) | (_, Err(e)) => return invalid(&e),
+    let (body, scope, reason) = match read_body(body) {
+        Ok(read) => read,
+        Err(problem) => return invalid(&problem),
     };
     match store::resume(
         &state.inner().pool,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::{FutureExt, StreamExt};
+use lapin::Acker;
 use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -114,6 +115,12 @@ async fn session<H: Handler>(
     tracing::info!(queue.name = %queue.name, prefetch = settings.prefetch, concurrency = settings.concurrency, "consuming");
 
     let permits = Arc::new(Semaphore::new(settings.concurrency));
+    // A group never outgrows what may be in flight, or it could never get its permits.
+    let batch_max = if handler.batches() {
+        settings.batch_max.min(settings.concurrency)
+    } else {
+        1
+    };
     let mut in_flight = JoinSet::new();
     let ended = loop {
         while in_flight.try_join_next().is_some() {}
@@ -127,20 +134,41 @@ async fn session<H: Handler>(
             Some(Err(error)) => break Err(SessionError::Broker(error)),
             None => break Err(SessionError::StreamEnded),
         };
-        let Ok(permit) = permits.clone().acquire_owned().await else {
+        // Whatever else has already arrived joins the group; nothing waits for more.
+        let mut group = vec![delivery];
+        let mut failed = None;
+        while group.len() < batch_max {
+            match consumer.next().now_or_never() {
+                Some(Some(Ok(delivery))) => group.push(delivery),
+                Some(Some(Err(error))) => {
+                    failed = Some(SessionError::Broker(error));
+                    break;
+                }
+                Some(None) => {
+                    failed = Some(SessionError::StreamEnded);
+                    break;
+                }
+                None => break,
+            }
+        }
+        let wanted = u32::try_from(group.len()).unwrap_or(u32::MAX);
+        let Ok(permit) = permits.clone().acquire_many_owned(wanted).await else {
             break Err(SessionError::StreamEnded);
         };
-        let task = process(
+        let task = process_group(
             runtime.clone(),
             publisher.clone(),
             handler.clone(),
             queue.name.clone(),
-            delivery,
+            group,
         );
         in_flight.spawn(async move {
             task.await;
             drop(permit);
         });
+        if let Some(error) = failed {
+            break Err(error);
+        }
     };
 
     if ended.is_ok() {
@@ -164,16 +192,81 @@ async fn session<H: Handler>(
     ended
 }
 
-async fn process<H: Handler>(
+/// Decides one group of deliveries (a group of one for handlers that do not batch) and settles
+/// each delivery with its own outcome.
+async fn process_group<H: Handler>(
     runtime: Runtime,
     publisher: Publisher,
     handler: Arc<H>,
     queue: String,
-    delivery: Delivery,
+    group: Vec<Delivery>,
 ) {
+    let (messages, ackers): (Vec<Incoming>, Vec<Acker>) = group
+        .into_iter()
+        .map(|delivery| incoming(&queue, delivery))
+        .unzip();
+    let metrics = crate::metrics::consumer();
+    if let [message] = messages.as_slice() {
+        let span = message_span(&queue, message);
+        let timer = metrics
+            .handler_seconds
+            .with_label_values(&[&queue])
+            .start_timer();
+        let decided = decide(handler.as_ref(), message, span.clone()).await;
+        timer.observe_duration();
+        finish(&runtime, &publisher, &ackers[0], message, decided, span).await;
+        return;
+    }
+    let span = tracing::info_span!("group", queue.name = %queue, group.size = messages.len());
+    let timer = metrics
+        .handler_seconds
+        .with_label_values(&[&queue])
+        .start_timer();
+    let outcomes = AssertUnwindSafe(handler.handle_batch(&messages))
+        .catch_unwind()
+        .instrument(span)
+        .await;
+    timer.observe_duration();
+    match outcomes {
+        Ok(outcomes) if outcomes.len() == messages.len() => {
+            let settled =
+                messages
+                    .iter()
+                    .zip(&ackers)
+                    .zip(outcomes)
+                    .map(|((message, acker), outcome)| {
+                        let span = message_span(&queue, message);
+                        finish(&runtime, &publisher, acker, message, (outcome, false), span)
+                    });
+            futures_util::future::join_all(settled).await;
+        }
+        broken => {
+            let why = match broken {
+                Ok(outcomes) => format!(
+                    "{} outcomes for {} deliveries",
+                    outcomes.len(),
+                    messages.len()
+                ),
+                Err(panic) => panic_text(panic.as_ref()),
+            };
+            tracing::error!(queue.name = %queue, %why, "group handler failed; deciding each delivery on its own");
+            let one_by_one = messages.iter().zip(&ackers).map(|(message, acker)| {
+                let span = message_span(&queue, message);
+                let (runtime, publisher, handler) = (&runtime, &publisher, handler.as_ref());
+                async move {
+                    let decided = decide(handler, message, span.clone()).await;
+                    finish(runtime, publisher, acker, message, decided, span).await;
+                }
+            });
+            futures_util::future::join_all(one_by_one).await;
+        }
+    }
+}
+
+fn incoming(queue: &str, delivery: Delivery) -> (Incoming, Acker) {
     let headers = delivery.properties.headers().clone().unwrap_or_default();
     let message = Incoming {
-        queue: queue.clone(),
+        queue: queue.to_string(),
         routing_key: delivery.routing_key.to_string(),
         body: delivery.data,
         retry_attempt: header_u32(&headers, RETRY_HEADER).unwrap_or(0),
@@ -185,6 +278,10 @@ async fn process<H: Handler>(
         redelivered: delivery.redelivered,
         headers,
     };
+    (message, delivery.acker)
+}
+
+fn message_span(queue: &str, message: &Incoming) -> tracing::Span {
     let span = tracing::info_span!(
         "message",
         queue.name = %queue,
@@ -193,30 +290,50 @@ async fn process<H: Handler>(
         redelivered = message.redelivered,
     );
     crate::trace_context::set_parent_from(&message.headers, &span);
-    let metrics = crate::metrics::consumer();
-    let timer = metrics
-        .handler_seconds
-        .with_label_values(&[&queue])
-        .start_timer();
-    let outcome = AssertUnwindSafe(handler.handle(&message))
+    span
+}
+
+/// One delivery through [`Handler::handle`]; a panic becomes a rejection naming it.
+async fn decide<H: Handler>(
+    handler: &H,
+    message: &Incoming,
+    span: tracing::Span,
+) -> (Outcome, bool) {
+    match AssertUnwindSafe(handler.handle(message))
         .catch_unwind()
-        .instrument(span.clone())
-        .await;
-    timer.observe_duration();
-    let (outcome, panicked) = match outcome {
+        .instrument(span)
+        .await
+    {
         Ok(outcome) => (outcome, false),
-        Err(panic) => {
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            (Outcome::reject(format!("handler panicked: {text}")), true)
-        }
-    };
-    let label = settle(&runtime, &publisher, &delivery.acker, &message, outcome)
+        Err(panic) => (
+            Outcome::reject(format!("handler panicked: {}", panic_text(panic.as_ref()))),
+            true,
+        ),
+    }
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+async fn finish(
+    runtime: &Runtime,
+    publisher: &Publisher,
+    acker: &Acker,
+    message: &Incoming,
+    (outcome, panicked): (Outcome, bool),
+    span: tracing::Span,
+) {
+    let label = settle(runtime, publisher, acker, message, outcome)
         .instrument(span)
         .await;
     let label = if panicked { "panic" } else { label };
-    metrics.handled.with_label_values(&[&queue, label]).inc();
+    crate::metrics::consumer()
+        .handled
+        .with_label_values(&[&message.queue, label])
+        .inc();
 }

@@ -97,6 +97,10 @@ pub struct ConsumerSettings {
     pub prefetch: u16,
     /// Messages one consumer handles at the same time.
     pub concurrency: usize,
+    /// For workers that handle deliveries in groups (the sender, the status worker): the most
+    /// deliveries taken into one group. A group is whatever has arrived, never waited for, so a
+    /// quiet queue still moves one message at a time. 1 turns grouping off.
+    pub batch_max: usize,
     /// Broker-carried retries before a message is parked in `comms.dead`.
     pub max_retries: u32,
     /// How long in-flight messages may finish after SIGTERM before they are returned.
@@ -109,6 +113,7 @@ impl Default for ConsumerSettings {
         Self {
             prefetch: 64,
             concurrency: 32,
+            batch_max: 32,
             max_retries: 12,
             shutdown_grace: Duration::from_secs(20),
         }

@@ -4,6 +4,7 @@
 mod approvals;
 mod foundation;
 mod gateway;
+mod groups;
 mod pause;
 mod portal;
 mod preflight;

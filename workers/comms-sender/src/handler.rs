@@ -50,10 +50,18 @@ impl Handler for SendHandler {
             Err(error) => Outcome::retry(format!("database unavailable: {error}")),
         }
     }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
+    async fn handle_batch(&self, deliveries: &[Incoming]) -> Vec<Outcome> {
+        crate::group::handle(self, deliveries).await
+    }
 }
 
 /// Time spent per pipeline stage (`make bench` reads it for the cost-of-correctness breakdown).
-fn stage(name: &str, since: std::time::Instant) -> std::time::Instant {
+pub(crate) fn stage(name: &str, since: std::time::Instant) -> std::time::Instant {
     static STAGES: std::sync::LazyLock<prometheus::HistogramVec> = std::sync::LazyLock::new(|| {
         comms_shared::metrics::histogram(
             "comms_sender_stage_seconds",

@@ -5,6 +5,7 @@
 //! else (ack after commit, retry tiers, dead-lettering, reconnects, draining).
 
 mod breaker;
+mod group;
 pub mod handler;
 mod outcomes;
 pub mod portal_safe;

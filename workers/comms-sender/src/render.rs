@@ -52,13 +52,15 @@ impl RenderError {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct TemplateRow {
-    version: i32,
-    channel: String,
-    subject: Option<String>,
-    body: String,
-    state: String,
+/// One stored template version, as rendering needs it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TemplateRow {
+    pub name: String,
+    pub version: i32,
+    pub channel: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub state: String,
 }
 
 /// Loads the requested (or latest approved) version and renders it with the request's vars.
@@ -67,7 +69,7 @@ pub async fn render(pool: &PgPool, request: &ValidSendRequest) -> Result<Rendere
     let row: Option<TemplateRow> = match request.template.version {
         Some(version) => {
             sqlx::query_as(
-                "SELECT version, channel, subject, body, state FROM comms.templates
+                "SELECT name, version, channel, subject, body, state FROM comms.templates
                  WHERE name = $1 AND version = $2",
             )
             .bind(name)
@@ -77,7 +79,7 @@ pub async fn render(pool: &PgPool, request: &ValidSendRequest) -> Result<Rendere
         }
         None => {
             sqlx::query_as(
-                "SELECT version, channel, subject, body, state FROM comms.templates
+                "SELECT name, version, channel, subject, body, state FROM comms.templates
                  WHERE name = $1 ORDER BY (state = 'approved') DESC, version DESC LIMIT 1",
             )
             .bind(name)
@@ -85,6 +87,15 @@ pub async fn render(pool: &PgPool, request: &ValidSendRequest) -> Result<Rendere
             .await?
         }
     };
+    render_row(row.as_ref(), request)
+}
+
+/// Checks that `row` (the version [`render`] would load for `request`) may be used, and renders it.
+pub fn render_row(
+    row: Option<&TemplateRow>,
+    request: &ValidSendRequest,
+) -> Result<Rendered, RenderError> {
+    let name = &request.template.name;
     let label = match request.template.version {
         Some(v) => format!("{name}@{v}"),
         None => name.clone(),
@@ -97,7 +108,7 @@ pub async fn render(pool: &PgPool, request: &ValidSendRequest) -> Result<Rendere
     if row.channel != channel {
         return Err(RenderError::ChannelMismatch {
             name: label,
-            template_channel: row.channel,
+            template_channel: row.channel.clone(),
             channel: channel.to_string(),
         });
     }

@@ -1,0 +1,270 @@
+//! The sender deciding deliveries in groups: a burst that is already queued when the sender
+//! starts is taken in groups, and every rule of the one-message path still holds for each
+//! message — once per key, refusals with their reasons, the pause switch, provider failures.
+
+use comms_sandbox::FaultSpec;
+use comms_shared::pause::Scope;
+use comms_shared::pause::store::{self as pause_store, PauseRequest};
+use comms_tests::fleet::{SendFleet, sms_request};
+use serde_json::json;
+use uuid::Uuid;
+
+/// Groups of up to 40 from a queue the sender finds full.
+const GROUPED: &[(&str, &str)] = &[
+    ("COMMS__CONSUMER__BATCH_MAX", "40"),
+    ("COMMS__CONSUMER__PREFETCH", "200"),
+    ("COMMS__CONSUMER__CONCURRENCY", "80"),
+];
+
+async fn fleet() -> SendFleet {
+    let fleet = SendFleet::without_sender(GROUPED).await;
+    fleet
+        .approved_template("welcome", "sms", None, "Hi {{ name }}, welcome aboard!")
+        .await;
+    fleet
+}
+
+/// A known contact with an SMS address and the given consent.
+async fn contact(fleet: &SendFleet, phone: &str, consent: &str) {
+    let id: Uuid =
+        sqlx::query_scalar("INSERT INTO comms.contacts (name) VALUES ('x') RETURNING id")
+            .fetch_one(&fleet.env.pool)
+            .await
+            .expect("contact");
+    sqlx::query(
+        "INSERT INTO comms.contact_channels (contact_id, channel, address, consent_state)
+         VALUES ($1, 'sms', $2, $3)",
+    )
+    .bind(id)
+    .bind(phone)
+    .bind(consent)
+    .execute(&fleet.env.pool)
+    .await
+    .expect("channel");
+}
+
+fn phone(i: usize) -> String {
+    format!("+1415555{:04}", 1000 + i % 20)
+}
+
+async fn count(fleet: &SendFleet, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(&fleet.env.pool)
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn a_queued_burst_goes_out_once_each_and_refusals_keep_their_reasons() {
+    let mut fleet = fleet().await;
+    for i in 0..20 {
+        contact(&fleet, &phone(i), "implied").await;
+    }
+    contact(&fleet, "+14155550101", "opted_out").await;
+    const BURST: usize = 150;
+    for i in 0..BURST {
+        fleet
+            .send(&sms_request(
+                &format!("burst-{i}"),
+                &phone(i),
+                fleet.client_id,
+            ))
+            .await;
+        if i == 70 {
+            // The same key again, inside the burst.
+            fleet
+                .send(&sms_request("burst-3", &phone(3), fleet.client_id))
+                .await;
+            fleet
+                .send(&sms_request("stopped", "+14155550101", fleet.client_id))
+                .await;
+            let mut ghost = sms_request("ghost", &phone(1), fleet.client_id);
+            ghost["record"]["id"] = json!(Uuid::new_v4().to_string());
+            fleet.send(&ghost).await;
+            let mut unfilled = sms_request("unfilled", &phone(2), fleet.client_id);
+            unfilled["template"]["vars"] = json!({});
+            fleet.send(&unfilled).await;
+            // A recipient nobody knows yet: the contact is created on the way.
+            fleet
+                .send(&sms_request("newcomer", "+14155559999", fleet.client_id))
+                .await;
+        }
+    }
+    fleet.start_sender();
+
+    let last = format!("burst-{}", BURST - 1);
+    assert!(fleet.reaches(&last, "sent").await);
+    assert!(
+        comms_tests::eventually(std::time::Duration::from_secs(30), || async {
+            count(
+                &fleet,
+                "SELECT count(*) FROM comms.messages WHERE idempotency_key LIKE 'burst-%' AND delivery_state = 'sent'",
+            )
+            .await
+                == BURST as i64
+        })
+        .await,
+        "every burst message is sent"
+    );
+    assert!(fleet.reaches("newcomer", "sent").await);
+    for (key, reason) in [
+        ("stopped", "opted_out"),
+        ("ghost", "record_not_found"),
+        ("unfilled", "template_render_failed"),
+    ] {
+        assert!(fleet.reaches(key, "blocked").await, "{key} is blocked");
+        let (failure, attempts) = fleet.failure(key).await;
+        assert!(
+            failure.as_deref().is_some_and(|f| f.starts_with(reason)),
+            "{key}: {failure:?}"
+        );
+        assert_eq!(attempts, 0, "{key} never reached a provider");
+    }
+
+    // Exactly one provider call per sent message, none for the refused ones.
+    let delivered = fleet.sandbox().messages().await.expect("sandbox");
+    assert_eq!(delivered.len(), BURST + 1);
+    assert!(delivered.iter().all(|m| m.to != "+14155550101"));
+    assert_eq!(
+        fleet.timeline("burst-3").await,
+        ["received", "dispatching", "sent"]
+    );
+    let (provider_id, body, segments): (String, String, i32) = sqlx::query_as(
+        "SELECT provider_message_id, body, sms_segments FROM comms.messages WHERE idempotency_key = 'burst-42'",
+    )
+    .fetch_one(&fleet.env.pool)
+    .await
+    .expect("message");
+    assert!(delivered.iter().any(|m| m.id == provider_id));
+    assert_eq!((body.as_str(), segments), ("Hi Dana, welcome aboard!", 1));
+    let unrecorded_events = count(
+        &fleet,
+        "SELECT count(*) FROM comms.messages m WHERE NOT EXISTS (
+             SELECT 1 FROM comms.message_events e WHERE e.message_id = m.id AND e.event_type = 'sent')
+         AND m.delivery_state = 'sent'",
+    )
+    .await;
+    assert_eq!(
+        unrecorded_events, 0,
+        "every sent message has its sent event"
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn a_pause_in_force_holds_a_whole_queued_burst_and_resuming_sends_each_once() {
+    let mut fleet = fleet().await;
+    for i in 0..20 {
+        contact(&fleet, &phone(i), "implied").await;
+    }
+    // Committed before the sender starts: it loads the switch before it consumes anything.
+    pause_store::pause(
+        &fleet.env.pool,
+        &PauseRequest {
+            scope: Scope::Channel("sms".into()),
+            reason: "carrier incident".into(),
+            actor: "oncall".into(),
+            expires_at: None,
+            automatic: false,
+        },
+    )
+    .await
+    .expect("pause");
+    const BURST: usize = 60;
+    for i in 0..BURST {
+        fleet
+            .send(&sms_request(
+                &format!("paused-{i}"),
+                &phone(i),
+                fleet.client_id,
+            ))
+            .await;
+    }
+    fleet.start_sender();
+    let held = "SELECT count(*) FROM comms.messages WHERE delivery_state = 'held'";
+    assert!(
+        comms_tests::eventually(std::time::Duration::from_secs(30), || async {
+            count(&fleet, held).await == BURST as i64
+        })
+        .await,
+        "every message is held"
+    );
+    assert!(
+        fleet
+            .sandbox()
+            .messages()
+            .await
+            .expect("sandbox")
+            .is_empty()
+    );
+    assert_eq!(
+        count(
+            &fleet,
+            "SELECT COALESCE(sum(attempt_count), 0)::bigint FROM comms.messages"
+        )
+        .await,
+        0,
+        "a hold is not an attempt"
+    );
+
+    fleet.resume(Scope::Channel("sms".into())).await;
+    let sent = "SELECT count(*) FROM comms.messages WHERE delivery_state = 'sent'";
+    assert!(
+        comms_tests::eventually(std::time::Duration::from_secs(30), || async {
+            count(&fleet, sent).await == BURST as i64
+        })
+        .await,
+        "every held message is sent after the resume"
+    );
+    assert_eq!(
+        fleet.sandbox().messages().await.expect("sandbox").len(),
+        BURST
+    );
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn provider_failures_inside_a_group_are_retried_or_failed_one_by_one() {
+    let mut fleet = fleet().await;
+    for i in 0..20 {
+        contact(&fleet, &phone(i), "implied").await;
+    }
+    let sandbox = fleet.sandbox();
+    sandbox
+        .add_fault(&FaultSpec {
+            recipient: Some(phone(4)),
+            status: Some(500),
+            times: Some(1),
+            ..FaultSpec::default()
+        })
+        .await
+        .expect("fault");
+    sandbox
+        .add_fault(&FaultSpec {
+            recipient: Some(phone(7)),
+            status: Some(400),
+            error_code: Some(21211),
+            ..FaultSpec::default()
+        })
+        .await
+        .expect("fault");
+    for i in 0..20 {
+        fleet
+            .send(&sms_request(
+                &format!("mixed-{i}"),
+                &phone(i),
+                fleet.client_id,
+            ))
+            .await;
+    }
+    fleet.start_sender();
+
+    assert!(fleet.reaches("mixed-4", "sent").await, "retried, then sent");
+    assert_eq!(fleet.failure("mixed-4").await.1, 2, "two provider attempts");
+    assert!(fleet.reaches("mixed-7", "failed").await, "refused for good");
+    assert_eq!(fleet.failure("mixed-7").await.1, 1);
+    for i in (0..20).filter(|i| *i != 4 && *i != 7) {
+        assert!(fleet.reaches(&format!("mixed-{i}"), "sent").await);
+    }
+    fleet.stop().await;
+}

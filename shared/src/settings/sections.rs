@@ -111,8 +111,8 @@ pub struct ConsumerSettings {
 impl Default for ConsumerSettings {
     fn default() -> Self {
         Self {
-            prefetch: 64,
-            concurrency: 32,
+            prefetch: 128,
+            concurrency: 64,
             batch_max: 32,
             max_retries: 12,
             shutdown_grace: Duration::from_secs(20),

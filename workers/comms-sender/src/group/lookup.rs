@@ -1,8 +1,8 @@
-//! The reads a group of new send requests needs before any of them is recorded: contacts with
-//! their consent, the records' clients, and the template versions — three statements for the
-//! whole group instead of four per message.
+//! The reads a group of new send requests needs before any of them is recorded: which keys are
+//! already recorded, contacts with their consent, the records' clients, and the template versions
+//! — four statements for the whole group, side by side, instead of five per message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use comms_shared::contract::{RecordType, ValidSendRequest};
 use sqlx::PgPool;
@@ -28,9 +28,16 @@ pub struct Known {
     records: HashMap<(String, Uuid), Option<Uuid>>,
     latest: HashMap<String, TemplateRow>,
     versions: HashMap<(String, i32), TemplateRow>,
+    /// Idempotency keys already recorded (a redelivery, a retry, a release, a duplicate).
+    recorded: HashSet<String>,
 }
 
 impl Known {
+    /// Whether a message under this request's key exists already.
+    pub fn is_recorded(&self, request: &ValidSendRequest) -> bool {
+        self.recorded.contains(&request.idempotency_key)
+    }
+
     /// The recipient's contact and address on the request's channel, if both exist.
     pub fn contact(&self, request: &ValidSendRequest) -> Option<&ContactChannel> {
         let channel = request.channel.as_str().to_string();
@@ -73,13 +80,15 @@ pub fn address_of(request: &ValidSendRequest) -> &str {
 
 /// Reads everything the group needs, the three lookups side by side.
 pub async fn load(pool: &PgPool, requests: &[&ValidSendRequest]) -> Result<Known, sqlx::Error> {
-    let (contacts, records, templates) = tokio::try_join!(
+    let (recorded, contacts, records, templates) = tokio::try_join!(
+        recorded(pool, requests),
         contacts(pool, requests),
         records(pool, requests),
         templates(pool, requests)
     )?;
     let mut known = Known {
         records,
+        recorded,
         ..Known::default()
     };
     for row in contacts {
@@ -98,6 +107,23 @@ pub async fn load(pool: &PgPool, requests: &[&ValidSendRequest]) -> Result<Known
         }
     }
     Ok(known)
+}
+
+async fn recorded(
+    pool: &PgPool,
+    requests: &[&ValidSendRequest],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let keys: Vec<&str> = requests
+        .iter()
+        .map(|r| r.idempotency_key.as_str())
+        .collect();
+    let found: Vec<String> = sqlx::query_scalar(
+        "SELECT idempotency_key FROM comms.messages WHERE idempotency_key = ANY($1)",
+    )
+    .bind(&keys)
+    .fetch_all(pool)
+    .await?;
+    Ok(found.into_iter().collect())
 }
 
 async fn contacts(

@@ -2,7 +2,7 @@
 //!
 //! A new, ordinary message — no approval, no AI review, no portal wording, no `send_after` in the
 //! future, no quiet hours, a known contact who has not opted out, an existing record and an
-//! approved template that renders — is decided together with the others of its group: three reads
+//! approved template that renders — is decided together with the others of its group: four reads
 //! for the group, one statement that records and claims them all, the provider calls side by
 //! side, one statement that records every acceptance. Each step is the same check as the
 //! one-message path in [`crate::handler`], in the same order, with the pause check the last thing
@@ -124,6 +124,11 @@ async fn send_together(
     let mut left = Vec::new();
     let mut ready = Vec::new();
     for (index, request) in &candidates {
+        // Already recorded: its state decides what happens, and the one-message path reads it.
+        if known.is_recorded(request) {
+            left.push(*index);
+            continue;
+        }
         let contact = known
             .contact(request)
             .filter(|c| !matches!(c.consent_state.as_str(), "opted_out" | "suppressed"));

@@ -1,9 +1,12 @@
 //! The status worker against the real broker and database: every provider status mapped to the
 //! canonical delivery state, forward-only and idempotent under out-of-order and duplicate
 //! callbacks, callbacks that outrun the sender, suppression, the freshness watchdog, and the
-//! whole path end to end (sandbox → gateway → status, with the sender).
+//! whole path end to end (sandbox → gateway → status, with the sender), and bursts decided in
+//! delivery groups.
 
+mod burst;
 mod e2e;
+mod groups;
 mod mapping;
 mod unknown;
 mod watchdog;
@@ -73,6 +76,31 @@ pub async fn seed_message(
     Seeded { id, contact_id }
 }
 
+/// Publishes a callback to `env` as the gateway does (`status.<provider>`, provider and
+/// first-seen headers).
+pub async fn publish_callback(env: &TestEnv, provider: &str, body: &[u8]) {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "x-comms-provider".into(),
+        AMQPValue::LongString(provider.into()),
+    );
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    headers.insert(
+        "x-comms-received-at".into(),
+        AMQPValue::LongString(now.as_str().into()),
+    );
+    env.publisher
+        .publish(Outgoing {
+            exchange: &env.topology.provider_exchange(),
+            routing_key: &format!("status.{provider}"),
+            body,
+            headers,
+            ..Outgoing::default()
+        })
+        .await
+        .expect("publish confirmed");
+}
+
 /// A status worker consuming a private namespace.
 pub struct StatusRig {
     pub env: TestEnv,
@@ -82,7 +110,11 @@ pub struct StatusRig {
 
 impl StatusRig {
     pub async fn start(overrides: &[(&str, &str)]) -> Self {
-        let env = TestEnv::with(overrides).await;
+        Self::start_on(TestEnv::with(overrides).await)
+    }
+
+    /// Starts the worker on `env`, which may already hold queued callbacks.
+    pub fn start_on(env: TestEnv) -> Self {
         let runtime = Runtime::new(env.settings.clone(), env.pool.clone());
         let shutdown = Shutdown::new();
         let task = tokio::spawn(comms_status::run(runtime, shutdown.clone()));
@@ -105,27 +137,7 @@ impl StatusRig {
     /// Publishes a callback as the gateway does (`status.<provider>`, provider and first-seen
     /// headers).
     pub async fn publish(&self, provider: &str, body: &[u8]) {
-        let mut headers = FieldTable::default();
-        headers.insert(
-            "x-comms-provider".into(),
-            AMQPValue::LongString(provider.into()),
-        );
-        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-        headers.insert(
-            "x-comms-received-at".into(),
-            AMQPValue::LongString(now.as_str().into()),
-        );
-        self.env
-            .publisher
-            .publish(Outgoing {
-                exchange: &self.env.topology.provider_exchange(),
-                routing_key: &format!("status.{provider}"),
-                body,
-                headers,
-                ..Outgoing::default()
-            })
-            .await
-            .expect("publish confirmed");
+        publish_callback(&self.env, provider, body).await;
     }
 
     pub async fn twilio(&self, params: &[(&str, &str)]) {

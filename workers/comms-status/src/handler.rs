@@ -1,13 +1,18 @@
-//! What the status worker does with one delivery from `comms.status`: parse the provider's
-//! payload, apply each event, and decide what the broker does with the delivery.
+//! What the status worker does with deliveries from `comms.status`: parse the provider's
+//! payload, apply each event, and decide what the broker does with each delivery.
+//!
+//! Deliveries that arrive together are decided as a group: their events are applied in one
+//! transaction (`group/`), by the same rules and in the same order as one by one (`store.rs`),
+//! and each delivery still gets its own outcome.
 //!
 //! A callback can outrun the sender: Twilio may post `sent` before the sender has committed the
 //! message's provider id. Such a callback is not an error and must not be lost, so it is retried
 //! through the broker's delay tiers until `status.unknown_message_retry_for` has passed since the
 //! gateway first saw it (the `x-comms-received-at` header; without it, the retry count gives an
 //! estimate), and then parked with reason `unknown_message` (in `comms.dead` and
-//! `internal.rejected_input`, where an operator can see and replay it). Events of a batch that
-//! did match are applied at once; when the batch comes back they are recognised as duplicates.
+//! `internal.rejected_input`, where an operator can see and replay it). Events of a SendGrid batch
+//! that did match are applied at once; when the batch comes back they are recognised as
+//! duplicates.
 
 use std::time::Duration;
 
@@ -20,7 +25,7 @@ use sqlx::PgPool;
 use crate::event::{Provider, ProviderEvent};
 use crate::metrics;
 use crate::store::{self, Applied};
-use crate::{sendgrid, twilio};
+use crate::{group, sendgrid, twilio};
 
 /// Header the gateway sets to the provider's name.
 pub const PROVIDER_HEADER: &str = "x-comms-provider";
@@ -39,62 +44,187 @@ pub struct StatusHandler {
 
 impl Handler for StatusHandler {
     async fn handle(&self, incoming: &Incoming) -> Outcome {
-        let provider = provider_of(incoming);
-        let parsed = match provider {
-            Provider::Twilio => twilio::parse(&incoming.body).map(|event| vec![event]),
-            Provider::Sendgrid => sendgrid::parse(&incoming.body),
-        };
-        let events = match parsed {
-            Ok(events) => events,
-            Err(problem) => {
-                metrics::status()
-                    .events
-                    .with_label_values(&[provider.as_str(), "invalid"])
-                    .inc();
-                return Outcome::reject(format!(
-                    "invalid_payload: {}: {problem}",
-                    provider.as_str()
-                ));
-            }
-        };
-        let first_seen = first_seen(incoming, Utc::now());
-        let mut waiting = Vec::new();
-        for event in &events {
-            match store::apply(&self.pool, event, first_seen).await {
-                Ok(applied) => {
-                    let label = label(&applied);
-                    metrics::status()
-                        .events
-                        .with_label_values(&[provider.as_str(), label])
-                        .inc();
-                    if let Applied::Recorded {
-                        message_id,
-                        moved_to,
-                    } = &applied
-                    {
-                        tracing::info!(message.id = %message_id, provider = provider.as_str(), provider.status = %event.status, message.state = moved_to.unwrap_or("unchanged"), "status applied");
-                    }
-                    if matches!(applied, Applied::Unknown | Applied::NotYetSent) {
-                        waiting.push((event, applied));
-                    }
+        match parse(incoming) {
+            Ok(parsed) => self.apply_one_by_one(&parsed, incoming.retry_attempt).await,
+            Err(rejected) => rejected,
+        }
+    }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
+    /// Parses every delivery, then applies the events of all that can be matched by id in one
+    /// transaction (`group::apply`). A delivery with an event matched by address only is applied
+    /// one event at a time in its place in the order; if the group's transaction fails, each of
+    /// its deliveries is applied on its own, so a poison event does not keep failing the others.
+    async fn handle_batch(&self, messages: &[Incoming]) -> Vec<Outcome> {
+        let parsed: Vec<Result<Parsed, Outcome>> = messages.iter().map(parse).collect();
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; messages.len()];
+        let mut run = Vec::new();
+        for (index, delivery) in parsed.iter().enumerate() {
+            match delivery {
+                Err(rejected) => outcomes[index] = Some(rejected.clone()),
+                Ok(delivery) if group::can_take(&delivery.events) => run.push(index),
+                Ok(delivery) => {
+                    let before = std::mem::take(&mut run);
+                    self.apply_group(&parsed, messages, &before, &mut outcomes)
+                        .await;
+                    let attempt = messages[index].retry_attempt;
+                    outcomes[index] = Some(self.apply_one_by_one(delivery, attempt).await);
                 }
-                Err(error) => return Outcome::retry(format!("database unavailable: {error}")),
             }
         }
-        if waiting.is_empty() {
-            return Outcome::Ack;
-        }
-        self.unmatched(
+        self.apply_group(&parsed, messages, &run, &mut outcomes)
+            .await;
+        outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.unwrap_or_else(|| Outcome::retry("status group: delivery left undecided"))
+            })
+            .collect()
+    }
+}
+
+/// A delivery's events, parsed.
+struct Parsed {
+    provider: Provider,
+    events: Vec<ProviderEvent>,
+    first_seen: DateTime<Utc>,
+}
+
+/// Parses a delivery; a payload that is no callback is rejected (`invalid_payload: …`).
+fn parse(incoming: &Incoming) -> Result<Parsed, Outcome> {
+    let provider = provider_of(incoming);
+    let parsed = match provider {
+        Provider::Twilio => twilio::parse(&incoming.body).map(|event| vec![event]),
+        Provider::Sendgrid => sendgrid::parse(&incoming.body),
+    };
+    match parsed {
+        Ok(events) => Ok(Parsed {
             provider,
-            &events,
-            &waiting,
-            first_seen,
-            incoming.retry_attempt,
-        )
+            events,
+            first_seen: first_seen(incoming, Utc::now()),
+        }),
+        Err(problem) => {
+            metrics::status()
+                .events
+                .with_label_values(&[provider.as_str(), "invalid"])
+                .inc();
+            Err(Outcome::reject(format!(
+                "invalid_payload: {}: {problem}",
+                provider.as_str()
+            )))
+        }
+    }
+}
+
+/// Counts and logs what applying one event did.
+fn note(provider: Provider, event: &ProviderEvent, applied: &Applied) {
+    metrics::status()
+        .events
+        .with_label_values(&[provider.as_str(), label(applied)])
+        .inc();
+    if let Applied::Recorded {
+        message_id,
+        moved_to,
+    } = applied
+    {
+        tracing::info!(message.id = %message_id, provider = provider.as_str(), provider.status = %event.status, message.state = moved_to.unwrap_or("unchanged"), "status applied");
     }
 }
 
 impl StatusHandler {
+    /// Applies a delivery's events one transaction each ([`store::apply`]).
+    async fn apply_one_by_one(&self, parsed: &Parsed, retry_attempt: u32) -> Outcome {
+        let mut applied = Vec::with_capacity(parsed.events.len());
+        for event in &parsed.events {
+            match store::apply(&self.pool, event, parsed.first_seen).await {
+                Ok(result) => {
+                    note(parsed.provider, event, &result);
+                    applied.push(result);
+                }
+                Err(error) => return Outcome::retry(format!("database unavailable: {error}")),
+            }
+        }
+        self.conclude(parsed, &applied, retry_attempt)
+    }
+
+    /// Applies the deliveries at `run` (indexes into `parsed`, all parsed) as one group and
+    /// records their outcomes.
+    async fn apply_group(
+        &self,
+        parsed: &[Result<Parsed, Outcome>],
+        messages: &[Incoming],
+        run: &[usize],
+        outcomes: &mut [Option<Outcome>],
+    ) {
+        let members: Vec<(usize, &Parsed)> = run
+            .iter()
+            .filter_map(|&index| Some((index, parsed[index].as_ref().ok()?)))
+            .collect();
+        match members.as_slice() {
+            [] => return,
+            [(index, delivery)] => {
+                let attempt = messages[*index].retry_attempt;
+                outcomes[*index] = Some(self.apply_one_by_one(delivery, attempt).await);
+                return;
+            }
+            _ => {}
+        }
+        let deliveries: Vec<group::Delivery<'_>> = members
+            .iter()
+            .map(|(_, delivery)| group::Delivery {
+                events: &delivery.events,
+                first_seen: delivery.first_seen,
+            })
+            .collect();
+        match group::apply(&self.pool, &deliveries).await {
+            Ok(results) => {
+                for ((index, delivery), applied) in members.iter().zip(results) {
+                    for (event, result) in delivery.events.iter().zip(&applied) {
+                        note(delivery.provider, event, result);
+                    }
+                    let attempt = messages[*index].retry_attempt;
+                    outcomes[*index] = Some(self.conclude(delivery, &applied, attempt));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    group.size = members.len(),
+                    "status group transaction failed; applying its deliveries one by one"
+                );
+                for (index, delivery) in members {
+                    let attempt = messages[index].retry_attempt;
+                    outcomes[index] = Some(self.apply_one_by_one(delivery, attempt).await);
+                }
+            }
+        }
+    }
+
+    /// The delivery's outcome once every event was applied: ack, or wait for (or park) the
+    /// events whose message is unknown or not yet sent.
+    fn conclude(&self, parsed: &Parsed, applied: &[Applied], retry_attempt: u32) -> Outcome {
+        let waiting: Vec<(&ProviderEvent, Applied)> = parsed
+            .events
+            .iter()
+            .zip(applied)
+            .filter(|(_, result)| matches!(result, Applied::Unknown | Applied::NotYetSent))
+            .map(|(event, result)| (event, result.clone()))
+            .collect();
+        if waiting.is_empty() {
+            return Outcome::Ack;
+        }
+        self.unmatched(
+            parsed.provider,
+            &parsed.events,
+            &waiting,
+            parsed.first_seen,
+            retry_attempt,
+        )
+    }
+
     fn unmatched(
         &self,
         provider: Provider,

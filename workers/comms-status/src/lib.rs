@@ -6,7 +6,9 @@
 //! provider freshness watchdog that pauses a channel whose provider went quiet. See
 //! `docs/gateway.md` for the mapping table and the rules.
 
+mod effects;
 pub mod event;
+mod group;
 pub mod handler;
 mod metrics;
 pub mod sendgrid;

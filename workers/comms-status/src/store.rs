@@ -6,13 +6,18 @@
 //! The row lock serialises concurrent callbacks of one message, so "forward only" is decided on
 //! the state as it is, not as it was when the callback was read. The unique dedupe key makes a
 //! second delivery of the same callback a no-op.
+//!
+//! What an event writes is decided by `effects::decide`; `group/` applies a whole delivery
+//! group by the same rules in one transaction. This path stays for deliveries the group path does
+//! not take (events matched by address), for groups of one, and for a group whose transaction
+//! failed, so one bad delivery cannot keep failing its neighbours.
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::event::{ConsentChange, ProviderEvent, Target, advance};
+use crate::effects::{self, ConsentUpdate, MATCHED_COLUMNS, Matched, OwnerTask, TimelineEntry};
+use crate::event::ProviderEvent;
 
 /// The actor of every event and task this worker writes.
 pub const ACTOR: &str = "comms-status";
@@ -33,21 +38,6 @@ pub enum Applied {
     NotYetSent,
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct Matched {
-    id: Uuid,
-    channel: String,
-    contact_id: Uuid,
-    owner: String,
-    record_type: String,
-    record_id: Uuid,
-    delivery_state: String,
-    provider_message_id: Option<String>,
-}
-
-const COLUMNS: &str =
-    "id, channel, contact_id, owner, record_type, record_id, delivery_state, provider_message_id";
-
 async fn find(
     tx: &mut Transaction<'_, Postgres>,
     event: &ProviderEvent,
@@ -55,7 +45,7 @@ async fn find(
     let lookup = &event.lookup;
     if let Some(id) = lookup.message_id {
         let found = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM comms.messages WHERE id = $1 FOR UPDATE"
+            "SELECT {MATCHED_COLUMNS} FROM comms.messages WHERE id = $1 FOR UPDATE"
         ))
         .bind(id)
         .fetch_optional(&mut **tx)
@@ -66,7 +56,7 @@ async fn find(
     }
     if let Some(provider_id) = &lookup.provider_message_id {
         let found = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM comms.messages
+            "SELECT {MATCHED_COLUMNS} FROM comms.messages
              WHERE provider = $1 AND provider_message_id = $2 FOR UPDATE"
         ))
         .bind(event.provider.as_str())
@@ -79,7 +69,7 @@ async fn find(
     }
     if let Some(address) = &lookup.recipient {
         return sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM comms.messages
+            "SELECT {MATCHED_COLUMNS} FROM comms.messages
              WHERE provider = $1 AND channel = $2 AND lower(recipient_address) = lower($3)
              ORDER BY dispatched_at DESC NULLS LAST LIMIT 1 FOR UPDATE"
         ))
@@ -125,21 +115,8 @@ pub async fn apply(
         return Ok(Applied::Duplicate);
     }
 
-    let moved = event
-        .effective_target()
-        .and_then(|target| advance(&message.delivery_state, target));
-    if let Some(target) = moved {
-        let (failure_reason, next_action) =
-            if target.is_failure() {
-                (
-                    Some(event.reason.clone().unwrap_or_else(|| {
-                        format!("{} {}", event.provider.as_str(), event.status)
-                    })),
-                    event.next_action,
-                )
-            } else {
-                (None, None)
-            };
+    let effects = effects::decide(&message, event);
+    if let Some(step) = &effects.state_move {
         sqlx::query(
             "UPDATE comms.messages SET delivery_state = $2,
                  failure_reason = COALESCE($3, failure_reason),
@@ -150,51 +127,25 @@ pub async fn apply(
              WHERE id = $1",
         )
         .bind(message.id)
-        .bind(target.as_str())
-        .bind(&failure_reason)
-        .bind(next_action)
+        .bind(step.to.as_str())
+        .bind(&step.failure_reason)
+        .bind(step.next_action)
         .bind(received_at)
         .execute(&mut *tx)
         .await?;
     }
-
-    let event_type = match moved {
-        Some(target) => target.as_str(),
-        None if event.engagement => "engagement",
-        None => "provider_status",
-    };
-    let verb = match moved {
-        Some(target) => format!("{} → {}", message.delivery_state, target.as_str()),
-        None => format!("no change ({})", message.delivery_state),
-    };
-    let reason = match &event.reason {
-        Some(why) => format!(
-            "{} {}: {verb}; {why}",
-            event.provider.as_str(),
-            event.status
-        ),
-        None => format!("{} {}: {verb}", event.provider.as_str(), event.status),
-    };
-    let recovery = moved
-        .filter(|t| t.is_failure())
-        .map(|_| "not retried; the owner decides (send again with a new idempotency key)");
-    let mut detail = event.detail.clone();
-    if let Some(fields) = detail.as_object_mut() {
-        fields.insert("from".into(), json!(message.delivery_state));
-        fields.insert("to".into(), json!(moved.map(|t| t.as_str())));
+    let mut timeline = effects.timeline.iter();
+    if let Some(status_entry) = timeline.next() {
+        append_event(&mut tx, &message, event, status_entry).await?;
     }
-    append_event(
-        &mut tx, &message, event, event_type, &reason, recovery, detail,
-    )
-    .await?;
-
-    if let Some(change) = event.consent {
-        record_consent(&mut tx, &message, event, change).await?;
+    if let Some(consent) = &effects.consent {
+        update_consent(&mut tx, &message, consent).await?;
     }
-    let wants_owner =
-        moved.is_some_and(|t| t.is_failure()) || event.consent.is_some() || event.needs_owner;
-    if wants_owner && let Some(next_action) = event.next_action {
-        open_task(&mut tx, &message, event, moved, next_action, &reason).await?;
+    for consent_entry in timeline {
+        append_event(&mut tx, &message, event, consent_entry).await?;
+    }
+    if let Some(task) = &effects.task {
+        open_task(&mut tx, &message, task).await?;
     }
 
     sqlx::query(
@@ -216,7 +167,7 @@ pub async fn apply(
     tx.commit().await?;
     Ok(Applied::Recorded {
         message_id: message.id,
-        moved_to: moved.map(|t| t.as_str()),
+        moved_to: effects.moved_to().map(|t| t.as_str()),
     })
 }
 
@@ -224,25 +175,16 @@ pub async fn apply(
 async fn open_task(
     tx: &mut Transaction<'_, Postgres>,
     message: &Matched,
-    event: &ProviderEvent,
-    moved: Option<Target>,
-    next_action: &str,
-    reason: &str,
+    task: &OwnerTask,
 ) -> Result<(), sqlx::Error> {
-    let title = match (event.consent, moved) {
-        (Some(ConsentChange::OptedOut), _) => "Recipient opted out".to_string(),
-        (Some(ConsentChange::Suppressed), _) => "Address suppressed".to_string(),
-        (None, Some(target)) if target.is_failure() => format!("Message {}", target.as_str()),
-        _ => format!("Provider event: {}", event.status),
-    };
     sqlx::query(
         "INSERT INTO comms.tasks (owner, title, next_action, reason, due_at, record_type, record_id, message_id)
          VALUES ($1, $2, $3, $4, now() + interval '24 hours', $5, $6, $7)",
     )
     .bind(&message.owner)
-    .bind(&title)
-    .bind(next_action)
-    .bind(reason)
+    .bind(&task.title)
+    .bind(task.next_action)
+    .bind(&task.reason)
     .bind(&message.record_type)
     .bind(message.record_id)
     .bind(message.id)
@@ -255,10 +197,7 @@ async fn append_event(
     tx: &mut Transaction<'_, Postgres>,
     message: &Matched,
     event: &ProviderEvent,
-    event_type: &str,
-    reason: &str,
-    recovery: Option<&str>,
-    detail: serde_json::Value,
+    entry: &TimelineEntry,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO comms.message_events
@@ -266,27 +205,27 @@ async fn append_event(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(message.id)
-    .bind(event_type)
+    .bind(entry.event_type)
     .bind(ACTOR)
     .bind(event.provider.as_str())
     .bind(&message.owner)
-    .bind(reason)
-    .bind(recovery)
-    .bind(detail)
+    .bind(&entry.reason)
+    .bind(entry.recovery_rule)
+    .bind(&entry.detail)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
 /// Puts the address on the suppression list or records the opt-out, on the contact's channel and
-/// on the message. An opt-out is never downgraded to a suppression.
-async fn record_consent(
+/// on the message. An opt-out is never downgraded to a suppression. (The timeline entry is the
+/// caller's, from [`effects::decide`].)
+pub(crate) async fn update_consent(
     tx: &mut Transaction<'_, Postgres>,
     message: &Matched,
-    event: &ProviderEvent,
-    change: ConsentChange,
+    consent: &ConsentUpdate,
 ) -> Result<(), sqlx::Error> {
-    let source = format!("{} {}", event.provider.as_str(), event.status);
+    let state = consent.change.as_str();
     sqlx::query(
         "UPDATE comms.contact_channels SET consent_state = $3, consent_basis = 'provider',
              consent_source = $4, consent_at = now(), updated_at = now()
@@ -296,8 +235,8 @@ async fn record_consent(
     )
     .bind(message.contact_id)
     .bind(&message.channel)
-    .bind(change.as_str())
-    .bind(&source)
+    .bind(state)
+    .bind(&consent.source)
     .execute(&mut **tx)
     .await?;
     sqlx::query(
@@ -305,33 +244,8 @@ async fn record_consent(
          WHERE id = $1 AND opt_out_state <> $2 AND NOT ($2 = 'suppressed' AND opt_out_state = 'opted_out')",
     )
     .bind(message.id)
-    .bind(change.as_str())
+    .bind(state)
     .execute(&mut **tx)
     .await?;
-    let (event_type, recovery) = match change {
-        ConsentChange::Suppressed => (
-            "suppressed",
-            "never sent to on this channel again until the contact gives a working address",
-        ),
-        ConsentChange::OptedOut => (
-            "opted_out",
-            "never sent to on this channel again unless the contact opts back in",
-        ),
-    };
-    let reason = format!(
-        "{source}: the {} address is now {}",
-        message.channel,
-        change.as_str()
-    );
-    let detail = json!({ "provider_status": event.status, "consent_state": change.as_str() });
-    append_event(
-        tx,
-        message,
-        event,
-        event_type,
-        &reason,
-        Some(recovery),
-        detail,
-    )
-    .await
+    Ok(())
 }

@@ -1,0 +1,263 @@
+//! What a delivery group writes, gathered event by event and then written with one statement per
+//! table (`unnest` of column arrays), in the order the events came.
+//!
+//! A message that moves twice in one group (`sent`, then `delivered`) gets one `UPDATE` carrying
+//! the effect of both moves, as the per-event path's two updates would have left it: the last
+//! state and next action, the failure reason of a failure move (or the one it had),
+//! `delivered_at` from the move to `delivered`, `dispatched_at` kept or set by a move to `sent`.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::effects::{ConsentUpdate, Effects, Matched};
+use crate::event::{ProviderEvent, Target};
+use crate::store::{self, ACTOR};
+
+/// Every move of one message in the group, folded into one update.
+struct FoldedMove {
+    message_id: Uuid,
+    state: &'static str,
+    failure_reason: Option<String>,
+    next_action: Option<&'static str>,
+    delivered_at: Option<DateTime<Utc>>,
+    dispatched: bool,
+}
+
+#[derive(Default)]
+struct TimelineRows {
+    message_ids: Vec<Uuid>,
+    event_types: Vec<&'static str>,
+    sources: Vec<&'static str>,
+    owners: Vec<String>,
+    reasons: Vec<String>,
+    recovery_rules: Vec<Option<&'static str>>,
+    details: Vec<serde_json::Value>,
+}
+
+#[derive(Default)]
+struct TaskRows {
+    owners: Vec<String>,
+    titles: Vec<String>,
+    next_actions: Vec<&'static str>,
+    reasons: Vec<String>,
+    record_types: Vec<String>,
+    record_ids: Vec<Uuid>,
+    message_ids: Vec<Uuid>,
+}
+
+#[derive(Default)]
+struct PayloadRows<'a> {
+    providers: Vec<&'static str>,
+    message_ids: Vec<Uuid>,
+    provider_message_ids: Vec<Option<String>>,
+    payloads: Vec<&'a [u8]>,
+}
+
+/// The writes of one group, in event order.
+#[derive(Default)]
+pub(super) struct Writes<'a> {
+    moves: Vec<FoldedMove>,
+    move_of: HashMap<Uuid, usize>,
+    consent: Vec<(Matched, ConsentUpdate)>,
+    timeline: TimelineRows,
+    tasks: TaskRows,
+    payloads: PayloadRows<'a>,
+}
+
+impl<'a> Writes<'a> {
+    /// Adds what `event`, first seen at `received_at`, does to `message` (as it was before it).
+    pub(super) fn add(
+        &mut self,
+        message: &Matched,
+        event: &'a ProviderEvent,
+        effects: &Effects,
+        received_at: DateTime<Utc>,
+    ) {
+        if let Some(step) = &effects.state_move {
+            let index = *self.move_of.entry(message.id).or_insert_with(|| {
+                self.moves.push(FoldedMove {
+                    message_id: message.id,
+                    state: step.to.as_str(),
+                    failure_reason: None,
+                    next_action: None,
+                    delivered_at: None,
+                    dispatched: false,
+                });
+                self.moves.len() - 1
+            });
+            let folded = &mut self.moves[index];
+            folded.state = step.to.as_str();
+            if step.failure_reason.is_some() {
+                folded.failure_reason.clone_from(&step.failure_reason);
+            }
+            folded.next_action = step.next_action;
+            match step.to {
+                Target::Delivered => folded.delivered_at = Some(received_at),
+                Target::Sent => folded.dispatched = true,
+                Target::Undelivered | Target::Failed => {}
+            }
+        }
+        if let Some(consent) = &effects.consent {
+            self.consent.push((message.clone(), consent.clone()));
+        }
+        for entry in &effects.timeline {
+            let rows = &mut self.timeline;
+            rows.message_ids.push(message.id);
+            rows.event_types.push(entry.event_type);
+            rows.sources.push(event.provider.as_str());
+            rows.owners.push(message.owner.clone());
+            rows.reasons.push(entry.reason.clone());
+            rows.recovery_rules.push(entry.recovery_rule);
+            rows.details.push(entry.detail.clone());
+        }
+        if let Some(task) = &effects.task {
+            let rows = &mut self.tasks;
+            rows.owners.push(message.owner.clone());
+            rows.titles.push(task.title.clone());
+            rows.next_actions.push(task.next_action);
+            rows.reasons.push(task.reason.clone());
+            rows.record_types.push(message.record_type.clone());
+            rows.record_ids.push(message.record_id);
+            rows.message_ids.push(message.id);
+        }
+        let rows = &mut self.payloads;
+        rows.providers.push(event.provider.as_str());
+        rows.message_ids.push(message.id);
+        rows.provider_message_ids.push(
+            event
+                .lookup
+                .provider_message_id
+                .clone()
+                .or_else(|| message.provider_message_id.clone()),
+        );
+        rows.payloads.push(&event.raw);
+    }
+
+    /// Writes everything gathered, inside `tx`.
+    pub(super) async fn execute(
+        self,
+        tx: &mut Transaction<'_, Postgres>,
+    ) -> Result<(), sqlx::Error> {
+        if !self.moves.is_empty() {
+            update_messages(tx, &self.moves).await?;
+        }
+        for (message, consent) in &self.consent {
+            store::update_consent(tx, message, consent).await?;
+        }
+        if !self.timeline.message_ids.is_empty() {
+            append_timeline(tx, &self.timeline).await?;
+        }
+        if !self.tasks.message_ids.is_empty() {
+            open_tasks(tx, &self.tasks).await?;
+        }
+        if !self.payloads.message_ids.is_empty() {
+            keep_payloads(tx, &self.payloads).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn update_messages(
+    tx: &mut Transaction<'_, Postgres>,
+    moves: &[FoldedMove],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = moves.iter().map(|m| m.message_id).collect();
+    let states: Vec<&str> = moves.iter().map(|m| m.state).collect();
+    let reasons: Vec<Option<&str>> = moves.iter().map(|m| m.failure_reason.as_deref()).collect();
+    let next_actions: Vec<Option<&str>> = moves.iter().map(|m| m.next_action).collect();
+    let delivered: Vec<Option<DateTime<Utc>>> = moves.iter().map(|m| m.delivered_at).collect();
+    let dispatched: Vec<bool> = moves.iter().map(|m| m.dispatched).collect();
+    sqlx::query(
+        "UPDATE comms.messages m SET delivery_state = c.state,
+             failure_reason = COALESCE(c.failure_reason, m.failure_reason),
+             next_action = c.next_action,
+             delivered_at = COALESCE(m.delivered_at, c.delivered_at),
+             dispatched_at = CASE WHEN c.dispatched THEN COALESCE(m.dispatched_at, now()) ELSE m.dispatched_at END,
+             updated_at = now()
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bool[])
+              AS c(id, state, failure_reason, next_action, delivered_at, dispatched)
+         WHERE m.id = c.id",
+    )
+    .bind(&ids)
+    .bind(&states)
+    .bind(&reasons)
+    .bind(&next_actions)
+    .bind(&delivered)
+    .bind(&dispatched)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn append_timeline(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &TimelineRows,
+) -> Result<(), sqlx::Error> {
+    // Ordered by position so the identity column numbers the entries in event order.
+    sqlx::query(
+        "INSERT INTO comms.message_events
+             (message_id, event_type, actor, source, owner, reason, recovery_rule, detail)
+         SELECT e.message_id, e.event_type, $1, e.source, e.owner, e.reason, e.recovery_rule, e.detail
+         FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[])
+              WITH ORDINALITY AS e(message_id, event_type, source, owner, reason, recovery_rule, detail, position)
+         ORDER BY e.position",
+    )
+    .bind(ACTOR)
+    .bind(&rows.message_ids)
+    .bind(&rows.event_types)
+    .bind(&rows.sources)
+    .bind(&rows.owners)
+    .bind(&rows.reasons)
+    .bind(&rows.recovery_rules)
+    .bind(&rows.details)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn open_tasks(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &TaskRows,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO comms.tasks (owner, title, next_action, reason, due_at, record_type, record_id, message_id)
+         SELECT t.owner, t.title, t.next_action, t.reason, now() + interval '24 hours',
+                t.record_type, t.record_id, t.message_id
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::uuid[])
+              WITH ORDINALITY AS t(owner, title, next_action, reason, record_type, record_id, message_id, position)
+         ORDER BY t.position",
+    )
+    .bind(&rows.owners)
+    .bind(&rows.titles)
+    .bind(&rows.next_actions)
+    .bind(&rows.reasons)
+    .bind(&rows.record_types)
+    .bind(&rows.record_ids)
+    .bind(&rows.message_ids)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn keep_payloads(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &PayloadRows<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO internal.provider_payloads (provider, kind, message_id, provider_message_id, payload)
+         SELECT p.provider, 'status', p.message_id, p.provider_message_id, p.payload
+         FROM unnest($1::text[], $2::uuid[], $3::text[], $4::bytea[])
+              WITH ORDINALITY AS p(provider, message_id, provider_message_id, payload, position)
+         ORDER BY p.position",
+    )
+    .bind(&rows.providers)
+    .bind(&rows.message_ids)
+    .bind(&rows.provider_message_ids)
+    .bind(&rows.payloads)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -117,8 +117,14 @@ impl Bench {
             ("COMMS__PAUSE__POLL_INTERVAL", "1s".into()),
             // The bench's own consumer settings (COMMS__CONSUMER__* when it is run) carry over.
             ("COMMS__CONSUMER__PREFETCH", s.consumer.prefetch.to_string()),
-            ("COMMS__CONSUMER__CONCURRENCY", s.consumer.concurrency.to_string()),
-            ("COMMS__CONSUMER__BATCH_MAX", s.consumer.batch_max.to_string()),
+            (
+                "COMMS__CONSUMER__CONCURRENCY",
+                s.consumer.concurrency.to_string(),
+            ),
+            (
+                "COMMS__CONSUMER__BATCH_MAX",
+                s.consumer.batch_max.to_string(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

@@ -17,6 +17,13 @@ use crate::stats::percentile;
 
 const TOKEN: &str = "bench-twilio-token";
 
+/// The status worker's consumer settings in this scenario (see `ingestion`).
+const STATUS_CONSUMER: [(&str, &str); 3] = [
+    ("COMMS__CONSUMER__BATCH_MAX", "64"),
+    ("COMMS__CONSUMER__CONCURRENCY", "128"),
+    ("COMMS__CONSUMER__PREFETCH", "256"),
+];
+
 fn signature(url: &str, params: &[(&str, String)]) -> String {
     let mut sorted: Vec<_> = params.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
@@ -66,6 +73,16 @@ pub async fn ingestion(bench: &Bench, count: usize) -> anyhow::Result<(f64, f64,
     let gateway = Worker::start("gateway", "comms-gateway", &[], &env)?;
     let mut status_env = bench.sender_env(health_status);
     status_env.push(("COMMS__PROVIDERS__TWILIO__AUTH_TOKEN".into(), TOKEN.into()));
+    // The status worker's own consumer settings, unless the bench was run with them set: groups
+    // of up to 64 callbacks per transaction, room for two groups at once (a group holds a permit
+    // per delivery, so one commits while the next is built), and a prefetch of two rounds so
+    // full groups are already waiting in the client.
+    for (name, value) in STATUS_CONSUMER {
+        if std::env::var_os(name).is_none() {
+            status_env.retain(|(key, _)| key != name);
+            status_env.push((name.into(), value.into()));
+        }
+    }
     let status = Worker::start("status", "comms-status", &[], &status_env)?;
     procs::wait_http(
         &format!("http://127.0.0.1:{health_status}/readyz"),

@@ -94,7 +94,7 @@ impl Bench {
     /// The environment a sender process of this bench runs with.
     pub fn sender_env(&self, health_port: u16) -> Vec<(String, String)> {
         let s = &self.settings;
-        [
+        let mut env: Vec<(String, String)> = [
             (
                 "COMMS__DATABASE__URL",
                 s.database.url.expose_secret().to_string(),
@@ -115,20 +115,12 @@ impl Bench {
             ),
             ("COMMS__PAUSE__BREAKER_FAILURES", "0".into()),
             ("COMMS__PAUSE__POLL_INTERVAL", "1s".into()),
-            // The bench's own consumer settings (COMMS__CONSUMER__* when it is run) carry over.
-            ("COMMS__CONSUMER__PREFETCH", s.consumer.prefetch.to_string()),
-            (
-                "COMMS__CONSUMER__CONCURRENCY",
-                s.consumer.concurrency.to_string(),
-            ),
-            (
-                "COMMS__CONSUMER__BATCH_MAX",
-                s.consumer.batch_max.to_string(),
-            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        .collect();
+        tune_consumer(&mut env, SENDER_CONSUMER);
+        env
     }
 
     /// One send request; SMS and email alternate, recipients repeat over 1 000 addresses.
@@ -236,5 +228,25 @@ async fn delete_namespace(connection: &Connection, topology: &Topology) {
         let _ = channel
             .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
             .await;
+    }
+}
+
+/// The senders' consumer settings in every send scenario: groups of up to 32, room for four
+/// groups per queue at once (a group holds a permit per delivery), and a prefetch of two rounds
+/// so full groups are already waiting in the client.
+pub const SENDER_CONSUMER: &[(&str, &str)] = &[
+    ("COMMS__CONSUMER__BATCH_MAX", "32"),
+    ("COMMS__CONSUMER__CONCURRENCY", "128"),
+    ("COMMS__CONSUMER__PREFETCH", "256"),
+];
+
+/// Sets each of `tuning` in a worker's `env`, unless the bench itself runs with that variable set
+/// (then the worker inherits the bench's value).
+pub fn tune_consumer(env: &mut Vec<(String, String)>, tuning: &[(&str, &str)]) {
+    for (name, value) in tuning {
+        env.retain(|(key, _)| key != name);
+        if std::env::var_os(name).is_none() {
+            env.push(((*name).into(), (*value).into()));
+        }
     }
 }

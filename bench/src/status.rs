@@ -18,7 +18,7 @@ use crate::stats::percentile;
 const TOKEN: &str = "bench-twilio-token";
 
 /// The status worker's consumer settings in this scenario (see `ingestion`).
-const STATUS_CONSUMER: [(&str, &str); 3] = [
+const STATUS_CONSUMER: &[(&str, &str)] = &[
     ("COMMS__CONSUMER__BATCH_MAX", "64"),
     ("COMMS__CONSUMER__CONCURRENCY", "128"),
     ("COMMS__CONSUMER__PREFETCH", "256"),
@@ -77,12 +77,7 @@ pub async fn ingestion(bench: &Bench, count: usize) -> anyhow::Result<(f64, f64,
     // of up to 64 callbacks per transaction, room for two groups at once (a group holds a permit
     // per delivery, so one commits while the next is built), and a prefetch of two rounds so
     // full groups are already waiting in the client.
-    for (name, value) in STATUS_CONSUMER {
-        if std::env::var_os(name).is_none() {
-            status_env.retain(|(key, _)| key != name);
-            status_env.push((name.into(), value.into()));
-        }
-    }
+    crate::load::tune_consumer(&mut status_env, STATUS_CONSUMER);
     let status = Worker::start("status", "comms-status", &[], &status_env)?;
     procs::wait_http(
         &format!("http://127.0.0.1:{health_status}/readyz"),

@@ -165,12 +165,14 @@ pub async fn expire_due(pool: &PgPool) -> Result<usize, sqlx::Error> {
 }
 
 /// The scopes on now (expired ones excluded even before the sweeper records them).
-pub async fn active(pool: &PgPool) -> Result<Vec<ActivePause>, sqlx::Error> {
+pub async fn active<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+) -> Result<Vec<ActivePause>, sqlx::Error> {
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, scope, scope_value, reason, actor, automatic, started_at, expires_at
          FROM comms.pauses WHERE expires_at IS NULL OR expires_at > now() ORDER BY started_at",
     )
-    .fetch_all(pool)
+    .fetch_all(executor)
     .await?;
     Ok(rows.into_iter().filter_map(Row::into_pause).collect())
 }

@@ -172,7 +172,7 @@ pub async fn watch(
         if listener.is_none() {
             listener = connect_listener(&pool).await;
             // Notifications sent while we were not listening are lost: always re-read.
-            reload(&pool, &switch).await;
+            reload(&mut listener, &pool, &switch).await;
         }
         let notified = async {
             match listener.as_mut() {
@@ -184,19 +184,19 @@ pub async fn watch(
             () = shutdown.cancelled() => break,
             received = notified => match received {
                 Ok(Some(notification)) => {
-                    reload(&pool, &switch).await;
+                    reload(&mut listener, &pool, &switch).await;
                     if let Ok(committed_ms) = notification.payload().parse::<i64>() {
                         let lag = chrono::Utc::now().timestamp_millis() - committed_ms;
                         metrics.apply_seconds.with_label_values::<&str>(&[]).observe(lag.max(0) as f64 / 1000.0);
                     }
                 }
-                Ok(None) => reload(&pool, &switch).await,
+                Ok(None) => reload(&mut listener, &pool, &switch).await,
                 Err(error) => {
                     tracing::warn!(%error, "pause listener lost; reconnecting");
                     listener = None;
                 }
             },
-            _ = ticker.tick() => reload(&pool, &switch).await,
+            _ = ticker.tick() => reload(&mut listener, &pool, &switch).await,
         }
         report(&switch, &health);
     }
@@ -208,8 +208,22 @@ async fn connect_listener(pool: &PgPool) -> Option<PgListener> {
     Some(listener)
 }
 
-async fn reload(pool: &PgPool, switch: &PauseSwitch) {
-    match tokio::time::timeout(Duration::from_secs(2), store::active(pool)).await {
+/// Reads the active pauses and applies them. The read goes over the listener's own connection
+/// when there is one, so a pool busy with dispatch work cannot delay a pause; if that connection
+/// fails it is dropped (the loop reconnects) and the pool is used.
+async fn reload(listener: &mut Option<PgListener>, pool: &PgPool, switch: &PauseSwitch) {
+    let limit = Duration::from_secs(2);
+    if let Some(own) = listener.as_mut() {
+        match tokio::time::timeout(limit, store::active(&mut *own)).await {
+            Ok(Ok(pauses)) => return switch.apply(pauses).await,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "pause listener connection failed; reconnecting")
+            }
+            Err(_) => tracing::warn!("pause switch read on the listener timed out; reconnecting"),
+        }
+        *listener = None;
+    }
+    match tokio::time::timeout(limit, store::active(pool)).await {
         Ok(Ok(pauses)) => switch.apply(pauses).await,
         Ok(Err(error)) => tracing::warn!(%error, "pause switch could not be read"),
         Err(_) => tracing::warn!("pause switch read timed out"),

@@ -192,7 +192,7 @@ async fn session<H: Handler>(
     ended
 }
 
-/// Decides one group of deliveries (a group of one for handlers that do not batch) and settles
+/// Decides one group of deliveries (always of one for handlers that do not group) and settles
 /// each delivery with its own outcome.
 async fn process_group<H: Handler>(
     runtime: Runtime,
@@ -206,7 +206,9 @@ async fn process_group<H: Handler>(
         .map(|delivery| incoming(&queue, delivery))
         .unzip();
     let metrics = crate::metrics::consumer();
-    if let [message] = messages.as_slice() {
+    // A handler that groups decides even a group of one as a group: its group path is its
+    // fast path (fewer round trips), and what it cannot take it hands to `handle` itself.
+    if let ([message], false) = (messages.as_slice(), handler.batches()) {
         let span = message_span(&queue, message);
         let timer = metrics
             .handler_seconds

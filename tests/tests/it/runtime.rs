@@ -12,6 +12,8 @@ use comms_tests::{TestEnv, eventually};
 use serde::Deserialize;
 use tokio::sync::Notify;
 
+mod groups;
+
 const WAIT: Duration = Duration::from_secs(20);
 
 #[derive(Deserialize)]
@@ -24,7 +26,7 @@ struct Job {
 }
 
 /// Records each job's key once (idempotent), commits, then optionally waits before returning.
-struct Ledger {
+pub(crate) struct Ledger {
     pool: sqlx::PgPool,
     hold_after_commit: Option<Arc<Notify>>,
     committed: Arc<Notify>,
@@ -32,7 +34,7 @@ struct Ledger {
 }
 
 impl Ledger {
-    fn new(pool: &sqlx::PgPool) -> Self {
+    pub(crate) fn new(pool: &sqlx::PgPool) -> Self {
         Self {
             pool: pool.clone(),
             hold_after_commit: None,
@@ -73,7 +75,7 @@ impl Handler for Ledger {
     }
 }
 
-async fn env_with_ledger(overrides: &[(&str, &str)]) -> TestEnv {
+pub(crate) async fn env_with_ledger(overrides: &[(&str, &str)]) -> TestEnv {
     let env = TestEnv::with(overrides).await;
     sqlx::query("CREATE TABLE ledger (key text PRIMARY KEY, deliveries int NOT NULL)")
         .execute(&env.pool)
@@ -82,7 +84,7 @@ async fn env_with_ledger(overrides: &[(&str, &str)]) -> TestEnv {
     env
 }
 
-async fn ledger_rows(env: &TestEnv) -> i64 {
+pub(crate) async fn ledger_rows(env: &TestEnv) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM ledger")
         .fetch_one(&env.pool)
         .await
@@ -97,7 +99,7 @@ fn start(env: &TestEnv, handler: Arc<Ledger>) -> (Shutdown, tokio::task::JoinHan
     (shutdown, task)
 }
 
-async fn publish_job(env: &TestEnv, body: &str) {
+pub(crate) async fn publish_job(env: &TestEnv, body: &str) {
     env.publish(&env.topology.send_exchange(), "send.sms", body.as_bytes())
         .await;
 }

@@ -91,15 +91,16 @@ impl Bench {
         })
     }
 
-    /// The environment a sender process of this bench runs with.
+    /// The environment a sender process of this bench runs with. Pool and consumer settings are
+    /// the project's defaults, or the bench's own `COMMS__DATABASE__*` / `COMMS__CONSUMER__*` when
+    /// it is run with them (worker processes inherit the bench's environment).
     pub fn sender_env(&self, health_port: u16) -> Vec<(String, String)> {
         let s = &self.settings;
-        let mut env: Vec<(String, String)> = [
+        [
             (
                 "COMMS__DATABASE__URL",
                 s.database.url.expose_secret().to_string(),
             ),
-            ("COMMS__DATABASE__MAX_CONNECTIONS", "16".into()),
             ("COMMS__AMQP__URL", s.amqp.url.expose_secret().to_string()),
             ("COMMS__AMQP__NAMESPACE", NAMESPACE.into()),
             ("COMMS__HTTP__LISTEN", format!("127.0.0.1:{health_port}")),
@@ -118,9 +119,7 @@ impl Bench {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        tune_consumer(&mut env, SENDER_CONSUMER);
-        env
+        .collect()
     }
 
     /// One send request; SMS and email alternate, recipients repeat over 1 000 addresses.
@@ -230,15 +229,6 @@ async fn delete_namespace(connection: &Connection, topology: &Topology) {
             .await;
     }
 }
-
-/// The senders' consumer settings in every send scenario: groups of up to 32, room for four
-/// groups per queue at once (a group holds a permit per delivery), and a prefetch of two rounds
-/// so full groups are already waiting in the client.
-pub const SENDER_CONSUMER: &[(&str, &str)] = &[
-    ("COMMS__CONSUMER__BATCH_MAX", "32"),
-    ("COMMS__CONSUMER__CONCURRENCY", "128"),
-    ("COMMS__CONSUMER__PREFETCH", "256"),
-];
 
 /// Sets each of `tuning` in a worker's `env`, unless the bench itself runs with that variable set
 /// (then the worker inherits the bench's value).

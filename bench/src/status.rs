@@ -17,7 +17,8 @@ use crate::stats::percentile;
 
 const TOKEN: &str = "bench-twilio-token";
 
-/// The status worker's consumer settings in this scenario (see `ingestion`).
+/// The status worker's consumer settings in this scenario: those of its Kubernetes deployment
+/// (deploy/kubernetes/status.yaml).
 const STATUS_CONSUMER: &[(&str, &str)] = &[
     ("COMMS__CONSUMER__BATCH_MAX", "64"),
     ("COMMS__CONSUMER__CONCURRENCY", "128"),

@@ -156,6 +156,26 @@ impl SendFleet {
         assert!(applied, "the sender applied the resume");
     }
 
+    /// A known contact with an SMS address and the given consent state.
+    pub async fn sms_contact(&self, phone: &str, consent: &str) -> Uuid {
+        let id: Uuid =
+            sqlx::query_scalar("INSERT INTO comms.contacts (name) VALUES ('x') RETURNING id")
+                .fetch_one(&self.env.pool)
+                .await
+                .expect("contact");
+        sqlx::query(
+            "INSERT INTO comms.contact_channels (contact_id, channel, address, consent_state)
+             VALUES ($1, 'sms', $2, $3)",
+        )
+        .bind(id)
+        .bind(phone)
+        .bind(consent)
+        .execute(&self.env.pool)
+        .await
+        .expect("contact channel");
+        id
+    }
+
     /// Publishes a send request as an upstream app would.
     pub async fn send(&self, request: &serde_json::Value) {
         let channel = request["channel"].as_str().unwrap_or("sms");

@@ -24,25 +24,6 @@ async fn fleet() -> SendFleet {
     fleet
 }
 
-/// A known contact with an SMS address and the given consent.
-async fn contact(fleet: &SendFleet, phone: &str, consent: &str) {
-    let id: Uuid =
-        sqlx::query_scalar("INSERT INTO comms.contacts (name) VALUES ('x') RETURNING id")
-            .fetch_one(&fleet.env.pool)
-            .await
-            .expect("contact");
-    sqlx::query(
-        "INSERT INTO comms.contact_channels (contact_id, channel, address, consent_state)
-         VALUES ($1, 'sms', $2, $3)",
-    )
-    .bind(id)
-    .bind(phone)
-    .bind(consent)
-    .execute(&fleet.env.pool)
-    .await
-    .expect("channel");
-}
-
 fn phone(i: usize) -> String {
     format!("+1415555{:04}", 1000 + i % 20)
 }
@@ -58,9 +39,9 @@ async fn count(fleet: &SendFleet, sql: &str) -> i64 {
 async fn a_queued_burst_goes_out_once_each_and_refusals_keep_their_reasons() {
     let mut fleet = fleet().await;
     for i in 0..20 {
-        contact(&fleet, &phone(i), "implied").await;
+        fleet.sms_contact(&phone(i), "implied").await;
     }
-    contact(&fleet, "+14155550101", "opted_out").await;
+    fleet.sms_contact("+14155550101", "opted_out").await;
     const BURST: usize = 150;
     for i in 0..BURST {
         fleet
@@ -155,7 +136,7 @@ async fn a_queued_burst_goes_out_once_each_and_refusals_keep_their_reasons() {
 async fn a_pause_in_force_holds_a_whole_queued_burst_and_resuming_sends_each_once() {
     let mut fleet = fleet().await;
     for i in 0..20 {
-        contact(&fleet, &phone(i), "implied").await;
+        fleet.sms_contact(&phone(i), "implied").await;
     }
     // Committed before the sender starts: it loads the switch before it consumes anything.
     pause_store::pause(
@@ -227,7 +208,7 @@ async fn a_pause_in_force_holds_a_whole_queued_burst_and_resuming_sends_each_onc
 async fn provider_failures_inside_a_group_are_retried_or_failed_one_by_one() {
     let mut fleet = fleet().await;
     for i in 0..20 {
-        contact(&fleet, &phone(i), "implied").await;
+        fleet.sms_contact(&phone(i), "implied").await;
     }
     let sandbox = fleet.sandbox();
     sandbox

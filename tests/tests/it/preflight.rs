@@ -50,18 +50,7 @@ async fn opted_out_and_suppressed_contacts_are_never_sent_to() {
         ("+14155550101", "opted_out"),
         ("+14155550102", "suppressed"),
     ] {
-        let contact: Uuid =
-            sqlx::query_scalar("INSERT INTO comms.contacts (name) VALUES ('x') RETURNING id")
-                .fetch_one(&fleet.env.pool)
-                .await
-                .expect("contact");
-        sqlx::query("INSERT INTO comms.contact_channels (contact_id, channel, address, consent_state) VALUES ($1, 'sms', $2, $3)")
-            .bind(contact)
-            .bind(phone)
-            .bind(state)
-            .execute(&fleet.env.pool)
-            .await
-            .expect("channel");
+        fleet.sms_contact(phone, state).await;
         fleet
             .send(&sms_request(state, phone, fleet.client_id))
             .await;

@@ -58,7 +58,8 @@ impl TestEnv {
                 level,
                 ..Default::default()
             };
-            comms_shared::telemetry::init(&log, "comms-tests");
+            // Nothing is exported from tests: the handle is not needed.
+            let _ = comms_shared::telemetry::init(&log, "comms-tests");
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let database = format!("comms_test_{}", &id[..16]);

@@ -79,6 +79,10 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// A `tracing` filter such as `info` or `info,comms_sender=debug`; `RUST_LOG` wins if set.
     pub level: String,
+    /// Where to export traces: an OTLP/HTTP collector's base URL (spans go to `<url>/v1/traces`).
+    /// Unset, the standard `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// are used; with none of them, trace context still travels but no span is exported.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for LogSettings {
@@ -86,6 +90,7 @@ impl Default for LogSettings {
         Self {
             format: LogFormat::Pretty,
             level: "info".into(),
+            otlp_endpoint: None,
         }
     }
 }

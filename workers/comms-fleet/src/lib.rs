@@ -29,7 +29,13 @@ pub struct Options {
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let settings = Settings::load().context("loading settings")?;
-    comms_shared::telemetry::init(&settings.log, "comms-fleet");
+    let telemetry = comms_shared::telemetry::init(&settings.log, "comms-fleet");
+    let result = run_fleet(settings, options).await;
+    telemetry.finish().await;
+    result
+}
+
+async fn run_fleet(settings: Settings, options: Options) -> anyhow::Result<()> {
     let mut settings = Arc::new(settings);
     let shutdown = comms_shared::shutdown::on_signals();
 

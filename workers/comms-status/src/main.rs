@@ -5,7 +5,9 @@ use anyhow::Context;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = comms_shared::settings::Settings::load().context("loading settings")?;
-    comms_shared::telemetry::init(&settings.log, "comms-status");
+    let telemetry = comms_shared::telemetry::init(&settings.log, "comms-status");
     let shutdown = comms_shared::shutdown::on_signals();
-    comms_status::run_standalone(settings, shutdown).await
+    let result = comms_status::run_standalone(settings, shutdown).await;
+    telemetry.finish().await;
+    result
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use secrecy::ExposeSecret;
 
@@ -34,9 +35,18 @@ pub enum PublishError {
 }
 
 /// Connects to the broker named in the settings. The URL never appears in errors or logs.
+/// The connection proposes `amqp.frame_max` unless the URL carries its own `frame_max`.
 pub async fn connect(settings: &AmqpSettings, name: &str) -> Result<Connection, lapin::Error> {
     let props = ConnectionProperties::default().with_connection_name(name.into());
-    Connection::connect(settings.url.expose_secret(), props).await
+    let url = settings.url.expose_secret();
+    match url.parse::<AMQPUri>() {
+        Ok(mut uri) => {
+            uri.query.frame_max = uri.query.frame_max.or(Some(settings.frame_max));
+            Connection::connect_uri(uri, props).await
+        }
+        // lapin reports what is wrong with the URL (without echoing it).
+        Err(_) => Connection::connect(url, props).await,
+    }
 }
 
 /// A channel in confirm mode that publishes persistent, mandatory messages.

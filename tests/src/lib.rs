@@ -40,7 +40,8 @@ pub struct TestEnv {
     pub topology: Topology,
     pub database: String,
     pub publisher: Publisher,
-    connection: lapin::Connection,
+    /// The test's own broker connection (made like every worker's).
+    pub connection: lapin::Connection,
     torn_down: bool,
 }
 

@@ -96,6 +96,9 @@ impl Settings {
         if !(amqp.starts_with("amqp://") || amqp.starts_with("amqps://")) {
             return invalid("amqp.url", "must start with amqp:// or amqps://");
         }
+        if self.amqp.frame_max < 4096 {
+            return invalid("amqp.frame_max", "must be at least 4096 (the AMQP minimum)");
+        }
         if self.consumer.prefetch == 0 {
             return invalid("consumer.prefetch", "must be at least 1");
         }

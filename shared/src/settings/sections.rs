@@ -37,6 +37,11 @@ pub struct AmqpSettings {
     /// Prepended to every exchange and queue name. Empty in production; tests and shared brokers
     /// use it to keep fleets apart on one vhost.
     pub namespace: String,
+    /// The largest AMQP frame this process proposes (bytes, at least 4096), unless the URL sets
+    /// `frame_max`. lapin keeps two buffers of 32 frames per connection, so RabbitMQ's default of
+    /// 128 KiB would pin 8 MiB per connection; send requests and callbacks are a few KiB, and a
+    /// larger message is simply split over more frames.
+    pub frame_max: u32,
 }
 
 impl Default for AmqpSettings {
@@ -44,6 +49,7 @@ impl Default for AmqpSettings {
         Self {
             url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
             namespace: String::new(),
+            frame_max: 16 * 1024,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Migrations, the append-only event log and configuration, against the real PostgreSQL.
+//! Migrations, the append-only event log and configuration against the real PostgreSQL, and how
+//! broker connections are made.
 
 use comms_tests::TestEnv;
 
@@ -122,4 +123,22 @@ async fn a_config_error_names_the_key() {
     .collect();
     let err = comms_shared::settings::Settings::load_from(&vars).expect_err("bad value");
     assert!(err.to_string().contains("consumer.concurrency"), "{err}");
+}
+
+#[tokio::test]
+async fn connections_use_small_frames_and_a_large_message_still_crosses_intact() {
+    let env = TestEnv::new().await;
+    assert_eq!(
+        env.connection.configuration().frame_max(),
+        16 * 1024,
+        "the broker accepted the proposed frame size"
+    );
+    // 200 KiB: thirteen frames of 16 KiB.
+    let body: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
+    env.publish(&env.topology.send_exchange(), "send.email", &body)
+        .await;
+    let drained = env.drain(&env.topology.send_queue("email").name).await;
+    assert_eq!(drained.len(), 1);
+    assert!(drained[0].0 == body, "the body arrived byte for byte");
+    env.teardown().await;
 }

@@ -1,13 +1,14 @@
 //! W3C trace context carried in AMQP headers, so one trace follows a message across queue hops.
 //!
 //! Publishers inject the current span's context into the headers; consumers extract it and make
-//! the handler's span its child. Retries and dead-lettering copy the incoming headers, so the
+//! the handler's span its child (or, for a span that decides a whole group, link to each). Retries and dead-lettering copy the incoming headers, so the
 //! context survives those hops too.
 
 use std::collections::HashMap;
 
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::TraceContextExt;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 struct HeaderInjector<'a>(&'a mut FieldTable);
@@ -42,6 +43,23 @@ pub fn inject_current(headers: &mut FieldTable) {
 
 /// Makes `span` a child of the trace context found in `headers`, if any.
 pub fn set_parent_from(headers: &FieldTable, span: &tracing::Span) {
+    if let Some(context) = extract(headers) {
+        let _ = span.set_parent(context);
+    }
+}
+
+/// Links `span` to the trace context found in `headers`, if any: how a span that works for a
+/// whole group of messages (each with its own trace) points at every one of them.
+pub fn link_from(headers: &FieldTable, span: &tracing::Span) {
+    if let Some(context) = extract(headers) {
+        let linked = context.span().span_context().clone();
+        if linked.is_valid() {
+            span.add_link(linked);
+        }
+    }
+}
+
+fn extract(headers: &FieldTable) -> Option<opentelemetry::Context> {
     let fields: HashMap<String, String> = headers
         .inner()
         .iter()
@@ -52,10 +70,10 @@ pub fn set_parent_from(headers: &FieldTable, span: &tracing::Span) {
         })
         .collect();
     if !fields.contains_key("traceparent") {
-        return;
+        return None;
     }
     let extractor = HeaderExtractor(fields);
-    let context =
-        opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&extractor));
-    let _ = span.set_parent(context);
+    Some(opentelemetry::global::get_text_map_propagator(
+        |propagator| propagator.extract(&extractor),
+    ))
 }

@@ -9,6 +9,10 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use comms_shared::settings::LogSettings;
+use lapin::types::{AMQPValue, FieldTable};
+
+/// The trace of a message that a group span links to.
+const LINKED_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
@@ -51,6 +55,15 @@ async fn spans_are_exported_to_the_configured_collector() {
         let _entered = span.enter();
         tracing::info!("handled");
     }
+    // A span deciding a group links to each message's own trace.
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "traceparent".into(),
+        AMQPValue::LongString(format!("00-{LINKED_TRACE}-00f067aa0ba902b7-01").into()),
+    );
+    let group = tracing::info_span!("group");
+    comms_shared::trace_context::link_from(&headers, &group);
+    drop(group);
     // Flushing on shutdown is what sends the batch: nothing is waited for by time.
     telemetry.finish().await;
 
@@ -58,7 +71,16 @@ async fn spans_are_exported_to_the_configured_collector() {
     assert_eq!(received.len(), 1, "one batch reached the collector");
     let (content_type, body) = &received[0];
     assert_eq!(content_type, "application/x-protobuf");
-    assert!(contains(body, b"comms-otlp-test"), "service.name is in the resource");
+    assert!(
+        contains(body, b"comms-otlp-test"),
+        "service.name is in the resource"
+    );
     assert!(contains(body, b"message"), "the span is in the batch");
     assert!(contains(body, b"comms.send.sms"), "with its attributes");
+    assert!(contains(body, b"group"), "the group's span too");
+    let linked: Vec<u8> = (0..LINKED_TRACE.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&LINKED_TRACE[i..i + 2], 16).expect("hex"))
+        .collect();
+    assert!(contains(body, &linked), "linked to the message's trace");
 }

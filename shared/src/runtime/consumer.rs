@@ -220,6 +220,9 @@ async fn process_group<H: Handler>(
         return;
     }
     let span = tracing::info_span!("group", queue.name = %queue, group.size = messages.len());
+    for message in &messages {
+        crate::trace_context::link_from(&message.headers, &span);
+    }
     let timer = metrics
         .handler_seconds
         .with_label_values(&[&queue])

@@ -191,14 +191,26 @@ async fn an_sms_enqueued_over_http_is_driven_to_delivered_by_signed_callbacks() 
     .await
     .expect("callbacks");
     assert!(statuses.contains(&"delivered".to_string()), "{statuses:?}");
-    let payloads: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM internal.provider_payloads p JOIN comms.messages m ON m.id = p.message_id
-         WHERE m.idempotency_key = 'e2e-sms'",
-    )
-    .fetch_one(&fleet.env.pool)
-    .await
-    .expect("payloads");
-    assert_eq!(payloads, i64::try_from(statuses.len()).expect("count"));
+    // Every callback is kept with its raw payload. A `sent` callback that outran the sender's
+    // record of the dispatch is applied on its retry, possibly after `delivered`: compare the two
+    // counts in one snapshot, until that retry has landed too.
+    let every_callback_has_its_payload = eventually(WAIT, || async {
+        let (callbacks, payloads): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM comms.delivery_callbacks cb JOIN comms.messages m ON m.id = cb.message_id
+                     WHERE m.idempotency_key = 'e2e-sms'),
+                    (SELECT count(*) FROM internal.provider_payloads p JOIN comms.messages m ON m.id = p.message_id
+                     WHERE m.idempotency_key = 'e2e-sms')",
+        )
+        .fetch_one(&fleet.env.pool)
+        .await
+        .expect("counts");
+        callbacks >= 2 && callbacks == payloads
+    })
+    .await;
+    assert!(
+        every_callback_has_its_payload,
+        "sent and delivered callbacks, each with its payload"
+    );
 
     // An undelivered SMS ends undelivered, with the carrier's reason and a next action.
     fleet

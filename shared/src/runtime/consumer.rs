@@ -151,6 +151,10 @@ async fn session<H: Handler>(
                 None => break,
             }
         }
+        if let Some(error) = failed {
+            // The session is over: the group was never handled, so the broker delivers it again.
+            break Err(error);
+        }
         let wanted = u32::try_from(group.len()).unwrap_or(u32::MAX);
         let Ok(permit) = permits.clone().acquire_many_owned(wanted).await else {
             break Err(SessionError::StreamEnded);
@@ -161,14 +165,12 @@ async fn session<H: Handler>(
             handler.clone(),
             queue.name.clone(),
             group,
+            batch_max > 1,
         );
         in_flight.spawn(async move {
             task.await;
             drop(permit);
         });
-        if let Some(error) = failed {
-            break Err(error);
-        }
     };
 
     if ended.is_ok() {
@@ -176,39 +178,49 @@ async fn session<H: Handler>(
         let _ = channel
             .basic_cancel(tag, BasicCancelOptions::default())
             .await;
-        let drained = tokio::time::timeout(settings.shutdown_grace, async {
-            while in_flight.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(queue.name = %queue.name, unfinished = in_flight.len(), "grace period over; unfinished messages return to the queue");
-            in_flight.abort_all();
-        }
+        finish_in_flight(&mut in_flight, settings.shutdown_grace, &queue.name).await;
         let _ = channel.close(200, "shutdown".into()).await;
         let _ = connection.close(200, "shutdown".into()).await;
     } else {
-        in_flight.abort_all();
+        // The broker link is gone, so these deliveries come back anyway; but work already at a
+        // provider must still record what happened, or a sent message would read as unknown.
+        finish_in_flight(&mut in_flight, settings.shutdown_grace, &queue.name).await;
     }
     ended
 }
 
-/// Decides one group of deliveries (always of one for handlers that do not group) and settles
-/// each delivery with its own outcome.
+/// Lets in-flight work finish within `grace`, then stops what is left (its deliveries return to
+/// the queue).
+async fn finish_in_flight(in_flight: &mut JoinSet<()>, grace: Duration, queue: &str) {
+    let drained = tokio::time::timeout(grace, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(queue.name = %queue, unfinished = in_flight.len(), "grace period over; unfinished messages return to the queue");
+        in_flight.abort_all();
+    }
+}
+
+/// Decides one group of deliveries (always of one when grouping is off: a handler that does not
+/// group, or `consumer.batch_max = 1`) and settles each delivery with its own outcome.
 async fn process_group<H: Handler>(
     runtime: Runtime,
     publisher: Publisher,
     handler: Arc<H>,
     queue: String,
     group: Vec<Delivery>,
+    grouping: bool,
 ) {
     let (messages, ackers): (Vec<Incoming>, Vec<Acker>) = group
         .into_iter()
         .map(|delivery| incoming(&queue, delivery))
         .unzip();
     let metrics = crate::metrics::consumer();
-    // A handler that groups decides even a group of one as a group: its group path is its
-    // fast path (fewer round trips), and what it cannot take it hands to `handle` itself.
-    if let ([message], false) = (messages.as_slice(), handler.batches()) {
+    // While grouping is on, a handler that groups decides even a group of one as a group: its
+    // group path is its fast path (fewer round trips), and what it cannot take it hands to
+    // `handle` itself. `consumer.batch_max = 1` turns grouping off: every delivery to `handle`.
+    if let ([message], false) = (messages.as_slice(), grouping) {
         let span = message_span(&queue, message);
         let timer = metrics
             .handler_seconds

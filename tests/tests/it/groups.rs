@@ -249,3 +249,42 @@ async fn provider_failures_inside_a_group_are_retried_or_failed_one_by_one() {
     }
     fleet.stop().await;
 }
+
+#[tokio::test]
+async fn a_queued_burst_under_a_rate_limit_still_goes_out_once_each() {
+    let mut fleet = SendFleet::without_sender(&[
+        ("COMMS__CONSUMER__BATCH_MAX", "40"),
+        ("COMMS__CONSUMER__PREFETCH", "200"),
+        ("COMMS__CONSUMER__CONCURRENCY", "80"),
+        ("COMMS__RATE__SMS__PER_SECOND", "100"),
+        ("COMMS__RATE__SMS__BURST", "5"),
+    ])
+    .await;
+    fleet
+        .approved_template("welcome", "sms", None, "Hi {{ name }}, welcome aboard!")
+        .await;
+    for i in 0..20 {
+        fleet.sms_contact(&phone(i), "implied").await;
+    }
+    // More than a burst in every group: what finds no token waits for one on its own.
+    for i in 0..60 {
+        fleet
+            .send(&sms_request(
+                &format!("limited-{i}"),
+                &phone(i),
+                fleet.client_id,
+            ))
+            .await;
+    }
+    fleet.start_sender();
+    let sent = "SELECT count(*) FROM comms.messages WHERE idempotency_key LIKE 'limited-%' AND delivery_state = 'sent'";
+    assert!(
+        comms_tests::eventually(std::time::Duration::from_secs(30), || async {
+            count(&fleet, sent).await == 60
+        })
+        .await,
+        "every message is sent"
+    );
+    assert_eq!(fleet.sandbox().messages().await.expect("sandbox").len(), 60);
+    fleet.stop().await;
+}

@@ -14,10 +14,11 @@
 //! message is never decided by both: the group records only keys that are new, and the one-message
 //! path runs for a key only after the group is done with it.
 
+mod dispatch;
 mod lookup;
 mod write;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use comms_shared::contract::{Channel, Kind, ValidSendRequest, parse_send_request};
 use comms_shared::pause::switch::Verdict;
@@ -25,12 +26,10 @@ use comms_shared::runtime::{Handler, Incoming, Outcome};
 use futures_util::future::join_all;
 
 use crate::handler::{SendHandler, stage};
-use crate::outcomes;
 use crate::portal_safe;
 use crate::preflight;
-use crate::providers::{Dispatch, Outbound};
 use crate::render;
-use write::{Accepted, NewMessage};
+use write::NewMessage;
 
 /// Decides `deliveries`, one outcome each, in order.
 pub async fn handle(handler: &SendHandler, deliveries: &[Incoming]) -> Vec<Outcome> {
@@ -117,7 +116,13 @@ async fn send_together(
     let requests: Vec<&ValidSendRequest> = candidates.iter().map(|(_, r)| r).collect();
     let known = match lookup::load(&handler.pool, &requests).await {
         Ok(known) => known,
-        Err(error) => return (all_retry(&candidates, &error), Vec::new()),
+        Err(error) => {
+            let decided = candidates
+                .iter()
+                .map(|(index, _)| (*index, database_retry(&error)))
+                .collect();
+            return (decided, Vec::new());
+        }
     };
     // Preflight and render from what was read; anything that would not pass goes alone, where
     // it is recorded and refused with its reason.
@@ -142,11 +147,18 @@ async fn send_together(
         }
     }
     let t = stage("group_preflight_render", t);
-    for (_, request, ..) in &ready {
+    // The rate limit, without waiting: a message that finds no token goes alone and waits for
+    // one there, so a group never sends more at once than the limit allows.
+    ready.retain(|(index, request, ..)| {
         let channel = request.channel.as_str();
-        let account = handler.providers.account(channel);
-        handler.limits.until_ready(channel, &account).await;
-    }
+        let allowed = handler
+            .limits
+            .try_take(channel, &handler.providers.account(channel));
+        if !allowed {
+            left.push(*index);
+        }
+        allowed
+    });
     // The pause switch, once for the group: one guard (so a pause being applied waits for these
     // dispatches, and none starts after it), a verdict per message.
     let Some((_, first, ..)) = ready.first() else {
@@ -156,13 +168,14 @@ async fn send_together(
         .switch
         .enter(first.channel.as_str(), first.kind.as_str(), None)
         .await;
-    let mut clear = Vec::new();
+    let (mut clear, mut clear_index) = (Vec::new(), Vec::new());
     for (index, request, contact, client_id, rendered) in &ready {
         let verdict =
             handler
                 .switch
                 .verdict(request.channel.as_str(), request.kind.as_str(), *client_id);
         if verdict == Verdict::Clear {
+            clear_index.push(*index);
             clear.push(NewMessage {
                 request,
                 contact_id: contact.contact_id,
@@ -179,132 +192,38 @@ async fn send_together(
     let claimed = match write::record_and_claim(&handler.pool, &clear).await {
         Ok(claimed) => claimed,
         Err(error) => {
-            let decided = all_retry(&candidates, &error);
-            return (decided, Vec::new());
+            let decided = clear_index
+                .iter()
+                .map(|index| (*index, database_retry(&error)))
+                .collect();
+            return (decided, left);
         }
     };
     let t = stage("group_record_claim", t);
-    let index_of = |key: &str| {
-        ready
-            .iter()
-            .find(|(_, r, ..)| r.idempotency_key == key)
-            .map(|(i, ..)| *i)
-    };
-    // Keys that already existed were not claimed here: the one-message path decides them.
-    let claimed_keys: HashSet<&str> = claimed.iter().map(|m| m.idempotency_key.as_str()).collect();
-    left.extend(
-        clear
-            .iter()
-            .filter(|m| !claimed_keys.contains(m.request.idempotency_key.as_str()))
-            .filter_map(|m| index_of(&m.request.idempotency_key)),
-    );
-
-    let mut decided = Vec::new();
-    let mut outbound = Vec::new();
+    let position: HashMap<&str, usize> = clear
+        .iter()
+        .enumerate()
+        .map(|(at, m)| (m.request.idempotency_key.as_str(), at))
+        .collect();
+    let mut mine = Vec::new();
+    let mut taken = vec![false; clear.len()];
     for message in &claimed {
-        let Some(new) = clear
-            .iter()
-            .find(|n| n.request.idempotency_key == message.idempotency_key)
-        else {
-            continue;
-        };
-        let Some(index) = index_of(&message.idempotency_key) else {
-            continue;
-        };
-        // A pause read while this group was claiming: stop before the provider.
-        if let Some(pause) =
-            handler
-                .switch
-                .pending_cover(&message.channel, &message.kind, new.client_id)
-        {
-            let outcome = outcomes::hold_claimed(handler, message, &pause).await;
-            decided.push((index, outcome.unwrap_or_else(database_retry)));
-            continue;
-        }
-        outbound.push((
-            index,
-            message,
-            Outbound {
-                message_id: message.id,
-                channel: message.channel.clone(),
-                kind: message.kind.clone(),
-                contact_id: message.contact_id,
-                client_id: new.client_id,
-                to: message.recipient_address.clone(),
-                subject: new.rendered.subject.clone(),
-                body: new.rendered.body.clone(),
-            },
-        ));
-    }
-    let dispatches = join_all(
-        outbound
-            .iter()
-            .map(|(_, _, out)| handler.providers.dispatch(out)),
-    )
-    .await;
-    let t = stage("group_provider", t);
-    let (mut sent, mut accepted, mut others) = (Vec::new(), Vec::new(), Vec::new());
-    for ((index, message, _), dispatch) in outbound.iter().zip(dispatches) {
-        match &dispatch {
-            Dispatch::Transient { reason, .. } => {
-                handler
-                    .breaker
-                    .failure(&handler.pool, &handler.switch, &message.channel, reason)
-                    .await;
-            }
-            _ => handler.breaker.success(&message.channel),
-        }
-        match dispatch {
-            Dispatch::Sent {
-                provider,
-                provider_message_id,
-            } => {
-                tracing::info!(message.id = %message.id, provider, attempt = 1, "sent");
-                sent.push((*index, *message));
-                accepted.push(Accepted {
-                    message_id: message.id,
-                    provider,
-                    provider_message_id,
-                    attempt: 1,
-                });
-            }
-            other => others.push((*index, *message, other)),
+        if let Some(&at) = position.get(message.idempotency_key.as_str()) {
+            taken[at] = true;
+            mine.push((clear_index[at], message, &clear[at]));
         }
     }
-    match write::record_sent(&handler.pool, &accepted).await {
-        Ok(_) => decided.extend(sent.iter().map(|(index, _)| (*index, Outcome::Ack))),
-        // Recorded one by one instead, each with its own outcome.
-        Err(error) => {
-            tracing::warn!(%error, "recording the group's sends failed; recording each alone");
-            for ((index, message), accepted) in sent.into_iter().zip(accepted) {
-                let dispatch = Dispatch::Sent {
-                    provider: accepted.provider,
-                    provider_message_id: accepted.provider_message_id,
-                };
-                others.push((index, message, dispatch));
-            }
-        }
-    }
-    for (index, message, dispatch) in others {
-        let outcome = outcomes::record_dispatch(handler, message, 1, dispatch).await;
-        decided.push((index, outcome.unwrap_or_else(database_retry)));
-    }
-    stage("group_outcome", t);
+    // Keys that already existed were not claimed here: the one-message path decides them.
+    left.extend(
+        (0..clear.len())
+            .filter(|at| !taken[*at])
+            .map(|at| clear_index[at]),
+    );
+    let decided = dispatch::send_claimed(handler, &mine).await;
+    stage("group_provider_outcome", t);
     (decided, left)
 }
 
-fn database_retry(error: sqlx::Error) -> Outcome {
+fn database_retry(error: &sqlx::Error) -> Outcome {
     Outcome::retry(format!("database unavailable: {error}"))
-}
-
-fn all_retry(candidates: &[(usize, ValidSendRequest)], error: &sqlx::Error) -> Decided {
-    candidates
-        .iter()
-        .map(|(index, _)| {
-            (
-                *index,
-                Outcome::retry(format!("database unavailable: {error}")),
-            )
-        })
-        .collect()
 }

@@ -27,7 +27,8 @@ pub struct NewMessage<'a> {
 const DISPATCH_RECOVERY: &str = "if the outcome is never recorded, the message is failed as dispatch_outcome_unknown for the owner to check";
 
 /// Records each message already claimed for dispatch (`sending`, attempt 1, rendered content
-/// stored) with its `received` and `dispatching` events. Returns the messages it created; a
+/// stored) with its `received` and `dispatching` events. Rows are inserted in key order, so two
+/// groups holding the same keys wait on each other in one order only (never a deadlock). Returns the messages it created; a
 /// message whose idempotency key already exists is not among them.
 pub async fn record_and_claim(
     pool: &PgPool,
@@ -56,7 +57,7 @@ pub async fn record_and_claim(
                  trigger, record_type, record_id, template_name, template_version, contains_roi,
                  ai_draft, send_after, request, subject, body, sms_encoding, sms_segments,
                  client_id, 'sending', 1
-             FROM input ORDER BY ord
+             FROM input ORDER BY idempotency_key
              ON CONFLICT (idempotency_key) DO NOTHING
              RETURNING id, idempotency_key, channel, kind, contact_id, recipient_address,
                  delivery_state, send_after, held_by_pause, created_at, updated_at, owner, source,

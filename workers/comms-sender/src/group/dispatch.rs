@@ -1,0 +1,122 @@
+//! The provider calls of a group's claimed messages and the recording of what came back.
+//!
+//! Each call is preceded, with nothing in between, by the check for a pause read while the group
+//! was claiming (as on the one-message path); a message it covers is held instead. Acceptances
+//! are recorded in one statement; holds, failures and retries each through the one-message
+//! outcome code, side by side.
+
+use comms_shared::pause::ActivePause;
+use comms_shared::runtime::Outcome;
+use futures_util::future::join_all;
+
+use super::write::{self, Accepted, NewMessage};
+use super::{Decided, database_retry};
+use crate::handler::SendHandler;
+use crate::outcomes;
+use crate::providers::{Dispatch, Outbound};
+use crate::store::Message;
+
+/// What became of one claimed message at the provider's door.
+enum Called {
+    Dispatched(Dispatch),
+    /// A pending pause covered it: never sent.
+    Held(ActivePause),
+}
+
+/// Sends every claimed message (delivery index, message, what was claimed) and records each
+/// outcome; returns the outcome of every delivery.
+pub(super) async fn send_claimed(
+    handler: &SendHandler,
+    claimed: &[(usize, &Message, &NewMessage<'_>)],
+) -> Decided {
+    let called = join_all(claimed.iter().map(|(_, message, new)| async move {
+        if let Some(pause) =
+            handler
+                .switch
+                .pending_cover(&message.channel, &message.kind, new.client_id)
+        {
+            return Called::Held(pause);
+        }
+        Called::Dispatched(handler.providers.dispatch(&outbound(message, new)).await)
+    }))
+    .await;
+
+    let (mut sent, mut accepted, mut others) = (Vec::new(), Vec::new(), Vec::new());
+    for ((index, message, _), called) in claimed.iter().zip(called) {
+        let dispatch = match called {
+            Called::Held(pause) => {
+                others.push((*index, *message, Err(pause)));
+                continue;
+            }
+            Called::Dispatched(dispatch) => dispatch,
+        };
+        match &dispatch {
+            Dispatch::Transient { reason, .. } => {
+                handler
+                    .breaker
+                    .failure(&handler.pool, &handler.switch, &message.channel, reason)
+                    .await;
+            }
+            _ => handler.breaker.success(&message.channel),
+        }
+        match dispatch {
+            Dispatch::Sent {
+                provider,
+                provider_message_id,
+            } => {
+                tracing::info!(message.id = %message.id, provider, attempt = 1, "sent");
+                sent.push((*index, *message));
+                accepted.push(Accepted {
+                    message_id: message.id,
+                    provider,
+                    provider_message_id,
+                    attempt: 1,
+                });
+            }
+            other => others.push((*index, *message, Ok(other))),
+        }
+    }
+
+    let mut decided = Vec::new();
+    match write::record_sent(&handler.pool, &accepted).await {
+        Ok(_) => decided.extend(sent.iter().map(|(index, _)| (*index, Outcome::Ack))),
+        // Recorded one by one instead, each with its own outcome.
+        Err(error) => {
+            tracing::warn!(%error, "recording the group's sends failed; recording each alone");
+            for ((index, message), accepted) in sent.into_iter().zip(accepted) {
+                let dispatch = Dispatch::Sent {
+                    provider: accepted.provider,
+                    provider_message_id: accepted.provider_message_id,
+                };
+                others.push((index, message, Ok(dispatch)));
+            }
+        }
+    }
+    let recorded = join_all(
+        others
+            .into_iter()
+            .map(|(index, message, result)| async move {
+                let outcome = match result {
+                    Ok(dispatch) => outcomes::record_dispatch(handler, message, 1, dispatch).await,
+                    Err(pause) => outcomes::hold_claimed(handler, message, &pause).await,
+                };
+                (index, outcome.unwrap_or_else(|e| database_retry(&e)))
+            }),
+    )
+    .await;
+    decided.extend(recorded);
+    decided
+}
+
+fn outbound(message: &Message, new: &NewMessage<'_>) -> Outbound {
+    Outbound {
+        message_id: message.id,
+        channel: message.channel.clone(),
+        kind: message.kind.clone(),
+        contact_id: message.contact_id,
+        client_id: new.client_id,
+        to: message.recipient_address.clone(),
+        subject: new.rendered.subject.clone(),
+        body: new.rendered.body.clone(),
+    }
+}

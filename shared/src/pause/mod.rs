@@ -12,14 +12,14 @@ pub mod release;
 pub mod store;
 pub mod switch;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The PostgreSQL notification channel every pause change is announced on.
 pub const NOTIFY_CHANNEL: &str = "comms_pause";
 
 /// What a pause covers.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "scope", content = "value", rename_all = "snake_case")]
 pub enum Scope {
     Global,
@@ -79,7 +79,7 @@ impl std::fmt::Display for Scope {
 }
 
 /// One scope that is on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivePause {
     pub id: Uuid,
     pub scope: Scope,

@@ -2,8 +2,9 @@
 //!
 //! `comms.pauses` holds the scopes that are on; `comms.pause_events` is the append-only record of
 //! every pause, resume, extension and expiry. Each change commits together with its event and a
-//! `NOTIFY comms_pause` carrying the commit time, so workers apply it at once and can measure how
-//! long that took.
+//! `NOTIFY comms_pause` whose payload is JSON: `at`, the commit-side time in milliseconds (so
+//! workers can measure how long applying took) and, for a pause or an extension, `pause`, the
+//! pause itself (so workers stop dispatches it covers before they have even re-read the switch).
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -95,19 +96,20 @@ pub async fn pause(pool: &PgPool, request: &PauseRequest) -> Result<ActivePause,
     .bind(request.expires_at)
     .fetch_one(&mut *tx)
     .await?;
-    record(
-        &mut tx,
-        row.id,
+    let pause = row
+        .into_pause()
+        .ok_or(PauseError::Db(sqlx::Error::RowNotFound))?;
+    let change = Change {
+        pause_id: pause.id,
         action,
-        &request.scope,
-        &request.reason,
-        &request.actor,
-        request.expires_at,
-    )
-    .await?;
+        scope: &request.scope,
+        reason: &request.reason,
+        actor: &request.actor,
+        expires_at: request.expires_at,
+    };
+    record(&mut tx, change, Some(&pause)).await?;
     tx.commit().await?;
-    row.into_pause()
-        .ok_or(PauseError::Db(sqlx::Error::RowNotFound))
+    Ok(pause)
 }
 
 /// Turns a scope off. Held messages are then released by [`super::release`].
@@ -130,7 +132,15 @@ pub async fn resume(
     .fetch_optional(&mut *tx)
     .await?;
     let row = row.ok_or_else(|| PauseError::NotPaused(scope.clone()))?;
-    record(&mut tx, row.id, "resume", scope, reason, actor, None).await?;
+    let change = Change {
+        pause_id: row.id,
+        action: "resume",
+        scope,
+        reason,
+        actor,
+        expires_at: None,
+    };
+    record(&mut tx, change, None).await?;
     tx.commit().await?;
     row.into_pause()
         .ok_or(PauseError::Db(sqlx::Error::RowNotFound))
@@ -148,16 +158,15 @@ pub async fn expire_due(pool: &PgPool) -> Result<usize, sqlx::Error> {
     for row in &rows {
         if let Some(scope) = Scope::from_parts(&row.scope, &row.scope_value) {
             let reason = format!("expired (was: {})", row.reason);
-            record(
-                &mut tx,
-                row.id,
-                "expire",
-                &scope,
-                &reason,
-                "comms-fleet",
-                row.expires_at,
-            )
-            .await?;
+            let change = Change {
+                pause_id: row.id,
+                action: "expire",
+                scope: &scope,
+                reason: &reason,
+                actor: "comms-fleet",
+                expires_at: row.expires_at,
+            };
+            record(&mut tx, change, None).await?;
         }
     }
     tx.commit().await?;
@@ -177,33 +186,50 @@ pub async fn active<'e>(
     Ok(rows.into_iter().filter_map(Row::into_pause).collect())
 }
 
+/// One change of the switch, as its event records it.
+struct Change<'a> {
+    pause_id: Uuid,
+    action: &'a str,
+    scope: &'a Scope,
+    reason: &'a str,
+    actor: &'a str,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// Notification payloads stay well under PostgreSQL's 8000-byte limit; a pause too large to
+/// announce (a very long reason) is announced without itself, and workers re-read it instead.
+const MAX_ANNOUNCED_BYTES: usize = 6000;
+
+/// Appends the change's event and announces it with `NOTIFY comms_pause` (see the module docs).
 async fn record(
     tx: &mut Transaction<'_, Postgres>,
-    pause_id: Uuid,
-    action: &str,
-    scope: &Scope,
-    reason: &str,
-    actor: &str,
-    expires_at: Option<DateTime<Utc>>,
+    change: Change<'_>,
+    announced: Option<&ActivePause>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO comms.pause_events (pause_id, action, scope, scope_value, reason, actor, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(pause_id)
-    .bind(action)
-    .bind(scope.name())
-    .bind(scope.value())
-    .bind(reason.trim())
-    .bind(actor.trim())
-    .bind(expires_at)
+    .bind(change.pause_id)
+    .bind(change.action)
+    .bind(change.scope.name())
+    .bind(change.scope.value())
+    .bind(change.reason.trim())
+    .bind(change.actor.trim())
+    .bind(change.expires_at)
     .execute(&mut **tx)
     .await?;
-    // The payload is the commit-side clock, so each worker can measure commit-to-apply time.
+    let pause = announced
+        .and_then(|pause| serde_json::to_value(pause).ok())
+        .filter(|pause| pause.to_string().len() <= MAX_ANNOUNCED_BYTES);
+    // `at` is the commit-side clock, so each worker can measure commit-to-apply time.
     sqlx::query(
-        "SELECT pg_notify($1, (extract(epoch FROM clock_timestamp()) * 1000)::bigint::text)",
+        "SELECT pg_notify($1, json_build_object(
+             'at', (extract(epoch FROM clock_timestamp()) * 1000)::bigint,
+             'pause', $2::jsonb)::text)",
     )
     .bind(NOTIFY_CHANNEL)
+    .bind(pause)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -112,7 +112,20 @@ impl PauseSwitch {
             view.generation += 1;
         } else {
             let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+            // Nothing changed: an announced pause that is not (or no longer) on is dropped.
+            view.pending.clear();
             view.confirmed_at = Some(Instant::now());
+        }
+    }
+
+    /// Takes an announced pause as pending until the next read applies it: dispatches already
+    /// past the gate check pending pauses immediately before their provider call
+    /// ([`Self::pending_cover`]), so they stop now rather than after the re-read.
+    pub fn expect(&self, pause: ActivePause) {
+        let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        let known = view.pauses.iter().chain(&view.pending).any(|p| p == &pause);
+        if !known {
+            view.pending.push(pause);
         }
     }
 
@@ -184,8 +197,13 @@ pub async fn watch(
             () = shutdown.cancelled() => break,
             received = notified => match received {
                 Ok(Some(notification)) => {
+                    let announced = Announcement::parse(notification.payload());
+                    // A new pause stops covered dispatches at once, before the re-read confirms it.
+                    if let Some(pause) = announced.as_ref().and_then(|a| a.pause.clone()) {
+                        switch.expect(pause);
+                    }
                     reload(&mut listener, &pool, &switch).await;
-                    if let Ok(committed_ms) = notification.payload().parse::<i64>() {
+                    if let Some(committed_ms) = announced.map(|a| a.at) {
                         let lag = chrono::Utc::now().timestamp_millis() - committed_ms;
                         metrics.apply_seconds.with_label_values::<&str>(&[]).observe(lag.max(0) as f64 / 1000.0);
                     }
@@ -199,6 +217,27 @@ pub async fn watch(
             _ = ticker.tick() => reload(&mut listener, &pool, &switch).await,
         }
         report(&switch, &health);
+    }
+}
+
+/// The payload of a `comms_pause` notification (see [`super::store`]).
+#[derive(Debug, serde::Deserialize)]
+struct Announcement {
+    /// When the change was committed, in milliseconds since the epoch.
+    at: i64,
+    /// The pause itself, for a pause or an extension.
+    pause: Option<ActivePause>,
+}
+
+impl Announcement {
+    /// Reads a payload; a bare number (an older publisher) is just the commit time.
+    fn parse(payload: &str) -> Option<Self> {
+        serde_json::from_str(payload).ok().or_else(|| {
+            payload
+                .parse::<i64>()
+                .ok()
+                .map(|at| Self { at, pause: None })
+        })
     }
 }
 
@@ -273,64 +312,5 @@ pub fn report(switch: &PauseSwitch, health: &Health) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pause::Scope;
-
-    fn global() -> ActivePause {
-        ActivePause {
-            id: Uuid::new_v4(),
-            scope: Scope::Global,
-            reason: "incident".into(),
-            actor: "oncall".into(),
-            automatic: false,
-            started_at: chrono::Utc::now(),
-            expires_at: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_new_pause_waits_for_dispatches_in_flight_which_see_it_before_their_provider_call() {
-        let switch = PauseSwitch::new(Duration::from_secs(5));
-        switch.apply(Vec::new()).await;
-        let (in_flight, verdict) = switch.enter("sms", "transactional", None).await;
-        assert_eq!(verdict, Verdict::Clear);
-
-        let applying = tokio::spawn({
-            let switch = switch.clone();
-            async move { switch.apply(vec![global()]).await }
-        });
-        let mut seen = false;
-        for _ in 0..1000 {
-            if switch.pending_cover("sms", "transactional", None).is_some() {
-                seen = true;
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        assert!(
-            seen,
-            "the dispatch in flight sees the pause before its provider call"
-        );
-        assert!(
-            switch.active().is_empty(),
-            "not applied while a dispatch is in flight"
-        );
-
-        drop(in_flight);
-        applying.await.expect("apply finishes");
-        assert_eq!(switch.active().len(), 1);
-        assert!(switch.pending_cover("sms", "transactional", None).is_none());
-        let (_next, verdict) = switch.enter("email", "outreach", None).await;
-        assert!(matches!(verdict, Verdict::Paused(_)));
-    }
-
-    #[test]
-    fn a_switch_never_loaded_is_blind() {
-        let switch = PauseSwitch::new(Duration::from_secs(5));
-        assert_eq!(
-            switch.verdict("sms", "transactional", None),
-            Verdict::Blind { stale_for: None }
-        );
-    }
-}
+#[path = "switch_tests.rs"]
+mod tests;

@@ -28,6 +28,15 @@ fn phone(i: usize) -> String {
     format!("+1415555{:04}", 1000 + i % 20)
 }
 
+/// Whether `sql` (a count) reaches `expected` within 30 s.
+async fn count_reaches(fleet: &SendFleet, sql: &str, expected: usize) -> bool {
+    let expected = i64::try_from(expected).expect("count");
+    comms_tests::eventually(std::time::Duration::from_secs(30), || async {
+        count(fleet, sql).await == expected
+    })
+    .await
+}
+
 async fn count(fleet: &SendFleet, sql: &str) -> i64 {
     sqlx::query_scalar(sql)
         .fetch_one(&fleet.env.pool)
@@ -76,14 +85,11 @@ async fn a_queued_burst_goes_out_once_each_and_refusals_keep_their_reasons() {
     let last = format!("burst-{}", BURST - 1);
     assert!(fleet.reaches(&last, "sent").await);
     assert!(
-        comms_tests::eventually(std::time::Duration::from_secs(30), || async {
-            count(
-                &fleet,
-                "SELECT count(*) FROM comms.messages WHERE idempotency_key LIKE 'burst-%' AND delivery_state = 'sent'",
-            )
-            .await
-                == BURST as i64
-        })
+        count_reaches(
+            &fleet,
+            "SELECT count(*) FROM comms.messages WHERE idempotency_key LIKE 'burst-%' AND delivery_state = 'sent'",
+            BURST,
+        )
         .await,
         "every burst message is sent"
     );
@@ -164,10 +170,7 @@ async fn a_pause_in_force_holds_a_whole_queued_burst_and_resuming_sends_each_onc
     fleet.start_sender();
     let held = "SELECT count(*) FROM comms.messages WHERE delivery_state = 'held'";
     assert!(
-        comms_tests::eventually(std::time::Duration::from_secs(30), || async {
-            count(&fleet, held).await == BURST as i64
-        })
-        .await,
+        count_reaches(&fleet, held, BURST).await,
         "every message is held"
     );
     assert!(
@@ -191,10 +194,7 @@ async fn a_pause_in_force_holds_a_whole_queued_burst_and_resuming_sends_each_onc
     fleet.resume(Scope::Channel("sms".into())).await;
     let sent = "SELECT count(*) FROM comms.messages WHERE delivery_state = 'sent'";
     assert!(
-        comms_tests::eventually(std::time::Duration::from_secs(30), || async {
-            count(&fleet, sent).await == BURST as i64
-        })
-        .await,
+        count_reaches(&fleet, sent, BURST).await,
         "every held message is sent after the resume"
     );
     assert_eq!(
@@ -279,10 +279,7 @@ async fn a_queued_burst_under_a_rate_limit_still_goes_out_once_each() {
     fleet.start_sender();
     let sent = "SELECT count(*) FROM comms.messages WHERE idempotency_key LIKE 'limited-%' AND delivery_state = 'sent'";
     assert!(
-        comms_tests::eventually(std::time::Duration::from_secs(30), || async {
-            count(&fleet, sent).await == 60
-        })
-        .await,
+        count_reaches(&fleet, sent, 60).await,
         "every message is sent"
     );
     assert_eq!(fleet.sandbox().messages().await.expect("sandbox").len(), 60);

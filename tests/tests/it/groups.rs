@@ -285,3 +285,61 @@ async fn a_queued_burst_under_a_rate_limit_still_goes_out_once_each() {
     assert_eq!(fleet.sandbox().messages().await.expect("sandbox").len(), 60);
     fleet.stop().await;
 }
+
+#[tokio::test]
+async fn a_failing_provider_under_a_burst_trips_the_breaker_once() {
+    let mut fleet = SendFleet::without_sender(&[
+        ("COMMS__CONSUMER__BATCH_MAX", "40"),
+        ("COMMS__CONSUMER__PREFETCH", "200"),
+        ("COMMS__CONSUMER__CONCURRENCY", "80"),
+        ("COMMS__PAUSE__BREAKER_FAILURES", "3"),
+    ])
+    .await;
+    fleet
+        .approved_template("welcome", "sms", None, "Hi {{ name }}, welcome aboard!")
+        .await;
+    for i in 0..20 {
+        fleet.sms_contact(&phone(i), "implied").await;
+    }
+    fleet
+        .sandbox()
+        .add_fault(&FaultSpec {
+            status: Some(500),
+            ..FaultSpec::default()
+        })
+        .await
+        .expect("fault");
+    // Many more failures in one group than the breaker's threshold.
+    for i in 0..30 {
+        fleet
+            .send(&sms_request(
+                &format!("failing-{i}"),
+                &phone(i),
+                fleet.client_id,
+            ))
+            .await;
+    }
+    fleet.start_sender();
+    // Every message ends held by the automatic pause (its retries come back and are held too).
+    let held = "SELECT count(*) FROM comms.messages WHERE idempotency_key LIKE 'failing-%' AND delivery_state = 'held'";
+    assert!(
+        count_reaches(&fleet, held, 30).await,
+        "every message is held"
+    );
+    let automatic_pauses = count(
+        &fleet,
+        "SELECT count(*) FROM comms.pause_events WHERE action IN ('pause', 'extend') AND actor = 'comms-sender (circuit breaker)'",
+    )
+    .await;
+    assert_eq!(
+        automatic_pauses, 1,
+        "one automatic pause, not one per run of failures"
+    );
+    let tasks = count(
+        &fleet,
+        "SELECT count(*) FROM comms.tasks WHERE owner = 'on-call' AND title LIKE 'sms paused automatically%'",
+    )
+    .await;
+    assert_eq!(tasks, 1, "one task for on-call");
+    fleet.stop().await;
+}

@@ -14,6 +14,10 @@ pub struct Breaker {
     threshold: u32,
     settings: PauseSettings,
     failures: Mutex<HashMap<String, u32>>,
+    /// Channels this breaker paused, with the switch's generation at that moment: until the
+    /// switch has applied a change since, the pause is on its way and must not be made again
+    /// (a group of failing dispatches would otherwise pause, and task on-call, once per run).
+    tripped: Mutex<HashMap<String, u64>>,
 }
 
 impl Breaker {
@@ -22,6 +26,7 @@ impl Breaker {
             threshold: settings.breaker_failures,
             settings: settings.clone(),
             failures: Mutex::new(HashMap::new()),
+            tripped: Mutex::new(HashMap::new()),
         }
     }
 
@@ -45,7 +50,14 @@ impl Breaker {
             *run
         };
         let scope = Scope::Channel(channel.to_string());
-        if run < self.threshold || switch.active().iter().any(|p| p.scope == scope) {
+        let generation = switch.generation();
+        let on_its_way = self
+            .tripped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(channel)
+            .is_some_and(|at| *at == generation);
+        if run < self.threshold || on_its_way || switch.active().iter().any(|p| p.scope == scope) {
             return;
         }
         let request = PauseRequest {
@@ -63,6 +75,10 @@ impl Breaker {
         };
         match store::pause(pool, &request).await {
             Ok(pause) => {
+                self.tripped
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(channel.to_string(), generation);
                 tracing::error!(
                     channel,
                     failures = run,

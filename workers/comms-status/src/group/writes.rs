@@ -138,9 +138,14 @@ impl<'a> Writes<'a> {
 
     /// Writes everything gathered, inside `tx`.
     pub(super) async fn execute(
-        self,
+        mut self,
         tx: &mut Transaction<'_, Postgres>,
     ) -> Result<(), sqlx::Error> {
+        // Consent rows are taken in one global order, so two groups changing the same contacts
+        // wait for each other instead of deadlocking; the sort is stable, so each contact's own
+        // changes keep their order.
+        self.consent
+            .sort_by(|(a, _), (b, _)| (a.contact_id, &a.channel).cmp(&(b.contact_id, &b.channel)));
         if !self.moves.is_empty() {
             update_messages(tx, &self.moves).await?;
         }

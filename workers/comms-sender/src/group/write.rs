@@ -116,9 +116,13 @@ pub struct Accepted {
 
 /// Moves each accepted message from `sending` to `sent` with the provider's id and its `sent`
 /// event. Returns how many moved (a message no longer `sending` is left as it is). The rows are
-/// locked in id order first — the order the status worker locks them in — so the two never
-/// deadlock over a callback that arrives while its message is being recorded.
+/// given in id order — the order the status worker locks them in — so the two wait for each
+/// other rather than deadlock over a callback that arrives while its message is being recorded
+/// (should PostgreSQL still pick another order and detect a deadlock, each side falls back to
+/// recording its messages one by one).
 pub async fn record_sent(pool: &PgPool, accepted: &[Accepted]) -> Result<u64, sqlx::Error> {
+    let mut accepted: Vec<&Accepted> = accepted.iter().collect();
+    accepted.sort_by_key(|a| a.message_id);
     let ids: Vec<Uuid> = accepted.iter().map(|a| a.message_id).collect();
     let providers: Vec<&str> = accepted.iter().map(|a| a.provider).collect();
     let provider_ids: Vec<&str> = accepted
@@ -130,14 +134,11 @@ pub async fn record_sent(pool: &PgPool, accepted: &[Accepted]) -> Result<u64, sq
         "WITH u AS (
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[])
                  WITH ORDINALITY AS u(id, provider, provider_message_id, attempt, ord)),
-         locked AS (
-             SELECT id FROM comms.messages WHERE id = ANY($1) ORDER BY id FOR UPDATE),
          moved AS (
              UPDATE comms.messages m SET delivery_state = 'sent', next_action = NULL,
                  provider = u.provider, provider_message_id = u.provider_message_id,
                  dispatched_at = now(), updated_at = now()
-             FROM u JOIN locked l ON l.id = u.id
-             WHERE m.id = u.id AND m.delivery_state = 'sending'
+             FROM u WHERE m.id = u.id AND m.delivery_state = 'sending'
              RETURNING m.id, m.source, m.owner, u.provider, u.provider_message_id, u.attempt, u.ord)
          INSERT INTO comms.message_events (message_id, event_type, actor, source, owner, reason, detail)
          SELECT id, 'sent', $5, source, owner, 'accepted by ' || provider,

@@ -10,8 +10,10 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+mod providers;
 mod sections;
 
+pub use providers::*;
 pub use sections::*;
 
 /// Why settings could not be loaded. The message always names the offending key.

@@ -34,6 +34,10 @@ impl Breaker {
         self.failures.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn tripped(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.tripped.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn success(&self, channel: &str) {
         self.counts().remove(channel);
     }
@@ -50,15 +54,18 @@ impl Breaker {
             *run
         };
         let scope = Scope::Channel(channel.to_string());
-        let generation = switch.generation();
-        let on_its_way = self
-            .tripped
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(channel)
-            .is_some_and(|at| *at == generation);
-        if run < self.threshold || on_its_way || switch.active().iter().any(|p| p.scope == scope) {
+        if run < self.threshold || switch.active().iter().any(|p| p.scope == scope) {
             return;
+        }
+        // Claimed before the pause is written, under one lock: concurrent failures of the same
+        // run (a group's calls fail together) must not each pause the channel.
+        let generation = switch.generation();
+        {
+            let mut tripped = self.tripped();
+            if tripped.get(channel) == Some(&generation) {
+                return;
+            }
+            tripped.insert(channel.to_string(), generation);
         }
         let request = PauseRequest {
             scope,
@@ -75,10 +82,6 @@ impl Breaker {
         };
         match store::pause(pool, &request).await {
             Ok(pause) => {
-                self.tripped
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(channel.to_string(), generation);
                 tracing::error!(
                     channel,
                     failures = run,
@@ -102,6 +105,8 @@ impl Breaker {
                 self.success(channel);
             }
             Err(error) => {
+                // Not paused after all: the next failure may try again.
+                self.tripped().remove(channel);
                 tracing::error!(%error, channel, "circuit breaker could not pause the channel")
             }
         }

@@ -16,12 +16,36 @@ const GROUPED: &[(&str, &str)] = &[
     ("COMMS__CONSUMER__CONCURRENCY", "80"),
 ];
 
-async fn fleet() -> SendFleet {
-    let fleet = SendFleet::without_sender(GROUPED).await;
+/// A fleet whose sender is not started yet (so a burst can be queued first), grouping as
+/// [`GROUPED`] plus `extra` settings, with the `welcome` template and the 20 known contacts of
+/// [`phone`].
+async fn fleet_with(extra: &[(&str, &str)]) -> SendFleet {
+    let settings: Vec<(&str, &str)> = GROUPED.iter().chain(extra).copied().collect();
+    let fleet = SendFleet::without_sender(&settings).await;
     fleet
         .approved_template("welcome", "sms", None, "Hi {{ name }}, welcome aboard!")
         .await;
+    for i in 0..20 {
+        fleet.sms_contact(&phone(i), "implied").await;
+    }
     fleet
+}
+
+async fn fleet() -> SendFleet {
+    fleet_with(&[]).await
+}
+
+/// Queues `count` ordinary SMS requests keyed `<prefix>-<i>` to the known contacts.
+async fn queue(fleet: &SendFleet, prefix: &str, count: usize) {
+    for i in 0..count {
+        fleet
+            .send(&sms_request(
+                &format!("{prefix}-{i}"),
+                &phone(i),
+                fleet.client_id,
+            ))
+            .await;
+    }
 }
 
 fn phone(i: usize) -> String {
@@ -47,9 +71,6 @@ async fn count(fleet: &SendFleet, sql: &str) -> i64 {
 #[tokio::test]
 async fn a_queued_burst_goes_out_once_each_and_refusals_keep_their_reasons() {
     let mut fleet = fleet().await;
-    for i in 0..20 {
-        fleet.sms_contact(&phone(i), "implied").await;
-    }
     fleet.sms_contact("+14155550101", "opted_out").await;
     const BURST: usize = 150;
     for i in 0..BURST {
@@ -141,9 +162,6 @@ async fn a_queued_burst_goes_out_once_each_and_refusals_keep_their_reasons() {
 #[tokio::test]
 async fn a_pause_in_force_holds_a_whole_queued_burst_and_resuming_sends_each_once() {
     let mut fleet = fleet().await;
-    for i in 0..20 {
-        fleet.sms_contact(&phone(i), "implied").await;
-    }
     // Committed before the sender starts: it loads the switch before it consumes anything.
     pause_store::pause(
         &fleet.env.pool,
@@ -158,15 +176,7 @@ async fn a_pause_in_force_holds_a_whole_queued_burst_and_resuming_sends_each_onc
     .await
     .expect("pause");
     const BURST: usize = 60;
-    for i in 0..BURST {
-        fleet
-            .send(&sms_request(
-                &format!("paused-{i}"),
-                &phone(i),
-                fleet.client_id,
-            ))
-            .await;
-    }
+    queue(&fleet, "paused", BURST).await;
     fleet.start_sender();
     let held = "SELECT count(*) FROM comms.messages WHERE delivery_state = 'held'";
     assert!(
@@ -207,9 +217,6 @@ async fn a_pause_in_force_holds_a_whole_queued_burst_and_resuming_sends_each_onc
 #[tokio::test]
 async fn provider_failures_inside_a_group_are_retried_or_failed_one_by_one() {
     let mut fleet = fleet().await;
-    for i in 0..20 {
-        fleet.sms_contact(&phone(i), "implied").await;
-    }
     let sandbox = fleet.sandbox();
     sandbox
         .add_fault(&FaultSpec {
@@ -229,15 +236,7 @@ async fn provider_failures_inside_a_group_are_retried_or_failed_one_by_one() {
         })
         .await
         .expect("fault");
-    for i in 0..20 {
-        fleet
-            .send(&sms_request(
-                &format!("mixed-{i}"),
-                &phone(i),
-                fleet.client_id,
-            ))
-            .await;
-    }
+    queue(&fleet, "mixed", 20).await;
     fleet.start_sender();
 
     assert!(fleet.reaches("mixed-4", "sent").await, "retried, then sent");
@@ -252,30 +251,13 @@ async fn provider_failures_inside_a_group_are_retried_or_failed_one_by_one() {
 
 #[tokio::test]
 async fn a_queued_burst_under_a_rate_limit_still_goes_out_once_each() {
-    let mut fleet = SendFleet::without_sender(&[
-        ("COMMS__CONSUMER__BATCH_MAX", "40"),
-        ("COMMS__CONSUMER__PREFETCH", "200"),
-        ("COMMS__CONSUMER__CONCURRENCY", "80"),
+    let mut fleet = fleet_with(&[
         ("COMMS__RATE__SMS__PER_SECOND", "100"),
         ("COMMS__RATE__SMS__BURST", "5"),
     ])
     .await;
-    fleet
-        .approved_template("welcome", "sms", None, "Hi {{ name }}, welcome aboard!")
-        .await;
-    for i in 0..20 {
-        fleet.sms_contact(&phone(i), "implied").await;
-    }
     // More than a burst in every group: what finds no token waits for one on its own.
-    for i in 0..60 {
-        fleet
-            .send(&sms_request(
-                &format!("limited-{i}"),
-                &phone(i),
-                fleet.client_id,
-            ))
-            .await;
-    }
+    queue(&fleet, "limited", 60).await;
     fleet.start_sender();
     let sent = "SELECT count(*) FROM comms.messages WHERE idempotency_key LIKE 'limited-%' AND delivery_state = 'sent'";
     assert!(
@@ -288,19 +270,7 @@ async fn a_queued_burst_under_a_rate_limit_still_goes_out_once_each() {
 
 #[tokio::test]
 async fn a_failing_provider_under_a_burst_trips_the_breaker_once() {
-    let mut fleet = SendFleet::without_sender(&[
-        ("COMMS__CONSUMER__BATCH_MAX", "40"),
-        ("COMMS__CONSUMER__PREFETCH", "200"),
-        ("COMMS__CONSUMER__CONCURRENCY", "80"),
-        ("COMMS__PAUSE__BREAKER_FAILURES", "3"),
-    ])
-    .await;
-    fleet
-        .approved_template("welcome", "sms", None, "Hi {{ name }}, welcome aboard!")
-        .await;
-    for i in 0..20 {
-        fleet.sms_contact(&phone(i), "implied").await;
-    }
+    let mut fleet = fleet_with(&[("COMMS__PAUSE__BREAKER_FAILURES", "3")]).await;
     fleet
         .sandbox()
         .add_fault(&FaultSpec {
@@ -310,15 +280,7 @@ async fn a_failing_provider_under_a_burst_trips_the_breaker_once() {
         .await
         .expect("fault");
     // Many more failures in one group than the breaker's threshold.
-    for i in 0..30 {
-        fleet
-            .send(&sms_request(
-                &format!("failing-{i}"),
-                &phone(i),
-                fleet.client_id,
-            ))
-            .await;
-    }
+    queue(&fleet, "failing", 30).await;
     fleet.start_sender();
     // Every message ends held by the automatic pause (its retries come back and are held too).
     let held = "SELECT count(*) FROM comms.messages WHERE idempotency_key LIKE 'failing-%' AND delivery_state = 'held'";

@@ -69,9 +69,13 @@ impl Topology {
     pub fn control_exchange(&self) -> String {
         self.name("comms.control")
     }
-    /// Where retries are published, routed by `<tier>.<work queue>`.
+    /// Where retries and deferrals are published, routed by `<tier>.<work queue>`.
+    ///
+    /// Named `comms.delay` since the tiers became quorum queues: the classic `comms.retry` tiers
+    /// of earlier versions cannot be re-declared as quorum queues under the same names, so an
+    /// upgraded broker keeps the old ones until they drain (docs/operations.md).
     pub fn retry_exchange(&self) -> String {
-        self.name("comms.retry")
+        self.name("comms.delay")
     }
     /// Where expired retries come back from the tiers, routed by `<tier>.<work queue>`.
     pub fn requeue_exchange(&self) -> String {
@@ -167,8 +171,9 @@ impl Topology {
         }
     }
 
+    /// The delay queue of one tier (`comms.delay.5s`).
     pub fn retry_queue(&self, tier: Duration) -> String {
-        self.name(&format!("comms.retry.{}", Self::tier_label(tier)))
+        self.name(&format!("comms.delay.{}", Self::tier_label(tier)))
     }
 
     /// Routing key that parks a message for `queue` in `tier` and later returns it to `queue`.
@@ -238,21 +243,42 @@ impl Topology {
 
         for tier in RETRY_TIERS {
             let name = self.retry_queue(*tier);
-            let mut args = FieldTable::default();
-            let ttl = i64::try_from(tier.as_millis()).unwrap_or(i64::MAX);
-            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
-            args.insert(
-                "x-dead-letter-exchange".into(),
-                AMQPValue::LongString(self.requeue_exchange().into()),
-            );
             channel
-                .queue_declare(name.as_str().into(), durable_queue, args)
+                .queue_declare(
+                    name.as_str().into(),
+                    durable_queue,
+                    delay_args(*tier, &self.requeue_exchange()),
+                )
                 .await?;
             let pattern = format!("{}.#", Self::tier_label(*tier));
             bind(channel, &name, &self.retry_exchange(), &pattern).await?;
         }
         Ok(())
     }
+}
+
+/// A delay tier: a quorum queue whose messages expire after `tier` and are dead-lettered back
+/// through `requeue_exchange` *at least once*. RabbitMQ's default dead-lettering is at most once:
+/// a message that expires while its work queue has no leader (a broker restart, a node failover)
+/// is dropped. With `at-least-once` the tier keeps the message until the work queue confirms it,
+/// which RabbitMQ allows only together with `x-overflow: reject-publish`.
+fn delay_args(tier: Duration, requeue_exchange: &str) -> FieldTable {
+    let mut args = quorum_args(None);
+    let ttl = i64::try_from(tier.as_millis()).unwrap_or(i64::MAX);
+    args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(requeue_exchange.into()),
+    );
+    args.insert(
+        "x-dead-letter-strategy".into(),
+        AMQPValue::LongString("at-least-once".into()),
+    );
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    args
 }
 
 fn quorum_args(dead_letter_exchange: Option<&str>) -> FieldTable {
@@ -324,7 +350,7 @@ mod tests {
         let t = Topology::new("");
         let key = Topology::retry_routing_key(Duration::from_secs(120), "comms.send.sms");
         assert_eq!(key, "2m.comms.send.sms");
-        assert_eq!(t.retry_queue(Duration::from_secs(3600)), "comms.retry.1h");
+        assert_eq!(t.retry_queue(Duration::from_secs(3600)), "comms.delay.1h");
         assert_eq!(t.send_queue("email").routing_key, "send.email");
     }
 }

@@ -41,10 +41,14 @@ pub struct WorkQueue {
 }
 
 impl Topology {
+    /// Names under `namespace`, separated from it by a `.`: `acc` and `acc.` both give
+    /// `acc.comms.send.sms`; an empty namespace gives the plain names.
     pub fn new(namespace: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
+        let mut namespace = namespace.into();
+        if !namespace.is_empty() && !namespace.ends_with('.') {
+            namespace.push('.');
         }
+        Self { namespace }
     }
 
     fn name(&self, base: &str) -> String {
@@ -352,5 +356,15 @@ mod tests {
         assert_eq!(key, "2m.comms.send.sms");
         assert_eq!(t.retry_queue(Duration::from_secs(3600)), "comms.delay.1h");
         assert_eq!(t.send_queue("email").routing_key, "send.email");
+    }
+
+    #[test]
+    fn a_namespace_is_separated_from_the_names_by_one_dot() {
+        for namespace in ["acc", "acc."] {
+            let t = Topology::new(namespace);
+            assert_eq!(t.send_queue("sms").name, "acc.comms.send.sms");
+            assert_eq!(t.dead_queue(), "acc.comms.dead");
+        }
+        assert_eq!(Topology::new("").send_queue("sms").name, "comms.send.sms");
     }
 }

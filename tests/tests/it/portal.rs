@@ -204,6 +204,23 @@ async fn the_portal_role_reads_the_portal_views_and_nothing_else() {
             .map(|c| c.to_string());
         assert_eq!(code.as_deref(), Some("42501"), "{table}: {refused}");
     }
+    // Nothing of its own either: no temporary tables or functions, nothing in `public`.
+    for create in [
+        "CREATE TEMPORARY TABLE scratch (a int)",
+        "CREATE FUNCTION pg_temp.shadow() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "CREATE TABLE public.scratch (a int)",
+        "CREATE SCHEMA scratch",
+    ] {
+        let refused = sqlx::query(create)
+            .execute(&mut portal)
+            .await
+            .expect_err(&format!("comms_portal must not run: {create}"));
+        let code = refused
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.to_string());
+        assert_eq!(code.as_deref(), Some("42501"), "{create}: {refused}");
+    }
     for view in &views {
         rows(&mut portal, &format!("portal.{view}")).await;
         let write = sqlx::query(&format!("DELETE FROM portal.{view}"))

@@ -12,6 +12,8 @@ use uuid::Uuid;
 
 use crate::approvals::ctl;
 
+mod recipients;
+
 /// A connection to the test database acting as the portal role (NOLOGIN, so via SET ROLE).
 async fn as_portal(env: &TestEnv) -> PgConnection {
     let mut conn = PgConnection::connect(env.settings.database.url.expose_secret())

@@ -8,6 +8,7 @@ mod breaker;
 mod group;
 pub mod handler;
 mod outcomes;
+mod portal_recipient;
 pub mod portal_safe;
 mod preflight;
 pub mod providers;

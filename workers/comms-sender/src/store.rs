@@ -119,6 +119,11 @@ async fn resolve_contact(
 ) -> Result<(Uuid, String), RecordError> {
     let channel = request.channel.as_str();
     let recipient = &request.recipient;
+    if request.channel == Channel::Portal
+        && let Some(found) = crate::portal_recipient::resolve(pool, request).await?
+    {
+        return Ok(found);
+    }
     if let Some(contact_id) = recipient.contact_id() {
         let found: Option<(Option<String>,)> = sqlx::query_as(
             "SELECT cc.address FROM comms.contacts c

@@ -79,7 +79,9 @@ impl Default for TwilioSettings {
     fn default() -> Self {
         Self {
             base_url: "http://127.0.0.1:8025".into(),
-            account_sid: "ACsandbox0000000000000000000000000".into(),
+            // The sandbox's account (`comms_sandbox::DEFAULT_TWILIO_ACCOUNT_SID`): Twilio's form,
+            // `AC` + 32 hex, which the sandbox insists on like Twilio does.
+            account_sid: "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into(),
             auth_token: SecretString::from("sandbox-twilio-token"),
             from: "+15005550006".into(),
             status_callback: None,

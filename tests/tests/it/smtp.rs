@@ -3,17 +3,23 @@
 
 use comms_tests::fleet::SendFleet;
 use comms_tests::smtp_sink::SmtpSink;
+use mailparse::MailHeaderMap;
 use serde_json::json;
 
 async fn fleet(sink: &SmtpSink) -> SendFleet {
+    fleet_with(sink, &[]).await
+}
+
+async fn fleet_with(sink: &SmtpSink, extra: &[(&str, &str)]) -> SendFleet {
     let port = sink.port().to_string();
-    let fleet = SendFleet::start(&[
+    let mut overrides = vec![
         ("COMMS__PROVIDERS__EMAIL", "smtp"),
         ("COMMS__PROVIDERS__SMTP__HOST", "127.0.0.1"),
         ("COMMS__PROVIDERS__SMTP__PORT", port.as_str()),
         ("COMMS__PROVIDERS__SMTP__TLS", "none"),
-    ])
-    .await;
+    ];
+    overrides.extend_from_slice(extra);
+    let fleet = SendFleet::start(&overrides).await;
     fleet
         .approved_template(
             "report",
@@ -87,5 +93,63 @@ async fn a_relay_refusal_fails_at_once_and_a_temporary_one_is_retried() {
         2,
         "retried once, then accepted"
     );
+    fleet.stop().await;
+}
+
+/// What a mail client sees: the raw message through a MIME parser, not string matching.
+#[tokio::test]
+async fn the_relayed_message_is_valid_mime_with_the_sendgrid_display_name() {
+    let sink = SmtpSink::start().await;
+    let fleet = fleet_with(
+        &sink,
+        &[
+            ("COMMS__PROVIDERS__SENDGRID__FROM_NAME", "Acme Agency"),
+            ("COMMS__PROVIDERS__SMTP__FROM", "updates@example.com"),
+        ],
+    )
+    .await;
+    fleet
+        .approved_template(
+            "greeting",
+            "email",
+            Some("Grüße, {{ name }}"),
+            "Hello {{ name }}, your report is ready. Grüße, à bientôt ✓",
+        )
+        .await;
+    let mut request = email("smtp-mime", &fleet);
+    request["template"] = json!({ "name": "greeting", "vars": { "name": "Dana" } });
+    fleet.send(&request).await;
+    assert!(fleet.reaches("smtp-mime", "sent").await);
+    let received = sink.received();
+    let raw = received.first().expect("one message relayed");
+    let parsed = mailparse::parse_mail(raw.as_bytes()).expect("a MIME message");
+    let header = |name: &str| {
+        parsed
+            .headers
+            .get_first_value(name)
+            .unwrap_or_else(|| panic!("{name} missing in:\n{raw}"))
+    };
+    assert_eq!(header("MIME-Version"), "1.0");
+    assert_eq!(parsed.ctype.mimetype, "text/plain");
+    assert!(parsed.ctype.charset.eq_ignore_ascii_case("utf-8"));
+    // Mostly ASCII text with a few accents: lettre picks quoted-printable, as the issue saw.
+    assert_eq!(
+        header("Content-Transfer-Encoding").to_ascii_lowercase(),
+        "quoted-printable"
+    );
+    assert_eq!(
+        parsed.get_body().expect("decodable body").trim_end(),
+        "Hello Dana, your report is ready. Grüße, à bientôt ✓"
+    );
+    assert_eq!(header("Subject"), "Grüße, Dana");
+    let from = mailparse::addrparse_header(parsed.headers.get_first_header("From").expect("From"))
+        .expect("a From address");
+    match from.clone().extract_single_info() {
+        Some(info) => {
+            assert_eq!(info.display_name.as_deref(), Some("Acme Agency"));
+            assert_eq!(info.addr, "updates@example.com");
+        }
+        None => panic!("From is not one mailbox: {from:?}"),
+    }
     fleet.stop().await;
 }

@@ -51,6 +51,7 @@ async fn run_fleet(settings: Settings, options: Options) -> anyhow::Result<()> {
         // The sandbox calls back the gateway of this process, signed with the keys it checks.
         let mut config = comms_sandbox::SandboxConfig::generated()?
             .with_gateway(settings.gateway.public_url.clone());
+        config.twilio_account_sid = settings.providers.twilio.account_sid.clone();
         config.twilio_auth_token = settings
             .providers
             .twilio

@@ -17,6 +17,14 @@ pub fn twilio_sid(prefix: &str) -> String {
     sid
 }
 
+/// `prefix` followed by 32 hex digits (either case): the documented form of a Twilio SID, e.g.
+/// `^AC[0-9a-fA-F]{32}$` for an account.
+pub fn is_twilio_sid(value: &str, prefix: &str) -> bool {
+    value
+        .strip_prefix(prefix)
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// A SendGrid `X-Message-Id`: 22 URL-safe base64 characters (16 random bytes).
 pub fn sendgrid_message_id() -> String {
     random_b64(16)

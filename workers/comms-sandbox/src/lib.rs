@@ -28,11 +28,18 @@ mod twilio;
 
 pub use client::{ClientError, SandboxClient};
 pub use faults::{CallbackStatus, Fault, FaultSpec};
+pub use ids::is_twilio_sid;
 pub use signing::{KeyError, SendGridSigner};
 pub use state::{Channel, Provider, RecordedMessage};
 
-/// The Twilio auth token used to sign status callbacks unless configured otherwise.
+/// The Twilio auth token the sandbox expects (with [`DEFAULT_TWILIO_ACCOUNT_SID`]) on API calls
+/// and signs status callbacks with, unless configured otherwise. The fleet's default settings use
+/// the same pair, so they work against the sandbox out of the box.
 pub const DEFAULT_TWILIO_AUTH_TOKEN: &str = "sandbox-twilio-token";
+
+/// The Twilio account SID the sandbox expects unless configured otherwise: Twilio's documented
+/// form, `AC` followed by 32 hex digits (the placeholder Twilio's own API examples use).
+pub const DEFAULT_TWILIO_ACCOUNT_SID: &str = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
 /// How the sandbox behaves.
 #[derive(Clone, Debug)]
@@ -40,7 +47,10 @@ pub struct SandboxConfig {
     /// Base URL of the gateway that receives callbacks (e.g. `http://127.0.0.1:8080`). `None`
     /// disables every callback, including those to a request's own `StatusCallback`.
     pub gateway_url: Option<String>,
-    /// Key for `X-Twilio-Signature` on status callbacks.
+    /// The account SID a Twilio API call must authenticate as (HTTP basic user name).
+    pub twilio_account_sid: String,
+    /// The auth token a Twilio API call must authenticate with (HTTP basic password); also the key
+    /// for `X-Twilio-Signature` on status callbacks, as with real Twilio.
     pub twilio_auth_token: String,
     /// Key for the SendGrid Event Webhook signature.
     pub sendgrid_signer: SendGridSigner,
@@ -51,10 +61,11 @@ pub struct SandboxConfig {
 }
 
 impl SandboxConfig {
-    /// Defaults: no callbacks, the default Twilio token, and `signer` for SendGrid events.
+    /// Defaults: no callbacks, the default Twilio account SID and token, and `signer` for SendGrid events.
     pub fn new(sendgrid_signer: SendGridSigner) -> Self {
         Self {
             gateway_url: None,
+            twilio_account_sid: DEFAULT_TWILIO_ACCOUNT_SID.to_owned(),
             twilio_auth_token: DEFAULT_TWILIO_AUTH_TOKEN.to_owned(),
             sendgrid_signer,
             callback_delay: Duration::ZERO,

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use comms_sandbox::{DEFAULT_TWILIO_AUTH_TOKEN, SandboxConfig, SendGridSigner};
+use comms_sandbox::{
+    DEFAULT_TWILIO_ACCOUNT_SID, DEFAULT_TWILIO_AUTH_TOKEN, SandboxConfig, SendGridSigner,
+    is_twilio_sid,
+};
 use tracing_subscriber::EnvFilter;
 
 /// A local Twilio/SendGrid stand-in that records sends, injects faults and posts signed callbacks.
@@ -19,8 +22,18 @@ struct Args {
     /// Gateway base URL that receives status callbacks; without it no callbacks are sent.
     #[arg(long, env = "COMMS_SANDBOX_GATEWAY_URL")]
     gateway_url: Option<String>,
-    /// Auth token used to sign Twilio status callbacks (X-Twilio-Signature).
-    #[arg(long, env = "COMMS_SANDBOX_TWILIO_AUTH_TOKEN", default_value = DEFAULT_TWILIO_AUTH_TOKEN)]
+    /// Account SID Twilio API calls must authenticate as (`AC` + 32 hex digits).
+    #[arg(long, env = "COMMS_SANDBOX_TWILIO_ACCOUNT_SID", default_value = DEFAULT_TWILIO_ACCOUNT_SID)]
+    twilio_account_sid: String,
+    /// Auth token Twilio API calls must authenticate with; also signs Twilio status callbacks
+    /// (X-Twilio-Signature).
+    #[arg(
+        long,
+        env = "COMMS_SANDBOX_TWILIO_AUTH_TOKEN",
+        default_value = DEFAULT_TWILIO_AUTH_TOKEN,
+        hide_default_value = true,
+        hide_env_values = true
+    )]
     twilio_auth_token: String,
     /// P-256 private key (PKCS#8 PEM or base64 DER) for SendGrid event signatures; generated at
     /// start when absent.
@@ -43,6 +56,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if !is_twilio_sid(&args.twilio_account_sid, "AC") {
+        anyhow::bail!("--twilio-account-sid must be AC followed by 32 hex digits, as Twilio's are");
+    }
 
     let signer = match &args.sendgrid_signing_key {
         Some(key) => SendGridSigner::from_encoded(key).context("loading --sendgrid-signing-key")?,
@@ -59,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
         reqwest::Url::parse(url).with_context(|| format!("--gateway-url {url:?} is not a URL"))?;
     }
     let mut config = SandboxConfig::new(signer);
+    config.twilio_account_sid = args.twilio_account_sid;
     config.gateway_url = args.gateway_url;
     config.twilio_auth_token = args.twilio_auth_token;
     config.callback_delay = Duration::from_millis(args.callback_delay_ms);

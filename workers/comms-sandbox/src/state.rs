@@ -43,6 +43,11 @@ pub struct RecordedMessage {
     pub body: String,
     pub custom_args: Option<Map<String, Value>>,
     pub headers: Option<Map<String, Value>>,
+    /// The request as the provider face received it: SendGrid's JSON body, or Twilio's form
+    /// parameters as an object of strings (a repeated name becomes an array). Tests check it
+    /// against the providers' published schemas.
+    #[serde(default)]
+    pub request: Value,
     pub received_at: DateTime<Utc>,
 }
 

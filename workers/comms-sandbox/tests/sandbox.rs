@@ -283,3 +283,7 @@ async fn timeout_fault_hangs_past_the_client_timeout() -> TestResult {
 // In a subfolder so Cargo builds a single integration-test binary.
 #[path = "sandbox/callbacks.rs"]
 mod callbacks;
+#[path = "sandbox/sendgrid_refusals.rs"]
+mod sendgrid_refusals;
+#[path = "sandbox/twilio_refusals.rs"]
+mod twilio_refusals;

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::callbacks::{self, EmailCallback};
@@ -17,13 +18,23 @@ use crate::state::{AppState, Channel, Provider, RecordedMessage};
 mod request;
 use request::{MailSend, validate};
 
-/// A SendGrid error body with one entry per `(message, field)`.
+/// A SendGrid error body with one entry per `(message, field)`. SendGrid's schema makes `help` an
+/// object when present; the sandbox has no help to give, so it leaves the key out.
 pub(crate) fn errors(status: StatusCode, entries: &[(String, Option<String>)]) -> Response {
     let list: Vec<Value> = entries
         .iter()
-        .map(|(message, field)| json!({ "message": message, "field": field, "help": null }))
+        .map(|(message, field)| json!({ "message": message, "field": field }))
         .collect();
     (status, Json(json!({ "errors": list }))).into_response()
+}
+
+/// SendGrid takes only JSON (parameters such as `charset` allowed).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 fn has_bearer(headers: &HeaderMap) -> bool {
@@ -101,8 +112,17 @@ pub(crate) async fn send_mail(
             &[("authorization required".into(), None)],
         );
     }
-    let mail: MailSend = match serde_json::from_slice(&body) {
-        Ok(mail) => mail,
+    if !is_json(&headers) {
+        let message = "Content-Type should be application/json.";
+        return errors(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &[(message.into(), None)],
+        );
+    }
+    let parsed = serde_json::from_slice::<Value>(&body)
+        .and_then(|raw| Ok((MailSend::deserialize(&raw)?, raw)));
+    let (mail, raw) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             tracing::debug!(error = %e, "mail/send body is not the expected JSON");
             return errors(StatusCode::BAD_REQUEST, &[("Bad Request".into(), None)]);
@@ -151,6 +171,7 @@ pub(crate) async fn send_mail(
                 body: text.clone(),
                 custom_args: custom_args.clone(),
                 headers: merge(&mail.headers, &p.headers),
+                request: raw.clone(),
                 received_at: now,
             });
             let outcome = state.faults().take_callback_outcome(Channel::Email, &email);

@@ -1,5 +1,6 @@
 //! The mail/send request body: the subset of SendGrid's v3 schema our sender uses, and the checks
-//! SendGrid makes on it, with its error messages and field paths.
+//! SendGrid makes on it, with its error messages and field paths (SendGrid's "v3 Mail Send
+//! errors" reference), so a request SendGrid would refuse is refused here too.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -16,6 +17,7 @@ pub(super) struct MailSend {
     pub(super) custom_args: Option<Map<String, Value>>,
     pub(super) headers: Option<Map<String, Value>>,
     pub(super) reply_to: Option<Address>,
+    pub(super) categories: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -39,6 +41,109 @@ pub(super) struct Content {
     pub(super) value: Option<String>,
 }
 
+/// Headers SendGrid sets itself and refuses in `headers` (compared without regard to case).
+pub(super) const RESERVED_HEADERS: [&str; 12] = [
+    "x-sg-id",
+    "x-sg-eid",
+    "received",
+    "dkim-signature",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "To",
+    "From",
+    "Subject",
+    "Reply-To",
+    "CC",
+    "BCC",
+];
+const MAX_PERSONALIZATIONS: usize = 1000;
+const MAX_CATEGORIES: usize = 10;
+
+type Problems = Vec<(String, Option<String>)>;
+
+fn custom_args_problem(args: &Option<Map<String, Value>>, field: String, problems: &mut Problems) {
+    if args
+        .as_ref()
+        .is_some_and(|a| a.values().any(|v| !v.is_string()))
+    {
+        let message = "All values of custom arguments object must be strings";
+        problems.push((message.to_owned(), Some(field)));
+    }
+}
+
+/// `top` picks SendGrid's wording, which differs slightly between the message and a
+/// personalization.
+fn header_problems(
+    headers: &Option<Map<String, Value>>,
+    field: String,
+    top: bool,
+    problems: &mut Problems,
+) {
+    let Some(headers) = headers else {
+        return;
+    };
+    if headers.values().any(|v| !v.is_string()) {
+        let message = if top {
+            "The header values must be strings."
+        } else {
+            "All values of the headers object must be strings."
+        };
+        problems.push((message.to_owned(), Some(field.clone())));
+    }
+    let reserved = headers
+        .keys()
+        .any(|k| RESERVED_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(k)));
+    if reserved {
+        let message = if top {
+            "Header can not be one of the reserved keys."
+        } else {
+            "Header cannot be one of the reserved keys."
+        };
+        problems.push((message.to_owned(), Some(field)));
+    }
+}
+
+fn category_problems(categories: &Option<Value>, problems: &mut Problems) {
+    let Some(categories) = categories else {
+        return;
+    };
+    let field = Some("categories".to_owned());
+    let Some(list) = categories
+        .as_array()
+        .filter(|l| l.iter().all(Value::is_string))
+    else {
+        problems.push(("Categories must be an array of strings.".into(), field));
+        return;
+    };
+    if list.len() > MAX_CATEGORIES {
+        let message = format!(
+            "There is a limit of 10 categories for each email that is sent. You provided {} categories.",
+            list.len()
+        );
+        problems.push((message, field));
+    }
+}
+
+/// RFC 1341 §7.2 as SendGrid applies it: `text/plain` first when present, then `text/html`, then
+/// anything else.
+fn content_order_problem(content: &[Content], problems: &mut Problems) {
+    let position = |kind: &str| {
+        content.iter().position(|c| {
+            c.kind
+                .as_deref()
+                .is_some_and(|k| k.eq_ignore_ascii_case(kind))
+        })
+    };
+    let plain = position("text/plain");
+    let html = position("text/html");
+    let plain_ok = plain.is_none_or(|i| i == 0);
+    let html_ok = html.is_none_or(|i| i == usize::from(plain.is_some()));
+    if !(plain_ok && html_ok) {
+        let message = "Following RFC 1341, section 7.2, if either text/html or text/plain are to be sent in your email: text/plain needs to be first, followed by text/html, followed by any other content.";
+        problems.push((message.to_owned(), Some("content".into())));
+    }
+}
+
 fn is_email(address: &str) -> bool {
     let Some((local, domain)) = address.rsplit_once('@') else {
         return false;
@@ -52,8 +157,24 @@ fn is_email(address: &str) -> bool {
             .any(|c| c.is_whitespace() || c == '<' || c == '>')
 }
 
-pub(super) fn validate(mail: &MailSend) -> Vec<(String, Option<String>)> {
+pub(super) fn validate(mail: &MailSend) -> Problems {
     let mut problems = Vec::new();
+    let count = mail.personalizations.len();
+    if count > MAX_PERSONALIZATIONS {
+        let message = format!(
+            "The personalization block is limited to 1000 personalizations per API request. You have provided {count} personalizations. Please consider splitting this into multiple requests and resending your request."
+        );
+        problems.push((message, Some("personalizations".into())));
+    }
+    for (i, p) in mail.personalizations.iter().enumerate() {
+        let at = |name: &str| format!("personalizations.{i}.{name}");
+        custom_args_problem(&p.custom_args, at("custom_args"), &mut problems);
+        header_problems(&p.headers, at("headers"), false, &mut problems);
+    }
+    custom_args_problem(&mail.custom_args, "custom_args".into(), &mut problems);
+    header_problems(&mail.headers, "headers".into(), true, &mut problems);
+    category_problems(&mail.categories, &mut problems);
+    content_order_problem(&mail.content, &mut problems);
     let mut problem =
         |message: &str, field: String| problems.push((message.to_owned(), Some(field)));
     if mail.personalizations.is_empty() {

@@ -12,15 +12,12 @@ use comms_sandbox::signing::{
 };
 
 use super::{add_fault, messages};
-use crate::support::{ACCOUNT, Gateway, Hit, TestResult, mail, send_email, send_sms};
-
-const TOKEN: &str = "callback-test-token";
+use crate::support::{ACCOUNT, Gateway, Hit, TOKEN, TestResult, mail, send_email, send_sms};
 
 async fn with_gateway()
 -> Result<(RunningSandbox, Gateway, String), Box<dyn std::error::Error + Send + Sync>> {
     let gateway = Gateway::start().await?;
-    let mut config = SandboxConfig::generated()?.with_gateway(gateway.base_url.clone());
-    config.twilio_auth_token = TOKEN.to_owned();
+    let config = SandboxConfig::generated()?.with_gateway(gateway.base_url.clone());
     let public_key = config.sendgrid_signer.public_key_base64().to_owned();
     Ok((RunningSandbox::start(config).await?, gateway, public_key))
 }

@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-pub const ACCOUNT: &str = "AC00000000000000000000000000000001";
+pub const ACCOUNT: &str = comms_sandbox::DEFAULT_TWILIO_ACCOUNT_SID;
+pub const TOKEN: &str = comms_sandbox::DEFAULT_TWILIO_AUTH_TOKEN;
 
 /// One callback the fake gateway received.
 #[derive(Clone, Debug)]
@@ -165,7 +166,7 @@ pub async fn send_sms(
     ];
     form.extend_from_slice(extra);
     http.post(twilio_url(base))
-        .basic_auth(ACCOUNT, Some("secret"))
+        .basic_auth(ACCOUNT, Some(TOKEN))
         .form(&form)
         .send()
         .await

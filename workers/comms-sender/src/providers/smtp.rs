@@ -1,11 +1,14 @@
 //! Email over any SMTP relay (lettre), the alternative to SendGrid's API
-//! (`COMMS__PROVIDERS__EMAIL=smtp`). The same threading and unsubscribe headers are set as on the
-//! SendGrid path, and the relay's answer is classified the same way: 4xx and connection failures
-//! are retried, 5xx refusals fail at once with the relay's reason.
+//! (`COMMS__PROVIDERS__EMAIL=smtp`). The same sender display name, threading and unsubscribe
+//! headers are set as on the SendGrid path, and the relay's answer is classified the same way: 4xx
+//! and connection failures are retried, 5xx refusals fail at once with the relay's reason. Unlike
+//! SendGrid, nobody completes the MIME headers for us, so the message declares `MIME-Version: 1.0`
+//! itself (RFC 2045 §4): without it the UTF-8 charset and quoted-printable encoding it declares
+//! need not be honoured.
 
 use comms_shared::settings::{Settings, SmtpSettings, SmtpTls};
 use lettre::message::Mailbox;
-use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue, MIME_VERSION_1_0};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -75,11 +78,12 @@ pub async fn send(
             .map(str::to_string)
     };
     let mailbox = |address: &str| address.parse::<Mailbox>();
-    let (from, to, reply) = match (
-        mailbox(&all.providers.smtp.from),
-        mailbox(&message.to),
-        mailbox(&reply_to),
-    ) {
+    // The display name SendGrid mail carries (`providers.sendgrid.from_name`), so the recipient
+    // sees one sender whichever transport carried the mail.
+    let display_name = &all.providers.sendgrid.from_name;
+    let from = mailbox(&all.providers.smtp.from)
+        .map(|m| Mailbox::new(display_name.clone().or(m.name), m.email));
+    let (from, to, reply) = match (from, mailbox(&message.to), mailbox(&reply_to)) {
         (Ok(from), Ok(to), Ok(reply)) => (from, to, reply),
         _ => {
             return Dispatch::Permanent {
@@ -95,6 +99,7 @@ pub async fn send(
         .reply_to(reply)
         .subject(message.subject.clone().unwrap_or_default())
         .message_id(message_id.clone())
+        .header(MIME_VERSION_1_0)
         .header(ContentType::TEXT_PLAIN);
     if let (Some(link), Some(post)) = (text("List-Unsubscribe"), text("List-Unsubscribe-Post")) {
         builder = builder

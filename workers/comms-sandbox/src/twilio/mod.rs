@@ -1,14 +1,12 @@
 //! The Twilio face: `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`, answering like Twilio
 //! (201 message resource, Twilio error JSON) so our SMS sender can be pointed at the sandbox
-//! unchanged.
+//! unchanged. What Twilio refuses, and how, lives in `request`.
 
 use axum::Json;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
 use serde_json::json;
 
@@ -16,6 +14,9 @@ use crate::callbacks::{self, SmsCallback};
 use crate::faults::{self, Fault};
 use crate::state::{AppState, Channel, Provider, RecordedMessage};
 use crate::{ids, segments};
+
+mod request;
+use request::SmsRequest;
 
 /// A Twilio error body (`code`, `message`, `more_info`, `status`).
 pub(crate) fn error(status: StatusCode, code: u32, message: impl Into<String>) -> Response {
@@ -26,33 +27,6 @@ pub(crate) fn error(status: StatusCode, code: u32, message: impl Into<String>) -
         "status": status.as_u16(),
     });
     (status, Json(body)).into_response()
-}
-
-/// Basic auth must be present and well formed; any account SID / token pair is accepted.
-fn has_basic_auth(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some((scheme, encoded)) = value.trim().split_once(' ') else {
-        return false;
-    };
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return false;
-    }
-    let Ok(decoded) = STANDARD.decode(encoded.trim()) else {
-        return false;
-    };
-    let decoded = String::from_utf8_lossy(&decoded);
-    matches!(decoded.split_once(':'), Some((user, _)) if !user.is_empty())
-}
-
-fn is_e164(number: &str) -> bool {
-    number.strip_prefix('+').is_some_and(|digits| {
-        (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
-    })
 }
 
 fn known_message(code: u32) -> Option<&'static str> {
@@ -112,56 +86,30 @@ pub(crate) async fn create_message(
     headers: HeaderMap,
     form: Result<Form<Vec<(String, String)>>, FormRejection>,
 ) -> Response {
-    if !has_basic_auth(&headers) {
-        let mut response = error(
-            StatusCode::UNAUTHORIZED,
-            20003,
-            "Authentication Error - No credentials provided",
-        );
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Basic realm=\"Twilio API\""),
-        );
-        return response;
+    if let Err(refusal) = request::authenticate(&headers, state.config(), &account_sid) {
+        return refusal.into_response();
     }
     let params = match form {
         Ok(Form(params)) => params,
+        // Twilio reads parameters only from a form body; any other body carries none.
+        Err(FormRejection::InvalidFormContentType(_)) => Vec::new(),
         Err(rejection) => return error(StatusCode::BAD_REQUEST, 20001, rejection.body_text()),
     };
-    let field = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
+    let SmsRequest {
+        to,
+        from,
+        service_sid,
+        body,
+        status_callback,
+        params,
+    } = match request::check(&params) {
+        Ok(request) => request,
+        Err(refusal) => return refusal.into_response(),
     };
-    let Some(to) = field("To") else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            21604,
-            "A 'To' phone number is required.",
-        );
-    };
-    if !is_e164(&to) {
-        let message = format!("The 'To' number {to} is not a valid phone number.");
-        return error(StatusCode::BAD_REQUEST, 21211, message);
-    }
-    let from = field("From");
-    let service_sid = field("MessagingServiceSid");
-    let Some(sender) = from.clone().or_else(|| service_sid.clone()) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            21603,
-            "A 'From' phone number is required.",
-        );
-    };
-    let Some(body) = field("Body") else {
-        return error(StatusCode::BAD_REQUEST, 21602, "Message body is required.");
-    };
-    if body.chars().count() > 1600 {
-        let message = "The concatenated message body exceeds the 1600 character limit.";
-        return error(StatusCode::BAD_REQUEST, 21617, message);
-    }
+    let sender = from
+        .clone()
+        .or_else(|| service_sid.clone())
+        .unwrap_or_default();
 
     let fault = state.faults().take_request_fault(Channel::Sms, &[&to]);
     if let Some(fault) = fault {
@@ -180,6 +128,7 @@ pub(crate) async fn create_message(
         body: body.clone(),
         custom_args: None,
         headers: None,
+        request: params,
         received_at: now,
     });
     tracing::info!(%sid, "twilio message accepted");
@@ -193,7 +142,7 @@ pub(crate) async fn create_message(
             from: from.clone(),
             to: to.clone(),
             messaging_service_sid: service_sid.clone(),
-            status_callback: field("StatusCallback"),
+            status_callback,
             outcome,
         },
     );
@@ -223,34 +172,4 @@ pub(crate) async fn create_message(
         "uri": format!("{uri}.json"),
     });
     (StatusCode::CREATED, Json(resource)).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn e164_shape() {
-        assert!(is_e164("+15005550006"));
-        assert!(is_e164("+12345678"));
-        assert!(!is_e164("+1234567"));
-        assert!(!is_e164("15005550006"));
-        assert!(!is_e164("+1500555000612345"));
-        assert!(!is_e164("+1500-555-0006"));
-    }
-
-    #[test]
-    fn basic_auth_must_be_present() {
-        let mut headers = HeaderMap::new();
-        assert!(!has_basic_auth(&headers));
-        let creds = STANDARD.encode("ACxxx:token");
-        let value = format!("Basic {creds}");
-        headers.insert(header::AUTHORIZATION, value.parse().expect("header value"));
-        assert!(has_basic_auth(&headers));
-        headers.insert(
-            header::AUTHORIZATION,
-            "Bearer abc".parse().expect("header value"),
-        );
-        assert!(!has_basic_auth(&headers));
-    }
 }

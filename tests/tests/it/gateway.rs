@@ -5,6 +5,7 @@
 
 mod admin;
 mod api;
+mod content_type;
 mod webhooks;
 
 use std::sync::Arc;
@@ -107,6 +108,27 @@ impl Gateway {
         };
         if let Some(signature) = signature {
             request = request.header("X-Twilio-Signature", signature);
+        }
+        request.send().await.expect("gateway answers")
+    }
+
+    /// POSTs `body` to `path` as it is: this content type (if any), this signature (if any).
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .body(body.to_vec());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         request.send().await.expect("gateway answers")
     }

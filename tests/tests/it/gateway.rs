@@ -6,6 +6,7 @@
 mod admin;
 mod api;
 mod content_type;
+mod readiness;
 mod webhooks;
 
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use comms_shared::runtime::Runtime;
 use comms_shared::settings::Settings;
 use comms_shared::shutdown::Shutdown;
 use comms_tests::TestEnv;
+use comms_tests::proxy::Proxy;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -82,6 +85,23 @@ impl Gateway {
             shutdown,
             task,
         }
+    }
+
+    /// A gateway whose broker connection goes through a [`Proxy`] the test can cut and restore.
+    pub async fn behind_proxy() -> (Self, Proxy) {
+        let probe = TestEnv::with(&[]).await;
+        let real = probe.settings.amqp.url.expose_secret().to_string();
+        probe.teardown().await;
+        let (hostport, _) = split_broker(&real, "");
+        let target = tokio::net::lookup_host(hostport.as_str())
+            .await
+            .expect("broker address")
+            .next()
+            .expect("resolved");
+        let proxy = Proxy::start(target).await;
+        let (_, via_proxy) = split_broker(&real, &proxy.addr.to_string());
+        let gw = Self::start_with(&[], |s| s.amqp.url = SecretString::from(via_proxy)).await;
+        (gw, proxy)
     }
 
     pub async fn stop(self) {
@@ -172,6 +192,18 @@ impl Gateway {
             .drain(&self.env.topology.replies_queue().name)
             .await
     }
+}
+
+/// `amqp://user:pass@host:port/vhost` → (`host:port`, the URL with `replacement` as host:port).
+fn split_broker(url: &str, replacement: &str) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").expect("scheme");
+    let (userinfo, hostpath) = rest.rsplit_once('@').map_or(("", rest), |(u, h)| (u, h));
+    let (hostport, path) = hostpath.split_once('/').unwrap_or((hostpath, ""));
+    let at = if userinfo.is_empty() { "" } else { "@" };
+    (
+        hostport.to_string(),
+        format!("{scheme}://{userinfo}{at}{replacement}/{path}"),
+    )
 }
 
 /// A form body exactly as a provider would encode it.

@@ -21,3 +21,4 @@ pub mod telemetry;
 pub mod topology;
 pub mod trace_context;
 pub mod unsubscribe;
+pub mod webhook_body;

@@ -8,6 +8,7 @@
 //! reason the request was refused ([`RequestErrors`]). `docs/contract.md` is the prose version
 //! and `docs/send-request.schema.json` the JSON Schema; a test keeps all three in agreement.
 
+mod canonical;
 mod checks;
 mod enums;
 mod error;
@@ -17,6 +18,7 @@ mod valid;
 mod validate;
 mod wire;
 
+pub use canonical::canonical_bytes;
 pub use checks::{MAX_EMAIL_CHARS, MAX_TEMPLATE_NAME_CHARS, MAX_TEMPLATE_VERSION, MAX_TEXT_CHARS};
 pub use enums::{Channel, ConsentBasis, Kind, RecordType, UnknownValue};
 pub use error::{

@@ -5,6 +5,8 @@
 
 mod admin;
 mod api;
+mod content_type;
+mod readiness;
 mod webhooks;
 
 use std::sync::Arc;
@@ -14,6 +16,8 @@ use comms_shared::runtime::Runtime;
 use comms_shared::settings::Settings;
 use comms_shared::shutdown::Shutdown;
 use comms_tests::TestEnv;
+use comms_tests::proxy::Proxy;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -83,6 +87,23 @@ impl Gateway {
         }
     }
 
+    /// A gateway whose broker connection goes through a [`Proxy`] the test can cut and restore.
+    pub async fn behind_proxy() -> (Self, Proxy) {
+        let probe = TestEnv::with(&[]).await;
+        let real = probe.settings.amqp.url.expose_secret().to_string();
+        probe.teardown().await;
+        let (hostport, _) = split_broker(&real, "");
+        let target = tokio::net::lookup_host(hostport.as_str())
+            .await
+            .expect("broker address")
+            .next()
+            .expect("resolved");
+        let proxy = Proxy::start(target).await;
+        let (_, via_proxy) = split_broker(&real, &proxy.addr.to_string());
+        let gw = Self::start_with(&[], |s| s.amqp.url = SecretString::from(via_proxy)).await;
+        (gw, proxy)
+    }
+
     pub async fn stop(self) {
         self.shutdown.cancel();
         self.task
@@ -107,6 +128,27 @@ impl Gateway {
         };
         if let Some(signature) = signature {
             request = request.header("X-Twilio-Signature", signature);
+        }
+        request.send().await.expect("gateway answers")
+    }
+
+    /// POSTs `body` to `path` as it is: this content type (if any), this signature (if any).
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .body(body.to_vec());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         request.send().await.expect("gateway answers")
     }
@@ -150,6 +192,18 @@ impl Gateway {
             .drain(&self.env.topology.replies_queue().name)
             .await
     }
+}
+
+/// `amqp://user:pass@host:port/vhost` → (`host:port`, the URL with `replacement` as host:port).
+fn split_broker(url: &str, replacement: &str) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").expect("scheme");
+    let (userinfo, hostpath) = rest.rsplit_once('@').map_or(("", rest), |(u, h)| (u, h));
+    let (hostport, path) = hostpath.split_once('/').unwrap_or((hostpath, ""));
+    let at = if userinfo.is_empty() { "" } else { "@" };
+    (
+        hostport.to_string(),
+        format!("{scheme}://{userinfo}{at}{replacement}/{path}"),
+    )
 }
 
 /// A form body exactly as a provider would encode it.

@@ -12,6 +12,8 @@ use serde_json::json;
 use std::time::Duration;
 use uuid::Uuid;
 
+mod content_type;
+
 const WAIT: Duration = Duration::from_secs(30);
 const PHONE: &str = "+14155552671";
 const OUR_NUMBER: &str = "+15005550006";

@@ -5,6 +5,7 @@
 //! delivery groups.
 
 mod burst;
+mod content_type;
 mod e2e;
 mod groups;
 mod mapping;
@@ -76,13 +77,25 @@ pub async fn seed_message(
     Seeded { id, contact_id }
 }
 
-/// Publishes a callback to `env` as the gateway does (`status.<provider>`, provider and
-/// first-seen headers).
+/// The content type each provider's status callbacks come with (as the gateway forwards it).
+pub fn content_type_of(provider: &str) -> &'static str {
+    match provider {
+        "twilio" => comms_shared::webhook_body::FORM,
+        _ => comms_shared::webhook_body::JSON,
+    }
+}
+
+/// Publishes a callback to `env` as the gateway does (`status.<provider>`, provider, content type
+/// and first-seen headers).
 pub async fn publish_callback(env: &TestEnv, provider: &str, body: &[u8]) {
     let mut headers = FieldTable::default();
     headers.insert(
         "x-comms-provider".into(),
         AMQPValue::LongString(provider.into()),
+    );
+    headers.insert(
+        "x-comms-content-type".into(),
+        AMQPValue::LongString(crate::status::content_type_of(provider).into()),
     );
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     headers.insert(

@@ -3,13 +3,16 @@
 //! The body is a send request (v1), validated by the same [`parse_send_request`] the sender
 //! uses, so HTTP and AMQP refuse exactly the same inputs with the same texts. A valid request is
 //! published in its canonical form to `comms.send` (routing key `send.<channel>`) with a confirm,
-//! and only then answered 202.
+//! and only then answered 202. The canonical form is checked first with the sender's own limits
+//! ([`canonical_bytes`]): normalising can lengthen a request past 64 KiB, and the caller must hear
+//! that now (413), not never.
 //!
 //! Idempotency: if a message with the request's idempotency key is already recorded, the answer
 //! is 202 with that message's id and nothing is published again. If it is not recorded yet (or the
-//! lookup fails), the request is published and the answer carries `message_id: null`; a second
-//! publish of the same key — two concurrent calls, or a retry before the sender recorded the
-//! first — is harmless, because the sender records one message per key and ignores the rest.
+//! lookup fails), the request is published and the answer has no `message_id` — the sender
+//! assigns it when it records the message — but the idempotency key, which `commsctl message
+//! <key>` follows. A second publish of the same key — two concurrent calls, or a retry before the
+//! sender recorded the first — is harmless: the sender records one message per key.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -18,7 +21,9 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use comms_shared::amqp::Outgoing;
-use comms_shared::contract::{CONTENT_TYPE, REASON_PAYLOAD_TOO_LARGE, parse_send_request};
+use comms_shared::contract::{
+    CONTENT_TYPE, REASON_PAYLOAD_TOO_LARGE, RequestErrors, canonical_bytes, parse_send_request,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
 use uuid::Uuid;
@@ -38,9 +43,27 @@ fn count(outcome: &str) {
         .inc();
 }
 
+/// 202: the idempotency key always (the caller follows the message by it), the message id only
+/// once it exists.
 fn accepted(key: &str, message_id: Option<Uuid>) -> Response {
-    let body = json!({ "idempotency_key": key, "message_id": message_id, "status": "accepted" });
+    let mut body = json!({ "idempotency_key": key, "status": "accepted" });
+    if let Some(id) = message_id {
+        body["message_id"] = json!(id);
+    }
     (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+/// The refusal of an invalid request: 413 when too large, 422 otherwise, every problem listed.
+fn refused(errors: &RequestErrors, key_name: &str) -> Response {
+    count("invalid");
+    let status = if errors.reason_code() == REASON_PAYLOAD_TOO_LARGE {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    tracing::info!(api.key_name = %key_name, reason = errors.reason_code(), errors = errors.errors().len(), "send request refused");
+    let body = json!({ "reason": errors.reason_code(), "errors": errors.errors() });
+    (status, Json(body)).into_response()
 }
 
 /// `POST /v1/messages`
@@ -61,19 +84,12 @@ pub async fn enqueue(
         }
         Err(rejection) => return rejection.into_response(),
     };
-    let request = match parse_send_request(&body) {
-        Ok(request) => request,
-        Err(errors) => {
-            count("invalid");
-            let status = if errors.reason_code() == REASON_PAYLOAD_TOO_LARGE {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            };
-            tracing::info!(api.key_name = %auth.caller.name, reason = errors.reason_code(), errors = errors.errors().len(), "send request refused");
-            let body = json!({ "reason": errors.reason_code(), "errors": errors.errors() });
-            return (status, Json(body)).into_response();
-        }
+    // What the sender will receive is the canonical copy: both must pass its checks.
+    let checked = parse_send_request(&body)
+        .and_then(|request| canonical_bytes(&request).map(|canonical| (request, canonical)));
+    let (request, canonical) = match checked {
+        Ok(checked) => checked,
+        Err(errors) => return refused(&errors, &auth.caller.name),
     };
     let inner = state.inner();
     let existing: Result<Option<Uuid>, sqlx::Error> =
@@ -93,17 +109,6 @@ pub async fn enqueue(
             tracing::warn!(%error, "idempotency lookup failed; publishing (the sender dedupes)");
         }
     }
-    let canonical = match serde_json::to_vec(&request) {
-        Ok(canonical) => canonical,
-        Err(error) => {
-            tracing::error!(%error, "a validated request could not be serialised");
-            return reply::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the request could not be encoded",
-            );
-        }
-    };
     let mut headers = FieldTable::default();
     headers.insert(
         SUBMITTED_BY_HEADER.into(),

@@ -1,23 +1,36 @@
 //! The gateway's one broker link: a confirm-mode publisher opened lazily and reopened after loss.
 //!
 //! The gateway must answer every webhook quickly and truthfully: 2xx only once the broker has
-//! confirmed the payload, 503 otherwise so the provider retries. So the link is not kept alive
-//! by a background loop; the next request that needs it connects (declaring the topology, so the
-//! queues the payload is routed to exist), and any publish failure drops the link so the request
-//! after it starts fresh. Connecting is bounded by a timeout, so a broker that does not answer
-//! makes the gateway answer 503, not hang.
+//! confirmed the payload, 503 otherwise so the provider retries. A request that finds no usable
+//! link connects (declaring the topology, so the queues the payload is routed to exist), and any
+//! publish failure drops the link so the request after it starts fresh. Connecting is bounded by
+//! a timeout, so a broker that does not answer makes the gateway answer 503, not hang.
+//!
+//! Readiness follows the same link ([`BrokerLink::keep_ready`]): a gateway that would answer
+//! every webhook 503 must not be sent traffic, so a load balancer has to see it not ready. A
+//! watcher connects at start, checks the link every second, reconnects after a loss (with capped
+//! backoff) and reports the readiness check `gateway.broker`; requests never wait for it.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use comms_shared::amqp::{self, Outgoing, PublishError, Publisher};
+use comms_shared::health::Health;
 use comms_shared::settings::AmqpSettings;
+use comms_shared::shutdown::Shutdown;
 use comms_shared::topology::Topology;
 use prometheus::IntGauge;
 use tokio::sync::Mutex;
 
 /// How long connecting (TCP, AMQP handshake, confirm mode, topology) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the readiness watcher looks at a healthy link (a local status read, no traffic).
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// The longest the watcher waits between two reconnection attempts.
+const WATCH_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The readiness check the broker link reports (`/readyz` lists it under `checks`).
+pub const READY_CHECK: &str = "gateway.broker";
 
 /// Why a payload could not be handed to the broker.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +102,7 @@ impl BrokerLink {
             return Ok((current.generation, current.publisher.clone()));
         }
         if let Some(stale) = live.take() {
+            connected_gauge().set(0);
             close_in_background(stale);
         }
         let connected = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
@@ -113,6 +127,42 @@ impl BrokerLink {
             publisher,
             generation,
         })
+    }
+
+    /// Keeps readiness check [`READY_CHECK`] true exactly while the link is usable, connecting and
+    /// reconnecting as needed, until `shutdown`. Not ready until the first connection.
+    pub async fn keep_ready(&self, health: &Health, shutdown: &Shutdown) {
+        let mut wait = WATCH_EVERY;
+        let mut was_ready = None;
+        loop {
+            let checked = tokio::select! {
+                () = shutdown.cancelled() => return,
+                checked = self.publisher() => checked,
+            };
+            let ready = checked.is_ok();
+            match checked {
+                Ok(_) => health.set(READY_CHECK, true, "connected to the broker"),
+                Err(error) => {
+                    if was_ready != Some(false) {
+                        tracing::warn!(%error, "gateway not ready: the broker is unreachable");
+                    }
+                    health.set(READY_CHECK, false, format!("broker unreachable: {error}"));
+                }
+            }
+            if ready && was_ready == Some(false) {
+                tracing::info!("gateway ready again: the broker is reachable");
+            }
+            was_ready = Some(ready);
+            wait = if ready {
+                WATCH_EVERY
+            } else {
+                (wait * 2).min(WATCH_BACKOFF_MAX)
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
     }
 
     /// Closes the link, if open (at shutdown, after the last request finished).

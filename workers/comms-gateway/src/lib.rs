@@ -7,7 +7,8 @@
 //! - **the enqueue API** (`POST /v1/messages`) for apps that do not speak AMQP, behind API keys
 //!   with roles ([`auth`]).
 //!
-//! `/healthz`, `/readyz` and `/metrics` are merged into the same router. See `docs/gateway.md`.
+//! `/healthz`, `/readyz` and `/metrics` are merged into the same router; the gateway is ready only
+//! while its broker link is up (`broker::BrokerLink::keep_ready`). See `docs/gateway.md`.
 
 mod api;
 mod approvals;
@@ -74,11 +75,26 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let state = GatewayState::new(&runtime).context("gateway settings")?;
     let app = router(state.clone(), &runtime);
+    // Not ready until the broker link is up; from then on readiness follows it.
+    let health = runtime.health.clone();
+    health.set(
+        broker::READY_CHECK,
+        false,
+        "not connected to the broker yet",
+    );
+    let (watcher_state, watcher_stop) = (state.clone(), shutdown.clone());
+    let watcher = tokio::spawn(async move {
+        let broker = &watcher_state.inner().broker;
+        broker.keep_ready(&health, &watcher_stop).await;
+    });
     let address = listener.local_addr().context("gateway listener address")?;
     tracing::info!(gateway.listen = %address, "gateway up");
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
+    // Whatever ended the server, the watcher must not reconnect after the link is closed.
+    watcher.abort();
+    let _ = watcher.await;
     state.close().await;
     served.context("gateway server")?;
     tracing::info!("gateway stopped");

@@ -1,7 +1,8 @@
 //! The on-call admin API over the pause switch: `GET /v1/pause` (what is on, with held counts),
 //! `POST /v1/pause` and `POST /v1/resume`, for `oncall` (and `owner`) keys. It applies the same
 //! rules as `commsctl pause`: a reason is required, no scope means global, and every change is
-//! recorded with who made it — here the person named in the body, via the key's name.
+//! recorded with who made it — the person named in the body with the key's name, or the key's
+//! name alone when the body names no one.
 
 use axum::Json;
 use axum::extract::State;
@@ -30,7 +31,7 @@ pub struct ScopeBody {
     /// Why (required).
     #[serde(default)]
     reason: Option<String>,
-    /// The person acting; the key's name is recorded with it.
+    /// The person acting, recorded with the key's name; without it, the key's name is the actor.
     #[serde(default)]
     actor: Option<String>,
     /// Pause only: resume by itself after this long (`2h`, `30m`).
@@ -64,6 +65,8 @@ fn scope_of(body: &ScopeBody) -> Result<Scope, String> {
     }
 }
 
+/// Who acted: the person the body names, with the key they used; without one, the key's name
+/// (the operator's identity on this API, as `$USER` is for `commsctl`).
 fn actor(body: &ScopeBody, key_name: &str) -> String {
     match body
         .actor
@@ -72,7 +75,7 @@ fn actor(body: &ScopeBody, key_name: &str) -> String {
         .filter(|a| !a.is_empty())
     {
         Some(person) => format!("{person} (key {key_name})"),
-        None => format!("key {key_name}"),
+        None => key_name.to_string(),
     }
 }
 

@@ -26,12 +26,17 @@ pub struct RepliesHandler {
 
 impl Handler for RepliesHandler {
     async fn handle(&self, incoming: &Incoming) -> Outcome {
-        let content_type =
-            header_str(&incoming.headers, "x-comms-content-type").unwrap_or_default();
-        let inbound = match parse::parse(&incoming.routing_key, &content_type, &incoming.body).await
+        // The gateway's header, not the AMQP content type (which a retry hop does not keep).
+        let content_type = header_str(&incoming.headers, "x-comms-content-type");
+        let inbound = match parse::parse(
+            &incoming.routing_key,
+            content_type.as_deref(),
+            &incoming.body,
+        )
+        .await
         {
             Ok(inbound) => inbound,
-            Err(error) => return Outcome::reject(format!("unreadable_inbound: {error}")),
+            Err(error) => return Outcome::reject(format!("{}: {error}", error.code())),
         };
         match self.process(&inbound).await {
             Ok(outcome) => outcome,

@@ -1,8 +1,12 @@
 //! Turning a provider's raw inbound payload (as the gateway published it) into one [`Inbound`].
 //!
-//! Twilio posts an inbound SMS as a form; SendGrid Inbound Parse posts an email as
-//! multipart/form-data with the raw header block in a `headers` field.
+//! Twilio posts an inbound SMS as a form (or JSON); SendGrid Inbound Parse posts an email as
+//! multipart/form-data with the raw header block in a `headers` field. The body is read by the
+//! content type the gateway forwarded, through `comms_shared::webhook_body`, exactly as the
+//! gateway read it to check the signature: what cannot be read as it says is refused, never
+//! guessed (a JSON body is never read as a form).
 
+use comms_shared::webhook_body::{self, BodyError};
 use sha2::{Digest, Sha256};
 
 /// One inbound message, provider-neutral.
@@ -20,6 +24,8 @@ pub struct Inbound {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
+    #[error(transparent)]
+    Body(#[from] BodyError),
     #[error("twilio inbound payload lacks {0}")]
     Missing(&'static str),
     #[error("sendgrid inbound payload: {0}")]
@@ -28,25 +34,37 @@ pub enum ParseError {
     UnknownSource(String),
 }
 
+impl ParseError {
+    /// The reason code a rejection carries.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ParseError::Body(error) if error.code() == "unsupported_content_type" => {
+                "unsupported_content_type"
+            }
+            _ => "unreadable_inbound",
+        }
+    }
+}
+
+/// Reads one inbound payload; `content_type` is the one the gateway forwarded, if any.
 pub async fn parse(
     routing_key: &str,
-    content_type: &str,
+    content_type: Option<&str>,
     body: &[u8],
 ) -> Result<Inbound, ParseError> {
     match routing_key {
-        "inbound.twilio" => twilio(body),
+        "inbound.twilio" => twilio(content_type, body),
         "inbound.sendgrid" => sendgrid(content_type, body).await,
         other => Err(ParseError::UnknownSource(other.to_string())),
     }
 }
 
-fn twilio(body: &[u8]) -> Result<Inbound, ParseError> {
-    let fields: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+fn twilio(content_type: Option<&str>, body: &[u8]) -> Result<Inbound, ParseError> {
+    let fields = webhook_body::twilio_fields(content_type, body)?;
     let get = |name: &'static str| {
         fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
+            .get(name)
+            .map(str::to_string)
             .ok_or(ParseError::Missing(name))
     };
     Ok(Inbound {
@@ -61,7 +79,9 @@ fn twilio(body: &[u8]) -> Result<Inbound, ParseError> {
     })
 }
 
-async fn sendgrid(content_type: &str, body: &[u8]) -> Result<Inbound, ParseError> {
+async fn sendgrid(content_type: Option<&str>, body: &[u8]) -> Result<Inbound, ParseError> {
+    webhook_body::format(content_type, webhook_body::SENDGRID_INBOUND)?;
+    let content_type = content_type.unwrap_or_default();
     let boundary =
         multer::parse_boundary(content_type).map_err(|e| ParseError::Multipart(e.to_string()))?;
     let bytes = bytes::Bytes::copy_from_slice(body);
@@ -177,12 +197,33 @@ mod tests {
     #[tokio::test]
     async fn a_twilio_form_is_read() {
         let body = b"MessageSid=SM1&From=%2B14155552671&To=%2B15005550006&Body=STOP";
-        let inbound = parse("inbound.twilio", "application/x-www-form-urlencoded", body)
+        let inbound = parse("inbound.twilio", Some(webhook_body::FORM), body)
             .await
             .expect("parses");
         assert_eq!(
             (inbound.from.as_str(), inbound.body.as_str()),
             ("+14155552671", "STOP")
         );
+    }
+
+    #[tokio::test]
+    async fn a_twilio_body_is_read_by_its_content_type_or_refused() {
+        let json =
+            br#"{"MessageSid":"SM1","From":"+14155552671","To":"+15005550006","Body":"START"}"#;
+        let inbound = parse("inbound.twilio", Some(webhook_body::JSON), json)
+            .await
+            .expect("json parses");
+        assert_eq!(inbound.body, "START");
+        // A form sent as JSON is not read as a form; nor is anything without a known type.
+        let form = b"MessageSid=SM1&From=%2B14155552671&To=%2B15005550006&Body=STOP";
+        let as_json = parse("inbound.twilio", Some(webhook_body::JSON), form).await;
+        assert_eq!(as_json.expect_err("not json").code(), "unreadable_inbound");
+        for other in [None, Some("text/plain")] {
+            let refused = parse("inbound.twilio", other, form).await;
+            assert_eq!(
+                refused.expect_err("refused").code(),
+                "unsupported_content_type"
+            );
+        }
     }
 }

@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn a_failure_moves_the_state_and_asks_the_owner() {
-        let event = twilio::parse(b"MessageSid=SM1&MessageStatus=undelivered&ErrorCode=30003")
+        let event = twilio::parse_form(b"MessageSid=SM1&MessageStatus=undelivered&ErrorCode=30003")
             .expect("parses");
         let effects = decide(&message("sent"), &event);
         let moved = effects.state_move.expect("moves");
@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn a_late_callback_is_recorded_without_a_move() {
-        let event = twilio::parse(b"MessageSid=SM1&MessageStatus=sent").expect("parses");
+        let event = twilio::parse_form(b"MessageSid=SM1&MessageStatus=sent").expect("parses");
         let effects = decide(&message("delivered"), &event);
         assert_eq!(effects.state_move, None);
         assert_eq!(effects.timeline[0].event_type, "provider_status");
@@ -249,8 +249,8 @@ mod tests {
 
     #[test]
     fn an_opt_out_adds_a_consent_entry_after_the_status_entry() {
-        let event =
-            twilio::parse(b"MessageSid=SM1&MessageStatus=failed&ErrorCode=21610").expect("parses");
+        let event = twilio::parse_form(b"MessageSid=SM1&MessageStatus=failed&ErrorCode=21610")
+            .expect("parses");
         let effects = decide(&message("sent"), &event);
         let types: Vec<_> = effects.timeline.iter().map(|t| t.event_type).collect();
         assert_eq!(types, ["failed", "opted_out"]);

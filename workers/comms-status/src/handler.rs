@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use comms_shared::amqp::header_str;
 use comms_shared::runtime::{Handler, Incoming, Outcome};
 use comms_shared::topology::Topology;
+use comms_shared::webhook_body::{self, BodyError};
 use sqlx::PgPool;
 
 use crate::event::{Provider, ProviderEvent};
@@ -29,6 +30,9 @@ use crate::{group, sendgrid, twilio};
 
 /// Header the gateway sets to the provider's name.
 pub const PROVIDER_HEADER: &str = "x-comms-provider";
+/// Header the gateway sets to the content type the payload came with (the AMQP content type
+/// does not survive a retry hop).
+pub const CONTENT_TYPE_HEADER: &str = "x-comms-content-type";
 /// Header the gateway sets to the RFC 3339 time it received the payload (the first-seen time).
 pub const RECEIVED_AT_HEADER: &str = "x-comms-received-at";
 
@@ -96,9 +100,18 @@ struct Parsed {
 /// Parses a delivery; a payload that is no callback is rejected (`invalid_payload: …`).
 fn parse(incoming: &Incoming) -> Result<Parsed, Outcome> {
     let provider = provider_of(incoming);
+    // Read as the gateway read it to verify the signature: by the content type it forwarded.
+    let content_type = header_str(&incoming.headers, CONTENT_TYPE_HEADER);
+    let content_type = content_type.as_deref();
+    let body = &incoming.body;
     let parsed = match provider {
-        Provider::Twilio => twilio::parse(&incoming.body).map(|event| vec![event]),
-        Provider::Sendgrid => sendgrid::parse(&incoming.body),
+        Provider::Twilio => webhook_body::twilio_fields(content_type, body)
+            .map_err(unreadable)
+            .and_then(|fields| twilio::parse(&fields, body).map_err(invalid))
+            .map(|event| vec![event]),
+        Provider::Sendgrid => webhook_body::format(content_type, webhook_body::SENDGRID_EVENTS)
+            .map_err(unreadable)
+            .and_then(|_| sendgrid::parse(body).map_err(invalid)),
     };
     match parsed {
         Ok(events) => Ok(Parsed {
@@ -106,17 +119,30 @@ fn parse(incoming: &Incoming) -> Result<Parsed, Outcome> {
             events,
             first_seen: first_seen(incoming, Utc::now()),
         }),
-        Err(problem) => {
+        Err((code, problem)) => {
             metrics::status()
                 .events
                 .with_label_values(&[provider.as_str(), "invalid"])
                 .inc();
             Err(Outcome::reject(format!(
-                "invalid_payload: {}: {problem}",
+                "{code}: {}: {problem}",
                 provider.as_str()
             )))
         }
     }
+}
+
+/// A body its content type does not describe: `unsupported_content_type`, else `invalid_payload`.
+fn unreadable(error: BodyError) -> (&'static str, String) {
+    let code = match error.code() {
+        "unsupported_content_type" => "unsupported_content_type",
+        _ => "invalid_payload",
+    };
+    (code, error.to_string())
+}
+
+fn invalid(problem: String) -> (&'static str, String) {
+    ("invalid_payload", problem)
 }
 
 /// Counts and logs what applying one event did.

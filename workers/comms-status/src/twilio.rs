@@ -1,4 +1,6 @@
-//! Twilio status callbacks (form-encoded) to [`ProviderEvent`]s.
+//! Twilio status callbacks to [`ProviderEvent`]s. The body is read by its content type through
+//! `comms_shared::webhook_body` (a form, or JSON), exactly as the gateway read it to verify the
+//! signature; this module sees only the fields.
 //!
 //! | `MessageStatus` | canonical |
 //! |---|---|
@@ -13,6 +15,7 @@
 //! The dedupe key is `MessageSid:MessageStatus`: Twilio sends each status of a message once, and
 //! a retried callback carries the same pair.
 
+use comms_shared::webhook_body::Fields;
 use serde_json::json;
 
 use crate::event::{ConsentChange, Lookup, Provider, ProviderEvent, Target};
@@ -35,17 +38,17 @@ fn describe(code: &str) -> Option<&'static str> {
     })
 }
 
-/// Parses one status callback body.
-pub fn parse(body: &[u8]) -> Result<ProviderEvent, String> {
+/// Parses one status callback: its `fields` (as read from `raw`, which is kept).
+pub fn parse(fields: &Fields, raw: &[u8]) -> Result<ProviderEvent, String> {
     let mut sid = None;
     let mut status = None;
     let mut error_code = None;
-    for (name, value) in form_urlencoded::parse(body) {
-        match name.as_ref() {
-            "MessageSid" => sid = Some(value.into_owned()),
-            "SmsSid" if sid.is_none() => sid = Some(value.into_owned()),
-            "MessageStatus" => status = Some(value.into_owned()),
-            "SmsStatus" if status.is_none() => status = Some(value.into_owned()),
+    for (name, value) in &fields.fields {
+        match name.as_str() {
+            "MessageSid" => sid = Some(value.clone()),
+            "SmsSid" if sid.is_none() => sid = Some(value.clone()),
+            "MessageStatus" => status = Some(value.clone()),
+            "SmsStatus" if status.is_none() => status = Some(value.clone()),
             "ErrorCode" if !value.trim().is_empty() => error_code = Some(value.trim().to_string()),
             _ => {}
         }
@@ -99,13 +102,35 @@ pub fn parse(body: &[u8]) -> Result<ProviderEvent, String> {
         consent: opted_out.then_some(ConsentChange::OptedOut),
         next_action,
         needs_owner: false,
-        raw: body.to_vec(),
+        raw: raw.to_vec(),
     })
+}
+
+/// A form body, read as the handler reads one (for tests).
+#[cfg(test)]
+pub(crate) fn parse_form(body: &[u8]) -> Result<ProviderEvent, String> {
+    let form = Some(comms_shared::webhook_body::FORM);
+    let fields =
+        comms_shared::webhook_body::twilio_fields(form, body).map_err(|e| e.to_string())?;
+    parse(&fields, body)
 }
 
 #[cfg(test)]
 mod tests {
+    use comms_shared::webhook_body::{JSON, twilio_fields};
+
     use super::*;
+
+    use super::parse_form as parse;
+
+    #[test]
+    fn a_json_callback_is_read_as_json() {
+        let body = br#"{"MessageSid":"SM5","MessageStatus":"undelivered","ErrorCode":30003}"#;
+        let fields = twilio_fields(Some(JSON), body).expect("json");
+        let event = super::parse(&fields, body).expect("parses");
+        assert_eq!(event.target, Some(Target::Undelivered));
+        assert!(event.reason.as_deref().is_some_and(|r| r.contains("30003")));
+    }
 
     #[test]
     fn a_delivered_callback_maps_to_delivered() {

@@ -101,6 +101,42 @@ async fn on_call_pauses_and_resumes_through_the_api_and_other_roles_are_refused(
 }
 
 #[tokio::test]
+async fn without_an_actor_in_the_body_the_key_s_name_is_the_actor() {
+    let gw = Gateway::start(&[]).await;
+    let oncall = key(&gw, "pagerduty", Role::Oncall).await;
+    let paused = post(
+        &gw,
+        "/v1/pause",
+        &oncall,
+        json!({ "reason": "provider incident" }),
+    )
+    .await;
+    assert_eq!(paused.status(), 201);
+    let body: serde_json::Value = paused.json().await.expect("json");
+    assert_eq!(body["pause"]["actor"], "pagerduty");
+    let active = store::active(&gw.env.pool).await.expect("active");
+    assert_eq!(active[0].actor, "pagerduty");
+    // A blank actor is no actor.
+    let resumed = post(
+        &gw,
+        "/v1/resume",
+        &oncall,
+        json!({ "reason": "provider recovered", "actor": "  " }),
+    )
+    .await;
+    assert_eq!(resumed.status(), 200);
+    let actors: Vec<(String, String)> =
+        sqlx::query_as("SELECT action, actor FROM comms.pause_events ORDER BY id")
+            .fetch_all(&gw.env.pool)
+            .await
+            .expect("history");
+    let expected = [("pause", "pagerduty"), ("resume", "pagerduty")]
+        .map(|(action, actor)| (action.to_string(), actor.to_string()));
+    assert_eq!(actors, expected);
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn one_click_unsubscribe_needs_a_post_and_a_genuine_token() {
     let gw = Gateway::start(&[(
         "COMMS__REPLIES__UNSUBSCRIBE_SECRET",

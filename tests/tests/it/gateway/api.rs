@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use comms_gateway::keys::{self, Role};
-use comms_shared::contract::parse_send_request;
+use comms_shared::contract::{MAX_PAYLOAD_BYTES, canonical_bytes, parse_send_request};
 use comms_tests::fleet::sms_request;
 use serde_json::json;
 use uuid::Uuid;
@@ -148,9 +148,10 @@ async fn a_valid_request_is_published_confirmed_and_answered_202() {
     let response = post(&gw, Some(&auth), &request).await;
     assert_eq!(response.status(), 202);
     let body: serde_json::Value = response.json().await.expect("json");
+    // No message id exists before the sender records the message: the key is what to follow.
     assert_eq!(
         body,
-        json!({ "idempotency_key": "k-202", "message_id": null, "status": "accepted" })
+        json!({ "idempotency_key": "k-202", "status": "accepted" })
     );
     let queued = gw.env.drain(&gw.env.topology.send_queue("sms").name).await;
     assert_eq!(queued.len(), 1);
@@ -166,6 +167,62 @@ async fn a_valid_request_is_published_confirmed_and_answered_202() {
         audit(&gw).await,
         [("crm".to_string(), "/v1/messages".to_string(), true)]
     );
+    gw.stop().await;
+}
+
+/// An SMS request whose `template.vars.pad` is `pad` bytes of ASCII.
+fn padded(key: &str, pad: usize) -> serde_json::Value {
+    let mut request = sms_request(key, "+1 (415) 555-2671", Uuid::nil());
+    request["template"]["vars"]["pad"] = json!("x".repeat(pad));
+    request
+}
+
+/// The length of the normalised copy the gateway would publish for `request`, if publishable.
+fn published_len(request: &serde_json::Value) -> Option<usize> {
+    let raw = serde_json::to_vec(request).expect("json");
+    let valid = parse_send_request(&raw).expect("valid as sent");
+    canonical_bytes(&valid).ok().map(|bytes| bytes.len())
+}
+
+#[tokio::test]
+async fn the_sender_s_limit_applies_to_the_published_copy_at_the_limit_and_one_byte_over() {
+    let gw = Gateway::start(&[]).await;
+    let auth = key(&gw, "crm", Role::Enqueue).await;
+    let queue = gw.env.topology.send_queue("sms").name;
+    let sent_len = |key: &str| serde_json::to_vec(&padded(key, 0)).expect("json").len();
+
+    // The case: a request of exactly 64 KiB as sent, longer once normalised.
+    let sent_at_limit = padded("k-sent", MAX_PAYLOAD_BYTES - sent_len("k-sent"));
+    assert_eq!(
+        serde_json::to_vec(&sent_at_limit).expect("json").len(),
+        MAX_PAYLOAD_BYTES
+    );
+    let response = post(&gw, Some(&auth), &sent_at_limit).await;
+    assert_eq!(response.status(), 413);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["reason"], "payload_too_large");
+    assert!(
+        body["errors"][0]["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("normalised")),
+        "{body}"
+    );
+
+    // The published copy one byte over: refused, nothing published.
+    let base = |key: &str| published_len(&padded(key, 0)).expect("small request");
+    let over = padded("k-over", MAX_PAYLOAD_BYTES - base("k-over") + 1);
+    assert_eq!(published_len(&over), None, "over the limit");
+    assert_eq!(post(&gw, Some(&auth), &over).await.status(), 413);
+    assert!(gw.env.drain(&queue).await.is_empty());
+
+    // The published copy exactly at the limit: accepted, and the sender's check passes on it.
+    let at_limit = padded("k-at", MAX_PAYLOAD_BYTES - base("k-at"));
+    assert_eq!(published_len(&at_limit), Some(MAX_PAYLOAD_BYTES));
+    assert_eq!(post(&gw, Some(&auth), &at_limit).await.status(), 202);
+    let queued = gw.env.drain(&queue).await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].0.len(), MAX_PAYLOAD_BYTES);
+    assert!(parse_send_request(&queued[0].0).is_ok());
     gw.stop().await;
 }
 

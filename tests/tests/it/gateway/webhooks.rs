@@ -5,8 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use comms_tests::eventually;
-use comms_tests::proxy::Proxy;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use super::{Gateway, INBOUND_SECRET, Sig, form, header};
 
@@ -323,32 +322,9 @@ async fn with_the_broker_down_webhooks_get_503_so_the_provider_retries() {
     gw.stop().await;
 }
 
-/// `amqp://user:pass@host:port/vhost` → (`host:port`, the URL with `replacement` as host:port).
-fn split_broker(url: &str, replacement: &str) -> (String, String) {
-    let (scheme, rest) = url.split_once("://").expect("scheme");
-    let (userinfo, hostpath) = rest.rsplit_once('@').map_or(("", rest), |(u, h)| (u, h));
-    let (hostport, path) = hostpath.split_once('/').unwrap_or((hostpath, ""));
-    let at = if userinfo.is_empty() { "" } else { "@" };
-    (
-        hostport.to_string(),
-        format!("{scheme}://{userinfo}{at}{replacement}/{path}"),
-    )
-}
-
 #[tokio::test]
 async fn the_gateway_reconnects_after_losing_the_broker() {
-    let probe = Gateway::start(&[]).await;
-    let real = probe.env.settings.amqp.url.expose_secret().to_string();
-    probe.stop().await;
-    let (hostport, _) = split_broker(&real, "");
-    let target = tokio::net::lookup_host(hostport.as_str())
-        .await
-        .expect("broker address")
-        .next()
-        .expect("resolved");
-    let proxy = Proxy::start(target).await;
-    let (_, via_proxy) = split_broker(&real, &proxy.addr.to_string());
-    let gw = Gateway::start_with(&[], |s| s.amqp.url = SecretString::from(via_proxy)).await;
+    let (gw, proxy) = Gateway::behind_proxy().await;
     let path = "/webhooks/twilio/status";
     let accepted = AtomicUsize::new(0);
     let post = || async {
@@ -387,7 +363,12 @@ async fn health_and_metrics_are_served_by_the_gateway() {
     let gw = Gateway::start(&[]).await;
     let get = |path: &str| gw.http.get(format!("{}{path}", gw.url)).send();
     assert_eq!(get("/healthz").await.expect("answer").status(), 200);
-    assert_eq!(get("/readyz").await.expect("answer").status(), 200);
+    // Ready once the broker link is up (the gateway connects at start).
+    let ready = eventually(Duration::from_secs(30), || async {
+        get("/readyz").await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert!(ready, "the gateway becomes ready");
     let _ = gw
         .twilio("/webhooks/twilio/status", &STATUS, Sig::Missing)
         .await;

@@ -25,6 +25,10 @@ fn incoming(provider: &str, body: Vec<u8>, received_at: DateTime<Utc>) -> Incomi
         "x-comms-provider".into(),
         AMQPValue::LongString(provider.into()),
     );
+    headers.insert(
+        "x-comms-content-type".into(),
+        AMQPValue::LongString(crate::status::content_type_of(provider).into()),
+    );
     let at = received_at.to_rfc3339_opts(SecondsFormat::Millis, true);
     headers.insert(
         "x-comms-received-at".into(),

@@ -17,6 +17,10 @@ fn incoming(body: &[u8], received_at: chrono::DateTime<Utc>, retry_attempt: u32)
         "x-comms-provider".into(),
         AMQPValue::LongString("twilio".into()),
     );
+    headers.insert(
+        "x-comms-content-type".into(),
+        AMQPValue::LongString(comms_shared::webhook_body::FORM.into()),
+    );
     let at = received_at.to_rfc3339_opts(SecondsFormat::Millis, true);
     headers.insert(
         "x-comms-received-at".into(),

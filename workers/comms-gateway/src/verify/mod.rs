@@ -8,4 +8,6 @@ pub mod sendgrid;
 pub mod twilio;
 
 #[cfg(test)]
+mod body_tests;
+#[cfg(test)]
 mod tests;

@@ -2,10 +2,12 @@
 //! twilio-python, twilio-node, twilio-go; SendGrid's: sendgrid-python, sendgrid-nodejs), copied
 //! from the team's providers reference, plus the negative cases those suites assert.
 
+use comms_shared::webhook_body::{self, Fields, Format, JSON};
+
 use super::{sendgrid, twilio};
 
-const T_TOKEN: &[u8] = b"12345";
-const T_URL: &str = "https://mycompany.com/myapp.php?foo=1&bar=2";
+pub(super) const T_TOKEN: &[u8] = b"12345";
+pub(super) const T_URL: &str = "https://mycompany.com/myapp.php?foo=1&bar=2";
 
 fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
@@ -14,7 +16,7 @@ fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn default_params() -> Vec<(String, String)> {
+pub(super) fn default_params() -> Vec<(String, String)> {
     params(&[
         ("CallSid", "CA1234567890ABCDE"),
         ("Caller", "+14158675309"),
@@ -24,8 +26,24 @@ fn default_params() -> Vec<(String, String)> {
     ])
 }
 
+/// A form request: the body's fields are `params` (the raw body only matters to `bodySHA256`).
 fn twilio_ok(url: &str, params: &[(String, String)], body: &[u8], signature: &str) -> bool {
-    twilio::verify(T_TOKEN, url, params, body, signature)
+    let fields = Fields {
+        format: Format::Form,
+        fields: params.to_vec(),
+    };
+    twilio::verify(T_TOKEN, url, &fields, body, signature).is_ok()
+}
+
+/// A request with `body` read as `content_type` says, exactly as the gateway and workers read it.
+pub(super) fn twilio_read(
+    url: &str,
+    content_type: &str,
+    body: &[u8],
+    signature: &str,
+) -> Result<(), twilio::Refusal> {
+    let fields = webhook_body::twilio_fields(Some(content_type), body).expect("readable body");
+    twilio::verify(T_TOKEN, url, &fields, body, signature)
 }
 
 #[test]
@@ -60,13 +78,11 @@ fn t1_negatives_are_refused() {
         "RSOYDt4T1cUTdK1PDd93/VVr8B8="
     ));
     // Another token, same inputs.
-    assert!(!twilio::verify(
-        b"54321",
-        T_URL,
-        &p,
-        b"",
-        "RSOYDt4T1cUTdK1PDd93/VVr8B8="
-    ));
+    let form = Fields {
+        format: Format::Form,
+        fields: p.clone(),
+    };
+    assert!(twilio::verify(b"54321", T_URL, &form, b"", "RSOYDt4T1cUTdK1PDd93/VVr8B8=").is_err());
 }
 
 #[test]
@@ -140,17 +156,34 @@ fn t12_to_t14_json_bodies_are_checked_against_body_sha256() {
     let body = br#"{"property": "value", "boolean": true}"#;
     let hash = "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620";
     let t12 = format!("{T_URL}&bodySHA256={hash}");
-    assert!(twilio_ok(&t12, &[], body, "a9nBmqA0ju/hNViExpshrM61xv4="));
+    assert_eq!(
+        twilio_read(&t12, JSON, body, "a9nBmqA0ju/hNViExpshrM61xv4="),
+        Ok(())
+    );
     let t13 = format!("https://mycompany.com/myapp.php?bodySHA256={hash}");
-    assert!(twilio_ok(&t13, &[], body, "y77kIzt2vzLz71DgmJGsen2scGs="));
+    assert_eq!(
+        twilio_read(&t13, JSON, body, "y77kIzt2vzLz71DgmJGsen2scGs="),
+        Ok(())
+    );
     let empty = "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
     let t14 = format!("{T_URL}&bodySHA256={empty}");
-    assert!(twilio_ok(&t14, &[], b"{}", "Ldidvp12m26NI7eqEvxnEpkd9Hc="));
+    assert_eq!(
+        twilio_read(&t14, JSON, b"{}", "Ldidvp12m26NI7eqEvxnEpkd9Hc="),
+        Ok(())
+    );
+    let charset = "application/json; charset=utf-8";
+    assert_eq!(
+        twilio_read(&t12, charset, body, "a9nBmqA0ju/hNViExpshrM61xv4="),
+        Ok(())
+    );
 
     // Negatives: a body that does not match the hash, and a URL cut short.
-    assert!(!twilio_ok(&t12, &[], b"{}", "a9nBmqA0ju/hNViExpshrM61xv4="));
+    assert_eq!(
+        twilio_read(&t12, JSON, b"{}", "a9nBmqA0ju/hNViExpshrM61xv4="),
+        Err(twilio::Refusal::BodyHashMismatch)
+    );
     let cut = &t12[..t12.len() - 1];
-    assert!(!twilio_ok(cut, &[], body, "a9nBmqA0ju/hNViExpshrM61xv4="));
+    assert!(twilio_read(cut, JSON, body, "a9nBmqA0ju/hNViExpshrM61xv4=").is_err());
 }
 
 const S1_KEY: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==";

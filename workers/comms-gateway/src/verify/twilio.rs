@@ -7,8 +7,10 @@
 //! - form parameters are sorted by name, each name's values sorted and de-duplicated, and appended
 //!   as `name` + `value` with no separators; *all* received parameters count, because Twilio adds
 //!   new ones without notice;
-//! - a URL whose query carries `bodySHA256` (JSON webhooks) is signed alone, and the body's
-//!   SHA-256 must match that parameter;
+//! - a JSON body is signed over the URL alone, which must carry `bodySHA256`, and the body's
+//!   SHA-256 must match that parameter; JSON without it is refused, because the signature would
+//!   then cover nothing the workers read (`comms_shared::webhook_body` decides how a body is
+//!   read, for the gateway and the workers alike);
 //! - like the SDKs, a signature computed over the URL with its port removed, or with the scheme's
 //!   default port added, is accepted, and so is one over the query percent-encoded the way a
 //!   WHATWG URL parser does (`'` becomes `%27`);
@@ -16,6 +18,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use comms_shared::webhook_body::{Fields, Format};
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -24,37 +27,78 @@ use subtle::ConstantTimeEq;
 /// The header Twilio signs every webhook with.
 pub const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 
-/// True when `signature` is Twilio's signature of a request to `url` carrying `params` (the
-/// decoded form fields, in any order) and `body` (the raw bytes, used only for JSON webhooks).
+/// Why a request is not provably from Twilio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The signature does not match the URL and the body's fields.
+    #[error("X-Twilio-Signature does not match this request")]
+    InvalidSignature,
+    /// A JSON body whose URL carries no `bodySHA256`: the signature would cover the URL alone,
+    /// and nothing the workers read.
+    #[error("a JSON body must be signed through bodySHA256 in the URL")]
+    BodyNotSigned,
+    /// `bodySHA256` does not match the body received.
+    #[error("bodySHA256 does not match the body")]
+    BodyHashMismatch,
+}
+
+impl Refusal {
+    /// The stable reason code of the 403.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::InvalidSignature => "invalid_signature",
+            Refusal::BodyNotSigned => "body_not_signed",
+            Refusal::BodyHashMismatch => "body_hash_mismatch",
+        }
+    }
+}
+
+/// Checks that `signature` is Twilio's signature of a request to `url` whose body `raw` was read
+/// as `body` (by `comms_shared::webhook_body`, as the workers will read it):
+///
+/// - a form: the URL followed by the sorted fields;
+/// - JSON: the URL alone, which must carry `bodySHA256`, equal to the SHA-256 of `raw`.
+///
+/// A form whose URL carries `bodySHA256` must match it too, so the body stays bound either way.
 pub fn verify(
     auth_token: &[u8],
     url: &str,
-    params: &[(String, String)],
-    body: &[u8],
+    body: &Fields,
+    raw: &[u8],
     signature: &str,
-) -> bool {
-    let Ok(expected) = STANDARD.decode(signature.trim()) else {
-        return false;
-    };
-    let signed_params: &[(String, String)] = match body_sha256_param(url) {
-        Some(claimed) => {
-            let actual = hex(&Sha256::digest(body));
-            if !bool::from(
-                actual
-                    .as_bytes()
-                    .ct_eq(claimed.to_ascii_lowercase().as_bytes()),
-            ) {
-                return false;
-            }
-            // A JSON webhook's signature covers the URL only.
-            &[]
+) -> Result<(), Refusal> {
+    let claimed = body_sha256_param(url);
+    if body.format == Format::Json && claimed.is_none() {
+        return Err(Refusal::BodyNotSigned);
+    }
+    if let Some(claimed) = claimed {
+        let actual = hex(&Sha256::digest(raw));
+        let matches = actual
+            .as_bytes()
+            .ct_eq(claimed.to_ascii_lowercase().as_bytes());
+        if !bool::from(matches) {
+            return Err(Refusal::BodyHashMismatch);
         }
-        None => params,
+    }
+    let Ok(expected) = STANDARD.decode(signature.trim()) else {
+        return Err(Refusal::InvalidSignature);
     };
-    let sorted = sorted_pairs(signed_params);
-    url_candidates(url).iter().any(|candidate| {
+    // A JSON webhook's signature covers the URL only; its body is bound through bodySHA256.
+    let signed: &[(String, String)] = match body.format {
+        Format::Form => &body.fields,
+        Format::Json => &[],
+        // Twilio never sends multipart; no signature could cover it.
+        Format::Multipart => return Err(Refusal::BodyNotSigned),
+    };
+    let sorted = sorted_pairs(signed);
+    let valid = url_candidates(url).iter().any(|candidate| {
         mac(auth_token, candidate, &sorted).is_some_and(|mac| mac.verify_slice(&expected).is_ok())
-    })
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(Refusal::InvalidSignature)
+    }
 }
 
 /// The signature Twilio would send; used by tests and by tools that replay callbacks.

@@ -11,10 +11,11 @@ pub mod sendgrid;
 pub mod twilio;
 
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{SecondsFormat, Utc};
 use comms_shared::amqp::Outgoing;
+use comms_shared::webhook_body::BodyError;
 use lapin::types::{AMQPValue, FieldTable};
 
 use crate::broker::BrokerError;
@@ -26,7 +27,8 @@ use crate::state::GatewayState;
 pub const PROVIDER_HEADER: &str = "x-comms-provider";
 /// Header naming the kind of payload (`status`, `inbound`).
 pub const KIND_HEADER: &str = "x-comms-kind";
-/// Header repeating the payload's HTTP content type (also set as the AMQP content type).
+/// Header repeating the payload's HTTP content type (also set as the AMQP content type, which
+/// does not survive a retry hop; the workers read the body by this header).
 pub const CONTENT_TYPE_HEADER: &str = "x-comms-content-type";
 /// Header with the RFC 3339 time the gateway received the payload.
 pub const RECEIVED_AT_HEADER: &str = "x-comms-received-at";
@@ -112,13 +114,23 @@ pub(crate) fn refused_body(rejection: BytesRejection, provider: &str, kind: &str
     }
 }
 
-/// The request's content type, or `fallback` when it sent none.
-pub(crate) fn content_type<'a>(headers: &'a HeaderMap, fallback: &'a str) -> &'a str {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or(fallback)
+/// The answer for a body whose content type the endpoint does not take (415
+/// `unsupported_content_type`) or whose content cannot be read as it says (400 `invalid_body`).
+pub(crate) fn refused_content(error: &BodyError, provider: &str, kind: &str) -> Response {
+    let code = error.code();
+    count(provider, kind, code);
+    tracing::info!(
+        webhook.provider = provider,
+        webhook.kind = kind,
+        reason = code,
+        %error,
+        "webhook refused: its body cannot be read as its content type says"
+    );
+    let status = match error {
+        BodyError::InvalidJson(_) | BodyError::UnsupportedJson(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    };
+    reply::error(status, code, &error.to_string())
 }
 
 /// A header's value as text, if present and printable.

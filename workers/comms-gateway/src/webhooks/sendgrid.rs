@@ -6,6 +6,10 @@
 //! 503 (so SendGrid keeps retrying while an operator fixes the configuration) and never accepts
 //! unsigned events. Inbound Parse carries no signature, so its URL carries a secret path segment,
 //! compared in constant time; a wrong secret is 404, as if the route did not exist.
+//!
+//! The workers read what the signature (or the secret) covers: the event batch is signed byte for
+//! byte and read as JSON whatever else arrives; Inbound Parse is authenticated as a whole request
+//! by its secret. A content type other than the endpoint's (`comms_shared::webhook_body`) is 415.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -14,7 +18,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
-use super::{Verified, accept, content_type, count, header_text, refused_body};
+use axum::http::header;
+use comms_shared::webhook_body::{self, SENDGRID_EVENTS, SENDGRID_INBOUND};
+
+use super::{Verified, accept, count, header_text, refused_body, refused_content};
 use crate::reply;
 use crate::state::{GatewayState, secret_hash};
 use crate::verify::sendgrid::{SIGNATURE_HEADER, TIMESTAMP_HEADER, timestamp_is_fresh, verify};
@@ -51,6 +58,11 @@ pub async fn events(
             "X-Twilio-Email-Event-Webhook-Signature and -Timestamp are required",
         );
     };
+    let content_type = header_text(&headers, header::CONTENT_TYPE.as_str());
+    let format = match webhook_body::format(content_type, SENDGRID_EVENTS) {
+        Ok(format) => format,
+        Err(error) => return refused_content(&error, "sendgrid", KIND),
+    };
     if !verify(key, timestamp, &body, signature) {
         count("sendgrid", KIND, "invalid_signature");
         tracing::info!(
@@ -82,7 +94,7 @@ pub async fn events(
     let payload = Verified {
         provider: "sendgrid",
         kind: KIND,
-        content_type: content_type(&headers, "application/json"),
+        content_type: content_type.unwrap_or(format.media_type()),
         body: &body,
     };
     accept(&state, payload, StatusCode::OK.into_response()).await
@@ -105,10 +117,15 @@ pub async fn inbound(
         Ok(body) => body,
         Err(rejection) => return refused_body(rejection, "sendgrid", KIND),
     };
+    let content_type = header_text(&headers, header::CONTENT_TYPE.as_str());
+    let format = match webhook_body::format(content_type, SENDGRID_INBOUND) {
+        Ok(format) => format,
+        Err(error) => return refused_content(&error, "sendgrid", KIND),
+    };
     let payload = Verified {
         provider: "sendgrid",
         kind: KIND,
-        content_type: content_type(&headers, "multipart/form-data"),
+        content_type: content_type.unwrap_or(format.media_type()),
         body: &body,
     };
     accept(&state, payload, StatusCode::OK.into_response()).await

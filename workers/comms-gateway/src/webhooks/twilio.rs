@@ -3,7 +3,9 @@
 //!
 //! The signed URL is rebuilt from `gateway.public_url` plus the request's path and query, because
 //! behind a load balancer the URL the gateway sees is not the one Twilio called. A missing
-//! signature is 400 and a wrong one 403, as in Twilio's own middleware.
+//! signature is 400 and a wrong one 403, as in Twilio's own middleware. The body is read by its
+//! content type (`comms_shared::webhook_body`: a form or JSON, anything else 415) before the
+//! signature is checked over what was read, so the workers act only on signed content.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -12,12 +14,13 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 
-use super::{Verified, accept, content_type, count, header_text, refused_body};
+use comms_shared::webhook_body;
+
+use super::{Verified, accept, count, header_text, refused_body, refused_content};
 use crate::reply;
 use crate::state::GatewayState;
 use crate::verify::twilio::{SIGNATURE_HEADER, verify};
 
-const FORM: &str = "application/x-www-form-urlencoded";
 /// What Twilio expects from an inbound-message webhook when we do not reply inline.
 const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
 
@@ -60,28 +63,24 @@ async fn handle(
             "X-Twilio-Signature is required",
         );
     };
-    let content_type = content_type(headers, FORM);
+    // The body is read as the workers will read it; the signature must cover exactly that.
+    let content_type = header_text(headers, header::CONTENT_TYPE.as_str());
+    let fields = match webhook_body::twilio_fields(content_type, &body) {
+        Ok(fields) => fields,
+        Err(error) => return refused_content(&error, "twilio", kind),
+    };
     let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
     let url = format!("{}{path}", state.inner().public_url);
-    // JSON webhooks are signed over the URL alone (with bodySHA256); form fields count otherwise.
-    let params: Vec<(String, String)> = if content_type.starts_with("application/json") {
-        Vec::new()
-    } else {
-        form_urlencoded::parse(&body).into_owned().collect()
-    };
     let token = state.inner().twilio_token.expose_secret().as_bytes();
-    if !verify(token, &url, &params, &body, signature) {
-        count("twilio", kind, "invalid_signature");
+    if let Err(refusal) = verify(token, &url, &fields, &body, signature) {
+        count("twilio", kind, refusal.code());
         tracing::info!(
             webhook.provider = "twilio",
             webhook.kind = kind,
-            "webhook refused: signature does not match"
+            reason = refusal.code(),
+            "webhook refused: not signed by Twilio"
         );
-        return reply::error(
-            StatusCode::FORBIDDEN,
-            "invalid_signature",
-            "X-Twilio-Signature does not match this request",
-        );
+        return reply::error(StatusCode::FORBIDDEN, refusal.code(), &refusal.to_string());
     }
     let ok = if kind == "inbound" {
         ([(header::CONTENT_TYPE, "text/xml")], EMPTY_TWIML).into_response()
@@ -91,7 +90,8 @@ async fn handle(
     let payload = Verified {
         provider: "twilio",
         kind,
-        content_type,
+        // Forwarded as received: the workers read the body by it, as the gateway just did.
+        content_type: content_type.unwrap_or(fields.format.media_type()),
         body: &body,
     };
     accept(state, payload, ok).await

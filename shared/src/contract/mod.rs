@@ -9,6 +9,7 @@
 //! and `docs/send-request.schema.json` the JSON Schema; a test keeps all three in agreement.
 
 mod checks;
+mod describe;
 mod enums;
 mod error;
 #[cfg(test)]
@@ -21,7 +22,7 @@ pub use checks::{MAX_EMAIL_CHARS, MAX_TEMPLATE_NAME_CHARS, MAX_TEMPLATE_VERSION,
 pub use enums::{Channel, ConsentBasis, Kind, RecordType, UnknownValue};
 pub use error::{
     FieldError, REASON_INVALID_JSON, REASON_INVALID_REQUEST, REASON_PAYLOAD_TOO_LARGE,
-    RequestErrors,
+    REASON_ROUTING_KEY_MISMATCH, REASON_UNSTORABLE_CHARACTER, RequestErrors,
 };
 pub use valid::{Consent, Recipient, RecordRef, Template, ValidSendRequest};
 pub use validate::{parse_send_request, validate};

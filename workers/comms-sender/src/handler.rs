@@ -46,8 +46,8 @@ impl Handler for SendHandler {
         };
         match self.process(&request).await {
             Ok(outcome) => outcome,
-            // The database is the one thing we cannot decide without: try again later.
-            Err(error) => Outcome::retry(format!("database unavailable: {error}")),
+            // Retried when the database was unavailable; rejected when it refused this message.
+            Err(error) => comms_shared::db_error::outcome(&error),
         }
     }
 

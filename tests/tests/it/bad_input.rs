@@ -4,6 +4,7 @@
 //! what it expected but never repeats the value; a request on another channel's queue is refused.
 
 mod poison;
+mod routing;
 mod workers;
 
 use comms_shared::amqp::header_str;

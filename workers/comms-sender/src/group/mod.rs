@@ -20,7 +20,7 @@ mod write;
 
 use std::collections::{HashMap, HashSet};
 
-use comms_shared::contract::{Channel, Kind, ValidSendRequest, parse_send_request};
+use comms_shared::contract::{Channel, Kind, ValidSendRequest};
 use comms_shared::db_error;
 use comms_shared::pause::switch::Verdict;
 use comms_shared::runtime::{Handler, Incoming, Outcome};
@@ -41,13 +41,8 @@ pub async fn handle(handler: &SendHandler, deliveries: &[Incoming]) -> Vec<Outco
     let mut keys = HashSet::new();
     let now = handler.clock.now();
     for (index, delivery) in deliveries.iter().enumerate() {
-        match parse_send_request(&delivery.body) {
-            Err(errors) => {
-                outcomes[index] = Some(Outcome::reject(format!(
-                    "{}: {errors}",
-                    errors.reason_code()
-                )));
-            }
+        match crate::intake::accept(delivery) {
+            Err(refused) => outcomes[index] = Some(refused),
             // The same key twice in one group: the second waits until the first is decided.
             Ok(request) if !keys.insert(request.idempotency_key.clone()) => {
                 alone_after.push(index);

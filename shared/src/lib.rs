@@ -10,6 +10,7 @@ pub mod approvals;
 pub mod clock;
 pub mod contract;
 pub mod db;
+pub mod db_error;
 pub mod health;
 pub mod metrics;
 pub mod pause;

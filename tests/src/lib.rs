@@ -6,6 +6,7 @@
 //! in parallel without seeing each other, and [`TestEnv::teardown`] removes both.
 
 pub mod fleet;
+pub mod logs;
 pub mod private_broker;
 pub mod proxy;
 pub mod smtp_sink;

@@ -120,7 +120,8 @@ async fn lost(pool: &PgPool, older_than: Duration) -> Result<Vec<Uuid>, sqlx::Er
 }
 
 /// Publishes again every decided message that sat in `received` for `older_than` without a
-/// confirmed publish. Returns how many were published.
+/// confirmed publish. Returns how many were published. A message the database refuses for good
+/// is logged and skipped, so it cannot hold up the others; a transient failure stops the round.
 pub async fn republish_due(
     pool: &PgPool,
     publisher: &Publisher,
@@ -128,10 +129,22 @@ pub async fn republish_due(
     older_than: Duration,
 ) -> Result<usize, RepublishError> {
     let due = lost(pool, older_than).await?;
+    let mut published = 0;
     for id in &due {
-        republish(pool, publisher, topology, *id).await?;
+        match republish(pool, publisher, topology, *id).await {
+            Ok(()) => published += 1,
+            // This message cannot be read back; the others still can (crate::db_error).
+            Err(RepublishError::Db(error)) if !crate::db_error::is_transient(&error) => {
+                tracing::error!(
+                    message.id = %id,
+                    reason = %crate::db_error::refused_reason(&error),
+                    "an approved message cannot be published again; check its stored request"
+                );
+            }
+            Err(error) => return Err(error),
+        }
     }
-    Ok(due.len())
+    Ok(published)
 }
 
 /// Runs until `shutdown`, every `approvals.check_interval`: expires what waited longer than

@@ -12,9 +12,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::Channel;
+use super::describe::kind;
 use super::error::FieldError;
 use super::valid::{Recipient, Template};
-use super::validate::json_type;
 use super::wire::RecipientInput;
 
 /// Longest idempotency key, owner, source, trigger, name or consent source, in characters.
@@ -40,14 +40,27 @@ impl Checker {
 
     /// Non-blank after trimming, at most [`MAX_TEXT_CHARS`] as sent; returns it trimmed.
     pub(super) fn text(&mut self, field: &str, value: &str) -> String {
-        let chars = value.chars().count();
-        if value.trim().is_empty() {
-            self.fail(field, "must not be blank");
-        } else if chars > MAX_TEXT_CHARS {
-            let problem = format!("must be at most {MAX_TEXT_CHARS} characters, got {chars}");
-            self.fail(field, problem);
-        }
+        self.text_length(field, value);
         value.trim().to_owned()
+    }
+
+    /// Records a problem unless `value` has 1–[`MAX_TEXT_CHARS`] characters and is not blank.
+    pub(super) fn text_length(&mut self, field: &str, value: &str) {
+        let chars = value.chars().count();
+        let expected = format!("expected 1–{MAX_TEXT_CHARS} characters, not only whitespace");
+        if value.trim().is_empty() {
+            let found = if chars == 0 {
+                "an empty string"
+            } else {
+                "a blank string"
+            };
+            self.fail(field, format!("{expected}; found {found}"));
+        } else if chars > MAX_TEXT_CHARS {
+            self.fail(
+                field,
+                format!("{expected}; found a string of {chars} characters"),
+            );
+        }
     }
 
     /// A hyphenated UUID (`8-4-4-4-12` hex), the only form the schema allows.
@@ -58,7 +71,8 @@ impl Checker {
         if parsed.is_none() {
             self.fail(
                 field,
-                "must be a UUID like 123e4567-e89b-12d3-a456-426614174000",
+                "expected a UUID like 123e4567-e89b-12d3-a456-426614174000; \
+                 found a string that is not one",
             );
         }
         parsed
@@ -68,8 +82,11 @@ impl Checker {
         match DateTime::parse_from_rfc3339(value) {
             Ok(at) => Some(at.with_timezone(&Utc)),
             Err(e) => {
-                let problem =
-                    format!("must be an RFC 3339 timestamp like 2025-05-01T09:00:00Z ({e})");
+                // chrono's reasons name the problem (`premature end of input`), not the text.
+                let problem = format!(
+                    "expected an RFC 3339 timestamp like 2025-05-01T09:00:00Z; \
+                     found a string that is not one ({e})"
+                );
                 self.fail(field, problem);
                 None
             }
@@ -87,13 +104,19 @@ impl Checker {
                 .bytes()
                 .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'));
         if !name_ok {
-            self.fail("template.name", "must match [a-z0-9_.-]{1,100}");
+            let problem = format!(
+                "expected a name matching [a-z0-9_.-]{{1,{MAX_TEMPLATE_NAME_CHARS}}}; \
+                 found a string that does not match"
+            );
+            self.fail("template.name", problem);
         }
         let version = match version.map(u32::try_from) {
             None => Some(None),
             Some(Ok(v @ 1..=MAX_TEMPLATE_VERSION)) => Some(Some(v)),
             Some(_) => {
-                let problem = format!("must be a positive integer up to {MAX_TEMPLATE_VERSION}");
+                let problem = format!(
+                    "expected an integer from 1 to {MAX_TEMPLATE_VERSION}; found a number out of range"
+                );
                 self.fail("template.version", problem);
                 None
             }
@@ -101,7 +124,7 @@ impl Checker {
         let vars = match vars {
             Value::Object(vars) => Some(vars),
             other => {
-                let problem = format!("must be a JSON object, got {}", json_type(&other));
+                let problem = format!("expected a JSON object; found {}", kind(&other));
                 self.fail("template.vars", problem);
                 None
             }
@@ -125,7 +148,8 @@ impl Checker {
                 Err(_) => {
                     self.fail(
                         "recipient.time_zone",
-                        format!("unknown IANA time zone `{tz}`"),
+                        "expected an IANA time zone name like America/New_York; \
+                         found a string that is not one",
                     );
                     None
                 }
@@ -138,7 +162,8 @@ impl Checker {
                     ("time_zone", r.time_zone.is_some()),
                 ] {
                     if given {
-                        let problem = "not allowed with contact_id; the contact record holds it";
+                        let problem = "expected no value with contact_id (the contact record \
+                                       holds it); found a string";
                         self.fail(&format!("recipient.{key}"), problem);
                     }
                 }
@@ -180,13 +205,13 @@ impl Checker {
                 .into_iter()
                 .filter_map(|(key, present)| present.then_some(key))
                 .collect();
-                let got = if given.is_empty() {
-                    "none".to_owned()
+                let found = if given.is_empty() {
+                    "none of them".to_owned()
                 } else {
-                    given.join(", ")
+                    given.join(" and ")
                 };
                 let problem =
-                    format!("must have exactly one of contact_id, phone, email; got {got}");
+                    format!("expected exactly one of contact_id, phone, email; found {found}");
                 self.fail("recipient", problem);
                 None
             }
@@ -196,9 +221,14 @@ impl Checker {
     /// Records a problem when the recipient's address kind cannot serve `channel`.
     fn fits(&mut self, channel: Channel, refused: Channel, needs: &str) -> bool {
         if channel == refused {
+            let found = if refused == Channel::Email {
+                "a phone"
+            } else {
+                "an email"
+            };
             self.fail(
                 "recipient",
-                format!("channel `{channel}` needs {needs} recipient"),
+                format!("expected {needs} recipient for channel {channel}; found {found}"),
             );
         }
         channel != refused
@@ -217,7 +247,8 @@ impl Checker {
         if !shaped {
             self.fail(
                 FIELD,
-                "must be E.164: + then country code and number, digits only",
+                "expected E.164: + then country code and number, digits only; \
+                 found a string that is not one",
             );
             return None;
         }
@@ -226,11 +257,17 @@ impl Checker {
                 Some(number.format().mode(phonenumber::Mode::E164).to_string())
             }
             Ok(_) => {
-                self.fail(FIELD, "is not a valid phone number for its country code");
+                self.fail(
+                    FIELD,
+                    "expected a phone number valid for its country code; found one that is not",
+                );
                 None
             }
             Err(e) => {
-                self.fail(FIELD, format!("is not a phone number ({e})"));
+                // libphonenumber's reasons name the problem (`too long`), not the number.
+                let problem =
+                    format!("expected a phone number; found a string that is not one ({e})");
+                self.fail(FIELD, problem);
                 None
             }
         }
@@ -242,7 +279,9 @@ impl Checker {
         const FIELD: &str = "recipient.email";
         let chars = raw.chars().count();
         if chars > MAX_EMAIL_CHARS {
-            let problem = format!("must be at most {MAX_EMAIL_CHARS} characters, got {chars}");
+            let problem = format!(
+                "expected at most {MAX_EMAIL_CHARS} characters; found a string of {chars} characters"
+            );
             self.fail(FIELD, problem);
             return None;
         }
@@ -257,7 +296,10 @@ impl Checker {
                 address.domain().to_lowercase()
             )),
             Err(e) => {
-                self.fail(FIELD, format!("is not a valid email address ({e})"));
+                // The parser's reasons name the problem (`Missing separator character '@'`).
+                let problem =
+                    format!("expected an email address; found a string that is not one ({e})");
+                self.fail(FIELD, problem);
                 None
             }
         }

@@ -15,6 +15,11 @@ pub const REASON_INVALID_JSON: &str = "invalid_json";
 pub const REASON_PAYLOAD_TOO_LARGE: &str = "payload_too_large";
 /// The body is JSON but not a valid send request (shape or values).
 pub const REASON_INVALID_REQUEST: &str = "invalid_request";
+/// A string or key of the request holds U+0000 (NUL), which PostgreSQL cannot store.
+pub const REASON_UNSTORABLE_CHARACTER: &str = "unstorable_character";
+/// A valid request that arrived on another channel's queue: its AMQP routing key
+/// (`send.<channel>`) does not match its `channel` field. Only a consumer can tell.
+pub const REASON_ROUTING_KEY_MISMATCH: &str = "routing_key_mismatch";
 
 /// One problem with one field.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -60,7 +65,8 @@ impl RequestErrors {
     }
 
     /// The short reason stored with the rejected input and put on the dead-lettered message:
-    /// [`REASON_INVALID_JSON`], [`REASON_PAYLOAD_TOO_LARGE`] or [`REASON_INVALID_REQUEST`].
+    /// [`REASON_INVALID_JSON`], [`REASON_PAYLOAD_TOO_LARGE`], [`REASON_UNSTORABLE_CHARACTER`]
+    /// or [`REASON_INVALID_REQUEST`].
     pub fn reason_code(&self) -> &'static str {
         self.reason
     }

@@ -10,6 +10,7 @@
 
 mod canonical;
 mod checks;
+mod describe;
 mod enums;
 mod error;
 #[cfg(test)]
@@ -23,7 +24,7 @@ pub use checks::{MAX_EMAIL_CHARS, MAX_TEMPLATE_NAME_CHARS, MAX_TEMPLATE_VERSION,
 pub use enums::{Channel, ConsentBasis, Kind, RecordType, UnknownValue};
 pub use error::{
     FieldError, REASON_INVALID_JSON, REASON_INVALID_REQUEST, REASON_PAYLOAD_TOO_LARGE,
-    RequestErrors,
+    REASON_ROUTING_KEY_MISMATCH, REASON_UNSTORABLE_CHARACTER, RequestErrors,
 };
 pub use valid::{Consent, Recipient, RecordRef, Template, ValidSendRequest};
 pub use validate::{parse_send_request, validate};

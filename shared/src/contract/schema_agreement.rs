@@ -249,7 +249,17 @@ fn string_rules_match() {
     let root = schema();
     let p = &root["properties"];
     let long = |n: usize| "x".repeat(n);
-    let texts = ["ops", " ", "", "\t\n", " a ", &long(200), &long(201)];
+    let texts = [
+        "ops",
+        " ",
+        "",
+        "\t\n",
+        " a ",
+        &long(200),
+        &long(201),
+        "a\u{0}b",
+        "\u{0}",
+    ];
     let uuids = [
         UUID,
         &UUID.to_uppercase(),
@@ -304,6 +314,36 @@ fn string_rules_match() {
                 "{path}.{key} = {sample:?}: rust {rust}, schema {schema}"
             );
         }
+    }
+}
+
+/// U+0000 inside template variables: the schema's `storable` definition refuses it in a string
+/// or a key at any depth, and so does the validator.
+#[test]
+fn nul_in_template_vars_is_refused_by_both() {
+    let root = schema();
+    let vars = &root["properties"]["template"]["properties"]["vars"];
+    assert_eq!(vars["$ref"], "#/$defs/storable");
+    let storable = &root["$defs"]["storable"];
+    assert_eq!(storable["additionalProperties"]["$ref"], "#/$defs/storable");
+    assert_eq!(storable["items"]["$ref"], "#/$defs/storable");
+    for pattern in [&storable["pattern"], &storable["propertyNames"]["pattern"]] {
+        let pattern = regex::Regex::new(pattern.as_str().expect("pattern")).expect("regex");
+        assert!(pattern.is_match("Ana") && !pattern.is_match("A\u{0}na"));
+    }
+    for bad in [
+        json!({ "a": "x\u{0}" }),
+        json!({ "a\u{0}": 1 }),
+        json!({ "a": [1, { "b": "\u{0}" }] }),
+    ] {
+        let mut request = full_written();
+        request["template"]["vars"] = bad;
+        let err = parse(&request).expect_err("NUL in vars");
+        assert_eq!(
+            err.reason_code(),
+            super::REASON_UNSTORABLE_CHARACTER,
+            "{err}"
+        );
     }
 }
 

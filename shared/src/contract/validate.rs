@@ -3,16 +3,17 @@
 //! This is the only door into the fleet for a send request, used by the HTTP API and by the
 //! consumer of `comms.send` alike, so both refuse exactly the same inputs with exactly the same
 //! field/problem texts (listed in `docs/contract.md`). The stages are: size, JSON syntax, the
-//! schema marker, the serde shape (stops at the first shape error: unknown or missing key, wrong
-//! type, unknown enum value, duplicate key), then the value checks, which report every problem.
+//! schema marker, characters PostgreSQL cannot store, the serde shape (stops at the first shape
+//! error: unknown or missing key, wrong type, unknown enum value, duplicate key), then the value
+//! checks, which report every problem. No problem text quotes the value it refuses
+//! ([`describe`](super::describe)).
 
 use serde_json::Value;
-use serde_path_to_error::Segment;
 
-use super::checks::{Checker, MAX_TEXT_CHARS};
+use super::checks::Checker;
+use super::describe;
 use super::error::{
-    FieldError, REASON_INVALID_JSON, REASON_INVALID_REQUEST, REASON_PAYLOAD_TOO_LARGE,
-    RequestErrors,
+    REASON_INVALID_JSON, REASON_INVALID_REQUEST, REASON_PAYLOAD_TOO_LARGE, RequestErrors,
 };
 use super::valid::{Consent, RecordRef, ValidSendRequest};
 use super::wire::SendRequest;
@@ -21,52 +22,64 @@ use super::{MAX_PAYLOAD_BYTES, SEND_REQUEST_V1};
 /// Parse and validate a raw send request (v1).
 pub fn parse_send_request(raw: &[u8]) -> Result<ValidSendRequest, RequestErrors> {
     if raw.len() > MAX_PAYLOAD_BYTES {
-        let problem = format!("payload is {} bytes, limit {MAX_PAYLOAD_BYTES}", raw.len());
+        let problem = format!(
+            "expected at most {MAX_PAYLOAD_BYTES} bytes; found {} bytes",
+            raw.len()
+        );
         return Err(RequestErrors::one(REASON_PAYLOAD_TOO_LARGE, "$", problem));
     }
     let value: Value = serde_json::from_slice(raw).map_err(|e| {
-        RequestErrors::one(REASON_INVALID_JSON, "$", format!("not valid JSON: {e}"))
+        // serde_json's syntax errors name the problem and its place, never the text.
+        let problem =
+            format!("expected a JSON object (the send request); found text that is not JSON ({e})");
+        RequestErrors::one(REASON_INVALID_JSON, "$", problem)
     })?;
     let Value::Object(map) = &value else {
-        let problem = format!("must be a JSON object, got {}", json_type(&value));
+        let problem = format!(
+            "expected a JSON object (the send request); found {}",
+            describe::kind(&value)
+        );
         return Err(RequestErrors::one(REASON_INVALID_REQUEST, "$", problem));
     };
     // A request for another version would otherwise drown in unknown-field noise.
     if let Some(marker) = map.get("schema")
         && marker.as_str() != Some(SEND_REQUEST_V1)
     {
-        let problem = schema_problem(&marker.to_string());
         return Err(RequestErrors::one(
             REASON_INVALID_REQUEST,
             "schema",
-            problem,
+            schema_problem(marker),
         ));
+    }
+    // Before anything is stored, logged or echoed: PostgreSQL refuses U+0000 everywhere.
+    if let Some(errors) = describe::unstorable(&value) {
+        return Err(errors);
     }
     // Decode from the bytes, not the `Value`, so that duplicate keys are refused.
     let mut deserializer = serde_json::Deserializer::from_slice(raw);
-    let wire: SendRequest =
-        serde_path_to_error::deserialize(&mut deserializer).map_err(shape_error)?;
-    validate(wire)
+    let wire: SendRequest = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|e| describe::shape_error(e, &value))?;
+    check_values(wire)
 }
 
 /// Check the values of an already decoded request, reporting every problem.
 pub fn validate(req: SendRequest) -> Result<ValidSendRequest, RequestErrors> {
+    let value = serde_json::to_value(&req).unwrap_or_default();
+    if let Some(errors) = describe::unstorable(&value) {
+        return Err(errors);
+    }
+    check_values(req)
+}
+
+/// The value checks, for a request whose characters were already checked.
+fn check_values(req: SendRequest) -> Result<ValidSendRequest, RequestErrors> {
     let mut c = Checker::default();
     if let Some(marker) = &req.schema
         && marker != SEND_REQUEST_V1
     {
-        c.fail(
-            "schema",
-            schema_problem(&Value::from(marker.as_str()).to_string()),
-        );
+        c.fail("schema", schema_problem(&Value::from(marker.as_str())));
     }
-    let key_chars = req.idempotency_key.chars().count();
-    if !(1..=MAX_TEXT_CHARS).contains(&key_chars) {
-        let problem = format!("must be 1–{MAX_TEXT_CHARS} characters, got {key_chars}");
-        c.fail("idempotency_key", problem);
-    } else if req.idempotency_key.trim().is_empty() {
-        c.fail("idempotency_key", "must not be blank");
-    }
+    c.text_length("idempotency_key", &req.idempotency_key);
     let recipient = c.recipient(&req.recipient, req.channel);
     let template = c.template(req.template.name, req.template.version, req.template.vars);
     let record_id = c.uuid("record.id", &req.record.id);
@@ -130,66 +143,10 @@ impl TryFrom<SendRequest> for ValidSendRequest {
     }
 }
 
-fn schema_problem(got: &str) -> String {
-    format!("unsupported schema {got}; expected `{SEND_REQUEST_V1}` or no `schema` key")
-}
-
-pub(super) fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// Map serde's first shape error to a field path and a problem.
-fn shape_error(err: serde_path_to_error::Error<serde_json::Error>) -> RequestErrors {
-    let mut path: Vec<String> = err
-        .path()
-        .iter()
-        .map(|segment| match segment {
-            Segment::Map { key } => key.clone(),
-            Segment::Seq { index } => format!("[{index}]"),
-            Segment::Enum { variant } => variant.clone(),
-            Segment::Unknown => "?".to_owned(),
-        })
-        .collect();
-    let message = err.into_inner().to_string();
-    // serde_json appends the position; the field path says more.
-    let message = match message.rsplit_once(" at line ") {
-        Some((head, _)) => head.to_owned(),
-        None => message,
+fn schema_problem(found: &Value) -> String {
+    let found = match found {
+        Value::String(_) => "another string",
+        other => describe::kind(other),
     };
-    let named = |prefix: &str| {
-        message
-            .strip_prefix(prefix)
-            .and_then(|rest| rest.split('`').next())
-            .map(str::to_owned)
-    };
-    let mut problem = message.clone();
-    for (prefix, short) in [
-        ("unknown field `", None),
-        ("missing field `", Some("is required")),
-        ("duplicate field `", None),
-    ] {
-        if let Some(name) = named(prefix) {
-            if path.last() != Some(&name) {
-                path.push(name.clone());
-            }
-            problem = short.map_or_else(|| format!("{prefix}{name}`"), str::to_owned);
-            break;
-        }
-    }
-    let field = if path.is_empty() {
-        "$".to_owned()
-    } else {
-        path.join(".").replace(".[", "[")
-    };
-    RequestErrors::new(
-        REASON_INVALID_REQUEST,
-        vec![FieldError::new(field, problem)],
-    )
+    format!("expected the string {SEND_REQUEST_V1} or no schema key; found {found}")
 }

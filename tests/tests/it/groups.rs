@@ -19,7 +19,7 @@ const GROUPED: &[(&str, &str)] = &[
 /// A fleet whose sender is not started yet (so a burst can be queued first), grouping as
 /// [`GROUPED`] plus `extra` settings, with the `welcome` template and the 20 known contacts of
 /// [`phone`].
-async fn fleet_with(extra: &[(&str, &str)]) -> SendFleet {
+pub(crate) async fn fleet_with(extra: &[(&str, &str)]) -> SendFleet {
     let settings: Vec<(&str, &str)> = GROUPED.iter().chain(extra).copied().collect();
     let fleet = SendFleet::without_sender(&settings).await;
     fleet
@@ -31,12 +31,12 @@ async fn fleet_with(extra: &[(&str, &str)]) -> SendFleet {
     fleet
 }
 
-async fn fleet() -> SendFleet {
+pub(crate) async fn fleet() -> SendFleet {
     fleet_with(&[]).await
 }
 
 /// Queues `count` ordinary SMS requests keyed `<prefix>-<i>` to the known contacts.
-async fn queue(fleet: &SendFleet, prefix: &str, count: usize) {
+pub(crate) async fn queue(fleet: &SendFleet, prefix: &str, count: usize) {
     for i in 0..count {
         fleet
             .send(&sms_request(
@@ -48,12 +48,12 @@ async fn queue(fleet: &SendFleet, prefix: &str, count: usize) {
     }
 }
 
-fn phone(i: usize) -> String {
+pub(crate) fn phone(i: usize) -> String {
     format!("+1415555{:04}", 1000 + i % 20)
 }
 
 /// Whether `sql` (a count) reaches `expected` within 30 s.
-async fn count_reaches(fleet: &SendFleet, sql: &str, expected: usize) -> bool {
+pub(crate) async fn count_reaches(fleet: &SendFleet, sql: &str, expected: usize) -> bool {
     let expected = i64::try_from(expected).expect("count");
     comms_tests::eventually(std::time::Duration::from_secs(30), || async {
         count(fleet, sql).await == expected
@@ -61,7 +61,7 @@ async fn count_reaches(fleet: &SendFleet, sql: &str, expected: usize) -> bool {
     .await
 }
 
-async fn count(fleet: &SendFleet, sql: &str) -> i64 {
+pub(crate) async fn count(fleet: &SendFleet, sql: &str) -> i64 {
     sqlx::query_scalar(sql)
         .fetch_one(&fleet.env.pool)
         .await

@@ -2,6 +2,7 @@
 //! [`comms_tests::TestEnv`].
 
 mod approvals;
+mod bad_input;
 mod foundation;
 mod gateway;
 mod groups;

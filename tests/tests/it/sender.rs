@@ -268,11 +268,11 @@ async fn malformed_requests_are_rejected_with_reasons_while_valid_ones_go_out() 
             .expect("reasons");
     // Messages are handled concurrently, so reasons are matched, not ordered.
     for expected in [
-        "invalid_json: $: not valid JSON",
-        "invalid_request: channel: unknown variant `fax`",
-        "invalid_request: owner: is required",
+        "invalid_json: $: expected a JSON object (the send request); found text that is not JSON",
+        "invalid_request: channel: expected one of sms, email, portal; found a string",
+        "invalid_request: owner: expected a string of 1–200 characters, not blank; found nothing",
         "invalid_request: recipient.phone:",
-        "payload_too_large: $: payload is",
+        "payload_too_large: $: expected at most 65536 bytes; found",
     ] {
         assert!(
             reasons.iter().any(|r| r.starts_with(expected)),

@@ -150,9 +150,15 @@ fn refused(error: &ApprovalError) -> Response {
             (StatusCode::FORBIDDEN, "not_owner_or_delegate")
         }
         ApprovalError::Missing(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-        ApprovalError::Db(error) => {
+        ApprovalError::Db(error) if comms_shared::db_error::is_transient(error) => {
             tracing::warn!(%error, "approval decision could not be recorded");
             return unavailable();
+        }
+        // The database refused this decision's content: trying again cannot help.
+        ApprovalError::Db(error) => {
+            let reason = comms_shared::db_error::refused_reason(error);
+            tracing::warn!(%reason, "approval decision refused by the database");
+            return reply::error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", &reason);
         }
     };
     reply::error(status, reason, &error.to_string())

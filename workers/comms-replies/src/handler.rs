@@ -40,6 +40,8 @@ impl Handler for RepliesHandler {
         };
         match self.process(&inbound).await {
             Ok(outcome) => outcome,
+            // Retried when the database was unavailable; rejected when it refused this reply.
+            Err(ReplyError::Db(error)) => comms_shared::db_error::outcome(&error),
             Err(error) => Outcome::retry(format!("reply not recorded yet: {error}")),
         }
     }

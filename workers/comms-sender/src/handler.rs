@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use comms_shared::clock::Clock;
-use comms_shared::contract::{ValidSendRequest, parse_send_request};
+use comms_shared::contract::ValidSendRequest;
 use comms_shared::pause::switch::{PauseSwitch, Verdict};
 use comms_shared::runtime::{Handler, Incoming, Outcome};
 use comms_shared::settings::Settings;
@@ -40,14 +40,14 @@ pub struct SendHandler {
 
 impl Handler for SendHandler {
     async fn handle(&self, incoming: &Incoming) -> Outcome {
-        let request = match parse_send_request(&incoming.body) {
+        let request = match crate::intake::accept(incoming) {
             Ok(request) => request,
-            Err(errors) => return Outcome::reject(format!("{}: {errors}", errors.reason_code())),
+            Err(refused) => return refused,
         };
         match self.process(&request).await {
             Ok(outcome) => outcome,
-            // The database is the one thing we cannot decide without: try again later.
-            Err(error) => Outcome::retry(format!("database unavailable: {error}")),
+            // Retried when the database was unavailable; rejected when it refused this message.
+            Err(error) => comms_shared::db_error::outcome(&error),
         }
     }
 

@@ -7,6 +7,7 @@
 mod breaker;
 mod group;
 pub mod handler;
+mod intake;
 mod outcomes;
 mod portal_recipient;
 pub mod portal_safe;

@@ -170,7 +170,8 @@ impl StatusHandler {
                     note(parsed.provider, event, &result);
                     applied.push(result);
                 }
-                Err(error) => return Outcome::retry(format!("database unavailable: {error}")),
+                // Retried when the database was unavailable; rejected when it refused the event.
+                Err(error) => return comms_shared::db_error::outcome(&error),
             }
         }
         self.conclude(parsed, &applied, retry_attempt)

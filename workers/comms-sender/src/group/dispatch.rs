@@ -9,8 +9,8 @@ use comms_shared::pause::ActivePause;
 use comms_shared::runtime::Outcome;
 use futures_util::future::join_all;
 
+use super::Decided;
 use super::write::{self, Accepted, NewMessage};
-use super::{Decided, database_retry};
 use crate::handler::SendHandler;
 use crate::outcomes;
 use crate::providers::{Dispatch, Outbound};
@@ -100,7 +100,10 @@ pub(super) async fn send_claimed(
                     Ok(dispatch) => outcomes::record_dispatch(handler, message, 1, dispatch).await,
                     Err(pause) => outcomes::hold_claimed(handler, message, &pause).await,
                 };
-                (index, outcome.unwrap_or_else(|e| database_retry(&e)))
+                (
+                    index,
+                    outcome.unwrap_or_else(|e| comms_shared::db_error::outcome(&e)),
+                )
             }),
     )
     .await;

@@ -20,7 +20,8 @@ mod write;
 
 use std::collections::{HashMap, HashSet};
 
-use comms_shared::contract::{Channel, Kind, ValidSendRequest, parse_send_request};
+use comms_shared::contract::{Channel, Kind, ValidSendRequest};
+use comms_shared::db_error;
 use comms_shared::pause::switch::Verdict;
 use comms_shared::runtime::{Handler, Incoming, Outcome};
 use futures_util::future::join_all;
@@ -40,13 +41,8 @@ pub async fn handle(handler: &SendHandler, deliveries: &[Incoming]) -> Vec<Outco
     let mut keys = HashSet::new();
     let now = handler.clock.now();
     for (index, delivery) in deliveries.iter().enumerate() {
-        match parse_send_request(&delivery.body) {
-            Err(errors) => {
-                outcomes[index] = Some(Outcome::reject(format!(
-                    "{}: {errors}",
-                    errors.reason_code()
-                )));
-            }
+        match crate::intake::accept(delivery) {
+            Err(refused) => outcomes[index] = Some(refused),
             // The same key twice in one group: the second waits until the first is decided.
             Ok(request) if !keys.insert(request.idempotency_key.clone()) => {
                 alone_after.push(index);
@@ -116,12 +112,19 @@ async fn send_together(
     let requests: Vec<&ValidSendRequest> = candidates.iter().map(|(_, r)| r).collect();
     let known = match lookup::load(&handler.pool, &requests).await {
         Ok(known) => known,
-        Err(error) => {
+        Err(error) if db_error::is_transient(&error) => {
             let decided = candidates
                 .iter()
-                .map(|(index, _)| (*index, database_retry(&error)))
+                .map(|(index, _)| (*index, db_error::outcome(&error)))
                 .collect();
             return (decided, Vec::new());
+        }
+        // One member's content broke the group's read: each is decided on its own.
+        Err(error) => {
+            return (
+                Vec::new(),
+                one_by_one(&error, candidates.iter().map(|c| c.0)),
+            );
         }
     };
     // Preflight and render from what was read; anything that would not pass goes alone, where
@@ -191,12 +194,18 @@ async fn send_together(
     let t = stage("group_rate_gate", t);
     let claimed = match write::record_and_claim(&handler.pool, &clear).await {
         Ok(claimed) => claimed,
-        Err(error) => {
+        Err(error) if db_error::is_transient(&error) => {
             let decided = clear_index
                 .iter()
-                .map(|index| (*index, database_retry(&error)))
+                .map(|index| (*index, db_error::outcome(&error)))
                 .collect();
             return (decided, left);
+        }
+        // The statement recorded nothing; one member's content is refused for good, so each
+        // is decided on its own and only that one is rejected (as after a panic).
+        Err(error) => {
+            left.extend(one_by_one(&error, clear_index.iter().copied()));
+            return (Vec::new(), left);
         }
     };
     let t = stage("group_record_claim", t);
@@ -224,6 +233,21 @@ async fn send_together(
     (decided, left)
 }
 
-fn database_retry(error: &sqlx::Error) -> Outcome {
-    Outcome::retry(format!("database unavailable: {error}"))
+/// The members of a group whose statement the database refused for good, handed to the
+/// one-message path.
+fn one_by_one(error: &sqlx::Error, members: impl Iterator<Item = usize>) -> Vec<usize> {
+    let members: Vec<usize> = members.collect();
+    tracing::warn!(
+        error.sqlstate = sqlstate(error),
+        group.size = members.len(),
+        "the database refused a group statement; deciding its members one by one"
+    );
+    members
+}
+
+fn sqlstate(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()).unwrap_or_default(),
+        _ => String::new(),
+    }
 }

@@ -13,3 +13,4 @@ mod runtime;
 mod sender;
 mod smtp;
 mod status;
+mod upstream;

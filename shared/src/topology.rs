@@ -69,6 +69,10 @@ impl Topology {
     pub fn incident_exchange(&self) -> String {
         self.name("comms.incident")
     }
+    /// Lifecycle events for upstream apps, routed by `message.<event>` and `task.<event>`.
+    pub fn events_exchange(&self) -> String {
+        self.name("comms.events")
+    }
     /// Fanout that tells every worker at once that the pause switch changed.
     pub fn control_exchange(&self) -> String {
         self.name("comms.control")
@@ -121,7 +125,17 @@ impl Topology {
             exchange: self.incident_exchange(),
             routing_key: "#".into(),
         });
+        queues.push(self.webhooks_queue());
         queues
+    }
+
+    /// Every lifecycle event, for the webhook deliveries of `comms-events`.
+    pub fn webhooks_queue(&self) -> WorkQueue {
+        WorkQueue {
+            name: self.name("comms.webhooks"),
+            exchange: self.events_exchange(),
+            routing_key: "#".into(),
+        }
     }
 
     /// Delivery-status callbacks from every provider.
@@ -196,6 +210,7 @@ impl Topology {
             self.provider_exchange(),
             self.digest_exchange(),
             self.incident_exchange(),
+            self.events_exchange(),
             self.retry_exchange(),
             self.requeue_exchange(),
         ] {

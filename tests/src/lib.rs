@@ -213,6 +213,7 @@ async fn remove(settings: Arc<Settings>, t: Topology, database: String) {
                 t.provider_exchange(),
                 t.digest_exchange(),
                 t.incident_exchange(),
+                t.events_exchange(),
                 t.control_exchange(),
                 t.retry_exchange(),
                 t.requeue_exchange(),

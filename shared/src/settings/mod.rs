@@ -10,8 +10,11 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+mod events;
 mod providers;
 mod sections;
+
+pub use events::EventsSettings;
 
 pub use providers::*;
 pub use sections::*;
@@ -45,6 +48,7 @@ pub struct Settings {
     pub status: StatusSettings,
     pub approvals: ApprovalSettings,
     pub replies: RepliesSettings,
+    pub events: EventsSettings,
 }
 
 impl Settings {
@@ -145,6 +149,12 @@ impl Settings {
         }
         if self.approvals.check_interval.is_zero() {
             return invalid("approvals.check_interval", "must be longer than zero");
+        }
+        if self.events.relay_batch == 0 {
+            return invalid("events.relay_batch", "must be at least 1");
+        }
+        if self.events.webhook_max_attempts == 0 {
+            return invalid("events.webhook_max_attempts", "must be at least 1");
         }
         if self.pause.poll_interval >= self.pause.max_staleness {
             return invalid(

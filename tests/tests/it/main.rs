@@ -15,3 +15,4 @@ mod runtime;
 mod sender;
 mod smtp;
 mod status;
+mod upstream;

@@ -109,6 +109,18 @@ pub async fn enqueue(
             tracing::warn!(%error, "idempotency lookup failed; publishing (the sender dedupes)");
         }
     }
+    // Which app this key belongs to, for `GET /v1/messages` and the events' `app`. Recorded before
+    // the publish, so the message is never readable by the wrong app; if the database is down the
+    // request still goes out (the sender dedupes) and reads fall back on the request's `source`.
+    if let Err(error) = crate::status_api::record_submission(
+        &inner.pool,
+        &request.idempotency_key,
+        &auth.caller.name,
+    )
+    .await
+    {
+        tracing::warn!(%error, "could not record which app enqueued the request; publishing");
+    }
     let mut headers = FieldTable::default();
     headers.insert(
         SUBMITTED_BY_HEADER.into(),

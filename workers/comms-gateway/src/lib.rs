@@ -16,9 +16,11 @@ pub mod auth;
 mod broker;
 pub mod keys;
 mod metrics;
+mod outgoing_webhooks_api;
 mod pause_api;
 mod reply;
 mod state;
+pub mod status_api;
 mod unsubscribe;
 pub mod verify;
 mod webhooks;
@@ -50,7 +52,12 @@ pub fn router(state: GatewayState, runtime: &Runtime) -> Router {
             "/webhooks/sendgrid/inbound/{secret}",
             post(webhooks::sendgrid::inbound),
         )
-        .route("/v1/messages", post(api::enqueue))
+        .route("/v1/messages", post(api::enqueue).get(status_api::list))
+        .route("/v1/messages/{reference}", get(status_api::one))
+        .route(
+            "/v1/webhooks",
+            get(outgoing_webhooks_api::list).post(outgoing_webhooks_api::add),
+        )
         .route("/v1/pause", get(pause_api::status).post(pause_api::pause))
         .route("/v1/resume", post(pause_api::resume))
         .route(

@@ -64,6 +64,9 @@ pub enum Command {
     /// Manage API keys for the gateway's HTTP API (the key is printed once, at creation).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Webhooks out: an app's endpoints for lifecycle events, their deliveries and replays.
+    #[command(subcommand)]
+    Webhooks(commands::webhooks::WebhooksCommand),
     /// What waits for an owner's decision (`approvals decided|expire|delegate|delegates` too).
     Approvals(commands::approvals::ApprovalsArgs),
     /// Approve a waiting message (by id or idempotency key); it then goes out through the sender.
@@ -140,6 +143,10 @@ pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
         Command::Keys(command) => {
             let pool = database(settings).await?;
             commands::keys::run(&pool, command, cli.json).await
+        }
+        Command::Webhooks(command) => {
+            let pool = database(settings).await?;
+            commands::webhooks::run(&pool, settings, command, cli.json).await
         }
         Command::Approvals(args) => {
             let pool = database(settings).await?;

@@ -10,3 +10,4 @@ pub mod send;
 pub mod status;
 pub mod tasks;
 pub mod templates;
+pub mod webhooks;

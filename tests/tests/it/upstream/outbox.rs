@@ -1,0 +1,254 @@
+//! The transactional outbox: every recorded change has exactly one outbox row, written in the
+//! change's own transaction, and reaches `comms.events` at least once — also when the relay is
+//! killed with -9 before or while it publishes.
+
+use std::collections::HashMap;
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use comms_shared::events::LifecycleEvent;
+use comms_shared::runtime::Runtime;
+use comms_shared::shutdown::Shutdown;
+use comms_tests::{TestEnv, eventually};
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+use super::{event, recorded};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A queue of the test's own on `comms.events`, collecting every event published.
+async fn listen(env: &TestEnv) -> lapin::Consumer {
+    let channel = env.connection.create_channel().await.expect("channel");
+    let queue = format!("{}test.events", env.topology.webhooks_queue().name);
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare");
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            env.topology.events_exchange().as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    channel
+        .basic_consume(
+            queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume")
+}
+
+/// Collects events until `expected` distinct ids arrived; returns how often each came.
+async fn collect(
+    consumer: &mut lapin::Consumer,
+    expected: usize,
+) -> HashMap<Uuid, (u32, LifecycleEvent)> {
+    let mut seen: HashMap<Uuid, (u32, LifecycleEvent)> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while seen.len() < expected {
+        let next = tokio::time::timeout_at(deadline, consumer.next()).await;
+        let Ok(Some(Ok(delivery))) = next else { break };
+        let event: LifecycleEvent =
+            serde_json::from_slice(&delivery.data).expect("a comms.event.v1");
+        delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .expect("ack");
+        seen.entry(event.event_id).or_insert((0, event)).0 += 1;
+    }
+    seen
+}
+
+async fn outbox(env: &TestEnv) -> Vec<(Uuid, String, bool)> {
+    sqlx::query_as(
+        "SELECT event_id, routing_key, published_at IS NOT NULL FROM comms.event_outbox ORDER BY id",
+    )
+    .fetch_all(&env.pool)
+    .await
+    .expect("outbox")
+}
+
+#[tokio::test]
+async fn every_recorded_change_has_one_outbox_row_and_reaches_comms_events() {
+    let env = TestEnv::new().await;
+    let mut consumer = listen(&env).await;
+    let id = recorded(&env.pool, "evt-1", "crm", "delivered").await;
+    for kind in ["received", "sent", "delivered"] {
+        event(&env.pool, id, kind, None).await;
+    }
+    let task: Uuid = sqlx::query_scalar(
+        "INSERT INTO comms.tasks (owner, title, next_action, message_id, due_at)
+         VALUES ('ana', 'Reply needs a response', 'answer it', $1, now() - interval '1 minute') RETURNING id",
+    )
+    .bind(id)
+    .fetch_one(&env.pool)
+    .await
+    .expect("task");
+    assert_eq!(
+        comms_events::overdue::check(&env.pool)
+            .await
+            .expect("overdue"),
+        1
+    );
+    assert_eq!(
+        comms_events::overdue::check(&env.pool)
+            .await
+            .expect("again"),
+        0,
+        "overdue once"
+    );
+    sqlx::query("UPDATE comms.tasks SET state = 'done', done_at = now() WHERE id = $1")
+        .bind(task)
+        .execute(&env.pool)
+        .await
+        .expect("close");
+    let rows = outbox(&env).await;
+    let keys: Vec<&str> = rows.iter().map(|(_, k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "message.received",
+            "message.sent",
+            "message.delivered",
+            "task.opened",
+            "task.overdue",
+            "task.closed"
+        ],
+        "exactly one outbox row per change, in order"
+    );
+
+    let runtime = Runtime::new(env.settings.clone(), env.pool.clone());
+    let shutdown = Shutdown::new();
+    let relay = tokio::spawn(comms_events::relay::run(runtime, shutdown.clone()));
+    let seen = collect(&mut consumer, rows.len()).await;
+    assert_eq!(seen.len(), rows.len(), "every event was published");
+    let (_, delivered) = seen.get(&rows[2].0).expect("message.delivered published");
+    assert_eq!(delivered.app.as_deref(), Some("crm"));
+    let message = delivered.message.as_ref().expect("the message");
+    assert_eq!(
+        (
+            message.idempotency_key.as_str(),
+            message.delivery_state.as_str()
+        ),
+        ("evt-1", "delivered")
+    );
+    let (_, closed) = seen.get(&rows[5].0).expect("task.closed published");
+    assert_eq!(closed.task.as_ref().map(|t| t.state.as_str()), Some("done"));
+    let text =
+        serde_json::to_string(&seen.values().map(|(_, e)| e).collect::<Vec<_>>()).expect("json");
+    assert!(
+        !text.contains("+14155552671") && !text.contains("4711") && !text.contains("Dana"),
+        "no personal content"
+    );
+    assert!(
+        eventually(WAIT, || async {
+            outbox(&env)
+                .await
+                .iter()
+                .all(|(_, _, published)| *published)
+        })
+        .await,
+        "the relay marks what the broker confirmed"
+    );
+    shutdown.cancel();
+    relay.await.expect("relay stops");
+    env.teardown().await;
+}
+
+/// The worker process, killed with -9 when dropped (also when an assertion fails).
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_worker(env: &TestEnv) -> Worker {
+    Worker(
+        Command::new(env!("CARGO_BIN_EXE_events-worker"))
+            .env(
+                "COMMS__DATABASE__URL",
+                env.settings.database.url.expose_secret(),
+            )
+            .env("COMMS__AMQP__URL", env.settings.amqp.url.expose_secret())
+            .env("COMMS__AMQP__NAMESPACE", &env.settings.amqp.namespace)
+            .env("COMMS__HTTP__LISTEN", "127.0.0.1:0")
+            .env("COMMS__EVENTS__RELAY_BATCH", "1")
+            .env("COMMS__EVENTS__RELAY_INTERVAL", "10ms")
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("the events worker starts"),
+    )
+}
+
+#[tokio::test]
+async fn a_relay_killed_with_minus_9_loses_no_event() {
+    let env = TestEnv::new().await;
+    let mut consumer = listen(&env).await;
+    // Changes committed before any relay runs: the worst case of a crash between commit and publish.
+    let id = recorded(&env.pool, "kill-1", "crm", "sent").await;
+    for i in 0..200 {
+        event(
+            &env.pool,
+            id,
+            if i % 2 == 0 {
+                "retry_scheduled"
+            } else {
+                "dispatching"
+            },
+            None,
+        )
+        .await;
+    }
+    let total = outbox(&env).await.len();
+    assert_eq!(total, 200);
+
+    let worker = spawn_worker(&env);
+    let started = eventually(WAIT, || async {
+        outbox(&env)
+            .await
+            .iter()
+            .any(|(_, _, published)| *published)
+    })
+    .await;
+    assert!(started, "the relay publishes");
+    drop(worker); // SIGKILL: no drain, no cleanup
+    let pending = outbox(&env).await.iter().filter(|(_, _, p)| !*p).count();
+    assert!(
+        pending > 0,
+        "killed mid-way (raise the event count if this machine is too fast)"
+    );
+
+    let worker = spawn_worker(&env);
+    let seen = collect(&mut consumer, total).await;
+    drop(worker);
+    let ids: Vec<Uuid> = outbox(&env).await.iter().map(|(id, _, _)| *id).collect();
+    let missing = ids.iter().filter(|id| !seen.contains_key(id)).count();
+    assert_eq!(
+        missing, 0,
+        "every committed event reached comms.events at least once"
+    );
+    env.teardown().await;
+}

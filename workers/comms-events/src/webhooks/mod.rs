@@ -54,14 +54,14 @@ impl WebhookHandler {
     ) -> Outcome {
         let hooks = match store::subscribed(&self.pool, event, replay).await {
             Ok(hooks) => hooks,
-            Err(error) => return Outcome::retry(format!("database: {error}")),
+            Err(error) => return comms_shared::db_error::outcome(&error),
         };
         let mut pending = 0usize;
         for hook in hooks {
             match self.deliver_one(&hook, event, body, replay.is_some()).await {
                 Ok(true) => {}
                 Ok(false) => pending += 1,
-                Err(error) => return Outcome::retry(format!("database: {error}")),
+                Err(error) => return comms_shared::db_error::outcome(&error),
             }
         }
         if pending == 0 {

@@ -5,6 +5,7 @@
 //! runs) and its own broker namespace (a random prefix on every exchange and queue), so tests run
 //! in parallel without seeing each other, and [`TestEnv::teardown`] removes both.
 
+pub mod binary;
 pub mod fleet;
 pub mod proxy;
 pub mod smtp_sink;

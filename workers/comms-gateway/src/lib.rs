@@ -94,6 +94,15 @@ pub async fn run(runtime: Runtime, shutdown: Shutdown) -> anyhow::Result<()> {
     serve(listener, runtime, shutdown).await
 }
 
+/// What the gateway checks at start beyond the shared settings (its public URL, the SendGrid
+/// key), without connecting anywhere: `comms-gateway --check-config` runs it.
+pub fn check_settings(settings: &Settings) -> anyhow::Result<()> {
+    let pool = comms_shared::db::connect_lazy(&settings.database)?;
+    let runtime = Runtime::new(std::sync::Arc::new(settings.clone()), pool);
+    GatewayState::new(&runtime).context("gateway settings")?;
+    Ok(())
+}
+
 /// The `comms-gateway` binary: a lazily connecting pool (the process starts, and reports
 /// not-ready, while PostgreSQL is down), [`run`], and — like every worker — the health and
 /// metrics routes on `http.listen` too, where probes and scrapers look for them.

@@ -16,6 +16,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 mod callbacks;
+pub mod cli;
 pub mod client;
 pub mod faults;
 mod ids;

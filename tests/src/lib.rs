@@ -239,6 +239,13 @@ async fn remove(settings: Arc<Settings>, t: Topology, database: String) {
     }
 }
 
+/// A loopback address with a free port (bound, then released for the code under test to bind).
+pub fn free_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+}
+
 /// Polls `condition` until it holds or `limit` passes; returns whether it held.
 /// Tests wait on conditions, never on time.
 pub async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> bool

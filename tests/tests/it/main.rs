@@ -8,6 +8,7 @@ mod groups;
 mod pause;
 mod portal;
 mod preflight;
+mod readiness;
 mod replies;
 mod runtime;
 mod sender;

@@ -2,6 +2,7 @@
 //! [`comms_tests::TestEnv`].
 
 mod approvals;
+mod first_run;
 mod foundation;
 mod gateway;
 mod groups;

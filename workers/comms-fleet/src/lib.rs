@@ -25,7 +25,8 @@ pub use comms_gateway::check_settings;
     after_help = "Settings come from the environment like every worker's (docs/operations.md)."
 )]
 pub struct Options {
-    /// Also run the sandbox provider, with its delivery callbacks wired to this process's gateway.
+    /// Also run the sandbox provider, with its delivery callbacks wired to this process's gateway
+    /// (provider base URLs left at their sandbox default are pointed at it).
     #[arg(long)]
     pub with_sandbox: bool,
     /// Where the sandbox listens when `--with-sandbox` is given.
@@ -95,8 +96,9 @@ pub async fn run(settings: Settings, options: Options, shutdown: Shutdown) -> an
     Ok(())
 }
 
-/// Starts the sandbox on `listen` and wires it to this process: its delivery callbacks go to
-/// this process's gateway, signed with the keys the gateway checks.
+/// Starts the sandbox on `listen` and wires it to this process: its delivery callbacks and
+/// inbound messages go to this process's gateway, signed with the keys the gateway checks, and
+/// provider base URLs still at their default point at the sandbox's actual address.
 async fn start_sandbox(
     settings: &mut Settings,
     listen: SocketAddr,
@@ -117,6 +119,22 @@ async fn start_sandbox(
     if settings.providers.sendgrid.webhook_public_key.is_none() {
         settings.providers.sendgrid.webhook_public_key =
             Some(config.sendgrid_signer.public_key_base64().to_string());
+    }
+    let defaults = comms_shared::settings::ProviderSettings::default();
+    // Listening on every interface (a container) is reached on loopback from inside.
+    let mut reachable = address;
+    if reachable.ip().is_unspecified() {
+        reachable.set_ip(match reachable {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let sandbox_url = format!("http://{reachable}");
+    if settings.providers.twilio.base_url == defaults.twilio.base_url {
+        settings.providers.twilio.base_url = sandbox_url.clone();
+    }
+    if settings.providers.sendgrid.base_url == defaults.sendgrid.base_url {
+        settings.providers.sendgrid.base_url = sandbox_url;
     }
     tracing::info!(sandbox.listen = %address, gateway.public_url = %settings.gateway.public_url, "sandbox provider up; callbacks go to the gateway");
     let stop = shutdown.clone();

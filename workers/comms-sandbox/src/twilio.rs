@@ -49,7 +49,7 @@ fn has_basic_auth(headers: &HeaderMap) -> bool {
     matches!(decoded.split_once(':'), Some((user, _)) if !user.is_empty())
 }
 
-fn is_e164(number: &str) -> bool {
+pub(crate) fn is_e164(number: &str) -> bool {
     number.strip_prefix('+').is_some_and(|digits| {
         (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
     })

@@ -69,6 +69,9 @@ pub enum Command {
     Resume(commands::pause::ResumeArgs),
     /// List messages held by a pause.
     Held,
+    /// The sandbox provider of `make run`: `sandbox reply` simulates an inbound SMS.
+    #[command(subcommand)]
+    Sandbox(commands::sandbox::SandboxCommand),
     /// Platform records for first runs and demos.
     #[command(subcommand)]
     Clients(commands::clients::ClientsCommand),
@@ -149,6 +152,7 @@ pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
             let pool = database(settings).await?;
             commands::pause::held(&pool, cli.json).await
         }
+        Command::Sandbox(command) => commands::sandbox::run(command, cli.json).await,
         Command::Clients(command) => {
             let pool = database(settings).await?;
             commands::clients::run(&pool, command, cli.json).await

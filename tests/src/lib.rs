@@ -7,6 +7,7 @@
 
 pub mod binary;
 pub mod fleet;
+pub mod logs;
 pub mod proxy;
 pub mod smtp_sink;
 

@@ -17,32 +17,35 @@ use comms_shared::settings::Settings;
 
 pub use stats::percentile;
 
-/// Benchmark knobs, from the environment so `make bench` stays one command.
+/// Benchmark knobs: flags, or the `BENCH_*` environment variables so `make bench` stays one
+/// command. Settings (`COMMS__*`) come from the environment as for every binary.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "comms-bench",
+    version,
+    about = "Run the benchmark suite on this machine's RabbitMQ and PostgreSQL (docs/benchmarks.md)"
+)]
 pub struct Knobs {
-    /// Messages in each throughput run (`BENCH_MESSAGES`, default 50 000).
+    /// Messages in each throughput run.
+    #[arg(long, env = "BENCH_MESSAGES", default_value_t = 50_000)]
     pub messages: usize,
-    /// Offered load of the latency run (`BENCH_RATE`, default 1000/s) and its length in seconds.
+    /// Offered load of the latency run, messages per second.
+    #[arg(long, env = "BENCH_RATE", default_value_t = 1000)]
     pub rate: usize,
+    /// Length of the latency run in seconds.
+    #[arg(long, env = "BENCH_RATE_SECONDS", default_value_t = 15)]
     pub rate_seconds: usize,
-    /// Pauses in the propagation run (`BENCH_PAUSES`, default 20).
+    /// Pauses in the propagation run.
+    #[arg(long, env = "BENCH_PAUSES", default_value_t = 20)]
     pub pauses: usize,
+    /// Run one scenario only: status, pause or send.
+    #[arg(long, env = "BENCH_ONLY")]
+    pub only: Option<String>,
 }
 
-fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-pub async fn run() -> anyhow::Result<()> {
+/// Runs every scenario with `knobs` and prints the table.
+pub async fn run(knobs: Knobs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let knobs = Knobs {
-        messages: knob("BENCH_MESSAGES", 50_000),
-        rate: knob("BENCH_RATE", 1000),
-        rate_seconds: knob("BENCH_RATE_SECONDS", 15),
-        pauses: knob("BENCH_PAUSES", 20),
-    };
     let base = Settings::load().context("loading settings")?;
     let bench = load::Bench::prepare(base).await?;
     println!(

@@ -12,7 +12,7 @@ use crate::stats::{Row, percentile};
 use crate::{Knobs, baseline};
 
 pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("status") {
+    if knobs.only.as_deref() == Some("status") {
         let (rate, p50, p99, rss) =
             crate::status::ingestion(bench, knobs.messages.min(20_000)).await?;
         println!(
@@ -20,7 +20,7 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
         );
         return Ok(Vec::new());
     }
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("pause") {
+    if knobs.only.as_deref() == Some("pause") {
         let (p50, p99, rss) = pause_propagation(bench, knobs.pauses).await?;
         println!("pause propagation: p50 {p50:.1} ms, p99 {p99:.1} ms");
         return Ok(vec![pause_row(knobs, p50, p99, rss)]);
@@ -73,7 +73,7 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
         p99_ms: Some(p99),
         rss,
     });
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("send") {
+    if knobs.only.as_deref() == Some("send") {
         print_stages(&stages);
         return Ok(rows);
     }

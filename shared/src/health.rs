@@ -3,6 +3,11 @@
 //! Liveness never depends on the broker or the database (a restart cures neither, and a liveness
 //! probe that fails with them restarts the whole fleet at once). Readiness does: the database
 //! answers, and every registered check (a consumer attached, the pause switch confirmed) is green.
+//!
+//! A worker declares its checks ([`Health::expect`]) when it is created, before the health server
+//! of its process starts, and a process with no check declared at all is not ready either: the
+//! health server comes up first (so liveness answers at once), and nothing may read as ready in
+//! the time between that and the moment the last consumer is attached.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -70,6 +75,20 @@ impl Health {
         );
     }
 
+    /// Declares a condition this process will satisfy later: until something [`Health::set`]s it
+    /// ok, the process is not ready. A condition already known keeps its state.
+    pub fn expect(&self, name: &str, detail: impl Into<String>) {
+        let mut checks = self
+            .inner
+            .checks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        checks.entry(name.to_string()).or_insert_with(|| Check {
+            ok: false,
+            detail: detail.into(),
+        });
+    }
+
     /// Computes readiness now.
     pub async fn readiness(&self) -> Readiness {
         let database = crate::db::ping(&self.inner.pool, Duration::from_secs(1)).await;
@@ -79,7 +98,8 @@ impl Health {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        let ready = database && checks.values().all(|c| c.ok);
+        // No check declared means nothing is running yet, which is not ready.
+        let ready = database && !checks.is_empty() && checks.values().all(|c| c.ok);
         Readiness {
             ready,
             database,

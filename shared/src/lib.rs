@@ -7,6 +7,7 @@
 
 pub mod amqp;
 pub mod approvals;
+pub mod cli;
 pub mod clock;
 pub mod contract;
 pub mod db;

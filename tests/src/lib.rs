@@ -5,7 +5,9 @@
 //! runs) and its own broker namespace (a random prefix on every exchange and queue), so tests run
 //! in parallel without seeing each other, and [`TestEnv::teardown`] removes both.
 
+pub mod binary;
 pub mod fleet;
+pub mod log_events;
 pub mod logs;
 pub mod private_broker;
 pub mod proxy;
@@ -239,6 +241,13 @@ async fn remove(settings: Arc<Settings>, t: Topology, database: String) {
         .await;
         admin.close().await;
     }
+}
+
+/// A loopback address with a free port (bound, then released for the code under test to bind).
+pub fn free_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
 }
 
 /// Polls `condition` until it holds or `limit` passes; returns whether it held.

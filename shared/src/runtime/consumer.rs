@@ -41,7 +41,7 @@ pub async fn run_consumer<H: Handler>(
     shutdown: Shutdown,
 ) {
     let metrics = crate::metrics::consumer();
-    let check = format!("consumer:{}", queue.name);
+    let check = super::consumer_check(&queue.name);
     let mut backoff = new_backoff();
     loop {
         if shutdown.is_cancelled() {
@@ -111,7 +111,7 @@ async fn session<H: Handler>(
     metrics.connected.with_label_values(&[&queue.name]).set(1);
     runtime
         .health
-        .set(&format!("consumer:{}", queue.name), true, "consuming");
+        .set(&super::consumer_check(&queue.name), true, "consuming");
     tracing::info!(queue.name = %queue.name, prefetch = settings.prefetch, concurrency = settings.concurrency, "consuming");
 
     let permits = Arc::new(Semaphore::new(settings.concurrency));

@@ -20,7 +20,7 @@ use sqlx::PgPool;
 
 use crate::health::Health;
 use crate::settings::Settings;
-use crate::topology::Topology;
+use crate::topology::{Topology, WorkQueue};
 
 pub use consumer::run_consumer;
 pub use settle::retry_delay;
@@ -118,7 +118,22 @@ pub struct Runtime {
     pub health: Health,
 }
 
+/// The readiness check of the consumer of `queue` (`consumer:<queue>` in `/readyz`).
+pub fn consumer_check(queue: &str) -> String {
+    format!("consumer:{queue}")
+}
+
 impl Runtime {
+    /// Declares that this process will consume `queues`: it is not ready until each of their
+    /// consumers is attached. Workers call this when they are created, before their process
+    /// serves `/readyz`, so readiness can never run ahead of the broker.
+    pub fn expect_consumers<'q>(&self, queues: impl IntoIterator<Item = &'q WorkQueue>) {
+        for queue in queues {
+            self.health
+                .expect(&consumer_check(&queue.name), "not attached yet");
+        }
+    }
+
     pub fn new(settings: Arc<Settings>, pool: PgPool) -> Self {
         let topology = Topology::new(settings.amqp.namespace.clone());
         let health = Health::new(pool.clone());

@@ -65,16 +65,25 @@ pub(super) async fn settle(
                     Some(minimum) => Topology::retry_tier(minimum),
                     None => Topology::retry_tier_floor(retry_delay(attempt)),
                 };
-                retry(runtime, publisher, acker, message, attempt, &reason, tier).await
+                let settled =
+                    retry(runtime, publisher, acker, message, attempt, &reason, tier).await;
+                // A retry is a failure the fleet recovers from: warn, as the log policy says.
+                if settled.is_ok() {
+                    tracing::warn!(retry.attempt = attempt, retry.tier = %Topology::tier_label(tier), %reason, "retry scheduled");
+                }
+                settled
             }
         }
         Outcome::Reject { reason } => reject(runtime, publisher, acker, message, &reason).await,
         Outcome::Defer { after, reason } => {
             let attempt = message.retry_attempt;
             let tier = Topology::retry_tier_floor(after);
-            retry(runtime, publisher, acker, message, attempt, &reason, tier)
-                .await
-                .map(|_| "defer")
+            let settled = retry(runtime, publisher, acker, message, attempt, &reason, tier).await;
+            // Not a failure (quiet hours, `send_after`): a lifecycle line.
+            if settled.is_ok() {
+                tracing::info!(defer.tier = %Topology::tier_label(tier), %reason, "deferred");
+            }
+            settled.map(|_| "defer")
         }
     };
     match result {
@@ -118,7 +127,6 @@ async fn retry(
         })
         .await?;
     acker.ack(BasicAckOptions::default()).await?;
-    tracing::info!(retry.attempt = attempt, retry.tier = %Topology::tier_label(tier), %reason, "retry scheduled");
     Ok("retry")
 }
 

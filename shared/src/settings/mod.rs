@@ -8,13 +8,15 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 mod events;
+mod masked;
 mod providers;
 mod sections;
 
 pub use events::EventsSettings;
+pub use masked::{MASK, mask_url};
 
 pub use providers::*;
 pub use sections::*;
@@ -32,7 +34,7 @@ pub enum SettingsError {
 }
 
 /// Everything a comms-fleet process can be configured with.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub database: DatabaseSettings,

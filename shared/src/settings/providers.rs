@@ -3,9 +3,9 @@
 //! real services.
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EmailTransport {
     /// SendGrid's v3 mail/send API.
@@ -15,7 +15,7 @@ pub enum EmailTransport {
     Smtp,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProviderSettings {
     /// Which transport email leaves through (`COMMS__PROVIDERS__EMAIL`: sendgrid or smtp).
@@ -25,7 +25,7 @@ pub struct ProviderSettings {
     pub smtp: SmtpSettings,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     /// Plain SMTP (a relay on loopback or inside the cluster only).
@@ -37,13 +37,14 @@ pub enum SmtpTls {
     Tls,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmtpSettings {
     pub host: String,
     pub port: u16,
     pub tls: SmtpTls,
     pub username: Option<String>,
+    #[serde(serialize_with = "super::masked::optional_secret")]
     pub password: Option<SecretString>,
     /// Sender address of SMTP email.
     pub from: String,
@@ -62,12 +63,13 @@ impl Default for SmtpSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TwilioSettings {
     /// `https://api.twilio.com` for the real service; the sandbox by default.
     pub base_url: String,
     pub account_sid: String,
+    #[serde(serialize_with = "super::masked::secret")]
     pub auth_token: SecretString,
     /// The sending number (E.164).
     pub from: String,
@@ -89,11 +91,12 @@ impl Default for TwilioSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SendgridSettings {
     /// `https://api.sendgrid.com` for the real service; the sandbox by default.
     pub base_url: String,
+    #[serde(serialize_with = "super::masked::secret")]
     pub api_key: SecretString,
     pub from: String,
     pub from_name: Option<String>,

@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// PostgreSQL URL (`COMMS__DATABASE__URL`). May carry a password, so it is a secret.
+    #[serde(serialize_with = "super::masked::url")]
     pub url: SecretString,
     /// Upper bound of pooled connections per process.
     pub max_connections: u32,
@@ -29,10 +30,11 @@ impl Default for DatabaseSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AmqpSettings {
     /// RabbitMQ URL (`COMMS__AMQP__URL`); carries credentials, so it is a secret.
+    #[serde(serialize_with = "super::masked::url")]
     pub url: SecretString,
     /// Prepended to every exchange and queue name. Empty in production; tests and shared brokers
     /// use it to keep fleets apart on one vhost.
@@ -54,7 +56,7 @@ impl Default for AmqpSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
     /// Where `/healthz`, `/readyz` and `/metrics` are served (`COMMS__HTTP__LISTEN`).
@@ -69,7 +71,7 @@ impl Default for HttpSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines, for a terminal.
@@ -79,7 +81,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     pub format: LogFormat,
@@ -101,7 +103,7 @@ impl Default for LogSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsumerSettings {
     /// Unacknowledged deliveries the broker may hand one consumer.
@@ -132,7 +134,7 @@ impl Default for ConsumerSettings {
 }
 
 /// A rate for one channel, applied per process and per provider account.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChannelRate {
     /// Sustained sends per second; 0 lifts the limit.
@@ -150,7 +152,7 @@ impl Default for ChannelRate {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateSettings {
     pub sms: ChannelRate,
@@ -158,7 +160,7 @@ pub struct RateSettings {
     pub portal: ChannelRate,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SenderSettings {
     /// Provider attempts before a message is `failed` with an owner task.
@@ -186,7 +188,7 @@ impl Default for SenderSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PauseSettings {
     /// Past this age without a confirmed read of the switch, a worker behaves as paused.
@@ -216,7 +218,7 @@ impl Default for PauseSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewaySettings {
     /// Where the gateway's HTTP server listens (`COMMS__GATEWAY__LISTEN`).
@@ -225,6 +227,7 @@ pub struct GatewaySettings {
     /// the request URL behind a load balancer).
     pub public_url: String,
     /// Secret path segment that protects SendGrid Inbound Parse, which carries no signature.
+    #[serde(serialize_with = "super::masked::secret")]
     pub inbound_secret: SecretString,
     /// Bodies larger than this get 413.
     pub max_body_bytes: usize,
@@ -245,7 +248,7 @@ impl Default for GatewaySettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StatusSettings {
     /// How long a callback for a message we do not know yet is retried before it is parked
@@ -267,7 +270,7 @@ impl Default for StatusSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApprovalSettings {
     /// A message waiting this long for an owner's decision is blocked as `approval_expired`.
@@ -290,7 +293,7 @@ impl Default for ApprovalSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RepliesSettings {
     /// Who gets replies that match no outbound message (never dropped).
@@ -301,6 +304,7 @@ pub struct RepliesSettings {
     /// Domain of the reply-to addresses (`reply+<token>@<domain>`) on outbound email.
     pub reply_domain: String,
     /// Key that signs one-click unsubscribe links, so one cannot be forged for another contact.
+    #[serde(serialize_with = "super::masked::secret")]
     pub unsubscribe_secret: SecretString,
     /// Template sent (once) to confirm an SMS opt-out, if it exists and is approved.
     pub opt_out_template: String,

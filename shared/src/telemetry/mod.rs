@@ -2,6 +2,9 @@
 //!
 //! Policy (see docs/operations.md): `error` is for what an operator must act on, `warn` for what
 //! the fleet recovered from, `info` for lifecycle and per-message outcomes, `debug` for detail.
+//! The AMQP client's own events are off unless the filter names them ([`filter_directives`]): it
+//! logs ERROR for a lost connection the fleet then recovers from (and reports itself, at warn),
+//! and WARN with the whole content of a message the broker returned.
 //! Fields are dotted (`message.id`, `queue.name`). Message bodies, addresses, URLs with
 //! credentials and provider tokens are never logged. Trace context travels across queue hops as
 //! W3C `traceparent` headers (see [`crate::trace_context`]); spans are exported to a collector
@@ -23,6 +26,37 @@ const OTEL_ENDPOINT_VARS: [&str; 2] = [
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
 ];
+
+/// The AMQP client's crates, whose own events are off by default.
+const AMQP_CLIENT_TARGETS: [&str; 2] = ["lapin", "amq_protocol"];
+
+/// The filter a process logs with: `configured` (`RUST_LOG`, else `log.level`), plus
+/// `<target>=off` for each AMQP client crate it does not name itself. Every broker failure the
+/// fleet handles is logged by the fleet at the policy's level, so nothing is lost; write
+/// `lapin=debug` into the filter to see the client's own events.
+pub fn filter_directives(configured: &str) -> String {
+    let mut directives = configured.trim().to_string();
+    for target in AMQP_CLIENT_TARGETS {
+        if !directives.contains(target) {
+            if !directives.is_empty() {
+                directives.push(',');
+            }
+            directives.push_str(target);
+            directives.push_str("=off");
+        }
+    }
+    directives
+}
+
+/// The filter from `RUST_LOG` if it is set and valid, else from `level`, else `info`.
+fn env_filter(level: &str) -> EnvFilter {
+    std::env::var("RUST_LOG")
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .and_then(|value| EnvFilter::try_new(filter_directives(&value)).ok())
+        .or_else(|| EnvFilter::try_new(filter_directives(level)).ok())
+        .unwrap_or_else(|| EnvFilter::new(filter_directives("info")))
+}
 
 /// What [`init`] installed. Call [`Telemetry::shutdown`] when the process ends, so spans still
 /// waiting in the batch are sent.
@@ -81,9 +115,7 @@ pub fn init(settings: &LogSettings, service: &'static str) -> Telemetry {
     let tracer = provider.tracer(service);
     opentelemetry::global::set_tracer_provider(provider.clone());
 
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = env_filter(&settings.level);
     let fmt = match settings.format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
@@ -105,5 +137,59 @@ pub fn init(settings: &LogSettings, service: &'static str) -> Telemetry {
     Telemetry {
         provider,
         exporting,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing::Level;
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+    use tracing_subscriber::{EnvFilter, Layer};
+
+    use super::filter_directives;
+
+    /// Keeps the level and target of every event that passes the filter.
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<(Level, String)>>>);
+
+    impl<S: tracing::Subscriber> Layer<S> for Seen {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            let meta = event.metadata();
+            if let Ok(mut seen) = self.0.lock() {
+                seen.push((*meta.level(), meta.target().to_string()));
+            }
+        }
+    }
+
+    fn logged_with(directives: &str) -> Vec<(Level, String)> {
+        let seen = Seen::default();
+        let filter = EnvFilter::new(filter_directives(directives));
+        let subscriber = tracing_subscriber::registry()
+            .with(filter)
+            .with(seen.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(target: "lapin::channels", "Connection error");
+            tracing::warn!(target: "lapin::returned_messages", "Server returned us a message");
+            tracing::error!(target: "amq_protocol_tcp", "connection refused");
+            tracing::warn!(target: "comms_shared::runtime::consumer", "consumer lost; reconnecting");
+        });
+        seen.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_amqp_client_is_silent_unless_the_filter_names_it() {
+        assert_eq!(filter_directives("info"), "info,lapin=off,amq_protocol=off");
+        assert_eq!(
+            logged_with("info"),
+            vec![(Level::WARN, "comms_shared::runtime::consumer".to_string())],
+            "no ERROR for a disconnect the fleet recovers from, and no returned message content"
+        );
+        assert_eq!(
+            filter_directives("warn,lapin=debug"),
+            "warn,lapin=debug,amq_protocol=off"
+        );
+        assert_eq!(logged_with("warn,lapin=debug").len(), 3);
     }
 }

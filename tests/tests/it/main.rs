@@ -3,6 +3,7 @@
 
 mod approvals;
 mod bad_input;
+mod first_run;
 mod foundation;
 mod gateway;
 mod groups;
@@ -10,6 +11,7 @@ mod pause;
 mod portal;
 mod preflight;
 mod provider_schemas;
+mod readiness;
 mod replies;
 mod runtime;
 mod sender;

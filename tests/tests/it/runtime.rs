@@ -203,6 +203,23 @@ async fn a_retry_waits_in_a_delay_tier_and_comes_back() {
     env.teardown().await;
 }
 
+/// Retries are failures the fleet recovers from, logged at warn (docs/operations.md).
+#[tokio::test(flavor = "current_thread")]
+async fn a_retry_is_logged_at_warn() {
+    let (logs, _guard) = comms_tests::log_events::Captured::start();
+    let env = env_with_ledger(&[]).await;
+    let handler = Arc::new(Ledger::new(&env.pool));
+    let (shutdown, task) = start(&env, handler.clone());
+    publish_job(&env, r#"{"key":"flaky","fail_times":1}"#).await;
+    assert!(eventually(WAIT, || async { ledger_rows(&env).await == 1 }).await);
+    let retries = logs.with_message("retry scheduled");
+    assert_eq!(retries.len(), 1, "{retries:?}");
+    assert_eq!(retries[0].level, tracing::Level::WARN);
+    shutdown.cancel();
+    task.await.expect("consumer task");
+    env.teardown().await;
+}
+
 #[tokio::test]
 async fn exhausted_retries_end_in_the_dead_letter_queue() {
     let env = env_with_ledger(&[("COMMS__CONSUMER__MAX_RETRIES", "1")]).await;

@@ -16,6 +16,7 @@ pub mod overdue;
 pub mod relay;
 pub mod webhooks;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -23,8 +24,21 @@ use comms_shared::runtime::{Runtime, run_consumer};
 use comms_shared::settings::Settings;
 use comms_shared::shutdown::Shutdown;
 
-/// Runs the relay, the overdue check and the webhook consumer until `shutdown`.
-pub async fn run(runtime: Runtime, shutdown: Shutdown) -> anyhow::Result<()> {
+/// Runs the relay, the overdue check and the webhook consumer until `shutdown`. Calling it
+/// declares its readiness checks (the webhook consumer, the relay) at once, before `/readyz`
+/// first answers.
+pub fn run(
+    runtime: Runtime,
+    shutdown: Shutdown,
+) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
+    runtime.expect_consumers([&runtime.topology.webhooks_queue()]);
+    runtime
+        .health
+        .expect(relay::HEALTH_CHECK, "not connected to the broker yet");
+    work(runtime, shutdown)
+}
+
+async fn work(runtime: Runtime, shutdown: Shutdown) -> anyhow::Result<()> {
     let relay = tokio::spawn(relay::run(runtime.clone(), shutdown.clone()));
     let overdue = tokio::spawn(overdue::run(runtime.clone(), shutdown.clone()));
     let handler = Arc::new(webhooks::WebhookHandler::new(&runtime)?);

@@ -14,6 +14,9 @@ use comms_shared::shutdown::Shutdown;
 use futures_util::future::join_all;
 use lapin::types::{AMQPValue, FieldTable};
 
+/// The readiness check of the relay: green once it has a confirmed broker channel.
+pub const HEALTH_CHECK: &str = "events-relay";
+
 /// Header naming the event's schema, so a consumer can route without parsing the body.
 pub const SCHEMA_HEADER: &str = "x-comms-event-schema";
 
@@ -49,7 +52,7 @@ pub async fn run(runtime: Runtime, shutdown: Shutdown) {
         let wait = match outcome {
             Ok(published) => {
                 failures = 0;
-                runtime.health.set("events-relay", true, "publishing");
+                runtime.health.set(HEALTH_CHECK, true, "publishing");
                 if published >= runtime.settings.events.relay_batch as usize {
                     continue; // more are waiting: no pause between full rounds
                 }
@@ -59,7 +62,7 @@ pub async fn run(runtime: Runtime, shutdown: Shutdown) {
                 failures = failures.saturating_add(1);
                 runtime
                     .health
-                    .set("events-relay", false, format!("retrying: {error}"));
+                    .set(HEALTH_CHECK, false, format!("retrying: {error}"));
                 tracing::warn!(%error, "outbox relay round failed; events stay in the outbox and go out later");
                 publisher = None;
                 Duration::from_millis(200 * u64::from(failures.min(50)))

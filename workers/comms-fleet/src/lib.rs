@@ -7,76 +7,61 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use comms_shared::cli::WorkerArgs;
 use comms_shared::clock::SystemClock;
 use comms_shared::runtime::Runtime;
 use comms_shared::settings::Settings;
+use comms_shared::shutdown::Shutdown;
 use secrecy::ExposeSecret;
 
-#[derive(Debug, Parser)]
+/// What `comms-fleet --check-config` checks beyond the shared settings: the gateway's.
+pub use comms_gateway::check_settings;
+
+#[derive(Debug, Clone, Parser)]
 #[command(
     name = "comms-fleet",
     version,
-    about = "Run every comms-fleet worker in one process"
+    about = "Run every comms-fleet worker in one process",
+    after_help = "Settings come from the environment like every worker's (docs/operations.md)."
 )]
 pub struct Options {
-    /// Also run the sandbox provider (the default Twilio/SendGrid base URLs point at it).
+    /// Also run the sandbox provider, with its delivery callbacks wired to this process's gateway
+    /// (provider base URLs left at their sandbox default are pointed at it).
     #[arg(long)]
     pub with_sandbox: bool,
     /// Where the sandbox listens when `--with-sandbox` is given.
     #[arg(long, default_value = "127.0.0.1:8025")]
     pub sandbox_listen: SocketAddr,
+    #[command(flatten)]
+    pub worker: WorkerArgs,
 }
 
-pub async fn run(options: Options) -> anyhow::Result<()> {
-    let settings = Settings::load().context("loading settings")?;
-    let telemetry = comms_shared::telemetry::init(&settings.log, "comms-fleet");
-    let result = run_fleet(settings, options).await;
-    telemetry.finish().await;
-    result
-}
-
-async fn run_fleet(settings: Settings, options: Options) -> anyhow::Result<()> {
-    let mut settings = Arc::new(settings);
-    let shutdown = comms_shared::shutdown::on_signals();
-
+/// Runs every worker (and the sandbox, if asked) until `shutdown`. One worker failing (a port
+/// taken, a bad key) stops the whole process, with its reason.
+pub async fn run(settings: Settings, options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
     preflight_services(&settings).await?;
     let applied = comms_shared::db::migrate(&settings.database).await?;
     tracing::info!(migrations.applied = applied, "database ready");
-
-    let mut sandbox = None;
-    if options.with_sandbox {
-        let listener = tokio::net::TcpListener::bind(options.sandbox_listen)
-            .await
-            .with_context(|| format!("the sandbox cannot listen on {}", options.sandbox_listen))?;
-        // The sandbox calls back the gateway of this process, signed with the keys it checks.
-        let mut config = comms_sandbox::SandboxConfig::generated()?
-            .with_gateway(settings.gateway.public_url.clone());
-        config.twilio_account_sid = settings.providers.twilio.account_sid.clone();
-        config.twilio_auth_token = settings
-            .providers
-            .twilio
-            .auth_token
-            .expose_secret()
-            .to_string();
-        if settings.providers.sendgrid.webhook_public_key.is_none() {
-            let mut patched = (*settings).clone();
-            patched.providers.sendgrid.webhook_public_key =
-                Some(config.sendgrid_signer.public_key_base64().to_string());
-            settings = Arc::new(patched);
-        }
-        let stop = shutdown.clone();
-        tracing::info!(sandbox.listen = %options.sandbox_listen, "sandbox provider up");
-        sandbox = Some(tokio::spawn(comms_sandbox::serve(
-            listener,
-            config,
-            async move {
-                stop.cancelled().await;
-            },
-        )));
-    }
+    let mut settings = settings;
+    let sandbox = if options.with_sandbox {
+        Some(start_sandbox(&mut settings, options.sandbox_listen, &shutdown).await?)
+    } else {
+        None
+    };
+    let settings = Arc::new(settings);
 
     let pool = comms_shared::db::connect_lazy(&settings.database)?;
     let runtime = Runtime::new(settings.clone(), pool);
+    // Every worker is created (declaring its readiness checks) before `/readyz` first answers.
+    let (rt, stop) = (runtime.clone(), shutdown.clone());
+    let gateway = comms_gateway::run(rt, stop);
+    let (rt, stop) = (runtime.clone(), shutdown.clone());
+    let status = comms_status::run(rt, stop);
+    let (rt, stop) = (runtime.clone(), shutdown.clone());
+    let replies = comms_replies::run(rt, stop);
+    let (rt, stop) = (runtime.clone(), shutdown.clone());
+    let events = comms_events::run(rt, stop);
+    let sender = comms_sender::run(runtime.clone(), Arc::new(SystemClock), shutdown.clone());
     let health = tokio::spawn(comms_shared::health::serve(
         settings.http.listen,
         runtime.health.clone(),
@@ -84,20 +69,11 @@ async fn run_fleet(settings: Settings, options: Options) -> anyhow::Result<()> {
     ));
     tracing::info!(http.listen = %settings.http.listen, gateway.listen = %settings.gateway.listen, "fleet starting: sender (sms, email, portal), gateway, status, replies, events");
     let mut workers = tokio::task::JoinSet::new();
-    let (rt, stop) = (runtime.clone(), shutdown.clone());
-    workers.spawn(async move { ("gateway", comms_gateway::run(rt, stop).await) });
-    let (rt, stop) = (runtime.clone(), shutdown.clone());
-    workers.spawn(async move { ("status", comms_status::run(rt, stop).await) });
-    let (rt, stop) = (runtime.clone(), shutdown.clone());
-    workers.spawn(async move { ("replies", comms_replies::run(rt, stop).await) });
-    let (rt, stop) = (runtime.clone(), shutdown.clone());
-    workers.spawn(async move { ("events", comms_events::run(rt, stop).await) });
-    let stop = shutdown.clone();
-    workers.spawn(async move {
-        let sent = comms_sender::run(runtime, Arc::new(SystemClock), stop).await;
-        ("sender", sent)
-    });
-    // One worker failing (a port taken, a bad key) stops the whole process, with its reason.
+    workers.spawn(async move { ("gateway", gateway.await) });
+    workers.spawn(async move { ("status", status.await) });
+    workers.spawn(async move { ("replies", replies.await) });
+    workers.spawn(async move { ("events", events.await) });
+    workers.spawn(async move { ("sender", sender.await) });
     let mut failure = None;
     while let Some(done) = workers.join_next().await {
         let error = match done {
@@ -121,6 +97,58 @@ async fn run_fleet(settings: Settings, options: Options) -> anyhow::Result<()> {
     }
     tracing::info!("fleet stopped");
     Ok(())
+}
+
+/// Starts the sandbox on `listen` and wires it to this process: its delivery callbacks and
+/// inbound messages go to this process's gateway, signed with the keys the gateway checks, and
+/// provider base URLs still at their default point at the sandbox's actual address.
+async fn start_sandbox(
+    settings: &mut Settings,
+    listen: SocketAddr,
+    shutdown: &Shutdown,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("the sandbox cannot listen on {listen}"))?;
+    let address = listener.local_addr().context("sandbox address")?;
+    let mut config = comms_sandbox::SandboxConfig::generated()?
+        .with_gateway(settings.gateway.public_url.clone());
+    config.twilio_account_sid = settings.providers.twilio.account_sid.clone();
+    config.twilio_auth_token = settings
+        .providers
+        .twilio
+        .auth_token
+        .expose_secret()
+        .to_string();
+    if settings.providers.sendgrid.webhook_public_key.is_none() {
+        settings.providers.sendgrid.webhook_public_key =
+            Some(config.sendgrid_signer.public_key_base64().to_string());
+    }
+    let defaults = comms_shared::settings::ProviderSettings::default();
+    // Listening on every interface (a container) is reached on loopback from inside.
+    let mut reachable = address;
+    if reachable.ip().is_unspecified() {
+        reachable.set_ip(match reachable {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let sandbox_url = format!("http://{reachable}");
+    if settings.providers.twilio.base_url == defaults.twilio.base_url {
+        settings.providers.twilio.base_url = sandbox_url.clone();
+    }
+    if settings.providers.sendgrid.base_url == defaults.sendgrid.base_url {
+        settings.providers.sendgrid.base_url = sandbox_url;
+    }
+    tracing::info!(sandbox.listen = %address, gateway.public_url = %settings.gateway.public_url, "sandbox provider up; callbacks go to the gateway");
+    let stop = shutdown.clone();
+    Ok(tokio::spawn(comms_sandbox::serve(
+        listener,
+        config,
+        async move {
+            stop.cancelled().await;
+        },
+    )))
 }
 
 /// Fails fast, with the commands that fix it, when the broker or database is not there.

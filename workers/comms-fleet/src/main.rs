@@ -1,15 +1,17 @@
-//! `comms-fleet`: the whole fleet in one process. Thin: the wiring lives in `lib.rs`.
+//! `comms-fleet`: the whole fleet in one process. Thin: the wiring lives in `lib.rs`, the CLI's
+//! shared part (`--check-config`) in comms-shared.
 
 use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let options = comms_fleet::Options::parse();
-    match comms_fleet::run(options).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("comms-fleet: {error:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    let args = options.worker.clone();
+    comms_shared::cli::main(
+        "comms-fleet",
+        &args,
+        comms_fleet::check_settings,
+        |settings, shutdown| comms_fleet::run(settings, options, shutdown),
+    )
+    .await
 }

@@ -38,6 +38,9 @@ pub use api::SUBMITTED_BY_HEADER;
 pub use state::{ConfigError, GatewayState};
 pub use webhooks::{CONTENT_TYPE_HEADER, KIND_HEADER, PROVIDER_HEADER, RECEIVED_AT_HEADER};
 
+/// The gateway's readiness check in `/readyz`: ok while it accepts requests.
+pub const READY_CHECK: &str = "gateway";
+
 /// Every gateway route, plus the health and metrics routes of `runtime`.
 pub fn router(state: GatewayState, runtime: &Runtime) -> Router {
     let max_body = runtime.settings.gateway.max_body_bytes;
@@ -96,25 +99,51 @@ pub async fn serve(
     });
     let address = listener.local_addr().context("gateway listener address")?;
     tracing::info!(gateway.listen = %address, "gateway up");
+    runtime
+        .health
+        .set(READY_CHECK, true, format!("listening on {address}"));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
     // Whatever ended the server, the watcher must not reconnect after the link is closed.
     watcher.abort();
     let _ = watcher.await;
+    runtime.health.set(READY_CHECK, false, "stopped");
     state.close().await;
     served.context("gateway server")?;
     tracing::info!("gateway stopped");
     Ok(())
 }
 
-/// Binds `gateway.listen` and serves until `shutdown`.
-pub async fn run(runtime: Runtime, shutdown: Shutdown) -> anyhow::Result<()> {
+/// Binds `gateway.listen` and serves until `shutdown`. Calling it declares the gateway's
+/// readiness check at once, so `/readyz` on another port cannot read ready before the gateway
+/// itself accepts requests.
+pub fn run(
+    runtime: Runtime,
+    shutdown: Shutdown,
+) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static {
+    runtime.health.expect(READY_CHECK, "not listening yet");
+    runtime
+        .health
+        .expect(broker::READY_CHECK, "not connected to the broker yet");
+    bind_and_serve(runtime, shutdown)
+}
+
+async fn bind_and_serve(runtime: Runtime, shutdown: Shutdown) -> anyhow::Result<()> {
     let address = runtime.settings.gateway.listen;
     let listener = TcpListener::bind(address)
         .await
         .with_context(|| format!("the gateway cannot listen on {address}"))?;
     serve(listener, runtime, shutdown).await
+}
+
+/// What the gateway checks at start beyond the shared settings (its public URL, the SendGrid
+/// key), without connecting anywhere: `comms-gateway --check-config` runs it.
+pub fn check_settings(settings: &Settings) -> anyhow::Result<()> {
+    let pool = comms_shared::db::connect_lazy(&settings.database)?;
+    let runtime = Runtime::new(std::sync::Arc::new(settings.clone()), pool);
+    GatewayState::new(&runtime).context("gateway settings")?;
+    Ok(())
 }
 
 /// The `comms-gateway` binary: a lazily connecting pool (the process starts, and reports
@@ -124,14 +153,16 @@ pub async fn run_standalone(settings: Settings, shutdown: Shutdown) -> anyhow::R
     let settings = std::sync::Arc::new(settings);
     let pool = comms_shared::db::connect_lazy(&settings.database)?;
     let runtime = Runtime::new(settings.clone(), pool);
+    let health_state = runtime.health.clone();
+    let gateway = run(runtime, shutdown.clone());
     let health = (settings.http.listen != settings.gateway.listen).then(|| {
         tokio::spawn(comms_shared::health::serve(
             settings.http.listen,
-            runtime.health.clone(),
+            health_state,
             shutdown.clone(),
         ))
     });
-    let served = run(runtime, shutdown.clone()).await;
+    let served = gateway.await;
     // Whatever ended the gateway ends the process: stop the health server with it.
     shutdown.cancel();
     if let Some(health) = health {

@@ -1,13 +1,17 @@
-//! `comms-gateway`: provider webhooks and the enqueue API. Thin: the server lives in the library.
+//! `comms-gateway`: provider webhooks and the enqueue API. Thin: the CLI is comms-shared's, the work is the library's.
 
-use anyhow::Context;
+use comms_shared::cli::WorkerArgs;
+
+const ABOUT: &str = "Provider webhooks in, the enqueue and admin APIs";
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let settings = comms_shared::settings::Settings::load().context("loading settings")?;
-    let telemetry = comms_shared::telemetry::init(&settings.log, "comms-gateway");
-    let shutdown = comms_shared::shutdown::on_signals();
-    let result = comms_gateway::run_standalone(settings, shutdown).await;
-    telemetry.finish().await;
-    result
+async fn main() -> std::process::ExitCode {
+    let args = WorkerArgs::parse_for("comms-gateway", ABOUT);
+    comms_shared::cli::main(
+        "comms-gateway",
+        &args,
+        comms_gateway::check_settings,
+        comms_gateway::run_standalone,
+    )
+    .await
 }

@@ -7,6 +7,7 @@ mod handler;
 pub mod parse;
 mod store;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use comms_shared::runtime::{Runtime, run_consumer};
@@ -15,8 +16,17 @@ use comms_shared::shutdown::Shutdown;
 
 pub use classify::{HELP, OPT_IN, OPT_OUT};
 
-/// Consumes `comms.replies` until `shutdown`.
-pub async fn run(runtime: Runtime, shutdown: Shutdown) -> anyhow::Result<()> {
+/// Consumes `comms.replies` until `shutdown`. Calling it declares the consumer as a readiness
+/// check at once, before the returned future runs.
+pub fn run(
+    runtime: Runtime,
+    shutdown: Shutdown,
+) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
+    runtime.expect_consumers([&runtime.topology.replies_queue()]);
+    consume(runtime, shutdown)
+}
+
+async fn consume(runtime: Runtime, shutdown: Shutdown) -> anyhow::Result<()> {
     let handler = Arc::new(handler::RepliesHandler {
         pool: runtime.pool.clone(),
         settings: runtime.settings.clone(),

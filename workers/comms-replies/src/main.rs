@@ -1,13 +1,18 @@
-//! `comms-replies`: consumes `comms.replies` (inbound SMS and email).
+//! `comms-replies`: consumes `comms.replies` (inbound SMS and email). Thin: the CLI is comms-shared's, the work is the library's.
 
-use anyhow::Context;
+use comms_shared::cli::WorkerArgs;
+
+const ABOUT: &str =
+    "Consumes comms.replies (inbound SMS and email): reply capture, STOP/START/HELP";
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let settings = comms_shared::settings::Settings::load().context("loading settings")?;
-    let telemetry = comms_shared::telemetry::init(&settings.log, "comms-replies");
-    let shutdown = comms_shared::shutdown::on_signals();
-    let result = comms_replies::run_standalone(settings, shutdown).await;
-    telemetry.finish().await;
-    result
+async fn main() -> std::process::ExitCode {
+    let args = WorkerArgs::parse_for("comms-replies", ABOUT);
+    comms_shared::cli::main(
+        "comms-replies",
+        &args,
+        |_| Ok(()),
+        comms_replies::run_standalone,
+    )
+    .await
 }

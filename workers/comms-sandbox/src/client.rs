@@ -6,6 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 use crate::faults::{Fault, FaultSpec};
+use crate::inbound::{InboundSent, InboundSpec};
 use crate::state::RecordedMessage;
 
 /// Why a call to the sandbox failed.
@@ -109,5 +110,17 @@ impl SandboxClient {
     pub async fn clear_faults(&self) -> Result<(), ClientError> {
         let response = self.http.delete(self.url("/sandbox/faults")).send().await?;
         Self::check(response).await.map(drop)
+    }
+
+    /// Has the sandbox send the gateway an inbound SMS (`POST /sandbox/inbound`), signed as
+    /// Twilio signs it; returns once the gateway accepted it.
+    pub async fn inbound(&self, spec: &InboundSpec) -> Result<InboundSent, ClientError> {
+        let response = self
+            .http
+            .post(self.url("/sandbox/inbound"))
+            .json(spec)
+            .send()
+            .await?;
+        Ok(Self::check(response).await?.json().await?)
     }
 }

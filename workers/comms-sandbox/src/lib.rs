@@ -3,7 +3,8 @@
 //! It exists so the fleet can be run and tested without real providers: it accepts sends with the
 //! providers' request and response shapes, records them for inspection (`/sandbox/messages`),
 //! injects faults on demand (`/sandbox/faults`), and, when a gateway URL is configured, posts the
-//! signed delivery callbacks the real providers would. See `docs/sandbox.md`.
+//! signed delivery callbacks the real providers would and simulates inbound SMS
+//! (`/sandbox/inbound`). See `docs/sandbox.md`.
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -16,9 +17,11 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 mod callbacks;
+pub mod cli;
 pub mod client;
 pub mod faults;
 mod ids;
+mod inbound;
 mod inspect;
 pub mod segments;
 mod sendgrid;
@@ -29,6 +32,7 @@ mod twilio;
 pub use client::{ClientError, SandboxClient};
 pub use faults::{CallbackStatus, Fault, FaultSpec};
 pub use ids::is_twilio_sid;
+pub use inbound::{InboundSent, InboundSpec};
 pub use signing::{KeyError, SendGridSigner};
 pub use state::{Channel, Provider, RecordedMessage};
 
@@ -101,6 +105,7 @@ fn router(state: state::AppState) -> Router {
             get(faults::list).post(faults::create).delete(faults::clear),
         )
         .route("/sandbox/faults/{id}", delete(faults::delete_one))
+        .route("/sandbox/inbound", post(inbound::simulate))
         .route("/sandbox/healthz", get(inspect::healthz))
         .route("/sandbox/signing-key", get(inspect::signing_key))
         .with_state(state)

@@ -18,6 +18,7 @@ mod rate;
 pub mod render;
 mod store;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -28,6 +29,7 @@ use comms_shared::pause::switch::{PauseSwitch, report, watch};
 use comms_shared::runtime::{Runtime, run_consumer};
 use comms_shared::settings::Settings;
 use comms_shared::shutdown::Shutdown;
+use comms_shared::topology::WorkQueue;
 
 use crate::handler::SendHandler;
 pub use crate::preflight::approval_hash;
@@ -71,21 +73,41 @@ pub fn build_handler(
     })
 }
 
-/// Consumes every send queue until `shutdown`, then drains.
-pub async fn run(
+/// Consumes every send queue until `shutdown`, then drains. Calling it declares the three
+/// consumers as readiness checks at once (see [`run_with_switch`]).
+pub fn run(
     runtime: Runtime,
     clock: Arc<dyn Clock>,
     shutdown: Shutdown,
-) -> anyhow::Result<()> {
+) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
     let switch = PauseSwitch::new(runtime.settings.pause.max_staleness);
-    run_with_switch(runtime, clock, switch, shutdown).await
+    run_with_switch(runtime, clock, switch, shutdown)
 }
 
 /// [`run`] with a pause switch the caller can observe (tests, the all-in-one process).
-pub async fn run_with_switch(
+///
+/// The consumers are declared as readiness checks when this is called, not when the returned
+/// future first runs, so a health server started after the call never reads ready before every
+/// send queue has its consumer (the pause switch is loaded first, which takes a while).
+pub fn run_with_switch(
     runtime: Runtime,
     clock: Arc<dyn Clock>,
     switch: PauseSwitch,
+    shutdown: Shutdown,
+) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
+    let queues: Vec<WorkQueue> = CHANNELS
+        .iter()
+        .map(|channel| runtime.topology.send_queue(channel))
+        .collect();
+    runtime.expect_consumers(&queues);
+    consume(runtime, clock, switch, queues, shutdown)
+}
+
+async fn consume(
+    runtime: Runtime,
+    clock: Arc<dyn Clock>,
+    switch: PauseSwitch,
+    queues: Vec<WorkQueue>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let handler = Arc::new(build_handler(&runtime, clock, switch.clone())?);
@@ -114,12 +136,12 @@ pub async fn run_with_switch(
             () = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
         }
     }
-    let consumers: Vec<_> = CHANNELS
-        .iter()
-        .map(|channel| {
+    let consumers: Vec<_> = queues
+        .into_iter()
+        .map(|queue| {
             tokio::spawn(run_consumer(
                 runtime.clone(),
-                runtime.topology.send_queue(channel),
+                queue,
                 handler.clone(),
                 shutdown.clone(),
             ))

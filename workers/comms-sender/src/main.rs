@@ -1,13 +1,17 @@
-//! `comms-sender`: consumes `comms.send.*` and dispatches through the providers.
+//! `comms-sender`: consumes `comms.send.*` and dispatches through the providers. Thin: the CLI is comms-shared's, the work is the library's.
 
-use anyhow::Context;
+use comms_shared::cli::WorkerArgs;
+
+const ABOUT: &str = "Consumes comms.send.sms, comms.send.email and comms.send.portal and sends through the providers";
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let settings = comms_shared::settings::Settings::load().context("loading settings")?;
-    let telemetry = comms_shared::telemetry::init(&settings.log, "comms-sender");
-    let shutdown = comms_shared::shutdown::on_signals();
-    let result = comms_sender::run_standalone(settings, shutdown).await;
-    telemetry.finish().await;
-    result
+async fn main() -> std::process::ExitCode {
+    let args = WorkerArgs::parse_for("comms-sender", ABOUT);
+    comms_shared::cli::main(
+        "comms-sender",
+        &args,
+        |_| Ok(()),
+        comms_sender::run_standalone,
+    )
+    .await
 }

@@ -16,6 +16,7 @@ pub mod store;
 pub mod twilio;
 pub mod watchdog;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -36,13 +37,25 @@ pub fn build_handler(runtime: &Runtime) -> StatusHandler {
 }
 
 /// Consumes `comms.status` and runs the freshness watchdog (tasks for [`watchdog::DEFAULT_OWNER`])
-/// until `shutdown`, then drains.
-pub async fn run(runtime: Runtime, shutdown: Shutdown) -> anyhow::Result<()> {
-    run_with_owner(runtime, watchdog::DEFAULT_OWNER.to_string(), shutdown).await
+/// until `shutdown`, then drains. Calling it declares the consumer as a readiness check at once.
+pub fn run(
+    runtime: Runtime,
+    shutdown: Shutdown,
+) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
+    run_with_owner(runtime, watchdog::DEFAULT_OWNER.to_string(), shutdown)
 }
 
 /// Like [`run`], with the owner of the watchdog's tasks named.
-pub async fn run_with_owner(
+pub fn run_with_owner(
+    runtime: Runtime,
+    watchdog_owner: String,
+    shutdown: Shutdown,
+) -> impl Future<Output = anyhow::Result<()>> + Send + 'static {
+    runtime.expect_consumers([&runtime.topology.status_queue()]);
+    consume(runtime, watchdog_owner, shutdown)
+}
+
+async fn consume(
     runtime: Runtime,
     watchdog_owner: String,
     shutdown: Shutdown,

@@ -1,13 +1,18 @@
-//! `comms-status`: consumes `comms.status` and keeps delivery states current.
+//! `comms-status`: consumes `comms.status` and keeps delivery states current. Thin: the CLI is comms-shared's, the work is the library's.
 
-use anyhow::Context;
+use comms_shared::cli::WorkerArgs;
+
+const ABOUT: &str =
+    "Consumes comms.status (provider delivery callbacks) and keeps delivery states current";
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let settings = comms_shared::settings::Settings::load().context("loading settings")?;
-    let telemetry = comms_shared::telemetry::init(&settings.log, "comms-status");
-    let shutdown = comms_shared::shutdown::on_signals();
-    let result = comms_status::run_standalone(settings, shutdown).await;
-    telemetry.finish().await;
-    result
+async fn main() -> std::process::ExitCode {
+    let args = WorkerArgs::parse_for("comms-status", ABOUT);
+    comms_shared::cli::main(
+        "comms-status",
+        &args,
+        |_| Ok(()),
+        comms_status::run_standalone,
+    )
+    .await
 }

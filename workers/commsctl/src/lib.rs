@@ -5,7 +5,7 @@
 
 mod commands;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use comms_shared::approvals::Decision;
 use comms_shared::settings::Settings;
 
@@ -18,14 +18,36 @@ pub use commands::templates::TemplatesCommand;
 #[command(
     name = "commsctl",
     version,
-    about = "Operate the comms-fleet: migrations, status and more"
+    about = "Operate the comms-fleet: migrations, status and more",
+    arg_required_else_help = true
 )]
 pub struct Cli {
     /// Print machine-readable JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Load and validate the settings, print them with every secret masked, and exit: 0 when
+    /// they are valid, 1 with the reason when not.
+    #[arg(long, exclusive = true)]
+    pub check_config: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+impl Cli {
+    /// Parses this process's arguments like [`Parser::parse`], and also refuses (exit 2) a
+    /// command given together with `--check-config`, which stands alone.
+    pub fn parse_checked() -> Self {
+        let cli = Self::parse();
+        if cli.check_config && cli.command.is_some() {
+            Self::command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    "--check-config cannot be used with a command",
+                )
+                .exit();
+        }
+        cli
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,6 +69,9 @@ pub enum Command {
     Resume(commands::pause::ResumeArgs),
     /// List messages held by a pause.
     Held,
+    /// The sandbox provider of `make run`: `sandbox reply` simulates an inbound SMS.
+    #[command(subcommand)]
+    Sandbox(commands::sandbox::SandboxCommand),
     /// Platform records for first runs and demos.
     #[command(subcommand)]
     Clients(commands::clients::ClientsCommand),
@@ -105,7 +130,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Runs one command with explicit settings.
 pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        // clap guarantees a command unless --check-config was given.
+        comms_shared::cli::print_config("commsctl", settings, &mut std::io::stdout().lock())?;
+        return Ok(());
+    };
+    match command {
         Command::Migrate => commands::migrate::run(settings, cli.json).await,
         Command::Status => commands::status::run(settings, cli.json).await,
         Command::Send { file } => commands::send::run(settings, &file, cli.json).await,
@@ -125,6 +155,7 @@ pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
             let pool = database(settings).await?;
             commands::pause::held(&pool, cli.json).await
         }
+        Command::Sandbox(command) => commands::sandbox::run(command, cli.json).await,
         Command::Clients(command) => {
             let pool = database(settings).await?;
             commands::clients::run(&pool, command, cli.json).await

@@ -1,10 +1,8 @@
 //! `commsctl`: the operator's command line. Everything it does lives in the library.
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = commsctl::Cli::parse();
+    let cli = commsctl::Cli::parse_checked();
     match commsctl::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -15,7 +15,7 @@ use crate::faults::{self, Fault};
 use crate::state::{AppState, Channel, Provider, RecordedMessage};
 use crate::{ids, segments};
 
-mod request;
+pub(crate) mod request;
 use request::SmsRequest;
 
 /// A Twilio error body (`code`, `message`, `more_info`, `status`).

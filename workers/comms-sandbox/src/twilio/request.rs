@@ -27,7 +27,7 @@ pub(super) struct SmsRequest {
     pub params: Value,
 }
 
-pub(super) fn is_e164(number: &str) -> bool {
+pub(crate) fn is_e164(number: &str) -> bool {
     number.strip_prefix('+').is_some_and(|digits| {
         (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
     })

@@ -6,6 +6,7 @@ pub mod keys;
 pub mod message;
 pub mod migrate;
 pub mod pause;
+pub mod sandbox;
 pub mod send;
 pub mod status;
 pub mod tasks;

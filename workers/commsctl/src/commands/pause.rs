@@ -55,7 +55,7 @@ pub struct PauseArgs {
     /// Resume by itself after this long, e.g. 2h or 30m.
     #[arg(long = "for")]
     pub duration: Option<humantime::Duration>,
-    /// Who pauses (defaults to $USER).
+    /// Who pauses (defaults to the operator's login: $USER, $LOGNAME or the OS account).
     #[arg(long)]
     pub actor: Option<String>,
 }
@@ -73,15 +73,22 @@ pub struct ResumeArgs {
     /// Why (required).
     #[arg(long)]
     pub reason: Option<String>,
-    /// Who resumes (defaults to $USER).
+    /// Who resumes (defaults to the operator's login: $USER, $LOGNAME or the OS account).
     #[arg(long)]
     pub actor: Option<String>,
 }
 
-fn actor(given: Option<String>) -> String {
+/// Who is pausing or resuming, for the audit trail: `--actor`, else the operator's login
+/// (`$USER`, `$LOGNAME`, else the name of the account commsctl runs as), and `commsctl` only when
+/// none of them is known.
+pub fn operator(given: Option<String>) -> String {
     given
-        .or_else(|| std::env::var("USER").ok())
-        .filter(|a| !a.trim().is_empty())
+        .into_iter()
+        .chain(std::env::var("USER").ok())
+        .chain(std::env::var("LOGNAME").ok())
+        .chain(whoami::fallible::username().ok())
+        .map(|name| name.trim().to_string())
+        .find(|name| !name.is_empty())
         .unwrap_or_else(|| "commsctl".into())
 }
 
@@ -102,7 +109,7 @@ pub async fn pause(pool: &PgPool, args: PauseArgs, json: bool) -> anyhow::Result
     let request = PauseRequest {
         scope: args.scope.scope()?,
         reason,
-        actor: actor(args.actor),
+        actor: operator(args.actor),
         expires_at,
         automatic: false,
     };
@@ -133,16 +140,17 @@ pub async fn resume(pool: &PgPool, args: ResumeArgs, json: bool) -> anyhow::Resu
         .filter(|r| !r.trim().is_empty())
         .context("a resume needs --reason")?;
     let scope = args.scope.scope()?;
-    let ended = store::resume(pool, &scope, &reason, &actor(args.actor)).await?;
+    let actor = operator(args.actor);
+    let ended = store::resume(pool, &scope, &reason, &actor).await?;
     let held = held_under(pool, ended.id).await?;
     if json {
         println!(
             "{}",
-            serde_json::json!({ "resumed": ended.scope, "held_to_release": held })
+            serde_json::json!({ "resumed": ended.scope, "by": actor, "held_to_release": held })
         );
     } else {
         println!(
-            "resumed {}: {held} held message(s) are released in creation order",
+            "resumed {} by {actor}: {held} held message(s) are released in creation order",
             ended.scope
         );
     }

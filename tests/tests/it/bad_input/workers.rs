@@ -5,16 +5,25 @@ use comms_shared::amqp::Outgoing;
 use comms_shared::runtime::Runtime;
 use comms_shared::shutdown::Shutdown;
 use comms_tests::TestEnv;
+use lapin::types::{AMQPValue, FieldTable};
 
 use super::rejected_reach;
 
 async fn publish(env: &TestEnv, routing_key: &str, body: &[u8]) {
+    // As the gateway forwards it: the content type it verified travels in a header.
+    let form = "application/x-www-form-urlencoded";
+    let mut headers = FieldTable::default();
+    headers.insert(
+        comms_gateway::CONTENT_TYPE_HEADER.into(),
+        AMQPValue::LongString(form.into()),
+    );
     env.publisher
         .publish(Outgoing {
             exchange: &env.topology.provider_exchange(),
             routing_key,
             body,
-            content_type: Some("application/x-www-form-urlencoded"),
+            headers,
+            content_type: Some(form),
             ..Outgoing::default()
         })
         .await

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod contract;
 pub mod db;
 pub mod health;
+pub mod incidents;
 pub mod metrics;
 pub mod pause;
 pub mod runtime;

@@ -10,9 +10,11 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+mod incidents;
 mod providers;
 mod sections;
 
+pub use incidents::IncidentSettings;
 pub use providers::*;
 pub use sections::*;
 
@@ -45,6 +47,7 @@ pub struct Settings {
     pub status: StatusSettings,
     pub approvals: ApprovalSettings,
     pub replies: RepliesSettings,
+    pub incidents: IncidentSettings,
 }
 
 impl Settings {

@@ -77,7 +77,9 @@ CREATE TABLE comms.incident_notices (
     -- The fan-out's progress: targets are ordered by (client, contact); the last one done.
     cursor_client   uuid,
     cursor_contact  uuid,
-    published       integer NOT NULL DEFAULT 0,
+    published_sms    integer NOT NULL DEFAULT 0,
+    published_email  integer NOT NULL DEFAULT 0,
+    published_portal integer NOT NULL DEFAULT 0,
     skipped         integer NOT NULL DEFAULT 0,
     created_at      timestamptz NOT NULL DEFAULT now(),
     approved_at     timestamptz,
@@ -87,6 +89,9 @@ CREATE TABLE comms.incident_notices (
 
 CREATE INDEX incident_notices_open_idx ON comms.incident_notices (created_at)
     WHERE state IN ('awaiting_approval', 'approved');
+
+-- The fan-out walks each affected client's contacts in id order.
+CREATE INDEX IF NOT EXISTS contacts_client_idx ON comms.contacts (client_id, id);
 
 -- Contacts a notice did not go to, and why (never silently).
 CREATE TABLE comms.incident_skips (

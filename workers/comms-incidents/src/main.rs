@@ -1,0 +1,13 @@
+//! `comms-incidents`: consumes `comms.incident.jobs` (incident events) and fans notices out.
+
+use anyhow::Context;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = comms_shared::settings::Settings::load().context("loading settings")?;
+    let telemetry = comms_shared::telemetry::init(&settings.log, "comms-incidents");
+    let shutdown = comms_shared::shutdown::on_signals();
+    let result = comms_incidents::run_standalone(settings, shutdown).await;
+    telemetry.finish().await;
+    result
+}

@@ -5,6 +5,7 @@ mod approvals;
 mod foundation;
 mod gateway;
 mod groups;
+mod incidents;
 mod pause;
 mod portal;
 mod preflight;

@@ -160,10 +160,14 @@ pub async fn pause_for_incident(
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        let pause = row.into_pause().ok_or(PauseError::Db(sqlx::Error::RowNotFound))?;
+        let pause = row
+            .into_pause()
+            .ok_or(PauseError::Db(sqlx::Error::RowNotFound))?;
         return Ok(IncidentPause::AlreadyOn(pause));
     };
-    let pause = row.into_pause().ok_or(PauseError::Db(sqlx::Error::RowNotFound))?;
+    let pause = row
+        .into_pause()
+        .ok_or(PauseError::Db(sqlx::Error::RowNotFound))?;
     let change = Change {
         pause_id: pause.id,
         action: "pause",

@@ -8,6 +8,15 @@ use sqlx::PgPool;
 use crate::fanout::{FanoutError, Notice, notice_ids, proof_contact, proof_request};
 use crate::{ACTOR, store};
 
+/// The proof's state, failure reason, and latest decision (decision, who, why).
+type ProofRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 /// Publishes the proof of a waiting notice, or takes the owner's decision on it.
 pub(crate) async fn advance(
     pool: &PgPool,
@@ -51,7 +60,7 @@ pub(crate) async fn advance(
         .await?;
         return Ok(());
     };
-    let found: Option<(String, Option<String>, Option<String>, Option<String>, Option<String>)> =
+    let found: Option<ProofRow> =
         sqlx::query_as(
             "SELECT m.delivery_state, m.failure_reason, a.decision, a.decided_by, a.reason
              FROM comms.messages m

@@ -66,9 +66,22 @@ pub async fn next_sequence(pool: &PgPool, incident: Uuid) -> Result<i64, sqlx::E
     Ok(current.unwrap_or(0) + 1)
 }
 
+/// An accepted event as stored.
+type EventRow = (
+    i64,
+    String,
+    String,
+    bool,
+    String,
+    String,
+    DateTime<Utc>,
+    serde_json::Value,
+    Option<serde_json::Value>,
+);
+
 /// The latest accepted event of `incident`, to build an update from.
 pub async fn latest_event(pool: &PgPool, incident: Uuid) -> Result<IncidentEvent, IncidentError> {
-    let row: Option<(i64, String, String, bool, String, String, DateTime<Utc>, serde_json::Value, Option<serde_json::Value>)> =
+    let row: Option<EventRow> =
         sqlx::query_as(
             "SELECT sequence, title, severity, facts_verified, owner, source, occurred_at, affected, template
              FROM comms.incident_events WHERE incident_id = $1 ORDER BY sequence DESC LIMIT 1",

@@ -150,7 +150,8 @@ impl SendHandler {
             let mut decision = preflight::decision(&self.pool, message.id, &hash, false).await?;
             if decision.is_none() && request.kind == Kind::IncidentNotice {
                 // One decision covers a whole incident notice (docs/incidents.md).
-                decision = incidents::notice_clearance(&self.pool, &request.idempotency_key).await?;
+                decision =
+                    incidents::notice_clearance(&self.pool, &request.idempotency_key).await?;
             }
             match decision.as_deref() {
                 Some("approved") => {}
@@ -229,9 +230,9 @@ impl SendHandler {
         };
         let t = stage("claim", t);
         // A pause read while this dispatch was claiming: stop here, before the provider.
-        if let Some(pause) = self
-            .switch
-            .pending_cover_except(&message.channel, &message.kind, client_id, exempt)
+        if let Some(pause) =
+            self.switch
+                .pending_cover_except(&message.channel, &message.kind, client_id, exempt)
         {
             return outcomes::hold_claimed(self, &message, &pause).await;
         }

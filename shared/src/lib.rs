@@ -14,6 +14,7 @@ pub mod db;
 pub mod db_error;
 pub mod events;
 pub mod health;
+pub mod incidents;
 pub mod metrics;
 pub mod pause;
 pub mod runtime;

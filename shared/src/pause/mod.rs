@@ -88,4 +88,16 @@ pub struct ActivePause {
     pub automatic: bool,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The incident whose unverified facts turned this client pause on (comms-incidents); that
+    /// incident's own notices pass it, nothing else does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Uuid>,
+}
+
+impl ActivePause {
+    /// Whether this pause lets a message through because the message is a notice of the very
+    /// incident that caused the pause (`exempt`: the incident an incident notice is about).
+    pub fn exempts(&self, exempt: Option<Uuid>) -> bool {
+        self.incident.is_some() && self.incident == exempt
+    }
 }

@@ -34,6 +34,7 @@ struct Row {
     automatic: bool,
     started_at: DateTime<Utc>,
     expires_at: Option<DateTime<Utc>>,
+    incident_id: Option<Uuid>,
 }
 
 impl Row {
@@ -46,6 +47,7 @@ impl Row {
             automatic: self.automatic,
             started_at: self.started_at,
             expires_at: self.expires_at,
+            incident: self.incident_id,
         })
     }
 }
@@ -85,8 +87,9 @@ pub async fn pause(pool: &PgPool, request: &PauseRequest) -> Result<ActivePause,
         "INSERT INTO comms.pauses (scope, scope_value, reason, actor, automatic, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (scope, scope_value) DO UPDATE
-             SET reason = EXCLUDED.reason, actor = EXCLUDED.actor, expires_at = EXCLUDED.expires_at
-         RETURNING id, scope, scope_value, reason, actor, automatic, started_at, expires_at",
+             SET reason = EXCLUDED.reason, actor = EXCLUDED.actor, expires_at = EXCLUDED.expires_at,
+                 incident_id = NULL
+         RETURNING id, scope, scope_value, reason, actor, automatic, started_at, expires_at, incident_id",
     )
     .bind(request.scope.name())
     .bind(request.scope.value())
@@ -112,6 +115,72 @@ pub async fn pause(pool: &PgPool, request: &PauseRequest) -> Result<ActivePause,
     Ok(pause)
 }
 
+/// How [`pause_for_incident`] found the client scope.
+#[derive(Debug, Clone)]
+pub enum IncidentPause {
+    /// The scope was off: the incident turned it on.
+    Paused(ActivePause),
+    /// The scope was already on (on-call, the breaker or another incident): left as it was.
+    AlreadyOn(ActivePause),
+}
+
+/// Turns a client scope on for an incident whose facts are not verified, recording the incident
+/// on the pause so that its own notices pass it. A scope already on is left exactly as it is
+/// (its owner, reason and expiry stay), so an incident never takes over someone else's pause.
+pub async fn pause_for_incident(
+    pool: &PgPool,
+    client: Uuid,
+    incident: Uuid,
+    reason: &str,
+    actor: &str,
+) -> Result<IncidentPause, PauseError> {
+    if reason.trim().is_empty() {
+        return Err(PauseError::NoReason);
+    }
+    let scope = Scope::Client(client);
+    let mut tx = pool.begin().await?;
+    let inserted: Option<Row> = sqlx::query_as(
+        "INSERT INTO comms.pauses (scope, scope_value, reason, actor, automatic, incident_id)
+         VALUES ('client', $1, $2, $3, true, $4)
+         ON CONFLICT (scope, scope_value) DO NOTHING
+         RETURNING id, scope, scope_value, reason, actor, automatic, started_at, expires_at, incident_id",
+    )
+    .bind(scope.value())
+    .bind(reason.trim())
+    .bind(actor.trim())
+    .bind(incident)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = inserted else {
+        let row: Row = sqlx::query_as(
+            "SELECT id, scope, scope_value, reason, actor, automatic, started_at, expires_at, incident_id
+             FROM comms.pauses WHERE scope = 'client' AND scope_value = $1",
+        )
+        .bind(scope.value())
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let pause = row
+            .into_pause()
+            .ok_or(PauseError::Db(sqlx::Error::RowNotFound))?;
+        return Ok(IncidentPause::AlreadyOn(pause));
+    };
+    let pause = row
+        .into_pause()
+        .ok_or(PauseError::Db(sqlx::Error::RowNotFound))?;
+    let change = Change {
+        pause_id: pause.id,
+        action: "pause",
+        scope: &scope,
+        reason,
+        actor,
+        expires_at: None,
+    };
+    record(&mut tx, change, Some(&pause)).await?;
+    tx.commit().await?;
+    Ok(IncidentPause::Paused(pause))
+}
+
 /// Turns a scope off. Held messages are then released by [`super::release`].
 pub async fn resume(
     pool: &PgPool,
@@ -125,7 +194,7 @@ pub async fn resume(
     let mut tx = pool.begin().await?;
     let row: Option<Row> = sqlx::query_as(
         "DELETE FROM comms.pauses WHERE scope = $1 AND scope_value = $2
-         RETURNING id, scope, scope_value, reason, actor, automatic, started_at, expires_at",
+         RETURNING id, scope, scope_value, reason, actor, automatic, started_at, expires_at, incident_id",
     )
     .bind(scope.name())
     .bind(scope.value())
@@ -151,7 +220,7 @@ pub async fn expire_due(pool: &PgPool) -> Result<usize, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let rows: Vec<Row> = sqlx::query_as(
         "DELETE FROM comms.pauses WHERE expires_at IS NOT NULL AND expires_at <= now()
-         RETURNING id, scope, scope_value, reason, actor, automatic, started_at, expires_at",
+         RETURNING id, scope, scope_value, reason, actor, automatic, started_at, expires_at, incident_id",
     )
     .fetch_all(&mut *tx)
     .await?;
@@ -178,7 +247,7 @@ pub async fn active<'e>(
     executor: impl sqlx::PgExecutor<'e>,
 ) -> Result<Vec<ActivePause>, sqlx::Error> {
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, scope, scope_value, reason, actor, automatic, started_at, expires_at
+        "SELECT id, scope, scope_value, reason, actor, automatic, started_at, expires_at, incident_id
          FROM comms.pauses WHERE expires_at IS NULL OR expires_at > now() ORDER BY started_at",
     )
     .fetch_all(executor)

@@ -80,12 +80,35 @@ impl PauseSwitch {
         kind: &str,
         client: Option<Uuid>,
     ) -> (DispatchGuard, Verdict) {
+        self.enter_except(channel, kind, client, None).await
+    }
+
+    /// [`Self::enter`] for a notice of incident `exempt`: the client pauses that incident caused
+    /// do not hold it (every other pause does).
+    pub async fn enter_except(
+        &self,
+        channel: &str,
+        kind: &str,
+        client: Option<Uuid>,
+        exempt: Option<Uuid>,
+    ) -> (DispatchGuard, Verdict) {
         let guard = DispatchGuard(self.gate.clone().read_owned().await);
-        (guard, self.verdict(channel, kind, client))
+        (guard, self.verdict_except(channel, kind, client, exempt))
     }
 
     /// The verdict now, without entering a dispatch.
     pub fn verdict(&self, channel: &str, kind: &str, client: Option<Uuid>) -> Verdict {
+        self.verdict_except(channel, kind, client, None)
+    }
+
+    /// The verdict now for a notice of incident `exempt` (see [`Self::enter_except`]).
+    pub fn verdict_except(
+        &self,
+        channel: &str,
+        kind: &str,
+        client: Option<Uuid>,
+        exempt: Option<Uuid>,
+    ) -> Verdict {
         self.read(|view| {
             let stale_for = view.confirmed_at.map(|at| at.elapsed());
             match stale_for {
@@ -94,7 +117,7 @@ impl PauseSwitch {
             }
             view.pauses
                 .iter()
-                .find(|p| p.scope.covers(channel, kind, client))
+                .find(|p| p.scope.covers(channel, kind, client) && !p.exempts(exempt))
                 .map_or(Verdict::Clear, |p| Verdict::Paused(p.clone()))
         })
     }
@@ -137,10 +160,21 @@ impl PauseSwitch {
         kind: &str,
         client: Option<Uuid>,
     ) -> Option<ActivePause> {
+        self.pending_cover_except(channel, kind, client, None)
+    }
+
+    /// [`Self::pending_cover`] for a notice of incident `exempt` (see [`Self::enter_except`]).
+    pub fn pending_cover_except(
+        &self,
+        channel: &str,
+        kind: &str,
+        client: Option<Uuid>,
+        exempt: Option<Uuid>,
+    ) -> Option<ActivePause> {
         self.read(|view| {
             view.pending
                 .iter()
-                .find(|p| p.scope.covers(channel, kind, client))
+                .find(|p| p.scope.covers(channel, kind, client) && !p.exempts(exempt))
                 .cloned()
         })
     }

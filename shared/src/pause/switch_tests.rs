@@ -12,6 +12,7 @@ fn global() -> ActivePause {
         automatic: false,
         started_at: chrono::Utc::now(),
         expires_at: None,
+        incident: None,
     }
 }
 
@@ -95,4 +96,34 @@ fn announcements_carry_the_commit_time_and_the_pause() {
     let older = Announcement::parse("1700000000000").expect("a bare time still parses");
     assert_eq!((older.at, older.pause), (1_700_000_000_000, None));
     assert!(Announcement::parse("not a payload").is_none());
+}
+
+#[tokio::test]
+async fn an_incident_pause_lets_only_that_incidents_notices_through() {
+    let switch = PauseSwitch::new(Duration::from_secs(5));
+    let (client, incident) = (Uuid::new_v4(), Uuid::new_v4());
+    let caused = ActivePause {
+        scope: Scope::Client(client),
+        incident: Some(incident),
+        ..global()
+    };
+    switch.apply(vec![caused.clone()]).await;
+    let held = Verdict::Paused(caused.clone());
+    assert_eq!(switch.verdict("sms", "outreach", Some(client)), held);
+    assert_eq!(
+        switch.verdict_except("sms", "incident_notice", Some(client), Some(Uuid::new_v4())),
+        held,
+        "a notice of another incident is held"
+    );
+    assert_eq!(
+        switch.verdict_except("sms", "incident_notice", Some(client), Some(incident)),
+        Verdict::Clear
+    );
+    // Any other pause still holds the incident's own notices.
+    let everything = global();
+    switch.apply(vec![caused, everything.clone()]).await;
+    assert_eq!(
+        switch.verdict_except("sms", "incident_notice", Some(client), Some(incident)),
+        Verdict::Paused(everything)
+    );
 }

@@ -11,11 +11,13 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 mod events;
+mod incidents;
 mod masked;
 mod providers;
 mod sections;
 
 pub use events::EventsSettings;
+pub use incidents::IncidentSettings;
 pub use masked::{MASK, mask_url};
 
 pub use providers::*;
@@ -51,6 +53,7 @@ pub struct Settings {
     pub approvals: ApprovalSettings,
     pub replies: RepliesSettings,
     pub events: EventsSettings,
+    pub incidents: IncidentSettings,
 }
 
 impl Settings {

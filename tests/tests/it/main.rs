@@ -7,6 +7,7 @@ mod first_run;
 mod foundation;
 mod gateway;
 mod groups;
+mod incidents;
 mod pause;
 mod portal;
 mod preflight;

@@ -1,13 +1,17 @@
-//! `comms-events`: publishes lifecycle events and delivers webhooks.
+//! `comms-events`: publishes lifecycle events (the outbox) to comms.events, emits task.overdue, and delivers signed webhooks. Thin: the CLI is comms-shared's, the work is the library's.
 
-use anyhow::Context;
+use comms_shared::cli::WorkerArgs;
+
+const ABOUT: &str = "Publishes lifecycle events (the outbox) to comms.events, emits task.overdue, and delivers signed webhooks";
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let settings = comms_shared::settings::Settings::load().context("loading settings")?;
-    let telemetry = comms_shared::telemetry::init(&settings.log, "comms-events");
-    let shutdown = comms_shared::shutdown::on_signals();
-    let result = comms_events::run_standalone(settings, shutdown).await;
-    telemetry.finish().await;
-    result
+async fn main() -> std::process::ExitCode {
+    let args = WorkerArgs::parse_for("comms-events", ABOUT);
+    comms_shared::cli::main(
+        "comms-events",
+        &args,
+        |_| Ok(()),
+        comms_events::run_standalone,
+    )
+    .await
 }

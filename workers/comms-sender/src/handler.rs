@@ -10,7 +10,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use comms_shared::clock::Clock;
-use comms_shared::contract::ValidSendRequest;
+use comms_shared::contract::{Kind, RecordType, ValidSendRequest};
+use comms_shared::incidents;
 use comms_shared::pause::switch::{PauseSwitch, Verdict};
 use comms_shared::runtime::{Handler, Incoming, Outcome};
 use comms_shared::settings::Settings;
@@ -146,10 +147,13 @@ impl SendHandler {
             }
         }
         if preflight::needs_approval(request) {
-            match preflight::decision(&self.pool, message.id, &hash, false)
-                .await?
-                .as_deref()
-            {
+            let mut decision = preflight::decision(&self.pool, message.id, &hash, false).await?;
+            if decision.is_none() && request.kind == Kind::IncidentNotice {
+                // One decision covers a whole incident notice (docs/incidents.md).
+                decision =
+                    incidents::notice_clearance(&self.pool, &request.idempotency_key).await?;
+            }
+            match decision.as_deref() {
                 Some("approved") => {}
                 Some(decision) => {
                     let refusal = Refusal {
@@ -192,9 +196,13 @@ impl SendHandler {
 
         // The pause switch, immediately before the provider call. The guard is held until the
         // outcome is recorded, so a pause applied by this worker waits for this dispatch.
+        // A notice of an incident passes the client pauses that incident caused, nothing else.
+        let exempt = (request.kind == Kind::IncidentNotice
+            && request.record.record_type == RecordType::Incident)
+            .then_some(request.record.id);
         let (_dispatching, verdict) = self
             .switch
-            .enter(&message.channel, &message.kind, client_id)
+            .enter_except(&message.channel, &message.kind, client_id, exempt)
             .await;
         let t = stage("pause_gate", t);
         match verdict {
@@ -222,9 +230,9 @@ impl SendHandler {
         };
         let t = stage("claim", t);
         // A pause read while this dispatch was claiming: stop here, before the provider.
-        if let Some(pause) = self
-            .switch
-            .pending_cover(&message.channel, &message.kind, client_id)
+        if let Some(pause) =
+            self.switch
+                .pending_cover_except(&message.channel, &message.kind, client_id, exempt)
         {
             return outcomes::hold_claimed(self, &message, &pause).await;
         }

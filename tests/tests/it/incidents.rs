@@ -1,0 +1,11 @@
+//! The incident fan-out worker against the real broker, database, sender and sandbox: the pause
+//! while facts are unverified, the owner's decisions, fan-out exactly once, and the portal view.
+
+#[path = "incidents/setup.rs"]
+mod setup;
+
+#[path = "incidents/flow.rs"]
+mod flow;
+
+#[path = "incidents/fanout.rs"]
+mod fanout;

@@ -1,0 +1,112 @@
+//! The incident fan-out worker: consumes `comms.incident.jobs` (incident events from incident
+//! tooling, `commsctl incident` and the admin API), pauses automated sending to affected clients
+//! while an incident's facts are not verified, and sends each approved, client-safe notice to
+//! every affected contact once, through `comms.send` (docs/incidents.md).
+
+mod approval;
+pub mod event;
+mod fanout;
+mod handler;
+mod metrics;
+pub mod ops;
+mod store;
+
+use std::sync::Arc;
+
+use comms_shared::amqp::Publisher;
+use comms_shared::runtime::{Runtime, run_consumer};
+use comms_shared::settings::Settings;
+use comms_shared::shutdown::Shutdown;
+use tokio::sync::Notify;
+
+pub use event::{EventType, IncidentEvent};
+
+/// Who the worker records as the actor of what it does by itself.
+pub const ACTOR: &str = "comms-incidents";
+
+/// Consumes `comms.incident.jobs` and runs the fan-out until `shutdown`. Calling it declares the
+/// consumer as a readiness check at once, before `/readyz` first answers.
+pub fn run(
+    runtime: Runtime,
+    shutdown: Shutdown,
+) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static {
+    let queue = incident_queue(&runtime);
+    if let Some(queue) = &queue {
+        runtime.expect_consumers([queue]);
+    }
+    work(runtime, queue, shutdown)
+}
+
+fn incident_queue(runtime: &Runtime) -> Option<comms_shared::topology::WorkQueue> {
+    let exchange = runtime.topology.incident_exchange();
+    runtime
+        .topology
+        .work_queues()
+        .into_iter()
+        .find(|q| q.exchange == exchange)
+}
+
+async fn work(
+    runtime: Runtime,
+    queue: Option<comms_shared::topology::WorkQueue>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let queue = queue.ok_or_else(|| anyhow::anyhow!("the topology declares no incident queue"))?;
+    let wake = Arc::new(Notify::new());
+    let handler = Arc::new(handler::IncidentHandler {
+        pool: runtime.pool.clone(),
+        settings: runtime.settings.clone(),
+        wake: wake.clone(),
+    });
+    let driver = tokio::spawn(drive(runtime.clone(), wake, shutdown.clone()));
+    run_consumer(runtime, queue, handler, shutdown).await;
+    driver
+        .await
+        .map_err(|e| anyhow::anyhow!("fan-out task: {e}"))?;
+    Ok(())
+}
+
+/// The `comms-incidents` binary: health endpoints plus [`run`].
+pub async fn run_standalone(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
+    comms_shared::runtime::standalone(settings, shutdown, |runtime, shutdown| {
+        run(runtime, shutdown)
+    })
+    .await
+}
+
+/// Runs the fan-out on every wake-up (a notice queued) and every `incidents.check_interval`
+/// (approval decisions, unfinished fan-outs after a restart).
+async fn drive(runtime: Runtime, wake: Arc<Notify>, shutdown: Shutdown) {
+    let mut ticker = tokio::time::interval(runtime.settings.incidents.check_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut publisher: Option<(lapin::Connection, Publisher)> = None;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = wake.notified() => {}
+            _ = ticker.tick() => {}
+        }
+        if publisher.as_ref().is_none_or(|(_, p)| !p.is_usable()) {
+            publisher = connect(&runtime).await;
+        }
+        let Some((_, channel)) = publisher.as_ref() else {
+            continue;
+        };
+        if let Err(error) = fanout::step(&runtime, channel).await {
+            tracing::warn!(%error, "incident fan-out step failed; will retry");
+            publisher = None;
+        }
+    }
+    if let Some((connection, _)) = publisher {
+        let _ = connection.close(200, "shutdown".into()).await;
+    }
+}
+
+async fn connect(runtime: &Runtime) -> Option<(lapin::Connection, Publisher)> {
+    let connection = comms_shared::amqp::connect(&runtime.settings.amqp, "comms-incidents-fanout")
+        .await
+        .map_err(|error| tracing::warn!(%error, "fan-out cannot reach the broker"))
+        .ok()?;
+    let publisher = Publisher::open(&connection).await.ok()?;
+    Some((connection, publisher))
+}

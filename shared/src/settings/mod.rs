@@ -10,10 +10,12 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+mod digest;
 mod events;
 mod providers;
 mod sections;
 
+pub use digest::DigestSettings;
 pub use events::EventsSettings;
 
 pub use providers::*;
@@ -49,6 +51,7 @@ pub struct Settings {
     pub approvals: ApprovalSettings,
     pub replies: RepliesSettings,
     pub events: EventsSettings,
+    pub digest: DigestSettings,
 }
 
 impl Settings {

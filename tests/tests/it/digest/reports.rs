@@ -1,0 +1,1 @@
+//! Report digests (filled in below).

@@ -82,7 +82,7 @@ async fn run_fleet(settings: Settings, options: Options) -> anyhow::Result<()> {
         runtime.health.clone(),
         shutdown.clone(),
     ));
-    tracing::info!(http.listen = %settings.http.listen, gateway.listen = %settings.gateway.listen, "fleet starting: sender (sms, email, portal), gateway, status, replies, events");
+    tracing::info!(http.listen = %settings.http.listen, gateway.listen = %settings.gateway.listen, "fleet starting: sender (sms, email, portal), gateway, status, replies, events, digest");
     let mut workers = tokio::task::JoinSet::new();
     let (rt, stop) = (runtime.clone(), shutdown.clone());
     workers.spawn(async move { ("gateway", comms_gateway::run(rt, stop).await) });
@@ -92,6 +92,8 @@ async fn run_fleet(settings: Settings, options: Options) -> anyhow::Result<()> {
     workers.spawn(async move { ("replies", comms_replies::run(rt, stop).await) });
     let (rt, stop) = (runtime.clone(), shutdown.clone());
     workers.spawn(async move { ("events", comms_events::run(rt, stop).await) });
+    let (rt, stop) = (runtime.clone(), shutdown.clone());
+    workers.spawn(async move { ("digest", comms_digest::run(rt, stop).await) });
     let stop = shutdown.clone();
     workers.spawn(async move {
         let sent = comms_sender::run(runtime, Arc::new(SystemClock), stop).await;

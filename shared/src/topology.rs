@@ -115,11 +115,7 @@ impl Topology {
             .collect();
         queues.push(self.status_queue());
         queues.push(self.replies_queue());
-        queues.push(WorkQueue {
-            name: self.name("comms.digest.jobs"),
-            exchange: self.digest_exchange(),
-            routing_key: "#".into(),
-        });
+        queues.push(self.digest_queue());
         queues.push(WorkQueue {
             name: self.name("comms.incident.jobs"),
             exchange: self.incident_exchange(),
@@ -127,6 +123,15 @@ impl Topology {
         });
         queues.push(self.webhooks_queue());
         queues
+    }
+
+    /// Report-digest and notification-batching jobs, for `comms-digest`.
+    pub fn digest_queue(&self) -> WorkQueue {
+        WorkQueue {
+            name: self.name("comms.digest.jobs"),
+            exchange: self.digest_exchange(),
+            routing_key: "#".into(),
+        }
     }
 
     /// Every lifecycle event, for the webhook deliveries of `comms-events`.

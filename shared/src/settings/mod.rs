@@ -10,12 +10,14 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+mod digest;
 mod events;
 mod incidents;
 mod masked;
 mod providers;
 mod sections;
 
+pub use digest::DigestSettings;
 pub use events::EventsSettings;
 pub use incidents::IncidentSettings;
 pub use masked::{MASK, mask_url};
@@ -54,6 +56,7 @@ pub struct Settings {
     pub replies: RepliesSettings,
     pub events: EventsSettings,
     pub incidents: IncidentSettings,
+    pub digest: DigestSettings,
 }
 
 impl Settings {

@@ -3,6 +3,7 @@
 
 mod approvals;
 mod bad_input;
+mod digest;
 mod first_run;
 mod foundation;
 mod gateway;

@@ -145,8 +145,22 @@ impl PrivateBroker {
 }
 
 impl Drop for PrivateBroker {
+    /// Stops the node, and makes sure it is gone even when `rabbitmqctl` cannot reach it (a node
+    /// that never finished starting): its own pid file names the process to kill.
     fn drop(&mut self) {
-        let _ = self.command(&["stop"]).output();
+        let pid_file = self.dir.join("mnesia").join(format!("{}.pid", self.node));
+        let pid = std::fs::read_to_string(&pid_file).ok();
+        let stopped = (0..3).any(|attempt| {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            self.command(&["stop"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        if !stopped && let Some(pid) = pid.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+            let _ = Command::new("kill").args(["-9", pid]).status();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -9,6 +9,7 @@ mod procs;
 mod scenarios;
 mod stats;
 mod status;
+mod webhooks;
 
 use std::time::Instant;
 
@@ -38,7 +39,7 @@ pub struct Knobs {
     /// Pauses in the propagation run.
     #[arg(long, env = "BENCH_PAUSES", default_value_t = 20)]
     pub pauses: usize,
-    /// Run one scenario only: status, pause or send.
+    /// Run one scenario only: status, pause, send or webhooks (the last runs only when named).
     #[arg(long, env = "BENCH_ONLY")]
     pub only: Option<String>,
 }

@@ -20,6 +20,9 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
         );
         return Ok(Vec::new());
     }
+    if knobs.only.as_deref() == Some("webhooks") {
+        return Ok(vec![webhook_row(bench, knobs).await?]);
+    }
     if knobs.only.as_deref() == Some("pause") {
         let (p50, p99, rss) = pause_propagation(bench, knobs.pauses).await?;
         println!("pause propagation: p50 {p50:.1} ms, p99 {p99:.1} ms");
@@ -98,6 +101,32 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
+async fn webhook_row(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Row> {
+    let count = knobs.messages.min(20_000);
+    let cost = crate::webhooks::slow_endpoint_cost(bench, count).await?;
+    println!(
+        "send with webhook traffic to a 2 s endpoint: {:.0} msg/s vs {:.0} msg/s without ({:.2}); \
+         {:.0} events/s published, {} webhook calls",
+        cost.with,
+        cost.without,
+        cost.with / cost.without,
+        cost.events_per_second,
+        cost.calls
+    );
+    Ok(Row {
+        scenario: format!(
+            "send, 1 sender, {count} msgs, with {:.0} events/s to a 2 s webhook (vs without)",
+            cost.events_per_second
+        ),
+        throughput: Some(cost.with),
+        unit: "msg/s",
+        ratio: Some(cost.with / cost.without),
+        p50_ms: None,
+        p99_ms: None,
+        rss: cost.rss,
+    })
+}
+
 fn print_stages(stages: &[(String, f64)]) {
     println!("\nwhere the sender's time goes (mean per observation, ms):");
     for (stage, ms) in stages {
@@ -151,14 +180,23 @@ async fn stop_senders(senders: Vec<(Worker, u16)>) -> String {
 /// N requests pre-published, then `senders` processes drain them: messages per second from the
 /// first dispatch to the last message recorded `sent` (with its events) in PostgreSQL.
 async fn throughput(bench: &Bench, count: usize, senders: usize) -> anyhow::Result<(f64, String)> {
-    let prefix = format!("tp{senders}-");
+    throughput_named(bench, &format!("tp{senders}-"), count, senders).await
+}
+
+/// [`throughput`] with the idempotency keys under `prefix`, so runs of one bench never collide.
+pub(crate) async fn throughput_named(
+    bench: &Bench,
+    prefix: &str,
+    count: usize,
+    senders: usize,
+) -> anyhow::Result<(f64, String)> {
     let requests: Vec<_> = (0..count)
         .map(|i| bench.request(&format!("{prefix}{i:07}"), i, 0))
         .collect();
     bench.publish_bulk(&requests).await?;
     let workers = start_senders(bench, senders)?;
     let waited = bench
-        .wait_sent(&prefix, count, Duration::from_secs(600))
+        .wait_sent(prefix, count, Duration::from_secs(600))
         .await;
     let rss = stop_senders(workers).await;
     waited?;

@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help build fmt fmt-check lint test ci run migrate services sandbox status bench
+.PHONY: help build fmt fmt-check lint test ci run migrate services sandbox status bench deploy-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,7 +22,7 @@ lint: ## Clippy on everything, warnings are errors
 test: services ## Run every test against the local RabbitMQ and PostgreSQL
 	$(CARGO) test --workspace --locked
 
-ci: fmt-check lint test ## What CI runs
+ci: fmt-check lint deploy-check test ## What CI runs
 
 services: ## Check that PostgreSQL and RabbitMQ answer (and say how to start them)
 	@scripts/check-services.sh
@@ -44,3 +44,12 @@ BENCH_BINS := -p comms-bench -p comms-sender -p comms-sandbox -p comms-gateway -
 bench: services ## Benchmarks: broker baseline, send throughput, latency, pause propagation (docs/benchmarks.md)
 	$(CARGO) build --release --locked $(BENCH_BINS)
 	./target/release/comms-bench
+
+DEPLOY_VENV := deploy/validate/.venv
+
+deploy-check: ## Render every Kustomize overlay and validate it, the Dockerfile, alerts and dashboard
+	@command -v promtool >/dev/null || { echo "promtool is missing: apt-get install prometheus"; exit 1; }
+	@test -x $(DEPLOY_VENV)/bin/python || python3 -m venv $(DEPLOY_VENV)
+	@$(DEPLOY_VENV)/bin/pip install --quiet --disable-pip-version-check -r deploy/validate/requirements.txt
+	@npm ci --prefix deploy/validate --no-audit --no-fund --loglevel=error >/dev/null
+	PATH="$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH" $(DEPLOY_VENV)/bin/python deploy/validate/validate.py

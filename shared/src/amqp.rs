@@ -91,8 +91,12 @@ impl Publisher {
 
     /// Publishes and waits for the broker to take responsibility for the message.
     pub async fn publish(&self, message: Outgoing<'_>) -> Result<(), PublishError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let mut properties = BasicProperties::default()
             .with_delivery_mode(2)
+            .with_timestamp(now)
             .with_content_type(message.content_type.unwrap_or("application/json").into())
             .with_headers(message.headers);
         if let Some(id) = message.message_id {

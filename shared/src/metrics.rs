@@ -68,6 +68,9 @@ pub struct ConsumerMetrics {
     pub connected: IntGaugeVec,
     /// Reconnect attempts after a broker or channel failure, by queue.
     pub reconnects: IntCounterVec,
+    /// How long first deliveries waited in their queue (from the publisher's AMQP timestamp, whole
+    /// seconds), by queue: the queue's age as consumers see it.
+    pub queue_wait_seconds: HistogramVec,
 }
 
 pub fn consumer() -> &'static ConsumerMetrics {
@@ -91,6 +94,19 @@ pub fn consumer() -> &'static ConsumerMetrics {
             "comms_consumer_reconnects_total",
             "Consumer restarts after a broker or channel failure",
             &["queue"],
+        ),
+        queue_wait_seconds: register(
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "comms_queue_wait_seconds",
+                    "How long a message waited in its queue before its first delivery",
+                )
+                .buckets(vec![
+                    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+                ]),
+                &["queue"],
+            )
+            .unwrap_or_else(|e| panic!("metric comms_queue_wait_seconds is malformed: {e}")),
         ),
     });
     &METRICS

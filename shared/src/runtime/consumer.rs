@@ -282,6 +282,19 @@ async fn process_group<H: Handler>(
 
 fn incoming(queue: &str, delivery: Delivery) -> (Incoming, Acker) {
     let headers = delivery.properties.headers().clone().unwrap_or_default();
+    // How long a first delivery waited in the queue (publishers stamp the AMQP timestamp, in
+    // seconds). A retry's stamp is its re-publish, so its delay-tier wait would count: skipped.
+    if header_u32(&headers, RETRY_HEADER).unwrap_or(0) == 0
+        && let Some(published) = delivery.properties.timestamp()
+    {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        crate::metrics::consumer()
+            .queue_wait_seconds
+            .with_label_values(&[queue])
+            .observe(now.saturating_sub(*published) as f64);
+    }
     let message = Incoming {
         queue: queue.to_string(),
         routing_key: delivery.routing_key.to_string(),

@@ -19,6 +19,8 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
 
+mod autoscaling;
+
 async fn fleet(overrides: &[(&str, &str)]) -> SendFleet {
     let fleet = SendFleet::start(overrides).await;
     fleet

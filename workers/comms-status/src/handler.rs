@@ -156,6 +156,12 @@ fn note(provider: Provider, event: &ProviderEvent, applied: &Applied) {
         moved_to,
     } = applied
     {
+        if let Some(state) = moved_to {
+            metrics::status()
+                .moved_to
+                .with_label_values(&[provider.as_str(), state])
+                .inc();
+        }
         tracing::info!(message.id = %message_id, provider = provider.as_str(), provider.status = %event.status, message.state = moved_to.unwrap_or("unchanged"), "status applied");
     }
 }

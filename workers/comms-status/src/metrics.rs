@@ -8,6 +8,9 @@ pub struct StatusMetrics {
     /// Status events by provider and outcome (`applied`, `recorded`, `duplicate`, `unknown`,
     /// `not_yet_sent`, `invalid`).
     pub events: IntCounterVec,
+    /// Delivery states messages moved to, by provider (`delivered`, `undelivered`, `failed`, …):
+    /// the provider's failure rate.
+    pub moved_to: IntCounterVec,
     /// Callbacks parked because no message matched them in time, by provider.
     pub parked: IntCounterVec,
     /// Channels paused by the freshness watchdog.
@@ -20,6 +23,11 @@ pub fn status() -> &'static StatusMetrics {
             "comms_status_events_total",
             "Provider status events, by provider and outcome",
             &["provider", "outcome"],
+        ),
+        moved_to: comms_shared::metrics::counter(
+            "comms_delivery_states_total",
+            "Delivery states messages moved to on a provider's callback, by provider and state",
+            &["provider", "state"],
         ),
         parked: comms_shared::metrics::counter(
             "comms_status_unknown_parked_total",

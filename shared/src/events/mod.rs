@@ -37,8 +37,8 @@ pub struct LifecycleEvent {
     pub schema: String,
     /// Unique per event; a consumer that sees an id twice drops the second copy.
     pub event_id: Uuid,
-    /// `message.<event>` (e.g. `message.delivered`) or `task.opened|overdue|closed`; also the
-    /// routing key on `comms.events`.
+    /// `message.<event>` (e.g. `message.delivered`), `task.opened|overdue|closed` or
+    /// `incident.declared|updated|facts_verified|resolved`; also the routing key on `comms.events`.
     #[serde(rename = "type")]
     pub event_type: String,
     pub occurred_at: DateTime<Utc>,
@@ -49,6 +49,8 @@ pub struct LifecycleEvent {
     pub message: Option<MessageSnapshot>,
     #[serde(deserialize_with = "Option::deserialize")]
     pub task: Option<TaskSnapshot>,
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub incident: Option<IncidentSnapshot>,
     #[serde(deserialize_with = "Option::deserialize")]
     pub reason: Option<String>,
 }
@@ -87,6 +89,20 @@ pub struct TaskSnapshot {
     pub due_at: Option<DateTime<Utc>>,
     #[serde(deserialize_with = "Option::deserialize")]
     pub record: Option<RecordRef>,
+}
+
+/// An incident, for `incident.*` events: never its title or internal summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentSnapshot {
+    pub id: Uuid,
+    pub sequence: i64,
+    pub severity: String,
+    pub facts_verified: bool,
+    pub owner: String,
+    pub source: String,
+    /// The affected clients' ids.
+    pub clients: Vec<Uuid>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

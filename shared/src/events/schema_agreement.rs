@@ -36,6 +36,10 @@ fn full_event() -> Value {
         "task": {
             "id": ID, "owner": "ana", "title": "t", "next_action": "n", "state": "open",
             "due_at": null, "record": null
+        },
+        "incident": {
+            "id": ID, "sequence": 3, "severity": "major", "facts_verified": true, "owner": "ana",
+            "source": "statuspage", "clients": [ID]
         }
     })
 }
@@ -50,6 +54,8 @@ fn the_rust_event_writes_exactly_the_schemas_keys() {
     assert_eq!(keys(&written["message"]), keys(&message["properties"]));
     let task = &schema["properties"]["task"]["oneOf"][1];
     assert_eq!(keys(&written["task"]), keys(&task["properties"]));
+    let incident = &schema["properties"]["incident"]["oneOf"][1];
+    assert_eq!(keys(&written["incident"]), keys(&incident["properties"]));
     assert_eq!(schema["properties"]["schema"]["const"], json!(EVENT_V1));
 }
 

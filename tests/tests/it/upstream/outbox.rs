@@ -157,7 +157,7 @@ async fn every_recorded_change_has_one_outbox_row_and_reaches_comms_events() {
     let text =
         serde_json::to_string(&seen.values().map(|(_, e)| e).collect::<Vec<_>>()).expect("json");
     assert!(
-        !text.contains("+14155552671") && !text.contains("4711") && !text.contains("Dana"),
+        !text.contains("+14155552671") && !text.contains("your code is") && !text.contains("Dana"),
         "no personal content"
     );
     assert!(
@@ -250,5 +250,61 @@ async fn a_relay_killed_with_minus_9_loses_no_event() {
         missing, 0,
         "every committed event reached comms.events at least once"
     );
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn an_accepted_incident_event_becomes_an_incident_event_naming_its_clients() {
+    let env = TestEnv::new().await;
+    let client: Uuid = sqlx::query_scalar(
+        "INSERT INTO comms.clients (name, owner) VALUES ('Acme', 'ana') RETURNING id",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .expect("client");
+    // As the incident worker records one: the event first, then the clients it adds, one transaction.
+    let incident = Uuid::new_v4();
+    let mut tx = env.pool.begin().await.expect("tx");
+    sqlx::query(
+        "INSERT INTO comms.incidents (id, title, severity, owner, sequence) VALUES ($1, 'db-7 (internal)', 'major', 'ana', 1)",
+    )
+    .bind(incident)
+    .execute(&mut *tx)
+    .await
+    .expect("incident");
+    sqlx::query(
+        "INSERT INTO comms.incident_events (incident_id, sequence, event_type, title, severity,
+             facts_verified, owner, source, occurred_at, affected)
+         VALUES ($1, 1, 'declared', 'db-7 (internal)', 'major', false, 'ana', 'statuspage', now(), '{}')",
+    )
+    .bind(incident)
+    .execute(&mut *tx)
+    .await
+    .expect("event");
+    sqlx::query(
+        "INSERT INTO comms.incident_clients (incident_id, client_id, added_at_sequence) VALUES ($1, $2, 1)",
+    )
+    .bind(incident)
+    .bind(client)
+    .execute(&mut *tx)
+    .await
+    .expect("client link");
+    tx.commit().await.expect("commit");
+
+    let rows: Vec<(String, serde_json::Value)> =
+        sqlx::query_as("SELECT routing_key, payload FROM comms.event_outbox ORDER BY id")
+            .fetch_all(&env.pool)
+            .await
+            .expect("outbox");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, "incident.declared");
+    let event: LifecycleEvent =
+        serde_json::from_value(rows[0].1.clone()).expect("a comms.event.v1");
+    let snapshot = event.incident.expect("the incident");
+    assert_eq!(
+        (snapshot.id, snapshot.sequence, snapshot.clients),
+        (incident, 1, vec![client])
+    );
+    assert!(!rows[0].1.to_string().contains("db-7"), "never the title");
     env.teardown().await;
 }

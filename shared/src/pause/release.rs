@@ -24,6 +24,8 @@ pub struct PauseMetrics {
     pub staleness_seconds: GaugeVec,
     pub apply_seconds: HistogramVec,
     pub held: IntGaugeVec,
+    /// Age of the oldest held message, in seconds (0 when nothing is held).
+    pub oldest_held_seconds: GaugeVec,
 }
 
 pub fn metrics() -> &'static PauseMetrics {
@@ -45,6 +47,11 @@ pub fn metrics() -> &'static PauseMetrics {
             &[],
         ),
         held: crate::metrics::gauge("comms_messages_held", "Messages held by a pause", &[]),
+        oldest_held_seconds: crate::metrics::float_gauge(
+            "comms_messages_held_oldest_seconds",
+            "Age of the oldest message held by a pause, in seconds",
+            &[],
+        ),
     });
     &METRICS
 }
@@ -142,13 +149,19 @@ async fn release_batch(
     Ok(held.len())
 }
 
-/// Updates the held-messages gauge.
+/// Updates the held-messages gauges (how many, and how old the oldest is).
 pub async fn count_held(pool: &PgPool) -> Result<i64, sqlx::Error> {
-    let held: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM comms.messages WHERE delivery_state = 'held'")
-            .fetch_one(pool)
-            .await?;
+    let (held, oldest): (i64, f64) = sqlx::query_as(
+        "SELECT count(*), COALESCE(extract(epoch FROM now() - min(created_at)), 0)::float8
+         FROM comms.messages WHERE delivery_state = 'held'",
+    )
+    .fetch_one(pool)
+    .await?;
     metrics().held.with_label_values::<&str>(&[]).set(held);
+    metrics()
+        .oldest_held_seconds
+        .with_label_values::<&str>(&[])
+        .set(oldest);
     Ok(held)
 }
 

@@ -9,3 +9,6 @@ mod flow;
 
 #[path = "incidents/fanout.rs"]
 mod fanout;
+
+#[path = "incidents/operator.rs"]
+mod operator;

@@ -12,3 +12,6 @@ mod fanout;
 
 #[path = "incidents/operator.rs"]
 mod operator;
+
+#[path = "incidents/api.rs"]
+mod api;

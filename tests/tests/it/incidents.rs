@@ -15,3 +15,6 @@ mod operator;
 
 #[path = "incidents/api.rs"]
 mod api;
+
+#[path = "incidents/portal.rs"]
+mod portal;

@@ -227,9 +227,10 @@ async fn a_replayed_or_older_event_changes_nothing() {
     let marker = Uuid::new_v4();
     f.event("incident.declared", &incident(marker, 1, false, &[other]))
         .await;
+    // Applied in full: its owner task is the last thing the worker writes for it.
     let taken = eventually(WAIT, || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM comms.incidents WHERE id = $1")
-            .bind(marker)
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM comms.tasks WHERE title = $1")
+            .bind(format!("verify the facts of incident {marker}"))
             .fetch_one(f.pool())
             .await
             .expect("marker")

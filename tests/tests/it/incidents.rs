@@ -9,3 +9,12 @@ mod flow;
 
 #[path = "incidents/fanout.rs"]
 mod fanout;
+
+#[path = "incidents/operator.rs"]
+mod operator;
+
+#[path = "incidents/api.rs"]
+mod api;
+
+#[path = "incidents/portal.rs"]
+mod portal;

@@ -14,6 +14,7 @@ mod api;
 mod approvals;
 pub mod auth;
 mod broker;
+mod incidents_api;
 pub mod keys;
 mod metrics;
 mod outgoing_webhooks_api;
@@ -66,6 +67,18 @@ pub fn router(state: GatewayState, runtime: &Runtime) -> Router {
         .route(
             "/unsubscribe/{token}",
             get(unsubscribe::page).post(unsubscribe::one_click),
+        )
+        .route(
+            "/v1/incidents",
+            get(incidents_api::list).post(incidents_api::declare),
+        )
+        .route("/v1/incidents/{id}", get(incidents_api::show))
+        .route("/v1/incidents/{id}/update", post(incidents_api::update))
+        .route("/v1/incidents/{id}/verify", post(incidents_api::verify))
+        .route("/v1/incidents/{id}/resolve", post(incidents_api::resolve))
+        .route(
+            "/v1/incidents/{id}/resume-automation",
+            post(incidents_api::resume_automation),
         )
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}/approve", post(approvals::approve))

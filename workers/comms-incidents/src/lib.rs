@@ -4,11 +4,9 @@
 //! every affected contact once, through `comms.send` (docs/incidents.md).
 
 mod approval;
-pub mod event;
 mod fanout;
 mod handler;
 mod metrics;
-pub mod ops;
 mod store;
 
 use std::sync::Arc;
@@ -19,7 +17,8 @@ use comms_shared::settings::Settings;
 use comms_shared::shutdown::Shutdown;
 use tokio::sync::Notify;
 
-pub use event::{EventType, IncidentEvent};
+pub use comms_shared::incidents::event::{self, EventType, IncidentEvent};
+pub use comms_shared::incidents::ops;
 
 /// Who the worker records as the actor of what it does by itself.
 pub const ACTOR: &str = "comms-incidents";

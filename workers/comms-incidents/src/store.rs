@@ -5,8 +5,8 @@
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use crate::event::{Affected, EventType, IncidentEvent, TemplateRef};
 use crate::{ACTOR, metrics};
+use comms_shared::incidents::event::{Affected, EventType, IncidentEvent, TemplateRef};
 
 /// Creates the incident if it is new and locks it; returns the latest sequence applied (0: none).
 pub async fn lock_incident(
@@ -149,24 +149,7 @@ pub async fn record_event(
 }
 
 /// Appends to the incident's timeline.
-pub async fn log<'e>(
-    executor: impl sqlx::PgExecutor<'e>,
-    incident: Uuid,
-    what: &str,
-    actor: &str,
-    detail: serde_json::Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO comms.incident_log (incident_id, what, actor, detail) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(incident)
-    .bind(what)
-    .bind(actor)
-    .bind(detail)
-    .execute(executor)
-    .await?;
-    Ok(())
-}
+pub use comms_shared::incidents::ops::log;
 
 /// The title of the owner's verify task (the words).
 pub fn verify_task_title(incident: Uuid) -> String {

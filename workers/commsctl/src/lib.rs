@@ -92,6 +92,9 @@ pub enum Command {
     /// Webhooks out: an app's endpoints for lifecycle events, their deliveries and replays.
     #[command(subcommand)]
     Webhooks(commands::webhooks::WebhooksCommand),
+    /// Incidents: declare, update, verify, resolve, show, list; resume-automation (the owner).
+    #[command(subcommand)]
+    Incident(commands::incident::IncidentCommand),
     /// What waits for an owner's decision (`approvals decided|expire|delegate|delegates` too).
     Approvals(commands::approvals::ApprovalsArgs),
     /// Approve a waiting message (by id or idempotency key); it then goes out through the sender.
@@ -178,6 +181,10 @@ pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
         Command::Webhooks(command) => {
             let pool = database(settings).await?;
             commands::webhooks::run(&pool, settings, command, cli.json).await
+        }
+        Command::Incident(command) => {
+            let pool = database(settings).await?;
+            commands::incident::run(&pool, settings, command, cli.json).await
         }
         Command::Approvals(args) => {
             let pool = database(settings).await?;

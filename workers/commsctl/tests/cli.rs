@@ -89,3 +89,65 @@ async fn pause_and_resume_are_recorded_as_the_operator_and_shown_in_pause_status
     assert_eq!(actors, expected, "nobody is recorded as `commsctl`");
     env.teardown().await;
 }
+
+#[tokio::test]
+async fn pause_status_and_incident_show_name_the_incident_that_paused_a_client() {
+    let env = TestEnv::new().await;
+    let client: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO comms.clients (name, owner) VALUES ('Acme', 'ana') RETURNING id",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .expect("client");
+    let incident: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO comms.incidents (title, severity, owner, sequence) VALUES ('Outage', 'major', 'ana', 1) RETURNING id",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .expect("incident");
+    sqlx::query("INSERT INTO comms.incident_clients (incident_id, client_id, added_at_sequence) VALUES ($1, $2, 1)")
+        .bind(incident)
+        .bind(client)
+        .execute(&env.pool)
+        .await
+        .expect("link");
+    comms_shared::pause::store::pause_for_incident(
+        &env.pool,
+        client,
+        incident,
+        "facts not verified",
+        "comms-incidents",
+    )
+    .await
+    .expect("incident pause");
+
+    let status = commsctl(&env, Some("oncall"), &["pause", "status"]);
+    let line = status.stdout.lines().find(|l| l.starts_with("client"));
+    assert!(
+        line.is_some_and(|l| l.contains(&format!("[incident {incident}]"))),
+        "pause status names the incident: {status:?}"
+    );
+    let json = commsctl(&env, None, &["pause", "status", "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(shown[0]["incident"], incident.to_string());
+
+    let listed = commsctl(&env, None, &["incident", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout).expect("JSON");
+    assert_eq!(listed[0]["id"], incident.to_string());
+    assert_eq!(listed[0]["clients"], 1);
+    let shown = commsctl(
+        &env,
+        None,
+        &["incident", "show", &incident.to_string(), "--json"],
+    );
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).expect("JSON");
+    assert_eq!(shown["paused_clients"][0], client.to_string());
+    let human = commsctl(&env, None, &["incident", "show", &incident.to_string()]);
+    assert!(
+        human
+            .stdout
+            .contains(&format!("paused by this incident: client {client}")),
+        "{human:?}"
+    );
+    env.teardown().await;
+}

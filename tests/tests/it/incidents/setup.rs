@@ -1,6 +1,7 @@
 //! One incident fleet: a sender with a sandbox, the incident worker, approved incident
 //! templates, and helpers to publish events and read what happened.
 
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use comms_shared::approvals::{self, Decision};
@@ -8,6 +9,7 @@ use comms_shared::runtime::Runtime;
 use comms_shared::shutdown::Shutdown;
 use comms_tests::eventually;
 use comms_tests::fleet::SendFleet;
+use secrecy::ExposeSecret;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -20,6 +22,19 @@ pub struct IncidentFleet {
         tokio::task::JoinHandle<anyhow::Result<()>>,
         sqlx::PgPool,
     )>,
+    /// The worker as a child process (`incidents-worker`), for kill -9; its overrides.
+    pub process: Option<Process>,
+    overrides: Vec<(String, String)>,
+}
+
+/// A worker child process, killed (SIGKILL) when dropped so no test leaves one behind.
+pub struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl IncidentFleet {
@@ -43,9 +58,53 @@ impl IncidentFleet {
         let mut this = Self {
             fleet,
             worker: None,
+            process: None,
+            overrides: all
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         this.start_worker().await;
         this
+    }
+
+    /// The fleet with the incident worker as a child process instead of a task.
+    pub async fn start_process(overrides: &[(&str, &str)]) -> Self {
+        let mut this = Self::start(overrides).await;
+        if let Some((shutdown, task, _)) = this.worker.take() {
+            shutdown.cancel();
+            let _ = task.await;
+        }
+        this.spawn_process();
+        this
+    }
+
+    /// Starts `incidents-worker` on the fleet's database, broker namespace and overrides.
+    pub fn spawn_process(&mut self) {
+        let settings = &self.fleet.env.settings;
+        let mut command = Command::new(env!("CARGO_BIN_EXE_incidents-worker"));
+        command
+            .envs(self.overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env(
+                "COMMS__DATABASE__URL",
+                settings.database.url.expose_secret(),
+            )
+            .env("COMMS__AMQP__URL", settings.amqp.url.expose_secret())
+            .env("COMMS__AMQP__NAMESPACE", &settings.amqp.namespace)
+            .env("COMMS__HTTP__LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "warn");
+        let child = command.spawn().expect("the incidents worker starts");
+        self.process = Some(Process(child));
+    }
+
+    /// kill -9 of the worker process: no shutdown, no cleanup, sessions cut by the OS.
+    pub fn kill_process(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.0.kill().expect("SIGKILL");
+            let status = process.0.wait().expect("reaped");
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(status.signal(), Some(9), "killed by SIGKILL");
+        }
     }
 
     /// Starts the incident worker on a pool of its own (so stopping it drops its sessions).
@@ -57,15 +116,6 @@ impl IncidentFleet {
         let shutdown = Shutdown::new();
         let task = tokio::spawn(comms_incidents::run(runtime, shutdown.clone()));
         self.worker = Some((shutdown, task, pool));
-    }
-
-    /// Kills the worker where it stands: the task is aborted and its database sessions closed.
-    pub async fn kill_worker(&mut self) {
-        if let Some((_, task, pool)) = self.worker.take() {
-            task.abort();
-            let _ = task.await;
-            pool.close().await;
-        }
     }
 
     pub async fn stop(mut self) {

@@ -194,7 +194,7 @@ async fn status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
     for line in lines {
         let p = &line.pause;
         println!(
-            "{:<44} {:<20} {:<16} {:<20} {:>5}  {}{}",
+            "{:<44} {:<20} {:<16} {:<20} {:>5}  {}{}{}",
             p.scope.to_string(),
             p.started_at.format("%Y-%m-%d %H:%M:%S"),
             p.actor,
@@ -204,7 +204,10 @@ async fn status(pool: &PgPool, json: bool) -> anyhow::Result<()> {
             ),
             line.held,
             p.reason,
-            if p.automatic { " [automatic]" } else { "" }
+            if p.automatic { " [automatic]" } else { "" },
+            p.incident
+                .map(|incident| format!(" [incident {incident}]"))
+                .unwrap_or_default()
         );
     }
     Ok(())

@@ -21,12 +21,7 @@ pub async fn run(settings: &Settings, file: &std::path::Path, json: bool) -> any
             );
         }
     };
-    let topology = Topology::new(settings.amqp.namespace.clone());
-    let connection = comms_shared::amqp::connect(&settings.amqp, "commsctl")
-        .await
-        .context("cannot reach RabbitMQ (is it running? `make services`)")?;
-    let publisher = Publisher::open(&connection).await?;
-    topology.declare(publisher.channel()).await?;
+    let (connection, publisher, topology) = broker(settings).await?;
     let body = serde_json::to_vec(&request)?;
     publisher
         .publish(Outgoing {
@@ -53,4 +48,17 @@ pub async fn run(settings: &Settings, file: &std::path::Path, json: bool) -> any
         );
     }
     Ok(())
+}
+
+/// A confirmed publisher on the fleet's topology (declared), for the commands that publish.
+pub async fn broker(
+    settings: &Settings,
+) -> anyhow::Result<(lapin::Connection, Publisher, Topology)> {
+    let topology = Topology::new(settings.amqp.namespace.clone());
+    let connection = comms_shared::amqp::connect(&settings.amqp, "commsctl")
+        .await
+        .context("cannot reach RabbitMQ (is it running? `make services`)")?;
+    let publisher = Publisher::open(&connection).await?;
+    topology.declare(publisher.channel()).await?;
+    Ok((connection, publisher, topology))
 }

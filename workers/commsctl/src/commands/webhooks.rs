@@ -7,10 +7,9 @@
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use comms_shared::amqp::{Outgoing, Publisher};
+use comms_shared::amqp::Outgoing;
 use comms_shared::events::WEBHOOK_REPLAY_HEADER as REPLAY_HEADER;
 use comms_shared::settings::Settings;
-use comms_shared::topology::Topology;
 use comms_shared::webhooks::{NewWebhook, register};
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
@@ -257,12 +256,7 @@ async fn replay(
     settings: &Settings,
     rows: &[(i64, Uuid, serde_json::Value)],
 ) -> anyhow::Result<()> {
-    let topology = Topology::new(settings.amqp.namespace.clone());
-    let connection = comms_shared::amqp::connect(&settings.amqp, "commsctl")
-        .await
-        .context("cannot reach RabbitMQ (is it running? `make services`)")?;
-    let publisher = Publisher::open(&connection).await?;
-    topology.declare(publisher.channel()).await?;
+    let (connection, publisher, topology) = super::send::broker(settings).await?;
     let queue = topology.webhooks_queue().name;
     for (_, webhook, payload) in rows {
         let body = serde_json::to_vec(payload)?;

@@ -1,18 +1,18 @@
 //! What operators do with incidents, shared by `commsctl incident` and the gateway's admin API so
 //! both follow the same rules: publish an event, lift an incident's pauses by a recorded
-//! decision, and read an incident's timeline.
+//! decision, and read an incident's timeline. Building and publishing events is [`compose`].
 
+use crate::pause::Scope;
+use crate::pause::store::{self as pause_store, PauseError};
 use chrono::{DateTime, Utc};
-use comms_shared::amqp::{Outgoing, PublishError, Publisher};
-use comms_shared::pause::Scope;
-use comms_shared::pause::store::{self as pause_store, PauseError};
-use comms_shared::topology::Topology;
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::event::{EventType, IncidentEvent};
-use crate::store;
+pub use super::compose::{
+    Change, Declaration, Prepared, declaration, follow_up, latest_event, next_sequence, prepare,
+    publish_event,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IncidentError {
@@ -32,78 +32,32 @@ pub enum IncidentError {
     FactsNotVerified(Uuid),
     #[error("pause switch: {0}")]
     Pause(#[from] PauseError),
+    #[error("incident {0} is resolved: it takes no more updates")]
+    Resolved(Uuid),
+    #[error(transparent)]
+    Invalid(#[from] super::event::EventError),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
 }
 
-/// Publishes `event` to `comms.incident` (confirmed), as incident tooling would.
-pub async fn publish_event(
-    publisher: &Publisher,
-    topology: &Topology,
-    kind: EventType,
-    event: &IncidentEvent,
-) -> Result<(), PublishError> {
-    let body = serde_json::to_vec(event).unwrap_or_default();
-    let exchange = topology.incident_exchange();
-    publisher
-        .publish(Outgoing {
-            exchange: &exchange,
-            routing_key: kind.routing_key(),
-            body: &body,
-            message_id: Some(format!("{}:{}", event.incident_id, event.sequence)),
-            ..Outgoing::default()
-        })
-        .await
-}
-
-/// The next sequence for an update of `incident` (1 for a new one).
-pub async fn next_sequence(pool: &PgPool, incident: Uuid) -> Result<i64, sqlx::Error> {
-    let current: Option<i64> =
-        sqlx::query_scalar("SELECT sequence FROM comms.incidents WHERE id = $1")
-            .bind(incident)
-            .fetch_optional(pool)
-            .await?;
-    Ok(current.unwrap_or(0) + 1)
-}
-
-/// An accepted event as stored.
-type EventRow = (
-    i64,
-    String,
-    String,
-    bool,
-    String,
-    String,
-    DateTime<Utc>,
-    serde_json::Value,
-    Option<serde_json::Value>,
-);
-
-/// The latest accepted event of `incident`, to build an update from.
-pub async fn latest_event(pool: &PgPool, incident: Uuid) -> Result<IncidentEvent, IncidentError> {
-    let row: Option<EventRow> =
-        sqlx::query_as(
-            "SELECT sequence, title, severity, facts_verified, owner, source, occurred_at, affected, template
-             FROM comms.incident_events WHERE incident_id = $1 ORDER BY sequence DESC LIMIT 1",
-        )
-        .bind(incident)
-        .fetch_optional(pool)
-        .await?;
-    let (sequence, title, severity, facts_verified, owner, source, occurred_at, affected, template) =
-        row.ok_or(IncidentError::NotFound(incident))?;
-    Ok(IncidentEvent {
-        incident_id: incident,
-        sequence,
-        title,
-        severity: serde_json::from_value(severity.into()).unwrap_or(crate::event::Severity::Minor),
-        affected: serde_json::from_value(affected).unwrap_or_default(),
-        facts_verified,
-        owner,
-        source,
-        occurred_at,
-        template: template.and_then(|t| serde_json::from_value(t).ok()),
-        summary_internal: None,
-    })
+/// Records one step of an incident's timeline (`comms.incident_log`).
+pub async fn log<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    incident: Uuid,
+    what: &str,
+    actor: &str,
+    detail: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO comms.incident_log (incident_id, what, actor, detail) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(incident)
+    .bind(what)
+    .bind(actor)
+    .bind(detail)
+    .execute(executor)
+    .await?;
+    Ok(())
 }
 
 /// What a resume decision did.
@@ -130,7 +84,7 @@ pub async fn resume_automation(
             .fetch_optional(pool)
             .await?;
     let (owner, verified) = found.ok_or(IncidentError::NotFound(incident))?;
-    if by.trim().is_empty() || !comms_shared::approvals::may_decide(pool, &owner, by).await? {
+    if by.trim().is_empty() || !crate::approvals::may_decide(pool, &owner, by).await? {
         return Err(IncidentError::NotAllowed {
             incident,
             actor: by.to_string(),
@@ -161,7 +115,7 @@ pub async fn resume_automation(
         .bind(incident)
         .execute(pool)
         .await?;
-    store::log(
+    log(
         pool,
         incident,
         "automation_resumed",

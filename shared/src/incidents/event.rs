@@ -164,3 +164,7 @@ pub fn parse(routing_key: &str, body: &[u8]) -> Result<(EventType, IncidentEvent
 #[cfg(test)]
 #[path = "event_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "schema_agreement.rs"]
+mod schema_agreement;

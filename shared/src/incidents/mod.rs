@@ -3,6 +3,12 @@
 //! belongs to was cleared (approved by its owner, or sent with a pre-approved update template).
 //!
 //! The incident worker (`comms-incidents`) owns the notices; the sender only reads their state.
+//! The event contract ([`event`]) and the operator's actions and views ([`ops`]) live here too,
+//! so `commsctl incident` and the gateway's admin API share them without depending on a worker.
+
+mod compose;
+pub mod event;
+pub mod ops;
 
 use sqlx::PgPool;
 use uuid::Uuid;

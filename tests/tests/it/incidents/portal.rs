@@ -1,0 +1,57 @@
+//! The portal shows every affected client its approved incident notice — not only the client
+//! whose portal update was the proof the owner approved — and nothing internal.
+
+use comms_shared::approvals::Decision;
+use comms_tests::eventually;
+use secrecy::ExposeSecret;
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+use super::setup::{IncidentFleet, WAIT, incident};
+
+#[tokio::test]
+async fn every_affected_client_sees_its_approved_notice_in_the_portal() {
+    let f = IncidentFleet::start(&[]).await;
+    let mut clients = Vec::new();
+    for name in ["Acme", "Globex", "Initech"] {
+        clients.push(f.client(name, 1, "express").await.0);
+    }
+    let id = Uuid::new_v4();
+    f.event("incident.declared", &incident(id, 1, true, &clients))
+        .await;
+    f.decide_proof(id, 1, Decision::Approve).await;
+    assert!(f.wait_notice(id, 1, "done").await);
+    // Three clients, one contact each: SMS, email and the portal update.
+    let sent = eventually(WAIT, || async { f.notices(id, "sent").await == 9 }).await;
+    assert!(sent, "every notice went out");
+
+    let mut portal = PgConnection::connect(f.fleet.env.settings.database.url.expose_secret())
+        .await
+        .expect("connect");
+    sqlx::query("SET ROLE comms_portal")
+        .execute(&mut portal)
+        .await
+        .expect("role");
+    let rows: Vec<(Uuid, Option<Uuid>, String)> = sqlx::query_as(
+        "SELECT incident_id, client_id, body FROM portal.incident_notices ORDER BY client_id",
+    )
+    .fetch_all(&mut portal)
+    .await
+    .expect("portal view");
+    let mut expected = clients.clone();
+    expected.sort();
+    let seen: Vec<Option<Uuid>> = rows.iter().map(|(_, client, _)| *client).collect();
+    assert_eq!(
+        seen,
+        expected.into_iter().map(Some).collect::<Vec<_>>(),
+        "one approved notice per affected client: {rows:?}"
+    );
+    for (incident, _, body) in &rows {
+        assert_eq!(*incident, id);
+        assert!(body.contains("conversion tracking is delayed"), "{body}");
+        for secret in ["db-7", "replica lag", "4411", "Tracking pixel outage"] {
+            assert!(!body.contains(secret), "the portal sees {secret}: {body}");
+        }
+    }
+    f.stop().await;
+}

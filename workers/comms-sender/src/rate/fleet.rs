@@ -29,6 +29,14 @@ static LEASES: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+static EXPIRED: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    comms_shared::metrics::counter(
+        "comms_sender_rate_tokens_expired_total",
+        "Leased tokens of the fleet-wide rate budget that ran out unused in this replica",
+        &["channel"],
+    )
+});
+
 /// One provider account of one channel.
 pub struct Budget {
     channel: String,
@@ -117,11 +125,15 @@ impl Budget {
         let now = Instant::now();
         let (taken, low) = {
             let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-            while held
-                .leases
-                .front()
-                .is_some_and(|(n, ends)| *n == 0 || *ends <= now)
-            {
+            while let Some((left, ends)) = held.leases.front().copied() {
+                if left > 0 && ends > now {
+                    break;
+                }
+                if left > 0 {
+                    EXPIRED
+                        .with_label_values(&[&self.channel])
+                        .inc_by(u64::from(left));
+                }
                 held.leases.pop_front();
             }
             let Some(front) = held.leases.front_mut() else {

@@ -58,7 +58,8 @@ impl Plan {
     }
 
     /// The most the provider can see in any one second (`per_second + burst`).
-    pub fn ceiling(&self) -> f64 {
+    #[cfg(test)]
+    fn ceiling(&self) -> f64 {
         self.per_second + f64::from(self.burst)
     }
 }

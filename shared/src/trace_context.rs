@@ -72,22 +72,22 @@ pub fn current_traceparent() -> Option<String> {
 
 /// Makes `span` a child of a stored `traceparent` (see [`current_traceparent`]), if valid.
 pub fn set_parent_from_traceparent(traceparent: &str, span: &tracing::Span) {
-    let mut headers = FieldTable::default();
-    headers.insert(
-        "traceparent".into(),
-        AMQPValue::LongString(traceparent.to_string().into()),
-    );
-    set_parent_from(&headers, span);
+    set_parent_from(&stored(traceparent), span);
 }
 
 /// Links `span` to a stored `traceparent`, if valid: for a span already in another trace.
 pub fn link_from_traceparent(traceparent: &str, span: &tracing::Span) {
+    link_from(&stored(traceparent), span);
+}
+
+/// A stored `traceparent` as the headers it would have travelled in.
+fn stored(traceparent: &str) -> FieldTable {
     let mut headers = FieldTable::default();
     headers.insert(
         "traceparent".into(),
         AMQPValue::LongString(traceparent.to_string().into()),
     );
-    link_from(&headers, span);
+    headers
 }
 
 fn extract(headers: &FieldTable) -> Option<opentelemetry::Context> {

@@ -59,6 +59,37 @@ pub fn link_from(headers: &FieldTable, span: &tracing::Span) {
     }
 }
 
+/// The current span's context as a W3C `traceparent` value, to store with a record (a message)
+/// so a worker that later handles it without its headers can continue the same trace.
+pub fn current_traceparent() -> Option<String> {
+    let mut headers = FieldTable::default();
+    inject_current(&mut headers);
+    match headers.inner().get("traceparent") {
+        Some(AMQPValue::LongString(value)) => Some(value.to_string()),
+        _ => None,
+    }
+}
+
+/// Makes `span` a child of a stored `traceparent` (see [`current_traceparent`]), if valid.
+pub fn set_parent_from_traceparent(traceparent: &str, span: &tracing::Span) {
+    set_parent_from(&stored(traceparent), span);
+}
+
+/// Links `span` to a stored `traceparent`, if valid: for a span already in another trace.
+pub fn link_from_traceparent(traceparent: &str, span: &tracing::Span) {
+    link_from(&stored(traceparent), span);
+}
+
+/// A stored `traceparent` as the headers it would have travelled in.
+fn stored(traceparent: &str) -> FieldTable {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "traceparent".into(),
+        AMQPValue::LongString(traceparent.to_string().into()),
+    );
+    headers
+}
+
 fn extract(headers: &FieldTable) -> Option<opentelemetry::Context> {
     let fields: HashMap<String, String> = headers
         .inner()

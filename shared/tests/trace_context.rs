@@ -4,7 +4,9 @@
 //! tracing subscriber is global to a process.
 
 use comms_shared::settings::LogSettings;
-use comms_shared::trace_context::{inject_current, set_parent_from};
+use comms_shared::trace_context::{
+    current_traceparent, inject_current, set_parent_from, set_parent_from_traceparent,
+};
 use lapin::types::{AMQPValue, FieldTable};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -40,6 +42,19 @@ fn the_upstream_trace_is_continued_by_the_consumer_and_passed_on() {
         "the consumer's own span is the new parent"
     );
     assert_eq!(parts[3], "01", "still sampled");
+
+    // The context stored with a message continues its trace in a later worker.
+    let stored = span
+        .in_scope(current_traceparent)
+        .expect("the recording span has a context to store");
+    assert_eq!(stored, passed_on, "what is stored is what is passed on");
+    let later = tracing::info_span!("status update");
+    set_parent_from_traceparent(&stored, &later);
+    let continued = later
+        .in_scope(current_traceparent)
+        .expect("the later span has a context");
+    assert!(continued.contains(TRACE_ID), "{continued}");
+    assert_ne!(continued, stored, "a span of its own, in the same trace");
 
     // Without a traceparent, a message starts a trace of its own.
     let fresh = tracing::info_span!("message");

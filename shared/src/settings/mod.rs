@@ -122,6 +122,9 @@ impl Settings {
         if self.consumer.batch_max == 0 {
             return invalid("consumer.batch_max", "must be at least 1");
         }
+        if self.rate.max_replicas == 0 {
+            return invalid("rate.max_replicas", "must be at least 1");
+        }
         if self.sender.max_attempts == 0 {
             return invalid("sender.max_attempts", "must be at least 1");
         }

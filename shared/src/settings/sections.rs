@@ -133,7 +133,8 @@ impl Default for ConsumerSettings {
     }
 }
 
-/// A rate for one channel, applied per process and per provider account.
+/// A rate for one channel and provider account, for the whole fleet however many senders run
+/// (docs/operations.md#one-rate-limit-across-replicas).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ChannelRate {
@@ -152,12 +153,26 @@ impl Default for ChannelRate {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateSettings {
     pub sms: ChannelRate,
     pub email: ChannelRate,
     pub portal: ChannelRate,
+    /// The most sender replicas that ever run at once: a replica that cannot reach the shared
+    /// budget in PostgreSQL sends at `per_second / max_replicas` until it can again.
+    pub max_replicas: u32,
+}
+
+impl Default for RateSettings {
+    fn default() -> Self {
+        Self {
+            sms: ChannelRate::default(),
+            email: ChannelRate::default(),
+            portal: ChannelRate::default(),
+            max_replicas: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

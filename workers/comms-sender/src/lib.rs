@@ -63,7 +63,7 @@ pub fn build_handler(
         pool: runtime.pool.clone(),
         providers: providers::Providers::new(settings.clone(), runtime.pool.clone())
             .context("building the provider HTTP client")?,
-        limits: rate::RateLimits::new(&settings.rate),
+        limits: rate::RateLimits::new(&settings.rate, runtime.pool.clone()),
         breaker: breaker::Breaker::new(&settings.pause),
         switch,
         settings,

@@ -67,8 +67,8 @@ pub async fn record(
         "WITH m AS (
              INSERT INTO comms.messages (idempotency_key, channel, kind, contact_id, recipient_address,
                  owner, source, trigger, record_type, record_id, template_name, template_version,
-                 contains_roi, ai_draft, send_after, request)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                 contains_roi, ai_draft, send_after, request, traceparent)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $19)
              ON CONFLICT (idempotency_key) DO NOTHING
              RETURNING {MESSAGE_COLUMNS}),
          e AS (
@@ -99,6 +99,8 @@ pub async fn record(
     .bind(&wire)
     .bind(ACTOR)
     .bind(&detail)
+    // The handling span's context, so the status and reply workers continue this trace.
+    .bind(comms_shared::trace_context::current_traceparent())
     .fetch_optional(pool)
     .await?;
     if let Some(message) = inserted {

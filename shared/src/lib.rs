@@ -15,6 +15,7 @@ pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod pause;
+pub mod queues;
 pub mod runtime;
 pub mod settings;
 pub mod shutdown;

@@ -25,3 +25,7 @@ CREATE INDEX messages_failed_recent_idx ON comms.messages (updated_at)
 -- Message search by client and by state, newest first.
 CREATE INDEX messages_client_created_idx ON comms.messages (client_id, created_at);
 CREATE INDEX messages_state_created_idx ON comms.messages (delivery_state, created_at);
+
+-- What a pause holds, and after a resume how much of it was released (the pause page).
+CREATE INDEX messages_held_by_pause_idx ON comms.messages (held_by_pause, delivery_state)
+    WHERE held_by_pause IS NOT NULL;

@@ -163,5 +163,11 @@ async fn refused(state: &GatewayState, operator: &Operator, error: &ApprovalErro
         ApprovalError::Db(db) => comms_shared::db_error::refused_reason(db),
         other => other.to_string(),
     };
-    render(state, operator, status, Some(&format!("Nothing changed: {problem}"))).await
+    render(
+        state,
+        operator,
+        status,
+        Some(&format!("Nothing changed: {problem}")),
+    )
+    .await
 }

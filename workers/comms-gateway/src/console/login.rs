@@ -81,8 +81,7 @@ pub async fn login(
         }
     };
     let allowed = matches!(caller.role, Role::Oncall | Role::Owner);
-    if let Err(response) =
-        session::audit(&state, &caller, "POST", "/console/login", allowed).await
+    if let Err(response) = session::audit(&state, &caller, "POST", "/console/login", allowed).await
     {
         return response;
     }

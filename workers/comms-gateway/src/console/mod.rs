@@ -53,10 +53,16 @@ pub fn router() -> Router<GatewayState> {
         .route("/console/pause/confirm", post(pause::confirm))
         .route("/console/resume", post(pause::resume))
         .route("/console/approvals", get(approvals::page))
-        .route("/console/approvals/{id}/{decision}", post(approvals::decide))
+        .route(
+            "/console/approvals/{id}/{decision}",
+            post(approvals::decide),
+        )
         .route("/console/tasks", get(tasks::page))
         .route("/console/tasks/{id}/close", post(tasks::close))
-        .route("/console/messages", get(messages::form).post(messages::search))
+        .route(
+            "/console/messages",
+            get(messages::form).post(messages::search),
+        )
         .route("/console/messages/{reference}", get(messages::one))
         .route("/console/dead", get(dead::page))
         .route("/console/static/console.css", get(css))

@@ -185,8 +185,13 @@ pub async fn confirm(
     let (scope, _) = match checked(&form) {
         Ok(checked) => checked,
         Err(problem) => {
-            return render(&state, &operator, StatusCode::UNPROCESSABLE_ENTITY, Some(&problem))
-                .await;
+            return render(
+                &state,
+                &operator,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(&problem),
+            )
+            .await;
         }
     };
     let inner = state.inner();
@@ -231,14 +236,22 @@ pub async fn pause(
     operator: Operator,
     Form(form): Form<ScopeForm>,
 ) -> Response {
-    if let Err(refused) = operator.act(&state, "/console/pause", &form.csrf, None).await {
+    if let Err(refused) = operator
+        .act(&state, "/console/pause", &form.csrf, None)
+        .await
+    {
         return refused;
     }
     let (scope, expires_at) = match checked(&form) {
         Ok(checked) => checked,
         Err(problem) => {
-            return render(&state, &operator, StatusCode::UNPROCESSABLE_ENTITY, Some(&problem))
-                .await;
+            return render(
+                &state,
+                &operator,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(&problem),
+            )
+            .await;
         }
     };
     let request = PauseRequest {
@@ -263,14 +276,22 @@ pub async fn resume(
     operator: Operator,
     Form(form): Form<ScopeForm>,
 ) -> Response {
-    if let Err(refused) = operator.act(&state, "/console/resume", &form.csrf, None).await {
+    if let Err(refused) = operator
+        .act(&state, "/console/resume", &form.csrf, None)
+        .await
+    {
         return refused;
     }
     let scope = match parse_scope(form.scope.as_deref(), form.value.as_deref()) {
         Ok(scope) => scope,
         Err(problem) => {
-            return render(&state, &operator, StatusCode::UNPROCESSABLE_ENTITY, Some(&problem))
-                .await;
+            return render(
+                &state,
+                &operator,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(&problem),
+            )
+            .await;
         }
     };
     let pool = &state.inner().pool;

@@ -216,7 +216,9 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::COOKIE,
-            "comms_console_login=a; comms_console=b".parse().expect("header"),
+            "comms_console_login=a; comms_console=b"
+                .parse()
+                .expect("header"),
         );
         assert_eq!(cookie(&headers, COOKIE), Some("b"));
         assert_eq!(cookie(&headers, LOGIN_COOKIE), Some("a"));
@@ -227,7 +229,11 @@ mod tests {
     fn the_csrf_token_is_not_the_session_token() {
         let token = generate_key();
         assert_ne!(csrf_of(&token), token);
-        assert_ne!(csrf_of(&token), hash_key(&token), "not the stored hash either");
+        assert_ne!(
+            csrf_of(&token),
+            hash_key(&token),
+            "not the stored hash either"
+        );
         assert_eq!(csrf_of(&token), csrf_of(&token));
     }
 }

@@ -88,7 +88,14 @@ pub async fn close(
         }
         Err(error) => {
             let problem = format!("Nothing changed: {error}.");
-            render(&state, &operator, None, StatusCode::CONFLICT, Some(&problem)).await
+            render(
+                &state,
+                &operator,
+                None,
+                StatusCode::CONFLICT,
+                Some(&problem),
+            )
+            .await
         }
     }
 }

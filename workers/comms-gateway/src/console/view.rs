@@ -123,7 +123,10 @@ pub fn page(
     ctx: Value,
 ) -> Response {
     // Every page's forms need the session's CSRF token.
-    let ctx = context! { csrf => operator.map(Operator::csrf), ..ctx };
+    let ctx = match operator {
+        Some(operator) => context! { csrf => operator.csrf(), ..ctx },
+        None => ctx,
+    };
     let body = match render(template, ctx) {
         Ok(body) => body,
         Err(response) => return response,
@@ -201,6 +204,10 @@ mod tests {
         for name in TEMPLATES.templates().map(|(name, _)| name) {
             assert!(TEMPLATES.get_template(name).is_ok(), "{name}");
         }
-        assert_eq!(TEMPLATES.templates().count(), 12, "a template failed to parse");
+        assert_eq!(
+            TEMPLATES.templates().count(),
+            12,
+            "a template failed to parse"
+        );
     }
 }

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use comms_shared::queues::{self, QueueDepth};
 use comms_shared::settings::Settings;
 use comms_shared::topology::Topology;
-use comms_shared::queues::{self, QueueDepth};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]

@@ -65,7 +65,7 @@ pub async fn page(State(state): State<GatewayState>, operator: Operator) -> Resp
                     "home.html",
                     context! { live },
                 ),
-                Err(response) => response,
+                Err(error) => view::broken("home_live.html", &error),
             }
         }
         Err(error) => {

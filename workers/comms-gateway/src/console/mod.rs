@@ -11,6 +11,7 @@
 //! content security policy allows only this origin's own script and style.
 
 mod approvals;
+mod confirm;
 mod dead;
 mod home;
 mod login;
@@ -50,7 +51,7 @@ pub fn router() -> Router<GatewayState> {
         .route("/console/login", get(login::form).post(login::login))
         .route("/console/logout", post(login::logout))
         .route("/console/pause", get(pause::page).post(pause::pause))
-        .route("/console/pause/confirm", post(pause::confirm))
+        .route("/console/pause/confirm", post(confirm::confirm))
         .route("/console/resume", post(pause::resume))
         .route("/console/approvals", get(approvals::page))
         .route(

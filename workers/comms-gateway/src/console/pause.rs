@@ -1,7 +1,7 @@
 //! The pause page: every scope that is on (since, by whom, why, until when, how many messages it
 //! holds), a pause control per scope with a required reason and an optional expiry, a
-//! confirmation step that says what will stop and how much is in flight, resume per scope, and
-//! after a resume the release progress of what the pause held.
+//! confirmation step ([`super::confirm`]) that says what will stop and how much is in flight,
+//! resume per scope, and after a resume the release progress of what the pause held.
 //!
 //! Changes go through `comms_shared::pause::store`, like `commsctl pause` and `POST /v1/pause`:
 //! the same rules, the same history, the same `NOTIFY` that every sender applies at once. The
@@ -54,16 +54,16 @@ struct Ended {
 #[derive(Debug, Deserialize)]
 pub struct ScopeForm {
     #[serde(default)]
-    scope: Option<String>,
+    pub(super) scope: Option<String>,
     #[serde(default)]
-    value: Option<String>,
+    pub(super) value: Option<String>,
     #[serde(default)]
-    reason: String,
+    pub(super) reason: String,
     /// Pause only: resume by itself after this long (`2h`, `30m`); empty for no expiry.
     #[serde(default, rename = "for")]
-    duration: String,
+    pub(super) duration: String,
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
 }
 
 /// Every scope on now, with its held count.
@@ -112,7 +112,7 @@ pub async fn page(State(state): State<GatewayState>, operator: Operator) -> Resp
     render(&state, &operator, StatusCode::OK, None).await
 }
 
-async fn render(
+pub(super) async fn render(
     state: &GatewayState,
     operator: &Operator,
     status: StatusCode,
@@ -134,31 +134,7 @@ async fn render(
     }
 }
 
-/// What a pause at `scope` stops, in words.
-fn what_stops(scope: &Scope) -> String {
-    match scope {
-        Scope::Global => "All automated sending stops: every channel, kind and client.".into(),
-        Scope::Channel(channel) => format!("Every {channel} message stops."),
-        Scope::Kind(kind) => format!("Every {kind} message stops, on every channel."),
-        Scope::Client(client) => format!("Every message for client {client} stops."),
-    }
-}
-
-/// Messages the scope covers that are on their way now (recorded, not yet final or held).
-async fn in_flight(pool: &PgPool, scope: &Scope) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM comms.messages
-         WHERE delivery_state IN ('received', 'deferred', 'retrying', 'sending')
-           AND ($1 = 'global' OR ($1 = 'channel' AND channel = $2) OR ($1 = 'kind' AND kind = $2)
-                OR ($1 = 'client' AND client_id::text = $2))",
-    )
-    .bind(scope.name())
-    .bind(scope.value())
-    .fetch_one(pool)
-    .await
-}
-
-fn checked(form: &ScopeForm) -> Result<(Scope, Option<DateTime<Utc>>), String> {
+pub(super) fn checked(form: &ScopeForm) -> Result<(Scope, Option<DateTime<Utc>>), String> {
     let scope = parse_scope(form.scope.as_deref(), form.value.as_deref())?;
     if form.reason.trim().is_empty() {
         return Err("A reason is required.".into());
@@ -174,60 +150,6 @@ fn checked(form: &ScopeForm) -> Result<(Scope, Option<DateTime<Utc>>), String> {
             .map(|d| Utc::now() + d)
     };
     Ok((scope, expires_at))
-}
-
-/// `POST /console/pause/confirm`: the confirmation step (changes nothing).
-pub async fn confirm(
-    State(state): State<GatewayState>,
-    operator: Operator,
-    Form(form): Form<ScopeForm>,
-) -> Response {
-    let (scope, _) = match checked(&form) {
-        Ok(checked) => checked,
-        Err(problem) => {
-            return render(
-                &state,
-                &operator,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Some(&problem),
-            )
-            .await;
-        }
-    };
-    let inner = state.inner();
-    let send_queues: Vec<String> = ["sms", "email", "portal"]
-        .iter()
-        .map(|c| inner.topology.send_queue(c).name)
-        .collect();
-    let queued: u32 = inner
-        .broker
-        .queue_depths(&send_queues)
-        .await
-        .iter()
-        .filter_map(|q| q.messages)
-        .sum();
-    match in_flight(&inner.pool, &scope).await {
-        Ok(in_flight) => view::page(
-            StatusCode::OK,
-            "Confirm pause",
-            Some(&operator),
-            "pause_confirm.html",
-            context! {
-                scope => scope.to_string(),
-                scope_name => scope.name(),
-                scope_value => scope.value(),
-                what_stops => what_stops(&scope),
-                in_flight,
-                queued,
-                reason => form.reason.trim(),
-                duration => form.duration.trim(),
-            },
-        ),
-        Err(error) => {
-            tracing::warn!(%error, "in-flight count could not be read");
-            view::unavailable(Some(&operator))
-        }
-    }
 }
 
 /// `POST /console/pause`

@@ -98,19 +98,18 @@ pub fn mask_recipient(address: &str) -> String {
 }
 
 /// Renders `template` alone, as HTML safe to place in a page.
-pub fn render(template: &str, ctx: Value) -> Result<Value, Response> {
+pub fn render(template: &str, ctx: Value) -> Result<Value, minijinja::Error> {
     TEMPLATES
         .get_template(template)
         .and_then(|t| t.render(ctx))
         .map(Value::from_safe_string)
-        .map_err(|error| broken(template, &error))
 }
 
 /// Renders `template` alone (a fragment the page refreshes in place).
 pub fn fragment(template: &str, ctx: Value) -> Response {
     match render(template, ctx) {
         Ok(html) => Html(html.to_string()).into_response(),
-        Err(response) => response,
+        Err(error) => broken(template, &error),
     }
 }
 
@@ -129,7 +128,7 @@ pub fn page(
     };
     let body = match render(template, ctx) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(error) => return broken(template, &error),
     };
     let layout = context! {
         title,
@@ -171,7 +170,8 @@ pub fn unavailable(operator: Option<&Operator>) -> Response {
     )
 }
 
-fn broken(template: &str, error: &minijinja::Error) -> Response {
+/// The answer when a template fails to render (a bug: logged, and a plain 500).
+pub fn broken(template: &str, error: &minijinja::Error) -> Response {
     tracing::error!(%error, template, "console page could not be rendered");
     (
         StatusCode::INTERNAL_SERVER_ERROR,

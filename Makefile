@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help build fmt fmt-check lint test ci run migrate services sandbox status bench
+.PHONY: help build fmt fmt-check lint test ci run migrate services sandbox status bench console-speed
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -44,3 +44,6 @@ BENCH_BINS := -p comms-bench -p comms-sender -p comms-sandbox -p comms-gateway -
 bench: services ## Benchmarks: broker baseline, send throughput, latency, pause propagation (docs/benchmarks.md)
 	$(CARGO) build --release --locked $(BENCH_BINS)
 	./target/release/comms-bench
+
+console-speed: services ## The console home page with a million messages must render in under 100 ms (docs/console.md)
+	$(CARGO) test --locked -p comms-tests --test it console::speed -- --ignored --nocapture

@@ -5,6 +5,7 @@
 
 mod actions;
 mod session;
+mod speed;
 
 use comms_shared::runtime::Runtime;
 use comms_shared::shutdown::Shutdown;

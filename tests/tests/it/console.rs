@@ -4,12 +4,17 @@
 //! from the pages ([`actions`]). The browser-driven end-to-end run is not part of this suite.
 
 mod actions;
+mod browser;
 mod session;
 mod speed;
 
+use std::time::Duration;
+
+use comms_shared::pause::Scope;
 use comms_shared::runtime::Runtime;
 use comms_shared::shutdown::Shutdown;
-use comms_tests::TestEnv;
+use comms_tests::fleet::SendFleet;
+use comms_tests::{TestEnv, eventually};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use tokio::net::TcpListener;
@@ -175,6 +180,18 @@ impl Console {
         }
         page
     }
+}
+
+/// Waits (bounded) until the fleet's sender has applied a global pause; whether it did.
+pub async fn sender_paused(fleet: &SendFleet) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        fleet
+            .switch
+            .active()
+            .iter()
+            .any(|p| p.scope == Scope::Global)
+    })
+    .await
 }
 
 /// The audit rows of the console for `path`: (key name, allowed).

@@ -11,7 +11,7 @@ use comms_tests::fleet::{SendFleet, sms_request};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use super::{Console, audited};
+use super::{Console, audited, sender_paused};
 
 const PHONE: &str = "+14155552671";
 
@@ -76,15 +76,10 @@ async fn pausing_from_the_console_holds_and_resuming_sends_once() {
     assert_eq!(on.len(), 1);
     assert_eq!(on[0].scope, Scope::Global);
     assert_eq!(on[0].actor, "olu", "the key's name is who paused");
-    let applied = eventually(Duration::from_secs(10), || async {
-        fleet
-            .switch
-            .active()
-            .iter()
-            .any(|p| p.scope == Scope::Global)
-    })
-    .await;
-    assert!(applied, "the sender applied the console's pause");
+    assert!(
+        sender_paused(&fleet).await,
+        "the sender applied the console's pause"
+    );
 
     fleet
         .send(&sms_request("held-1", PHONE, fleet.client_id))

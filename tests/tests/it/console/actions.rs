@@ -184,6 +184,29 @@ async fn owners_approve_and_reject_from_the_console() {
     .expect("decision");
     assert_eq!(by, ("ana".to_string(), Some("stale figures".to_string())));
     assert_eq!(sent_count(&fleet).await, 1);
+
+    // An AI draft is offered a review, not an approval; once reviewed it goes out.
+    let mut draft = sms_request("ai-1", PHONE, fleet.client_id);
+    draft["ai_draft"] = json!(true);
+    fleet.send(&draft).await;
+    assert!(fleet.reaches("ai-1", "awaiting_approval").await);
+    let ai = id("ai-1").await;
+    let page = console.get("/console/approvals").await;
+    assert!(
+        page.body
+            .contains(&format!("/console/approvals/{ai}/review"))
+    );
+    assert!(
+        !page
+            .body
+            .contains(&format!("/console/approvals/{ai}/approve"))
+    );
+    let reviewed = console
+        .post(&format!("/console/approvals/{ai}/review"), &[])
+        .await;
+    assert_eq!(reviewed.status, StatusCode::SEE_OTHER, "{}", reviewed.body);
+    assert!(fleet.reaches("ai-1", "sent").await, "reviewed goes out");
+    assert_eq!(sent_count(&fleet).await, 2);
     console.stop().await;
     fleet.stop().await;
 }

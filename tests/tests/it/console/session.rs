@@ -196,3 +196,28 @@ async fn roles_limit_pages_and_a_revoked_key_ends_its_sessions() {
     console.stop().await;
     env.teardown().await;
 }
+
+#[tokio::test]
+async fn the_dead_letter_page_lists_refusals_with_their_reasons() {
+    let env = TestEnv::new().await;
+    let key = keys::create(&env.pool, "olu", Role::Oncall)
+        .await
+        .expect("key");
+    sqlx::query(
+        "INSERT INTO internal.rejected_input (queue, routing_key, reason, payload)
+         VALUES ('comms.send.sms', 'send.sms', 'invalid_request: body is not JSON', '\\x00ff')",
+    )
+    .execute(&env.pool)
+    .await
+    .expect("refusal");
+    let mut console = Console::start(&env).await;
+    console.login(&key.key).await;
+    let dead = console.get("/console/dead").await;
+    assert_eq!(dead.status, StatusCode::OK);
+    assert!(dead.body.contains("invalid_request: body is not JSON"));
+    assert!(dead.body.contains("Replay and purge are not available yet"));
+    let home = console.get("/console").await;
+    assert!(home.body.contains("1 inputs refused in the last day"));
+    console.stop().await;
+    env.teardown().await;
+}

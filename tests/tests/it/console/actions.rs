@@ -89,6 +89,10 @@ async fn pausing_from_the_console_holds_and_resuming_sends_once() {
     let page = console.get("/console/pause").await;
     assert!(page.body.contains("provider incident"));
     assert!(page.body.contains("<dd>1 message(s)</dd>"), "{}", page.body);
+    assert!(
+        page.body.contains(">held-1</a>"),
+        "the held message is listed"
+    );
 
     let resumed = console
         .post(

@@ -37,7 +37,22 @@ pub struct ScopeState {
     started_at: DateTime<Utc>,
     expires_at: Option<DateTime<Utc>>,
     held: i64,
+    /// The oldest held messages (the pause page only).
+    held_messages: Vec<HeldMessage>,
 }
+
+/// A message a pause holds, without its recipient or content.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct HeldMessage {
+    id: Uuid,
+    idempotency_key: String,
+    channel: String,
+    kind: String,
+    created_at: DateTime<Utc>,
+}
+
+/// How many held messages the pause page lists per scope.
+const HELD_SHOWN: i64 = 20;
 
 /// A pause that ended in the last hour, with how much of what it held is out again.
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -87,9 +102,26 @@ pub async fn scopes_on(pool: &PgPool) -> Result<Vec<ScopeState>, sqlx::Error> {
             started_at: pause.started_at,
             expires_at: pause.expires_at,
             held,
+            held_messages: Vec::new(),
         });
     }
     Ok(out)
+}
+
+/// [`scopes_on`], each with the oldest messages it holds, in the order they will be released.
+async fn scopes_on_with_held(pool: &PgPool) -> Result<Vec<ScopeState>, sqlx::Error> {
+    let mut on = scopes_on(pool).await?;
+    for scope in &mut on {
+        scope.held_messages = sqlx::query_as(
+            "SELECT id, idempotency_key, channel, kind, created_at FROM comms.messages
+             WHERE held_by_pause = $1 AND delivery_state = 'held' ORDER BY created_at, id LIMIT $2",
+        )
+        .bind(scope.id)
+        .bind(HELD_SHOWN)
+        .fetch_all(pool)
+        .await?;
+    }
+    Ok(on)
 }
 
 async fn ended_lately(pool: &PgPool) -> Result<Vec<Ended>, sqlx::Error> {
@@ -119,7 +151,7 @@ pub(super) async fn render(
     problem: Option<&str>,
 ) -> Response {
     let pool = &state.inner().pool;
-    match tokio::try_join!(scopes_on(pool), ended_lately(pool)) {
+    match tokio::try_join!(scopes_on_with_held(pool), ended_lately(pool)) {
         Ok((on, ended)) => view::page(
             status,
             "Pause switch",

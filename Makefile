@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help build fmt fmt-check lint test ci run migrate services sandbox status bench deploy-check
+.PHONY: help build fmt fmt-check lint test ci run migrate services sandbox status bench deploy-check console-speed console-e2e console-screenshots
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,7 +22,7 @@ lint: ## Clippy on everything, warnings are errors
 test: services ## Run every test against the local RabbitMQ and PostgreSQL
 	$(CARGO) test --workspace --locked
 
-ci: fmt-check lint deploy-check test ## What CI runs
+ci: fmt-check lint deploy-check test console-e2e ## What CI runs
 
 services: ## Check that PostgreSQL and RabbitMQ answer (and say how to start them)
 	@scripts/check-services.sh
@@ -53,3 +53,15 @@ deploy-check: ## Render every Kustomize overlay and validate it, the Dockerfile,
 	@$(DEPLOY_VENV)/bin/pip install --quiet --disable-pip-version-check -r deploy/validate/requirements.txt
 	@npm ci --prefix deploy/validate --no-audit --no-fund --loglevel=error >/dev/null
 	PATH="$(CURDIR)/$(DEPLOY_VENV)/bin:$$PATH" $(DEPLOY_VENV)/bin/python deploy/validate/validate.py
+
+console-speed: services ## The console home page with a million messages must render in under 100 ms (docs/console.md)
+	$(CARGO) test --locked -p comms-tests --test it console::speed -- --ignored --nocapture
+
+console-e2e: services ## The console end to end in headless Chromium with axe-core (needs chromium, chromium-driver, npm)
+	npm ci --prefix tests/e2e --no-audit --no-fund
+	$(CARGO) test --locked -p comms-tests --test it console::browser -- --ignored --nocapture
+
+console-screenshots: services ## Refresh the console screenshots in docs/console/ (desktop and phone)
+	npm ci --prefix tests/e2e --no-audit --no-fund
+	mkdir -p docs/console
+	CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(CARGO) test --locked -p comms-tests --test it console::browser -- --ignored

@@ -249,6 +249,9 @@ pub struct GatewaySettings {
     /// SendGrid event-webhook timestamps further than this from now are refused.
     #[serde(with = "humantime_serde")]
     pub signature_tolerance: Duration,
+    /// How long a console login lasts before the operator must sign in again.
+    #[serde(with = "humantime_serde")]
+    pub console_session_ttl: Duration,
 }
 
 impl Default for GatewaySettings {
@@ -259,6 +262,7 @@ impl Default for GatewaySettings {
             inbound_secret: SecretString::from("change-me-inbound-secret"),
             max_body_bytes: 1024 * 1024,
             signature_tolerance: Duration::from_secs(300),
+            console_session_ttl: Duration::from_secs(8 * 3600),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod approvals;
 mod bad_input;
+mod console;
 mod digest;
 mod first_run;
 mod foundation;

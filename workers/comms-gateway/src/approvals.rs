@@ -113,7 +113,7 @@ async fn decide(
 }
 
 /// Publishes the approved request again; `false` leaves it to the senders' housekeeping.
-async fn hand_back(state: &GatewayState, decided: &Decided) -> bool {
+pub(crate) async fn hand_back(state: &GatewayState, decided: &Decided) -> bool {
     let inner = state.inner();
     let request = match approvals::stored_request(&inner.pool, decided.message_id).await {
         Ok(request) => request,

@@ -57,7 +57,7 @@ impl ApiKeys {
         }))
     }
 
-    async fn audit(
+    pub(crate) async fn audit(
         &self,
         caller: &ApiCaller,
         method: &str,

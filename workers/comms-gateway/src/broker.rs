@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use comms_shared::amqp::{self, Outgoing, PublishError, Publisher};
 use comms_shared::health::Health;
+use comms_shared::queues::QueueDepth;
 use comms_shared::settings::AmqpSettings;
 use comms_shared::shutdown::Shutdown;
 use comms_shared::topology::Topology;
@@ -127,6 +128,32 @@ impl BrokerLink {
             publisher,
             generation,
         })
+    }
+
+    /// The depth and consumer count of each of `queues`, on the link's connection (connecting
+    /// first if needed); every queue is unknown when the broker cannot be reached. The queues are
+    /// the topology's own, declared on connect, so one channel serves them all.
+    pub async fn queue_depths(&self, queues: &[String]) -> Vec<QueueDepth> {
+        let unknown = || queues.iter().map(|q| QueueDepth::unknown(q)).collect();
+        if self.publisher().await.is_err() {
+            return unknown();
+        }
+        let channel = {
+            let live = self.live.lock().await;
+            match live.as_ref() {
+                Some(live) => live.connection.create_channel().await.ok(),
+                None => None,
+            }
+        };
+        let Some(channel) = channel else {
+            return unknown();
+        };
+        let mut depths = Vec::with_capacity(queues.len());
+        for queue in queues {
+            depths.push(comms_shared::queues::depth(&channel, queue).await);
+        }
+        let _ = channel.close(200, "done".into()).await;
+        depths
     }
 
     /// Keeps readiness check [`READY_CHECK`] true exactly while the link is usable, connecting and

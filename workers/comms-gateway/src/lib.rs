@@ -5,7 +5,8 @@
 //!   the provider's signature, publish the raw payload to `comms.provider` with a broker confirm,
 //!   and only then answer 2xx (503 otherwise, so the provider retries);
 //! - **the enqueue API** (`POST /v1/messages`) for apps that do not speak AMQP, behind API keys
-//!   with roles ([`auth`]).
+//!   with roles ([`auth`]);
+//! - **the operator console** at `/console` (`docs/console.md`), signed in with the same keys.
 //!
 //! `/healthz`, `/readyz` and `/metrics` are merged into the same router; the gateway is ready only
 //! while its broker link is up (`broker::BrokerLink::keep_ready`). See `docs/gateway.md`.
@@ -14,6 +15,7 @@ mod api;
 mod approvals;
 pub mod auth;
 mod broker;
+mod console;
 mod incidents_api;
 pub mod keys;
 mod metrics;
@@ -84,6 +86,7 @@ pub fn router(state: GatewayState, runtime: &Runtime) -> Router {
         .route("/v1/approvals/{id}/approve", post(approvals::approve))
         .route("/v1/approvals/{id}/reject", post(approvals::reject))
         .route("/v1/approvals/{id}/review", post(approvals::review))
+        .merge(console::router())
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
         .merge(comms_shared::health::router(runtime.health.clone()))

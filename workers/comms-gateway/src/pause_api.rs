@@ -44,8 +44,14 @@ fn invalid(message: &str) -> Response {
 }
 
 fn scope_of(body: &ScopeBody) -> Result<Scope, String> {
-    let value = body.value.clone().unwrap_or_default();
-    match body.scope.as_deref().unwrap_or("global") {
+    parse_scope(body.scope.as_deref(), body.value.as_deref())
+}
+
+/// A scope as the admin API and the console name it: `global` (also when absent), or `channel`,
+/// `kind` or `client` with its value. The problem is phrased for the caller.
+pub(crate) fn parse_scope(scope: Option<&str>, value: Option<&str>) -> Result<Scope, String> {
+    let value = value.unwrap_or_default().trim().to_string();
+    match scope.unwrap_or("global") {
         "global" => Ok(Scope::Global),
         "channel" => value
             .parse::<Channel>()

@@ -10,9 +10,9 @@ use comms_shared::approvals::Decision;
 use comms_shared::settings::Settings;
 
 pub use commands::keys::KeysCommand;
-pub use commands::message::{MessageView, view as message_view};
 pub use commands::status::{StatusReport, status_report};
 pub use commands::templates::TemplatesCommand;
+pub use comms_shared::timeline::{MessageView, view as message_view};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
+use comms_shared::queues::{self, QueueDepth};
 use comms_shared::settings::Settings;
 use comms_shared::topology::Topology;
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -20,13 +19,6 @@ pub struct StatusReport {
 pub struct Reachability {
     pub reachable: bool,
     pub error: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct QueueDepth {
-    pub queue: String,
-    pub messages: Option<u32>,
-    pub consumers: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -51,16 +43,7 @@ pub async fn status_report(settings: &Settings) -> StatusReport {
 }
 
 async fn broker_status(settings: &Settings, names: &[String]) -> (Reachability, Vec<QueueDepth>) {
-    let unknown = |names: &[String]| {
-        names
-            .iter()
-            .map(|n| QueueDepth {
-                queue: n.clone(),
-                messages: None,
-                consumers: None,
-            })
-            .collect()
-    };
+    let unknown = |names: &[String]| names.iter().map(|n| QueueDepth::unknown(n)).collect();
     let connect = tokio::time::timeout(
         Duration::from_secs(5),
         comms_shared::amqp::connect(&settings.amqp, "commsctl"),
@@ -76,23 +59,13 @@ async fn broker_status(settings: &Settings, names: &[String]) -> (Reachability, 
         // A passive declare fails on a missing queue and closes the channel: one channel each.
         let depth = match connection.create_channel().await {
             Ok(channel) => {
-                let passive = QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                };
-                let declared = channel
-                    .queue_declare(name.as_str().into(), passive, FieldTable::default())
-                    .await;
+                let depth = queues::depth(&channel, name).await;
                 let _ = channel.close(200, "done".into()).await;
-                declared.ok()
+                depth
             }
-            Err(_) => None,
+            Err(_) => QueueDepth::unknown(name),
         };
-        depths.push(QueueDepth {
-            queue: name.clone(),
-            messages: depth.as_ref().map(|q| q.message_count()),
-            consumers: depth.as_ref().map(|q| q.consumer_count()),
-        });
+        depths.push(depth);
     }
     let _ = connection.close(200, "done".into()).await;
     (

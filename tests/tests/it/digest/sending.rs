@@ -10,8 +10,32 @@ use comms_tests::eventually;
 use comms_tests::fleet::SendFleet;
 use uuid::Uuid;
 
+use comms_shared::clock::ManualClock;
+use comms_shared::digests::view;
+
 use super::reports::{run_build, setup};
+use super::{Worker, at};
+use crate::approvals::ctl;
 use crate::portal::as_portal;
+
+/// Waits until both sends of the period's digest to `contact` left the sender.
+async fn both_sent(fleet: &SendFleet, period: Uuid, contact: Uuid) -> bool {
+    eventually(Duration::from_secs(30), || async {
+        let sent: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM comms.messages
+             WHERE idempotency_key = ANY($1) AND dispatched_at IS NOT NULL",
+        )
+        .bind(vec![
+            send_key(period, contact, "email"),
+            send_key(period, contact, "portal"),
+        ])
+        .fetch_one(&fleet.env.pool)
+        .await
+        .expect("messages");
+        sent == 2
+    })
+    .await
+}
 
 /// The portal role's rows of `portal.report_digests`.
 async fn portal_digests(fleet: &SendFleet) -> Vec<serde_json::Value> {
@@ -94,5 +118,75 @@ async fn an_approved_digest_is_sent_without_a_second_approval_and_shown_in_the_p
         approval.approved_at.timestamp_micros(),
         "the digest's approval time"
     );
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn commsctl_builds_through_the_queue_approves_and_shows_the_digest() {
+    let fleet = SendFleet::start(&[]).await;
+    let env = &fleet.env;
+    let p = setup(env).await;
+    let worker = Worker::start(env, &ManualClock::new(at("2025-04-01T08:00:00Z")));
+    let period = p.period.to_string();
+
+    ctl(&fleet, &["digest", "build", "--period", &period])
+        .await
+        .expect("build enqueued");
+    let built = eventually(Duration::from_secs(30), || async {
+        view::find(&env.pool, p.period)
+            .await
+            .expect("find")
+            .is_some_and(|d| d.digest.state == "awaiting_approval")
+    })
+    .await;
+    let digest = view::find(&env.pool, p.period).await.expect("find");
+    assert!(
+        built,
+        "the worker built the digest from the job: {digest:?}"
+    );
+    let digest_id = digest.expect("digest").digest.id.to_string();
+
+    let unknown = ctl(
+        &fleet,
+        &["digest", "build", "--period", &Uuid::new_v4().to_string()],
+    )
+    .await
+    .expect_err("an unknown period is refused");
+    assert!(
+        unknown.to_string().contains("no report period"),
+        "{unknown}"
+    );
+    let refused = ctl(&fleet, &["digest", "approve", &digest_id, "--as", "bo"])
+        .await
+        .expect_err("bo is not ana's delegate");
+    assert!(refused.to_string().contains("may not decide"), "{refused}");
+
+    ctl(&fleet, &["digest", "approve", &digest_id, "--as", "ana"])
+        .await
+        .expect("approved");
+    assert!(
+        both_sent(&fleet, p.period, p.contact).await,
+        "approve enqueues the publishing job and both sends go out"
+    );
+    let shown = view::find(&env.pool, p.period)
+        .await
+        .expect("find")
+        .expect("the digest");
+    assert_eq!(shown.digest.state, "published");
+    assert_eq!(shown.digest.approved_by.as_deref(), Some("ana"));
+    assert_eq!(shown.sends.len(), 2);
+    assert_eq!(shown.views.total, 0);
+    let listed = view::list(&env.pool, Some("published"))
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+    for args in [
+        vec!["digest", "show", &digest_id],
+        vec!["--json", "digest", "show", &period],
+        vec!["digest", "list", "--state", "published"],
+    ] {
+        ctl(&fleet, &args).await.expect("show and list work");
+    }
+    worker.stop().await;
     fleet.stop().await;
 }

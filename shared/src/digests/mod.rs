@@ -6,12 +6,49 @@
 //! publishes one send request per contact and channel. Without this, the sender would hold each
 //! of those messages for an approval of its own, and nothing would go out.
 
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::amqp::{Outgoing, PublishError, Publisher};
+use crate::topology::Topology;
+
+pub mod decide;
+pub mod view;
+
+/// Routing key of a report-digest job on the `comms.digest` exchange.
+pub const REPORT_JOB: &str = "digest.report";
 
 /// The idempotency key of one digest send: `digest:<period>:<contact>:<channel>`.
 pub fn send_key(period: Uuid, contact: Uuid, channel: &str) -> String {
     format!("digest:{period}:{contact}:{channel}")
+}
+
+/// Publishes a `digest.report` job for `period` (confirmed), as an upstream app would: the digest
+/// worker builds the digest, or publishes it once approved.
+pub async fn enqueue_build(
+    publisher: &Publisher,
+    topology: &Topology,
+    period: Uuid,
+    owner: &str,
+    source: &str,
+    requested_at: DateTime<Utc>,
+) -> Result<(), PublishError> {
+    let job = serde_json::json!({
+        "report_period_id": period,
+        "owner": owner,
+        "source": source,
+        "requested_at": requested_at,
+    });
+    let body = job.to_string().into_bytes();
+    publisher
+        .publish(Outgoing {
+            exchange: &topology.digest_exchange(),
+            routing_key: REPORT_JOB,
+            body: &body,
+            ..Outgoing::default()
+        })
+        .await
 }
 
 /// Whether `key` has the shape of a digest send key (cheap, no database).

@@ -3,6 +3,7 @@
 
 mod batching;
 mod reports;
+mod sending;
 
 use std::sync::Arc;
 

@@ -15,7 +15,7 @@ use crate::approvals::ctl;
 mod recipients;
 
 /// A connection to the test database acting as the portal role (NOLOGIN, so via SET ROLE).
-async fn as_portal(env: &TestEnv) -> PgConnection {
+pub(crate) async fn as_portal(env: &TestEnv) -> PgConnection {
     let mut conn = PgConnection::connect(env.settings.database.url.expose_secret())
         .await
         .expect("connect");

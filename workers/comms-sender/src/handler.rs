@@ -11,10 +11,10 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use comms_shared::clock::Clock;
 use comms_shared::contract::{Kind, RecordType, ValidSendRequest};
-use comms_shared::incidents;
 use comms_shared::pause::switch::{PauseSwitch, Verdict};
 use comms_shared::runtime::{Handler, Incoming, Outcome};
 use comms_shared::settings::Settings;
+use comms_shared::{digests, incidents};
 use sqlx::PgPool;
 
 use crate::outcomes;
@@ -152,6 +152,11 @@ impl SendHandler {
                 // One decision covers a whole incident notice (docs/incidents.md).
                 decision =
                     incidents::notice_clearance(&self.pool, &request.idempotency_key).await?;
+            }
+            if decision.is_none() && request.kind == Kind::ReportDigest {
+                // The digest's approval covers its sends, if the wording is exactly it (docs/digests.md).
+                decision =
+                    digests::send_clearance(&self.pool, &request.idempotency_key, &hash).await?;
             }
             match decision.as_deref() {
                 Some("approved") => {}

@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use comms_shared::approvals::Decision;
 use comms_shared::settings::Settings;
 
+pub use commands::digest::DigestCommand;
 pub use commands::keys::KeysCommand;
 pub use commands::status::{StatusReport, status_report};
 pub use commands::templates::TemplatesCommand;
@@ -83,6 +84,9 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<commands::tasks::TasksCommand>,
     },
+    /// Report digests: `digest build --period ID`, `show`, `list`, `approve`, `release`.
+    #[command(subcommand)]
+    Digest(commands::digest::DigestCommand),
     /// Manage versioned templates.
     #[command(subcommand)]
     Templates(TemplatesCommand),
@@ -169,6 +173,10 @@ pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
                 Some(command) => commands::tasks::run(&pool, command, cli.json).await,
                 None => commands::tasks::list(&pool, owner, cli.json).await,
             }
+        }
+        Command::Digest(command) => {
+            let pool = database(settings).await?;
+            commands::digest::run(&pool, settings, command, cli.json).await
         }
         Command::Templates(command) => {
             let pool = database(settings).await?;

@@ -11,11 +11,11 @@ use uuid::Uuid;
 
 use super::{at, contact, sends};
 
-struct Period {
-    client: Uuid,
-    report: Uuid,
-    period: Uuid,
-    contact: Uuid,
+pub(super) struct Period {
+    pub client: Uuid,
+    pub report: Uuid,
+    pub period: Uuid,
+    pub contact: Uuid,
 }
 
 async fn template(env: &TestEnv, name: &str, channel: &str, subject: Option<&str>, body: &str) {
@@ -37,7 +37,7 @@ const BODY: &str = "{{ report.title }} for {{ client.name }}, as of {{ as_of }}.
 {% for n in notes %}- {{ n }}\n{% endfor %}{% for f in figures %}{{ f.label }}: {{ f.value }} (Source: {{ f.source }})\n{% endfor %}\
 {% if caveat %}{{ caveat }}{% endif %}";
 
-async fn setup(env: &TestEnv) -> Period {
+pub(super) async fn setup(env: &TestEnv) -> Period {
     let client: Uuid = sqlx::query_scalar(
         "INSERT INTO comms.clients (name, owner) VALUES ('Acme Dental', 'ana') RETURNING id",
     )
@@ -122,7 +122,7 @@ async fn figure(
     .expect("figure");
 }
 
-async fn run_build(env: &TestEnv, period: Uuid) -> Built {
+pub(super) async fn run_build(env: &TestEnv, period: Uuid) -> Built {
     let runtime = Runtime::new(env.settings.clone(), env.pool.clone());
     let job = ReportJob {
         schema: None,

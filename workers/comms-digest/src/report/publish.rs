@@ -7,6 +7,7 @@
 //! key, so a replay, a rebuild or a restart never sends twice.
 
 use comms_shared::amqp::{Outgoing, PublishError, Publisher};
+use comms_shared::digests::send_key;
 use comms_shared::runtime::Runtime;
 use serde_json::json;
 use uuid::Uuid;
@@ -17,11 +18,6 @@ pub enum PublishFailure {
     Db(#[from] sqlx::Error),
     #[error("broker: {0}")]
     Broker(#[from] PublishError),
-}
-
-/// The idempotency key of one digest send.
-pub fn send_key(period_id: Uuid, contact_id: Uuid, channel: &str) -> String {
-    format!("digest:{period_id}:{contact_id}:{channel}")
 }
 
 #[derive(sqlx::FromRow)]

@@ -1,0 +1,100 @@
+//! What the sender needs to know about report digests, kept here so the sender does not depend on
+//! the digest worker: the idempotency key every digest send carries, and whether the content of a
+//! send is exactly what the owner approved for its digest.
+//!
+//! The owner approves a digest once (`comms-digest`, docs/digests.md); the digest worker then
+//! publishes one send request per contact and channel. Without this, the sender would hold each
+//! of those messages for an approval of its own, and nothing would go out.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::amqp::{Outgoing, PublishError, Publisher};
+use crate::topology::Topology;
+
+pub mod decide;
+pub mod view;
+
+/// Routing key of a report-digest job on the `comms.digest` exchange.
+pub const REPORT_JOB: &str = "digest.report";
+
+/// The idempotency key of one digest send: `digest:<period>:<contact>:<channel>`.
+pub fn send_key(period: Uuid, contact: Uuid, channel: &str) -> String {
+    format!("digest:{period}:{contact}:{channel}")
+}
+
+/// Publishes a `digest.report` job for `period` (confirmed), as an upstream app would: the digest
+/// worker builds the digest, or publishes it once approved.
+pub async fn enqueue_build(
+    publisher: &Publisher,
+    topology: &Topology,
+    period: Uuid,
+    owner: &str,
+    source: &str,
+    requested_at: DateTime<Utc>,
+) -> Result<(), PublishError> {
+    let job = serde_json::json!({
+        "report_period_id": period,
+        "owner": owner,
+        "source": source,
+        "requested_at": requested_at,
+    });
+    let body = job.to_string().into_bytes();
+    publisher
+        .publish(Outgoing {
+            exchange: &topology.digest_exchange(),
+            routing_key: REPORT_JOB,
+            body: &body,
+            ..Outgoing::default()
+        })
+        .await
+}
+
+/// Whether `key` has the shape of a digest send key (cheap, no database).
+pub fn is_send_key(key: &str) -> bool {
+    key.starts_with("digest:")
+}
+
+/// The decision on a digest send: `approved` when the request with `key` was handed over by a
+/// digest the owner approved (`approved` or `published`) and `hash` (the sender's
+/// [`approval_hash`](crate::approvals::approval_hash) of what it rendered) is exactly that
+/// digest's wording for the send's channel. `None` otherwise (not a digest send, a superseded
+/// digest, or other content): the sender then waits for an approval of the message itself.
+pub async fn send_clearance(
+    pool: &PgPool,
+    key: &str,
+    hash: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    if !is_send_key(key) {
+        return Ok(None);
+    }
+    let cleared: Option<bool> = sqlx::query_scalar(
+        "SELECT d.state IN ('approved', 'published')
+                AND CASE s.channel
+                        WHEN 'email' THEN comms.approval_hash(d.email_subject, d.email_body)
+                        ELSE comms.approval_hash(d.portal_subject, d.portal_body)
+                    END = $2
+         FROM comms.digest_sends s JOIN comms.digests d ON d.id = s.digest_id
+         WHERE s.idempotency_key = $1",
+    )
+    .bind(key)
+    .bind(hash)
+    .fetch_optional(pool)
+    .await?;
+    Ok(cleared.unwrap_or(false).then(|| "approved".to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_send_key_names_period_contact_and_channel() {
+        let (period, contact) = (Uuid::new_v4(), Uuid::new_v4());
+        let key = send_key(period, contact, "portal");
+        assert_eq!(key, format!("digest:{period}:{contact}:portal"));
+        assert!(is_send_key(&key));
+        assert!(!is_send_key("welcome-0001"));
+    }
+}

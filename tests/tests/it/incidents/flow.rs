@@ -39,14 +39,21 @@ async fn unverified_facts_pause_the_clients_until_the_owner_resumes_and_the_noti
     .expect("pause");
     assert!(reason.contains(&id.to_string()), "{reason}");
     assert_eq!((actor.as_str(), by), ("comms-incidents", Some(id)));
-    let task: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM comms.tasks WHERE owner = 'ana' AND state = 'open' AND title = $1",
-    )
-    .bind(format!("verify the facts of incident {id}"))
-    .fetch_one(f.pool())
-    .await
-    .expect("task");
-    assert_eq!(task, 1, "the owner is asked to verify the facts");
+    // The task is written after the pause: wait for it, then make sure there is exactly one.
+    let open_tasks = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM comms.tasks WHERE owner = 'ana' AND state = 'open' AND title = $1",
+        )
+        .bind(format!("verify the facts of incident {id}"))
+        .fetch_one(f.pool())
+        .await
+        .expect("task")
+    };
+    assert!(
+        eventually(WAIT, || async { open_tasks().await >= 1 }).await,
+        "the owner is asked to verify the facts"
+    );
+    assert_eq!(open_tasks().await, 1, "exactly one task");
 
     // An automated outreach send to the client is held.
     let mut outreach = sms_request("outreach-1", "+14150000001", client);

@@ -47,12 +47,7 @@ pub async fn enqueue_build(
 
 /// The body of a `digest.report` job for `period` (for publishers other than [`enqueue_build`]'s,
 /// such as the gateway's broker link).
-pub fn report_job(
-    period: Uuid,
-    owner: &str,
-    source: &str,
-    requested_at: DateTime<Utc>,
-) -> Vec<u8> {
+pub fn report_job(period: Uuid, owner: &str, source: &str, requested_at: DateTime<Utc>) -> Vec<u8> {
     serde_json::json!({
         "report_period_id": period,
         "owner": owner,

@@ -155,15 +155,14 @@ pub async fn approve(
     let Ok(digest) = id.parse::<Uuid>() else {
         return not_found(&operator);
     };
-    let approval =
-        match decide::approve(&state.inner().pool, digest, &operator.caller.name).await {
-            Ok(approval) => approval,
-            Err(DecideError::NotFound(_)) => return not_found(&operator),
-            Err(error) => {
-                let (status, problem) = refusal(&operator, &error);
-                return render_one(&state, &operator, &id, status, problem.as_deref()).await;
-            }
-        };
+    let approval = match decide::approve(&state.inner().pool, digest, &operator.caller.name).await {
+        Ok(approval) => approval,
+        Err(DecideError::NotFound(_)) => return not_found(&operator),
+        Err(error) => {
+            let (status, problem) = refusal(&operator, &error);
+            return render_one(&state, &operator, &id, status, problem.as_deref()).await;
+        }
+    };
     tracing::info!(api.key_name = %operator.caller.name, digest.id = %digest, "digest approved from the console");
     if enqueue(&state, &[approval.period_id], &approval.approved_by).await {
         see_other(&format!("/console/digests/{digest}"))

@@ -21,7 +21,7 @@ async fn signed_in(env: &TestEnv, name: &str, role: Role) -> Console {
     console
 }
 
-async fn client(env: &TestEnv, name: &str) -> Uuid {
+pub(super) async fn client(env: &TestEnv, name: &str) -> Uuid {
     sqlx::query_scalar("INSERT INTO comms.clients (name, owner) VALUES ($1, 'ana') RETURNING id")
         .bind(name)
         .fetch_one(&env.pool)
@@ -30,7 +30,7 @@ async fn client(env: &TestEnv, name: &str) -> Uuid {
 }
 
 /// An incident owned by ana, its facts verified, that paused `client`; with an internal note.
-async fn incident(env: &TestEnv, client: Uuid) -> Uuid {
+pub(super) async fn incident(env: &TestEnv, client: Uuid) -> Uuid {
     let id: Uuid = sqlx::query_scalar(
         "INSERT INTO comms.incidents (title, severity, state, owner, sequence, facts_verified,
                                       automation_paused)
@@ -202,7 +202,7 @@ async fn an_owner_resumes_an_incidents_automation_from_the_console() {
 }
 
 /// A closed report period of `client` (owner ana) for June 2026.
-async fn period(env: &TestEnv, client: Uuid) -> Uuid {
+pub(super) async fn period(env: &TestEnv, client: Uuid) -> Uuid {
     sqlx::query_scalar(
         "WITH r AS (INSERT INTO comms.reports (client_id, title, owner)
                     VALUES ($1, 'Monthly report', 'ana') RETURNING id)
@@ -216,7 +216,7 @@ async fn period(env: &TestEnv, client: Uuid) -> Uuid {
 }
 
 /// A digest of `period` waiting for ana's approval, handed to one contact by email.
-async fn digest(env: &TestEnv, client: Uuid, period: Uuid) -> Uuid {
+pub(super) async fn digest(env: &TestEnv, client: Uuid, period: Uuid) -> Uuid {
     let id: Uuid = sqlx::query_scalar(
         "INSERT INTO comms.digests (period_id, revision, client_id, owner, source, state, facts,
                                     email_subject, email_body, content_hash, built_at)

@@ -98,12 +98,8 @@ async fn incidents_are_listed_and_shown_without_internal_notes() {
     assert!(list.body.contains(&format!(
         "href=\"/console/incidents/{id}\">Portal outage</a>"
     )));
-    assert!(list.body.contains("<td>major</td>") && list.body.contains("<td>open</td>"));
-    assert!(
-        list.body.contains("<td>1</td>"),
-        "one affected client: {}",
-        list.body
-    );
+    let row = "<td>open</td>\n    <td>major</td>\n    <td>1</td>";
+    assert!(list.body.contains(row), "state, severity, 1 client");
     assert!(list.body.contains("paused</strong>"));
     assert!(
         list.body

@@ -34,13 +34,7 @@ pub async fn enqueue_build(
     source: &str,
     requested_at: DateTime<Utc>,
 ) -> Result<(), PublishError> {
-    let job = serde_json::json!({
-        "report_period_id": period,
-        "owner": owner,
-        "source": source,
-        "requested_at": requested_at,
-    });
-    let body = job.to_string().into_bytes();
+    let body = report_job(period, owner, source, requested_at);
     publisher
         .publish(Outgoing {
             exchange: &topology.digest_exchange(),
@@ -49,6 +43,19 @@ pub async fn enqueue_build(
             ..Outgoing::default()
         })
         .await
+}
+
+/// The body of a `digest.report` job for `period` (for publishers other than [`enqueue_build`]'s,
+/// such as the gateway's broker link).
+pub fn report_job(period: Uuid, owner: &str, source: &str, requested_at: DateTime<Utc>) -> Vec<u8> {
+    serde_json::json!({
+        "report_period_id": period,
+        "owner": owner,
+        "source": source,
+        "requested_at": requested_at,
+    })
+    .to_string()
+    .into_bytes()
 }
 
 /// Whether `key` has the shape of a digest send key (cheap, no database).

@@ -16,6 +16,9 @@ pub struct Digest {
     pub client_id: Uuid,
     pub client_name: String,
     pub report_title: String,
+    /// The report period the digest covers.
+    pub starts_on: chrono::NaiveDate,
+    pub ends_on: chrono::NaiveDate,
     pub owner: String,
     pub source: String,
     pub state: String,
@@ -63,7 +66,7 @@ pub struct DigestView {
 }
 
 const DIGEST: &str = "SELECT d.id, d.period_id, d.revision, d.client_id, c.name AS client_name,
-        r.title AS report_title, d.owner, d.source, d.state, d.blocked_reason, d.stale_caveat,
+        r.title AS report_title, p.starts_on, p.ends_on, d.owner, d.source, d.state, d.blocked_reason, d.stale_caveat,
         d.email_subject, d.email_body, d.portal_subject, d.portal_body, d.built_at,
         d.approved_by, d.on_behalf_of, d.approved_at, d.approval_seconds, d.published_at
     FROM comms.digests d

@@ -5,6 +5,7 @@
 
 mod actions;
 mod browser;
+mod records;
 mod session;
 mod speed;
 

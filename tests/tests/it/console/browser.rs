@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 
 use super::{Console, sender_paused};
 
+mod records;
+
 const PHONE: &str = "+14155552671";
 const AXE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -1,5 +1,5 @@
 //! The operator console at `/console`: the pause switch, queues, approvals, tasks, any message's
-//! timeline and the dead letters, in a browser (docs/console.md).
+//! timeline, the dead letters, incidents and digests, in a browser (docs/console.md).
 //!
 //! Server-rendered HTML from embedded minijinja templates, one module per page, with one small
 //! committed script (the home page's live refresh) and no front-end build. It calls the same code
@@ -13,7 +13,9 @@
 mod approvals;
 mod confirm;
 mod dead;
+mod digests;
 mod home;
+mod incidents;
 mod login;
 mod messages;
 mod pause;
@@ -66,6 +68,19 @@ pub fn router() -> Router<GatewayState> {
         )
         .route("/console/messages/{reference}", get(messages::one))
         .route("/console/dead", get(dead::page))
+        .route("/console/incidents", get(incidents::page))
+        .route("/console/incidents/{id}", get(incidents::one))
+        .route(
+            "/console/incidents/{id}/resume-automation",
+            post(incidents::resume_automation),
+        )
+        .route("/console/digests", get(digests::page))
+        .route("/console/digests/{id}", get(digests::one))
+        .route("/console/digests/{id}/approve", post(digests::approve))
+        .route(
+            "/console/digests/clients/{client}/release",
+            post(digests::release),
+        )
         .route("/console/static/console.css", get(css))
         .route("/console/static/console.js", get(js))
         .layer(axum::middleware::map_response(secure))

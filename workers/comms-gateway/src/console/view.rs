@@ -42,6 +42,10 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         "messages.html",
         "message.html",
         "dead.html",
+        "incidents.html",
+        "incident.html",
+        "digests.html",
+        "digest.html",
     );
     env.add_filter("when", when);
     env.add_filter("ago", ago);
@@ -206,7 +210,7 @@ mod tests {
         }
         assert_eq!(
             TEMPLATES.templates().count(),
-            12,
+            16,
             "a template failed to parse"
         );
     }

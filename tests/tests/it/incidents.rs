@@ -18,3 +18,6 @@ mod api;
 
 #[path = "incidents/portal.rs"]
 mod portal;
+
+#[path = "incidents/clients.rs"]
+mod clients;

@@ -94,10 +94,11 @@ impl SendHandler {
         }
 
         let t = stage("record", t);
-        let client_id = match preflight::record_client(&self.pool, request).await? {
-            Ok(client_id) => client_id,
-            Err(refusal) => return outcomes::block(self, &message, refusal).await,
-        };
+        let client_id =
+            match preflight::record_client(&self.pool, request, message.contact_id).await? {
+                Ok(client_id) => client_id,
+                Err(refusal) => return outcomes::block(self, &message, refusal).await,
+            };
         if let Err(refusal) = preflight::consent(
             &self.pool,
             &message,

@@ -21,10 +21,16 @@ pub struct Refusal {
     pub next_action: &'static str,
 }
 
-/// Looks the attached record up; returns the client it belongs to, or a refusal.
+/// Looks the attached record up; returns the client the message belongs to, or a refusal.
+///
+/// That is the record's client, except for an incident: one incident affects many clients, so a
+/// message attached to it belongs to its recipient contact's client (the incident's own
+/// `client_id`, its first client, only when the contact belongs to none). Client-scoped pauses
+/// and `portal.delivery_status` then see each affected client's own messages.
 pub async fn record_client(
     pool: &PgPool,
     request: &ValidSendRequest,
+    contact_id: Uuid,
 ) -> Result<Result<Option<Uuid>, Refusal>, sqlx::Error> {
     let id = request.record.id;
     let sql = match request.record.record_type {
@@ -32,13 +38,17 @@ pub async fn record_client(
         RecordType::Lead => "SELECT client_id FROM comms.leads WHERE id = $1",
         RecordType::Project => "SELECT client_id FROM comms.projects WHERE id = $1",
         RecordType::Report => "SELECT client_id FROM comms.reports WHERE id = $1",
-        RecordType::Incident => "SELECT client_id FROM comms.incidents WHERE id = $1",
+        RecordType::Incident => {
+            "SELECT COALESCE((SELECT client_id FROM comms.contacts WHERE id = $2), client_id)
+             FROM comms.incidents WHERE id = $1"
+        }
         RecordType::Approval => "SELECT client_id FROM comms.approvals WHERE id = $1",
     };
-    let found: Option<Option<Uuid>> = sqlx::query_scalar(sql)
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+    let mut query = sqlx::query_scalar(sql).bind(id);
+    if request.record.record_type == RecordType::Incident {
+        query = query.bind(contact_id);
+    }
+    let found: Option<Option<Uuid>> = query.fetch_optional(pool).await?;
     Ok(found.ok_or_else(|| Refusal {
         code: "record_not_found",
         detail: format!("{} {id} does not exist", request.record.record_type),

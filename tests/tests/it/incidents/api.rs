@@ -105,7 +105,8 @@ async fn oncall_declares_verifies_and_resolves_and_only_the_owner_resumes_over_h
     assert_eq!(resumed.status(), 200);
     let resumed: Value = resumed.json().await.expect("json");
     assert_eq!(resumed["resumed"]["clients"], json!([client]));
-    assert!(!paused().await, "the owner's decision lifts the pause");
+    let lifted = eventually(WAIT, || async { !paused().await }).await;
+    assert!(lifted, "the owner's decision lifts the pause");
 
     let resolved = post(
         format!("/{id}/resolve"),

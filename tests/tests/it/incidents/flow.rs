@@ -4,9 +4,7 @@ use comms_shared::approvals::Decision;
 use comms_shared::pause::Scope;
 use comms_tests::eventually;
 use comms_tests::fleet::sms_request;
-use secrecy::ExposeSecret;
 use serde_json::json;
-use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use super::setup::{IncidentFleet, WAIT, incident};
@@ -21,14 +19,7 @@ async fn unverified_facts_pause_the_clients_until_the_owner_resumes_and_the_noti
     f.event("incident.declared", &incident(id, 1, false, &[client]))
         .await;
     // The client is paused by the incident, with a reason naming it; the owner has a task.
-    let paused = eventually(WAIT, || async {
-        f.fleet
-            .switch
-            .active()
-            .iter()
-            .any(|p| p.scope == Scope::Client(client))
-    })
-    .await;
+    let paused = f.client_paused(client).await;
     assert!(paused, "the affected client is paused");
     let (reason, actor, by): (String, String, Option<Uuid>) = sqlx::query_as(
         "SELECT reason, actor, incident_id FROM comms.pauses WHERE scope = 'client' AND scope_value = $1",
@@ -39,21 +30,19 @@ async fn unverified_facts_pause_the_clients_until_the_owner_resumes_and_the_noti
     .expect("pause");
     assert!(reason.contains(&id.to_string()), "{reason}");
     assert_eq!((actor.as_str(), by), ("comms-incidents", Some(id)));
-    // The task is written after the pause: wait for it, then make sure there is exactly one.
-    let open_tasks = || async {
-        sqlx::query_scalar::<_, i64>(
+    // The worker opens the task right after pausing the clients: wait for it, bounded.
+    let task = eventually(WAIT, || async {
+        let open: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM comms.tasks WHERE owner = 'ana' AND state = 'open' AND title = $1",
         )
         .bind(format!("verify the facts of incident {id}"))
         .fetch_one(f.pool())
         .await
-        .expect("task")
-    };
-    assert!(
-        eventually(WAIT, || async { open_tasks().await >= 1 }).await,
-        "the owner is asked to verify the facts"
-    );
-    assert_eq!(open_tasks().await, 1, "exactly one task");
+        .expect("task");
+        open == 1
+    })
+    .await;
+    assert!(task, "the owner is asked to verify the facts");
 
     // An automated outreach send to the client is held.
     let mut outreach = sms_request("outreach-1", "+14150000001", client);
@@ -121,13 +110,7 @@ async fn unverified_facts_pause_the_clients_until_the_owner_resumes_and_the_noti
     assert_eq!(to_outreach, 1, "released once");
 
     // The portal role sees the approved, client-safe update and nothing internal.
-    let mut portal = PgConnection::connect(f.fleet.env.settings.database.url.expose_secret())
-        .await
-        .expect("connect");
-    sqlx::query("SET ROLE comms_portal")
-        .execute(&mut portal)
-        .await
-        .expect("role");
+    let mut portal = f.portal().await;
     let visible: Vec<serde_json::Value> =
         sqlx::query_scalar("SELECT to_jsonb(v) FROM portal.incident_notices v")
             .fetch_all(&mut portal)

@@ -3,8 +3,6 @@
 
 use comms_shared::approvals::Decision;
 use comms_tests::eventually;
-use secrecy::ExposeSecret;
-use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use super::setup::{IncidentFleet, WAIT, incident};
@@ -25,13 +23,7 @@ async fn every_affected_client_sees_its_approved_notice_in_the_portal() {
     let sent = eventually(WAIT, || async { f.notices(id, "sent").await == 9 }).await;
     assert!(sent, "every notice went out");
 
-    let mut portal = PgConnection::connect(f.fleet.env.settings.database.url.expose_secret())
-        .await
-        .expect("connect");
-    sqlx::query("SET ROLE comms_portal")
-        .execute(&mut portal)
-        .await
-        .expect("role");
+    let mut portal = f.portal().await;
     let rows: Vec<(Uuid, Option<Uuid>, String)> = sqlx::query_as(
         "SELECT incident_id, client_id, body FROM portal.incident_notices ORDER BY client_id",
     )

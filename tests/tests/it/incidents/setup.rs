@@ -5,12 +5,14 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use comms_shared::approvals::{self, Decision};
+use comms_shared::pause::Scope;
 use comms_shared::runtime::Runtime;
 use comms_shared::shutdown::Shutdown;
 use comms_tests::eventually;
 use comms_tests::fleet::SendFleet;
 use secrecy::ExposeSecret;
 use serde_json::json;
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -233,6 +235,29 @@ impl IncidentFleet {
             .await
             .expect("republish");
         }
+    }
+
+    /// Whether the sender's pause switch has a pause of `client` (bounded wait).
+    pub async fn client_paused(&self, client: Uuid) -> bool {
+        eventually(WAIT, || async {
+            self.fleet
+                .switch
+                .active()
+                .iter()
+                .any(|p| p.scope == Scope::Client(client))
+        })
+        .await
+    }
+
+    /// A connection as the portal role, which sees only the `portal` views.
+    pub async fn portal(&self) -> PgConnection {
+        let url = self.fleet.env.settings.database.url.expose_secret();
+        let mut portal = PgConnection::connect(url).await.expect("connect");
+        sqlx::query("SET ROLE comms_portal")
+            .execute(&mut portal)
+            .await
+            .expect("role");
+        portal
     }
 
     /// Incident notices by delivery state.

@@ -20,7 +20,7 @@ mod write;
 
 use std::collections::{HashMap, HashSet};
 
-use comms_shared::contract::{Channel, Kind, ValidSendRequest};
+use comms_shared::contract::{Channel, Kind, RecordType, ValidSendRequest};
 use comms_shared::db_error;
 use comms_shared::pause::switch::Verdict;
 use comms_shared::runtime::{Handler, Incoming, Outcome};
@@ -76,8 +76,11 @@ pub async fn handle(handler: &SendHandler, deliveries: &[Incoming]) -> Vec<Outco
 }
 
 /// A request the group path may decide: none of the rules that need the one-message path apply.
+/// A message attached to an incident is not one: its client is its contact's, not the record's
+/// ([`preflight::record_client`]), which the group's record lookup does not know.
 fn ordinary(request: &ValidSendRequest, now: chrono::DateTime<chrono::Utc>) -> bool {
     matches!(request.channel, Channel::Sms | Channel::Email)
+        && request.record.record_type != RecordType::Incident
         && !matches!(request.kind, Kind::Outreach | Kind::ReviewRequest)
         && !preflight::needs_approval(request)
         && !portal_safe::applies(request)

@@ -257,12 +257,17 @@ async fn publish(settings: &Settings, prepared: &Prepared) -> anyhow::Result<()>
 async fn wait_applied(pool: &PgPool, prepared: &Prepared) -> anyhow::Result<bool> {
     let deadline = tokio::time::Instant::now() + APPLY_WAIT;
     loop {
-        let sequence: Option<i64> =
-            sqlx::query_scalar("SELECT sequence FROM comms.incidents WHERE id = $1")
+        // Applied means its effects are visible: the sequence taken and, for a resolution, the
+        // incident resolved (the worker records that right after the sequence).
+        let found: Option<(i64, String)> =
+            sqlx::query_as("SELECT sequence, state FROM comms.incidents WHERE id = $1")
                 .bind(prepared.event.incident_id)
                 .fetch_optional(pool)
                 .await?;
-        if sequence.is_some_and(|s| s >= prepared.event.sequence) {
+        let resolving = prepared.kind == EventType::Resolved;
+        if found.is_some_and(|(sequence, state)| {
+            sequence >= prepared.event.sequence && (!resolving || state == "resolved")
+        }) {
             return Ok(true);
         }
         if tokio::time::Instant::now() >= deadline {

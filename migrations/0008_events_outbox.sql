@@ -32,6 +32,25 @@ LANGUAGE sql STABLE AS $$
     SELECT COALESCE((SELECT app FROM comms.api_submissions WHERE idempotency_key = key), source)
 $$;
 
+-- What every event says about its message: ids, states, reasons and attempts, never the body, the
+-- address or the contact's name. NULL for an event without a message.
+CREATE FUNCTION comms.event_message(m comms.messages) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN m.id IS NULL THEN NULL ELSE jsonb_build_object(
+        'id', m.id,
+        'idempotency_key', m.idempotency_key,
+        'channel', m.channel,
+        'kind', m.kind,
+        'record', jsonb_build_object('type', m.record_type, 'id', m.record_id),
+        'owner', m.owner,
+        'source', m.source,
+        'delivery_state', m.delivery_state,
+        'reply_state', m.reply_state,
+        'opt_out_state', m.opt_out_state,
+        'failure_reason', m.failure_reason,
+        'next_action', m.next_action,
+        'attempts', m.attempt_count) END
+$$;
+
 -- One `message.<event_type>` event per timeline entry. Statement-level with a transition table,
 -- so a group's set-based insert costs one more statement, not one per row. No personal content:
 -- ids, states, reasons and times only (never the body, the address or the contact's name).
@@ -45,21 +64,9 @@ BEGIN
                'type', 'message.' || s.event_type,
                'occurred_at', s.occurred_at,
                'app', comms.message_app(m.idempotency_key, m.source),
-               'message', CASE WHEN m.id IS NULL THEN NULL ELSE jsonb_build_object(
-                   'id', m.id,
-                   'idempotency_key', m.idempotency_key,
-                   'channel', m.channel,
-                   'kind', m.kind,
-                   'record', jsonb_build_object('type', m.record_type, 'id', m.record_id),
-                   'owner', m.owner,
-                   'source', m.source,
-                   'delivery_state', m.delivery_state,
-                   'reply_state', m.reply_state,
-                   'opt_out_state', m.opt_out_state,
-                   'failure_reason', m.failure_reason,
-                   'next_action', m.next_action,
-                   'attempts', m.attempt_count) END,
+               'message', comms.event_message(m),
                'task', NULL,
+               'incident', NULL,
                'reason', s.reason)
     FROM (SELECT gen_random_uuid() AS event_id, n.* FROM new_events n) s
     LEFT JOIN comms.messages m ON m.id = s.message_id
@@ -90,20 +97,7 @@ BEGIN
             'type', event,
             'occurred_at', now(),
             'app', CASE WHEN m.id IS NULL THEN NULL ELSE comms.message_app(m.idempotency_key, m.source) END,
-            'message', CASE WHEN m.id IS NULL THEN NULL ELSE jsonb_build_object(
-                'id', m.id,
-                'idempotency_key', m.idempotency_key,
-                'channel', m.channel,
-                'kind', m.kind,
-                'record', jsonb_build_object('type', m.record_type, 'id', m.record_id),
-                'owner', m.owner,
-                'source', m.source,
-                'delivery_state', m.delivery_state,
-                'reply_state', m.reply_state,
-                'opt_out_state', m.opt_out_state,
-                'failure_reason', m.failure_reason,
-                'next_action', m.next_action,
-                'attempts', m.attempt_count) END,
+            'message', comms.event_message(m),
             'task', jsonb_build_object(
                 'id', t.id,
                 'owner', t.owner,
@@ -113,6 +107,7 @@ BEGIN
                 'due_at', t.due_at,
                 'record', CASE WHEN t.record_type IS NULL THEN NULL
                                ELSE jsonb_build_object('type', t.record_type, 'id', t.record_id) END),
+            'incident', NULL,
             'reason', t.reason));
 END $$;
 

@@ -112,8 +112,9 @@ async fn commsctl_declares_verifies_resumes_and_resolves_an_incident() {
     )
     .await
     .expect("resume");
+    // The decision is committed; the sender's switch hears of it by notification or its poll.
     assert!(
-        !incident_paused(&f, client, id).await,
+        eventually(WAIT, || async { !incident_paused(&f, client, id).await }).await,
         "the decision lifts it"
     );
     let audited: i64 = sqlx::query_scalar(

@@ -67,6 +67,7 @@ BEGIN
                'message', comms.event_message(m),
                'task', NULL,
                'incident', NULL,
+               'digest', NULL,
                'reason', s.reason)
     FROM (SELECT gen_random_uuid() AS event_id, n.* FROM new_events n) s
     LEFT JOIN comms.messages m ON m.id = s.message_id
@@ -108,6 +109,7 @@ BEGIN
                 'record', CASE WHEN t.record_type IS NULL THEN NULL
                                ELSE jsonb_build_object('type', t.record_type, 'id', t.record_id) END),
             'incident', NULL,
+            'digest', NULL,
             'reason', t.reason));
 END $$;
 

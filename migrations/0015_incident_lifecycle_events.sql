@@ -30,6 +30,7 @@ BEGIN
                 'clients', COALESCE((SELECT jsonb_agg(c.client_id ORDER BY c.client_id)
                                        FROM comms.incident_clients c
                                       WHERE c.incident_id = NEW.incident_id), '[]'::jsonb)),
+            'digest', NULL,
             'reason', NULL));
     RETURN NULL;
 END $$;

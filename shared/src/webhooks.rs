@@ -24,7 +24,7 @@ pub enum WebhookError {
     )]
     ForbiddenAddress { host: String, address: IpAddr },
     #[error(
-        "events: `{0}` is not an event type (message.<event>, task.opened|overdue|closed, incident.<event>, or *)"
+        "events: `{0}` is not an event type (message.<event>, task.opened|overdue|closed, incident.<event>, digest.<event>, or *)"
     )]
     UnknownEvent(String),
     #[error("{0}")]
@@ -119,6 +119,12 @@ pub async fn check_url(url: &str, allow_private: bool) -> Result<CheckedUrl, Web
 pub fn valid_event_type(name: &str) -> bool {
     if name == "*" {
         return true;
+    }
+    if let Some(event) = name.strip_prefix("digest.") {
+        return matches!(
+            event,
+            "built" | "blocked" | "approved" | "published" | "superseded"
+        );
     }
     if let Some(event) = name.strip_prefix("incident.") {
         return matches!(

@@ -38,7 +38,8 @@ pub struct LifecycleEvent {
     /// Unique per event; a consumer that sees an id twice drops the second copy.
     pub event_id: Uuid,
     /// `message.<event>` (e.g. `message.delivered`), `task.opened|overdue|closed` or
-    /// `incident.declared|updated|facts_verified|resolved`; also the routing key on `comms.events`.
+    /// `incident.declared|updated|facts_verified|resolved` or `digest.built|blocked|approved|published|superseded`;
+    /// also the routing key on `comms.events`.
     #[serde(rename = "type")]
     pub event_type: String,
     pub occurred_at: DateTime<Utc>,
@@ -51,6 +52,8 @@ pub struct LifecycleEvent {
     pub task: Option<TaskSnapshot>,
     #[serde(deserialize_with = "Option::deserialize")]
     pub incident: Option<IncidentSnapshot>,
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub digest: Option<DigestSnapshot>,
     #[serde(deserialize_with = "Option::deserialize")]
     pub reason: Option<String>,
 }
@@ -89,6 +92,19 @@ pub struct TaskSnapshot {
     pub due_at: Option<DateTime<Utc>>,
     #[serde(deserialize_with = "Option::deserialize")]
     pub record: Option<RecordRef>,
+}
+
+/// A report digest, for `digest.*` events: never its content or figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestSnapshot {
+    pub id: Uuid,
+    pub period_id: Uuid,
+    pub revision: i32,
+    pub client_id: Uuid,
+    pub state: String,
+    pub owner: String,
+    pub source: String,
 }
 
 /// An incident, for `incident.*` events: never its title or internal summary.

@@ -40,6 +40,10 @@ fn full_event() -> Value {
         "incident": {
             "id": ID, "sequence": 3, "severity": "major", "facts_verified": true, "owner": "ana",
             "source": "statuspage", "clients": [ID]
+        },
+        "digest": {
+            "id": ID, "period_id": ID, "revision": 1, "client_id": ID, "state": "approved",
+            "owner": "ana", "source": "schedule"
         }
     })
 }
@@ -56,6 +60,8 @@ fn the_rust_event_writes_exactly_the_schemas_keys() {
     assert_eq!(keys(&written["task"]), keys(&task["properties"]));
     let incident = &schema["properties"]["incident"]["oneOf"][1];
     assert_eq!(keys(&written["incident"]), keys(&incident["properties"]));
+    let digest = &schema["properties"]["digest"]["oneOf"][1];
+    assert_eq!(keys(&written["digest"]), keys(&digest["properties"]));
     assert_eq!(schema["properties"]["schema"]["const"], json!(EVENT_V1));
 }
 

@@ -308,3 +308,60 @@ async fn an_accepted_incident_event_becomes_an_incident_event_naming_its_clients
     assert!(!rows[0].1.to_string().contains("db-7"), "never the title");
     env.teardown().await;
 }
+
+#[tokio::test]
+async fn a_digests_state_changes_become_digest_events() {
+    let env = TestEnv::new().await;
+    let period: Uuid = sqlx::query_scalar(
+        "WITH c AS (INSERT INTO comms.clients (name, owner) VALUES ('Acme', 'ana') RETURNING id),
+              r AS (INSERT INTO comms.reports (client_id, title, owner) SELECT id, 'March', 'ana' FROM c RETURNING id)
+         INSERT INTO comms.report_periods (report_id, starts_on, ends_on, state)
+         SELECT id, '2026-03-01', '2026-03-31', 'closed' FROM r RETURNING id",
+    )
+    .fetch_one(&env.pool)
+    .await
+    .expect("period");
+    let digest: Uuid = sqlx::query_scalar(
+        "INSERT INTO comms.digests (period_id, revision, client_id, owner, source, state, facts,
+             content_hash, built_at)
+         SELECT p.id, 1, r.client_id, 'ana', 'schedule', 'awaiting_approval', '{\"revenue\": 1234}',
+             repeat('a', 64), now()
+         FROM comms.report_periods p JOIN comms.reports r ON r.id = p.report_id WHERE p.id = $1
+         RETURNING id",
+    )
+    .bind(period)
+    .fetch_one(&env.pool)
+    .await
+    .expect("digest");
+    sqlx::query("UPDATE comms.digests SET state = 'approved', approved_by = 'ana', approved_at = now() WHERE id = $1")
+        .bind(digest)
+        .execute(&env.pool)
+        .await
+        .expect("approve");
+    sqlx::query("UPDATE comms.digests SET approved_by = 'ana' WHERE id = $1")
+        .bind(digest)
+        .execute(&env.pool)
+        .await
+        .expect("an update that changes no state");
+
+    let rows: Vec<(String, serde_json::Value)> =
+        sqlx::query_as("SELECT routing_key, payload FROM comms.event_outbox ORDER BY id")
+            .fetch_all(&env.pool)
+            .await
+            .expect("outbox");
+    let keys: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["digest.built", "digest.approved"],
+        "one event per state change"
+    );
+    let event: LifecycleEvent =
+        serde_json::from_value(rows[1].1.clone()).expect("a comms.event.v1");
+    let snapshot = event.digest.expect("the digest");
+    assert_eq!(
+        (snapshot.id, snapshot.period_id, snapshot.state.as_str()),
+        (digest, period, "approved")
+    );
+    assert!(!rows[1].1.to_string().contains("1234"), "never the figures");
+    env.teardown().await;
+}

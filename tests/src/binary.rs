@@ -9,7 +9,7 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The command-line tests of a worker binary, for its crate's `tests/cli.rs` (after
 /// `#[macro_use] mod binary;`): `--help`/`--version`, unknown arguments, `--check-config`.
@@ -65,17 +65,20 @@ pub fn run_command(mut command: Command) -> Ran {
         .stderr(file(&err_path))
         .spawn()
         .expect("the binary starts");
-    let started = Instant::now();
-    let code = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status.code();
+    // The child is waited for on a thread of its own, so the deadline is a receive timeout on
+    // its exit status, not a polling loop.
+    let pid = child.id();
+    let (exited, exit) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = exited.send(child.wait().ok().and_then(|status| status.code()));
+    });
+    let code = match exit.recv_timeout(DEADLINE) {
+        Ok(code) => code,
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            let _ = exit.recv();
+            None
         }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     };
     let read = |path: &PathBuf| {
         let text = std::fs::read_to_string(path).unwrap_or_default();

@@ -87,25 +87,17 @@ impl PrivateBroker {
         broker
     }
 
-    /// Waits until the node runs and accepts work. A node just started detached is not known to
-    /// `rabbitmqctl` for a moment (it has not registered with epmd yet), so this asks again until
-    /// it answers, for at most two minutes.
+    /// Waits until the node runs and accepts work. `rabbitmqctl wait <pid file>` blocks until the
+    /// node has written its pid file and finished booting (a node just started detached is not
+    /// yet known to `rabbitmqctl await_startup`), with its own timeout.
     fn await_startup(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        loop {
-            let ready = self
-                .command(&["await_startup", "--timeout", "60"])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if ready {
-                return;
-            }
-            if std::time::Instant::now() >= deadline {
-                self.ctl(&["await_startup", "--timeout", "5"]);
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(250));
-        }
+        let pid_file = self.pid_file().to_string_lossy().into_owned();
+        self.ctl(&["wait", &pid_file, "--timeout", "120"]);
+        self.ctl(&["await_startup", "--timeout", "120"]);
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.join("mnesia").join(format!("{}.pid", self.node))
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -148,16 +140,11 @@ impl Drop for PrivateBroker {
     /// Stops the node, and makes sure it is gone even when `rabbitmqctl` cannot reach it (a node
     /// that never finished starting): its own pid file names the process to kill.
     fn drop(&mut self) {
-        let pid_file = self.dir.join("mnesia").join(format!("{}.pid", self.node));
-        let pid = std::fs::read_to_string(&pid_file).ok();
-        let stopped = (0..3).any(|attempt| {
-            if attempt > 0 {
-                std::thread::sleep(std::time::Duration::from_secs(1));
-            }
-            self.command(&["stop"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
+        let pid = std::fs::read_to_string(self.pid_file()).ok();
+        let stopped = self
+            .command(&["stop"])
+            .output()
+            .is_ok_and(|o| o.status.success());
         if !stopped && let Some(pid) = pid.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
             let _ = Command::new("kill").args(["-9", pid]).status();
         }

@@ -2,7 +2,9 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help build fmt fmt-check lint test ci run migrate services sandbox status bench deploy-check console-speed console-e2e console-screenshots
+FUZZ_CASES ?= 20000
+
+.PHONY: fuzz help build fmt fmt-check lint test ci run migrate services sandbox status bench deploy-check console-speed console-e2e console-screenshots
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -38,6 +40,10 @@ run: migrate ## Run the whole fleet (and the sandbox provider) in one process, l
 
 sandbox: ## Run only the sandbox provider on 127.0.0.1:8025
 	$(CARGO) run --locked -p comms-sandbox
+
+fuzz: services ## Long fuzz run: FUZZ_CASES (20000) cases per property, and the 10,000-input bad-request corpus twice over
+	FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --locked --release -p comms-tests --test fuzz
+	CORPUS_SIZE=10000 $(CARGO) test --locked --release -p comms-tests --test it bad_input::corpus
 
 BENCH_BINS := -p comms-bench -p comms-sender -p comms-sandbox -p comms-gateway -p comms-status -p comms-events
 

@@ -9,6 +9,7 @@ pub mod binary;
 pub mod fleet;
 pub mod log_events;
 pub mod logs;
+pub mod malformed;
 pub mod private_broker;
 pub mod proxy;
 pub mod smtp_sink;

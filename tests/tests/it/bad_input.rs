@@ -3,6 +3,7 @@
 //! `comms.dead`), while its neighbours go out without a retry; a refusal names the field and
 //! what it expected but never repeats the value; a request on another channel's queue is refused.
 
+mod corpus;
 mod personal;
 mod poison;
 mod routing;

@@ -18,12 +18,13 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use comms_shared::amqp::Outgoing;
 use comms_shared::contract::{
     CONTENT_TYPE, REASON_PAYLOAD_TOO_LARGE, RequestErrors, canonical_bytes, parse_send_request,
 };
+use comms_shared::webhook_body::{self, Format};
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
 use uuid::Uuid;
@@ -70,8 +71,22 @@ fn refused(errors: &RequestErrors, key_name: &str) -> Response {
 pub async fn enqueue(
     State(state): State<GatewayState>,
     auth: Authorized<Enqueue>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    // The body is read as JSON only when the caller says it is JSON: a form or text body that
+    // happens to parse would otherwise be accepted as something its sender did not mean.
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|value| value.to_str().unwrap_or("(not text)"));
+    if let Err(error) = webhook_body::format(content_type, &[Format::Json]) {
+        count("invalid");
+        return reply::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            error.code(),
+            &error.to_string(),
+        );
+    }
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {

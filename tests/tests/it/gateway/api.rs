@@ -124,6 +124,7 @@ async fn an_invalid_request_is_422_with_every_field_error() {
         .http
         .post(format!("{}/v1/messages", gw.url))
         .header("authorization", &auth)
+        .header("content-type", "application/json")
         .body("{nope")
         .send()
         .await

@@ -9,16 +9,17 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::{FutureExt, StreamExt};
 use lapin::Acker;
 use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
+use secrecy::ExposeSecret;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use super::reconnect;
 use super::settle::settle;
 use super::{Handler, Incoming, Outcome, RETRY_HEADER, Runtime};
 use crate::amqp::{self, Publisher, header_u32};
@@ -42,7 +43,9 @@ pub async fn run_consumer<H: Handler>(
 ) {
     let metrics = crate::metrics::consumer();
     let check = super::consumer_check(&queue.name);
-    let mut backoff = new_backoff();
+    let max_delay = runtime.settings.consumer.reconnect_max_delay;
+    let broker = reconnect::broker_address(runtime.settings.amqp.url.expose_secret());
+    let mut backoff = reconnect::backoff(max_delay);
     loop {
         if shutdown.is_cancelled() {
             break;
@@ -59,13 +62,20 @@ pub async fn run_consumer<H: Handler>(
                     .set(&check, false, format!("reconnecting: {error}"));
                 // A session that ran for a while was healthy: start the backoff over.
                 if started.elapsed() > Duration::from_secs(30) {
-                    backoff = new_backoff();
+                    backoff = reconnect::backoff(max_delay);
                 }
-                let delay = backoff.next().unwrap_or(Duration::from_secs(30));
-                tracing::warn!(queue.name = %queue.name, %error, retry.in_ms = delay.as_millis() as u64, "consumer lost; reconnecting");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(delay) => {}
+                let delay = backoff.next().unwrap_or(max_delay);
+                let down = match &broker {
+                    Some(address) => !reconnect::answers(address).await,
+                    None => false,
+                };
+                tracing::warn!(queue.name = %queue.name, %error, retry.in_ms = delay.as_millis() as u64, broker.down = down, "consumer lost; reconnecting");
+                match reconnect::wait(broker.as_deref(), down, delay, &shutdown).await {
+                    reconnect::WaitEnd::Shutdown => break,
+                    reconnect::WaitEnd::BrokerBack => {
+                        tracing::info!(queue.name = %queue.name, "broker answers again; reconnecting now");
+                    }
+                    reconnect::WaitEnd::Elapsed => {}
                 }
             }
         }
@@ -73,15 +83,6 @@ pub async fn run_consumer<H: Handler>(
     metrics.connected.with_label_values(&[&queue.name]).set(0);
     runtime.health.set(&check, false, "stopped");
     tracing::info!(queue.name = %queue.name, "consumer stopped");
-}
-
-fn new_backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(30))
-        .with_jitter()
-        .without_max_times()
-        .build()
 }
 
 async fn session<H: Handler>(

@@ -8,6 +8,7 @@
 //! an outage with capped jittered backoff, and drain in-flight work on shutdown.
 
 mod consumer;
+pub mod reconnect;
 mod settle;
 mod standalone;
 

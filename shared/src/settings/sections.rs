@@ -119,6 +119,10 @@ pub struct ConsumerSettings {
     /// How long in-flight messages may finish after SIGTERM before they are returned.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// The longest wait between two reconnects to the broker (and a broker that refused
+    /// connections is probed meanwhile, so its return ends the wait at once).
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max_delay: Duration,
 }
 
 impl Default for ConsumerSettings {
@@ -129,6 +133,7 @@ impl Default for ConsumerSettings {
             batch_max: 32,
             max_retries: 12,
             shutdown_grace: Duration::from_secs(20),
+            reconnect_max_delay: Duration::from_secs(5),
         }
     }
 }

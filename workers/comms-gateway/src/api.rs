@@ -18,7 +18,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use comms_shared::amqp::Outgoing;
 use comms_shared::contract::{
@@ -26,6 +26,7 @@ use comms_shared::contract::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::{Authorized, Enqueue};
@@ -66,9 +67,26 @@ fn refused(errors: &RequestErrors, key_name: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `POST /v1/messages`
+/// `POST /v1/messages`, in the span that starts the message's trace: a child of the caller's
+/// W3C `traceparent` header when it sent one, else a new trace. The published request carries
+/// this span's context, so the sender continues it.
 pub async fn enqueue(
     State(state): State<GatewayState>,
+    auth: Authorized<Enqueue>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let span = tracing::info_span!(
+        "enqueue",
+        otel.kind = "server",
+        api.key_name = %auth.caller.name,
+    );
+    comms_shared::trace_context::set_parent_from_http(&headers, &span);
+    submit(state, auth, body).instrument(span).await
+}
+
+async fn submit(
+    state: GatewayState,
     auth: Authorized<Enqueue>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {

@@ -112,6 +112,77 @@ pub fn consumer() -> &'static ConsumerMetrics {
     &METRICS
 }
 
+/// The delivery states a message does not leave: where its life (and its enqueue-to-final time)
+/// ends.
+pub const FINAL_STATES: [&str; 4] = ["delivered", "undelivered", "failed", "blocked"];
+
+/// Metrics of a message's life, observed by whichever worker makes the move they measure.
+pub struct LifecycleMetrics {
+    /// Seconds from a message being recorded to its final state, by channel and final state.
+    pub enqueue_to_final_seconds: HistogramVec,
+    /// Seconds a dispatch waited for the rate limit (local pacing and fleet budget), by channel.
+    pub rate_limit_wait_seconds: HistogramVec,
+}
+
+fn histogram_with(name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    register(
+        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+            .unwrap_or_else(|e| panic!("metric {name} is malformed: {e}")),
+    )
+}
+
+pub fn lifecycle() -> &'static LifecycleMetrics {
+    static METRICS: LazyLock<LifecycleMetrics> = LazyLock::new(|| LifecycleMetrics {
+        // From seconds (a delivered SMS) to a day (an approval that waited, then expired).
+        enqueue_to_final_seconds: histogram_with(
+            "comms_enqueue_to_final_seconds",
+            "Time from a message being recorded to its final delivery state, by channel and state",
+            &["channel", "state"],
+            vec![
+                0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0,
+            ],
+        ),
+        // From nothing (a token was there) to the seconds a saturated limit makes a dispatch wait.
+        rate_limit_wait_seconds: histogram_with(
+            "comms_rate_limit_wait_seconds",
+            "Time a dispatch waited for its channel's rate limit",
+            &["channel"],
+            vec![
+                0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ],
+        ),
+    });
+    &METRICS
+}
+
+/// A channel as a label value: one of the contract's channels, anything else `other`.
+fn channel_label(channel: &str) -> &str {
+    match channel {
+        "sms" | "email" | "portal" => channel,
+        _ => "other",
+    }
+}
+
+/// Observes a message of `channel`, recorded at `created_at`, moving to `state`, if that state
+/// is final ([`FINAL_STATES`]); other states are not observed.
+pub fn observe_final(channel: &str, state: &str, created_at: chrono::DateTime<chrono::Utc>) {
+    if let Some(state) = FINAL_STATES.iter().find(|s| **s == state) {
+        let seconds = (chrono::Utc::now() - created_at).num_milliseconds().max(0) as f64 / 1000.0;
+        lifecycle()
+            .enqueue_to_final_seconds
+            .with_label_values(&[channel_label(channel), state])
+            .observe(seconds);
+    }
+}
+
+/// Observes one dispatch of `channel` that waited `waited` for the rate limit.
+pub fn observe_rate_wait(channel: &str, waited: std::time::Duration) {
+    lifecycle()
+        .rate_limit_wait_seconds
+        .with_label_values(&[channel_label(channel)])
+        .observe(waited.as_secs_f64());
+}
+
 /// Renders every registered metric in the Prometheus text format.
 pub fn render() -> String {
     let mut buffer = Vec::new();

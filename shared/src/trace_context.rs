@@ -3,6 +3,11 @@
 //! Publishers inject the current span's context into the headers; consumers extract it and make
 //! the handler's span its child (or, for a span that decides a whole group, link to each). Retries and dead-lettering copy the incoming headers, so the
 //! context survives those hops too.
+//!
+//! A message's own context is also stored with it (`comms.messages.traceparent`), because some
+//! steps of its life arrive without it — a delivery callback, a reply, an approval decision, the
+//! release after a pause. Each such step is a [`message_step`]: a child of the stored context,
+//! linked to the trace it was handled in (docs/operations.md#a-messages-trace).
 
 use std::collections::HashMap;
 
@@ -59,15 +64,71 @@ pub fn link_from(headers: &FieldTable, span: &tracing::Span) {
     }
 }
 
+/// Adds `span`'s trace context to `headers`.
+pub fn inject_span(span: &tracing::Span, headers: &mut FieldTable) {
+    let context = span.context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut HeaderInjector(headers));
+    });
+}
+
 /// The current span's context as a W3C `traceparent` value, to store with a record (a message)
 /// so a worker that later handles it without its headers can continue the same trace.
 pub fn current_traceparent() -> Option<String> {
+    traceparent_of(&tracing::Span::current())
+}
+
+/// `span`'s context as a W3C `traceparent` value (see [`current_traceparent`]).
+pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
     let mut headers = FieldTable::default();
-    inject_current(&mut headers);
+    inject_span(span, &mut headers);
     match headers.inner().get("traceparent") {
         Some(AMQPValue::LongString(value)) => Some(value.to_string()),
         _ => None,
     }
+}
+
+/// Makes `span` a child of the W3C trace context an HTTP caller sent (`traceparent`, with its
+/// `tracestate`), if any: how a request to the gateway joins its caller's trace.
+pub fn set_parent_from_http(headers: &http::HeaderMap, span: &tracing::Span) {
+    let mut table = FieldTable::default();
+    for name in ["traceparent", "tracestate"] {
+        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            table.insert(name.into(), AMQPValue::LongString(value.into()));
+        }
+    }
+    set_parent_from(&table, span);
+}
+
+/// A span for one step of a message's life that is handled apart from the message's own trace —
+/// its delivery callback, a reply to it, an approval decision, a release after a pause — named
+/// `step`. Its parent is the message's stored `traceparent`, so the step is in the message's
+/// trace; it links to the span it was handled in (the current one, itself in the trace of the
+/// callback or request that caused the step), so that trace can be followed too. Without a
+/// valid stored context it is simply a child of the current span.
+pub fn message_step(
+    step: &'static str,
+    message_id: uuid::Uuid,
+    traceparent: Option<&str>,
+) -> tracing::Span {
+    let span = tracing::info_span!("message.step", otel.name = step, message.id = %message_id);
+    let Some(stored) = traceparent.and_then(|tp| extract(&stored(tp))) else {
+        return span;
+    };
+    let parent = stored.span().span_context().clone();
+    if !parent.is_valid() {
+        return span;
+    }
+    let handled_in = tracing::Span::current()
+        .context()
+        .span()
+        .span_context()
+        .clone();
+    let _ = span.set_parent(stored);
+    if handled_in.is_valid() && handled_in.trace_id() != parent.trace_id() {
+        span.add_link(handled_in);
+    }
+    span
 }
 
 /// Makes `span` a child of a stored `traceparent` (see [`current_traceparent`]), if valid.

@@ -244,6 +244,16 @@ async fn remove(settings: Arc<Settings>, t: Topology, database: String) {
     }
 }
 
+/// `settings` as `make run` starts the fleet, on free ports: the worker HTTP server and the
+/// gateway each on one, the gateway's public URL its own address.
+pub fn on_free_ports(settings: &Settings) -> Settings {
+    let mut settings = settings.clone();
+    settings.http.listen = free_address();
+    settings.gateway.listen = free_address();
+    settings.gateway.public_url = format!("http://{}", settings.gateway.listen);
+    settings
+}
+
 /// A loopback address with a free port (bound, then released for the code under test to bind).
 pub fn free_address() -> std::net::SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")

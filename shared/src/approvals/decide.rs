@@ -40,6 +40,14 @@ pub struct Decided {
     pub approval_seconds: f64,
     /// The message's state now: `received` (handed to the sender again) or `blocked`.
     pub state: &'static str,
+    /// The message's channel, when it was recorded and its stored trace context: for the
+    /// enqueue-to-final metric and the decision's step in the message's trace.
+    #[serde(skip)]
+    pub channel: String,
+    #[serde(skip)]
+    pub created_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub traceparent: Option<String>,
 }
 
 impl Decided {
@@ -61,9 +69,12 @@ struct Waiting {
     subject: Option<String>,
     body: Option<String>,
     updated_at: DateTime<Utc>,
+    channel: String,
+    created_at: DateTime<Utc>,
+    traceparent: Option<String>,
 }
 
-const COLUMNS: &str = "id, idempotency_key, owner, source, record_type, record_id, delivery_state, subject, body, updated_at";
+const COLUMNS: &str = "id, idempotency_key, owner, source, record_type, record_id, delivery_state, subject, body, updated_at, channel, created_at, traceparent";
 
 /// How one decision changes the message.
 struct Apply<'a> {
@@ -372,6 +383,9 @@ async fn apply_decision(
         decided_at,
         approval_seconds,
         state: apply.to,
+        channel: message.channel.clone(),
+        created_at: message.created_at,
+        traceparent: message.traceparent.clone(),
     })
 }
 
@@ -379,10 +393,19 @@ fn observe(decided: &Decided) {
     approval_seconds()
         .with_label_values(&[decided.decision])
         .observe(decided.approval_seconds);
-    tracing::info!(
-        message.id = %decided.message_id,
-        approval.decision = decided.decision,
-        approval.seconds = decided.approval_seconds,
-        "approval decision recorded"
+    crate::metrics::observe_final(&decided.channel, decided.state, decided.created_at);
+    // The decision is a step in the message's trace (docs/operations.md).
+    let step = crate::trace_context::message_step(
+        "approval.decision",
+        decided.message_id,
+        decided.traceparent.as_deref(),
     );
+    step.in_scope(|| {
+        tracing::info!(
+            message.id = %decided.message_id,
+            approval.decision = decided.decision,
+            approval.seconds = decided.approval_seconds,
+            "approval decision recorded"
+        );
+    });
 }

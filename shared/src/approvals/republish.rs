@@ -40,13 +40,22 @@ pub struct StoredRequest {
     pub routing_key: String,
     /// The canonical request (v1) exactly as the message was first asked for.
     pub body: Vec<u8>,
+    /// The message's stored trace context, which the republished request continues.
+    pub traceparent: Option<String>,
 }
 
 impl StoredRequest {
-    /// The confirmed publish of this request to `exchange` (the namespace's `comms.send`).
+    /// The confirmed publish of this request to `exchange` (the namespace's `comms.send`), in
+    /// the message's trace: its headers carry an `approval.release` step, a child of the stored
+    /// context linked to the current span (the decision's request, or housekeeping).
     pub fn outgoing<'a>(&'a self, exchange: &'a str) -> Outgoing<'a> {
         let mut headers = FieldTable::default();
-        crate::trace_context::inject_current(&mut headers);
+        let step = crate::trace_context::message_step(
+            "approval.release",
+            self.message_id,
+            self.traceparent.as_deref(),
+        );
+        crate::trace_context::inject_span(&step, &mut headers);
         Outgoing {
             exchange,
             routing_key: &self.routing_key,
@@ -60,8 +69,13 @@ impl StoredRequest {
 
 /// Loads the message's stored request.
 pub async fn stored_request(pool: &PgPool, message_id: Uuid) -> Result<StoredRequest, sqlx::Error> {
-    let (idempotency_key, channel, request): (String, String, serde_json::Value) = sqlx::query_as(
-        "SELECT idempotency_key, channel, request FROM comms.messages WHERE id = $1",
+    let (idempotency_key, channel, request, traceparent): (
+        String,
+        String,
+        serde_json::Value,
+        Option<String>,
+    ) = sqlx::query_as(
+        "SELECT idempotency_key, channel, request, traceparent FROM comms.messages WHERE id = $1",
     )
     .bind(message_id)
     .fetch_one(pool)
@@ -71,6 +85,7 @@ pub async fn stored_request(pool: &PgPool, message_id: Uuid) -> Result<StoredReq
         idempotency_key,
         routing_key: format!("send.{channel}"),
         body: serde_json::to_vec(&request).unwrap_or_default(),
+        traceparent,
     })
 }
 

@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 
 use prometheus::{GaugeVec, HistogramVec, IntGaugeVec};
 use sqlx::PgPool;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::amqp::{Outgoing, PublishError, Publisher};
@@ -70,6 +71,7 @@ struct Held {
     idempotency_key: String,
     channel: String,
     request: serde_json::Value,
+    traceparent: Option<String>,
 }
 
 /// Releases up to `batch` held messages no pause covers any more, oldest first. Returns how many
@@ -103,7 +105,7 @@ async fn release_batch(
     batch: i64,
 ) -> Result<usize, ReleaseError> {
     let held: Vec<Held> = sqlx::query_as(
-        "SELECT m.id, m.idempotency_key, m.channel, m.request FROM comms.messages m
+        "SELECT m.id, m.idempotency_key, m.channel, m.request, m.traceparent FROM comms.messages m
          WHERE m.delivery_state = 'held'
            AND NOT EXISTS (
                SELECT 1 FROM comms.pauses p
@@ -122,14 +124,24 @@ async fn release_batch(
     for message in &held {
         let body = serde_json::to_vec(&message.request).unwrap_or_default();
         let routing_key = format!("send.{}", message.channel);
+        // The release is a step in the message's trace, and the sender continues it from here.
+        let step = crate::trace_context::message_step(
+            "pause.release",
+            message.id,
+            message.traceparent.as_deref(),
+        );
+        let mut headers = lapin::types::FieldTable::default();
+        crate::trace_context::inject_span(&step, &mut headers);
         publisher
             .publish(Outgoing {
                 exchange: &exchange,
                 routing_key: &routing_key,
                 body: &body,
+                headers,
                 message_id: Some(message.idempotency_key.clone()),
                 ..Outgoing::default()
             })
+            .instrument(step)
             .await?;
         sqlx::query(
             "WITH moved AS (

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use comms_sandbox::{InboundSpec, SandboxClient};
 use comms_shared::shutdown::Shutdown;
-use comms_tests::{TestEnv, eventually, free_address};
+use comms_tests::{TestEnv, eventually, free_address, on_free_ports};
 
 /// The walk-through's own files, so the test and the README cannot drift apart.
 const REQUEST: &str = include_str!("../../../docs/examples/welcome-sms.json");
@@ -55,10 +55,7 @@ async fn with_the_sandbox_a_first_send_is_delivered_and_replies_and_stop_are_cap
     .expect("template");
 
     // As `make run` starts it, on free ports; provider base URLs stay at their defaults.
-    let mut settings = (*env.settings).clone();
-    settings.http.listen = free_address();
-    settings.gateway.listen = free_address();
-    settings.gateway.public_url = format!("http://{}", settings.gateway.listen);
+    let settings = on_free_ports(&env.settings);
     let sandbox = free_address();
     let options = comms_fleet::Options {
         with_sandbox: true,

@@ -27,6 +27,7 @@ use comms_shared::contract::{
 use comms_shared::webhook_body::{self, Format};
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::{Authorized, Enqueue};
@@ -67,7 +68,9 @@ fn refused(errors: &RequestErrors, key_name: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `POST /v1/messages`
+/// `POST /v1/messages`, in the span that starts the message's trace: a child of the caller's
+/// W3C `traceparent` header when it sent one, else a new trace. The published request carries
+/// this span's context, so the sender continues it.
 pub async fn enqueue(
     State(state): State<GatewayState>,
     auth: Authorized<Enqueue>,
@@ -87,6 +90,20 @@ pub async fn enqueue(
             &error.to_string(),
         );
     }
+    let span = tracing::info_span!(
+        "enqueue",
+        otel.kind = "server",
+        api.key_name = %auth.caller.name,
+    );
+    comms_shared::trace_context::set_parent_from_http(&headers, &span);
+    submit(state, auth, body).instrument(span).await
+}
+
+async fn submit(
+    state: GatewayState,
+    auth: Authorized<Enqueue>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {

@@ -12,6 +12,7 @@ use comms_shared::settings::Settings;
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 use crate::classify::{self, Keyword};
 use crate::parse::{self, Inbound};
@@ -66,6 +67,25 @@ impl RepliesHandler {
         } else {
             (store::match_email(&self.pool, inbound).await?, None)
         };
+        // A reply to a message is a step in that message's trace (docs/operations.md).
+        let step = match &matched {
+            Some(m) => {
+                comms_shared::trace_context::message_step("reply", m.id, m.traceparent.as_deref())
+            }
+            None => tracing::Span::current(),
+        };
+        self.capture(inbound, matched, keyword)
+            .instrument(step)
+            .await
+    }
+
+    /// Records the inbound message, matched (or not) and classified, with what it changes.
+    async fn capture(
+        &self,
+        inbound: &Inbound,
+        matched: Option<Matched>,
+        keyword: Option<(Keyword, String)>,
+    ) -> Result<Outcome, ReplyError> {
         let contact_id = match &matched {
             Some(m) => Some(m.contact_id),
             None => store::contact(&self.pool, inbound.channel, &inbound.from).await?,
@@ -269,11 +289,15 @@ impl RepliesHandler {
             return Err(ReplyError::Broker("no publisher".into()));
         };
         let exchange = self.topology.send_exchange();
+        // The answer continues the trace of the reply that asked for it.
+        let mut headers = lapin::types::FieldTable::default();
+        comms_shared::trace_context::inject_current(&mut headers);
         let published = publisher
             .publish(Outgoing {
                 exchange: &exchange,
                 routing_key: "send.sms",
                 body: &body,
+                headers,
                 message_id: Some(key.to_string()),
                 ..Outgoing::default()
             })

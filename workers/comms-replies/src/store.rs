@@ -17,9 +17,12 @@ pub struct Matched {
     pub owner: String,
     pub record_type: String,
     pub record_id: Uuid,
+    /// The message's stored trace context, which capturing the reply continues.
+    pub traceparent: Option<String>,
 }
 
-const MATCHED: &str = "SELECT id, contact_id, owner, record_type, record_id FROM comms.messages";
+const MATCHED: &str =
+    "SELECT id, contact_id, owner, record_type, record_id, traceparent FROM comms.messages";
 
 /// SMS: the latest outbound message from our number to the sender's number.
 pub async fn match_sms(

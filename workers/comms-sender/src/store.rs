@@ -312,6 +312,11 @@ pub async fn transition(
     .bind(task.map_or(chrono::Duration::zero(), |t| t.due_in))
     .fetch_optional(pool)
     .await
+    .inspect(|moved| {
+        if moved.is_some() {
+            comms_shared::metrics::observe_final(&message.channel, transition.to, message.created_at);
+        }
+    })
 }
 
 /// Stores the rendered content on the message, so approvers and the timeline see what goes out.

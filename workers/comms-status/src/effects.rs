@@ -23,10 +23,14 @@ pub struct Matched {
     pub delivery_state: String,
     pub provider: Option<String>,
     pub provider_message_id: Option<String>,
+    /// When the message was recorded (its enqueue-to-final time starts here).
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The trace context the sender stored, which applying a callback continues.
+    pub traceparent: Option<String>,
 }
 
 /// The `SELECT` list that loads a [`Matched`].
-pub const MATCHED_COLUMNS: &str = "id, channel, contact_id, owner, record_type, record_id, delivery_state, provider, provider_message_id";
+pub const MATCHED_COLUMNS: &str = "id, channel, contact_id, owner, record_type, record_id, delivery_state, provider, provider_message_id, created_at, traceparent";
 
 /// The delivery state an event moves a message to, with what the move records on the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +216,8 @@ mod tests {
             delivery_state: state.into(),
             provider: Some("twilio".into()),
             provider_message_id: Some("SM1".into()),
+            created_at: chrono::Utc::now(),
+            traceparent: None,
         }
     }
 

@@ -154,6 +154,7 @@ fn note(provider: Provider, event: &ProviderEvent, applied: &Applied) {
     if let Applied::Recorded {
         message_id,
         moved_to,
+        life,
     } = applied
     {
         if let Some(state) = moved_to {
@@ -161,8 +162,17 @@ fn note(provider: Provider, event: &ProviderEvent, applied: &Applied) {
                 .moved_to
                 .with_label_values(&[provider.as_str(), state])
                 .inc();
+            comms_shared::metrics::observe_final(&life.channel, state, life.created_at);
         }
-        tracing::info!(message.id = %message_id, provider = provider.as_str(), provider.status = %event.status, message.state = moved_to.unwrap_or("unchanged"), "status applied");
+        // The step in the message's own trace, linked to the callback's (docs/operations.md).
+        let step = comms_shared::trace_context::message_step(
+            "delivery.status",
+            *message_id,
+            life.traceparent.as_deref(),
+        );
+        step.in_scope(|| {
+            tracing::info!(message.id = %message_id, provider = provider.as_str(), provider.status = %event.status, message.state = moved_to.unwrap_or("unchanged"), "status applied");
+        });
     }
 }
 

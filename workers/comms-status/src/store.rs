@@ -29,6 +29,7 @@ pub enum Applied {
     Recorded {
         message_id: Uuid,
         moved_to: Option<&'static str>,
+        life: Life,
     },
     /// This exact event was applied before: nothing changed.
     Duplicate,
@@ -36,6 +37,25 @@ pub enum Applied {
     Unknown,
     /// The message exists but the sender has not recorded its dispatch yet.
     NotYetSent,
+}
+
+/// What the handler needs of a message it applied an event to: to time its life and to
+/// continue its trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Life {
+    pub channel: String,
+    pub created_at: DateTime<Utc>,
+    pub traceparent: Option<String>,
+}
+
+impl Life {
+    pub fn of(message: &Matched) -> Self {
+        Self {
+            channel: message.channel.clone(),
+            created_at: message.created_at,
+            traceparent: message.traceparent.clone(),
+        }
+    }
 }
 
 async fn find(
@@ -168,6 +188,7 @@ pub async fn apply(
     Ok(Applied::Recorded {
         message_id: message.id,
         moved_to: effects.moved_to().map(|t| t.as_str()),
+        life: Life::of(&message),
     })
 }
 

@@ -17,6 +17,7 @@ use chrono::{SecondsFormat, Utc};
 use comms_shared::amqp::Outgoing;
 use comms_shared::webhook_body::BodyError;
 use lapin::types::{AMQPValue, FieldTable};
+use tracing::Instrument;
 
 use crate::broker::BrokerError;
 use crate::metrics;
@@ -39,6 +40,9 @@ pub(crate) struct Verified<'a> {
     pub kind: &'static str,
     pub content_type: &'a str,
     pub body: &'a [u8],
+    /// The trace context the callback came back with (Twilio: the signed `traceparent` query
+    /// parameter the sender added to `StatusCallback`), to make the callback's span its child.
+    pub traceparent: Option<String>,
 }
 
 /// Publishes a verified payload to `comms.provider` as `<kind>.<provider>`, confirmed.
@@ -74,7 +78,18 @@ pub(crate) async fn publish(
 pub(crate) async fn accept(state: &GatewayState, payload: Verified<'_>, ok: Response) -> Response {
     let (provider, kind) = (payload.provider, payload.kind);
     let bytes = payload.body.len();
-    match publish(state, payload).await {
+    // The callback's span: in the message's trace when the callback carried it back, else the
+    // root of its own trace, which the status or replies worker links to the message's.
+    let span = tracing::info_span!(
+        "provider.callback",
+        otel.kind = "server",
+        webhook.provider = provider,
+        webhook.kind = kind,
+    );
+    if let Some(traceparent) = &payload.traceparent {
+        comms_shared::trace_context::set_parent_from_traceparent(traceparent, &span);
+    }
+    match publish(state, payload).instrument(span).await {
         Ok(()) => {
             count(provider, kind, "accepted");
             tracing::info!(

@@ -96,6 +96,7 @@ pub async fn events(
         kind: KIND,
         content_type: content_type.unwrap_or(format.media_type()),
         body: &body,
+        traceparent: None,
     };
     accept(&state, payload, StatusCode::OK.into_response()).await
 }
@@ -127,6 +128,7 @@ pub async fn inbound(
         kind: KIND,
         content_type: content_type.unwrap_or(format.media_type()),
         body: &body,
+        traceparent: None,
     };
     accept(&state, payload, StatusCode::OK.into_response()).await
 }

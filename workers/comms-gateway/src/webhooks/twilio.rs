@@ -93,6 +93,15 @@ async fn handle(
         // Forwarded as received: the workers read the body by it, as the gateway just did.
         content_type: content_type.unwrap_or(fields.format.media_type()),
         body: &body,
+        traceparent: signed_traceparent(uri),
     };
     accept(state, payload, ok).await
+}
+
+/// The `traceparent` query parameter of the signed URL (the sender adds it to `StatusCallback`;
+/// the signature covers it).
+fn signed_traceparent(uri: &Uri) -> Option<String> {
+    form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(name, _)| name == "traceparent")
+        .map(|(_, value)| value.into_owned())
 }

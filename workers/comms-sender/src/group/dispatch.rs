@@ -8,6 +8,7 @@
 use comms_shared::pause::ActivePause;
 use comms_shared::runtime::Outcome;
 use futures_util::future::join_all;
+use tracing::Instrument;
 
 use super::Decided;
 use super::write::{self, Accepted, NewMessage};
@@ -37,7 +38,9 @@ pub(super) async fn send_claimed(
         {
             return Called::Held(pause);
         }
-        Called::Dispatched(handler.providers.dispatch(&outbound(message, new)).await)
+        let outbound = outbound(message, new);
+        let dispatch = handler.providers.dispatch(&outbound);
+        Called::Dispatched(dispatch.instrument(new.span.clone()).await)
     }))
     .await;
 

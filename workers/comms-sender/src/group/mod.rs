@@ -25,6 +25,7 @@ use comms_shared::db_error;
 use comms_shared::pause::switch::Verdict;
 use comms_shared::runtime::{Handler, Incoming, Outcome};
 use futures_util::future::join_all;
+use tracing::Instrument;
 
 use crate::handler::{SendHandler, stage};
 use crate::portal_safe;
@@ -53,15 +54,18 @@ pub async fn handle(handler: &SendHandler, deliveries: &[Incoming]) -> Vec<Outco
     }
     metrics().observe(candidates.len() as f64);
 
+    // Each in its own message's trace, not the group's: the one-message path stores the current
+    // span's context with the message it records.
     let one_by_one = |indexes: Vec<usize>| {
-        join_all(
-            indexes
-                .into_iter()
-                .map(|i| async move { (i, handler.handle(&deliveries[i]).await) }),
-        )
+        join_all(indexes.into_iter().map(|i| async move {
+            let span = member_span(&deliveries[i]);
+            (i, handler.handle(&deliveries[i]).instrument(span).await)
+        }))
     };
-    let ((decided, left), others) =
-        tokio::join!(send_together(handler, candidates), one_by_one(alone_now));
+    let ((decided, left), others) = tokio::join!(
+        send_together(handler, deliveries, candidates),
+        one_by_one(alone_now)
+    );
     for (index, outcome) in decided.into_iter().chain(others) {
         outcomes[index] = Some(outcome);
     }
@@ -106,6 +110,7 @@ type Decided = Vec<(usize, Outcome)>;
 /// it leaves to the one-message path.
 async fn send_together(
     handler: &SendHandler,
+    deliveries: &[Incoming],
     candidates: Vec<(usize, ValidSendRequest)>,
 ) -> (Decided, Vec<usize>) {
     if candidates.is_empty() {
@@ -182,7 +187,10 @@ async fn send_together(
                 .verdict(request.channel.as_str(), request.kind.as_str(), *client_id);
         if verdict == Verdict::Clear {
             clear_index.push(*index);
+            let span = member_span(&deliveries[*index]);
             clear.push(NewMessage {
+                traceparent: comms_shared::trace_context::traceparent_of(&span),
+                span,
                 request,
                 contact_id: contact.contact_id,
                 address: &contact.address,
@@ -234,6 +242,19 @@ async fn send_together(
     let decided = dispatch::send_claimed(handler, &mine).await;
     stage("group_provider_outcome", t);
     (decided, left)
+}
+
+/// The span of one member's send, in the trace its request came with (the group's own span
+/// links to every member's trace): its context is stored on the message, and its provider call
+/// runs in it, as on the one-message path.
+fn member_span(delivery: &Incoming) -> tracing::Span {
+    let span = tracing::info_span!(
+        "message",
+        queue.name = %delivery.queue,
+        message.amqp_id = delivery.message_id.as_deref().unwrap_or(""),
+    );
+    comms_shared::trace_context::set_parent_from(&delivery.headers, &span);
+    span
 }
 
 /// The members of a group whose statement the database refused for good, handed to the

@@ -22,6 +22,9 @@ pub struct NewMessage<'a> {
     pub rendered: &'a Rendered,
     /// The provider account it will go through (for the `dispatching` event).
     pub account: String,
+    /// The span of this member's send, and its context as stored on the message.
+    pub span: tracing::Span,
+    pub traceparent: Option<String>,
 }
 
 const DISPATCH_RECOVERY: &str = "if the outcome is never recorded, the message is failed as dispatch_outcome_unknown for the owner to check";
@@ -43,20 +46,22 @@ pub async fn record_and_claim(
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[],
                  $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[], $11::text[],
                  $12::int[], $13::bool[], $14::bool[], $15::timestamptz[], $16::jsonb[],
-                 $17::text[], $18::text[], $19::text[], $20::int[], $21::uuid[], $22::text[])
+                 $17::text[], $18::text[], $19::text[], $20::int[], $21::uuid[], $22::text[],
+                 $25::text[])
              WITH ORDINALITY AS u(idempotency_key, channel, kind, contact_id, recipient_address,
                  owner, source, trigger, record_type, record_id, template_name, template_version,
                  contains_roi, ai_draft, send_after, request, subject, body, sms_encoding,
-                 sms_segments, client_id, account, ord)),
+                 sms_segments, client_id, account, traceparent, ord)),
          m AS (
              INSERT INTO comms.messages (idempotency_key, channel, kind, contact_id,
                  recipient_address, owner, source, trigger, record_type, record_id, template_name,
                  template_version, contains_roi, ai_draft, send_after, request, subject, body,
-                 sms_encoding, sms_segments, client_id, delivery_state, attempt_count)
+                 sms_encoding, sms_segments, client_id, traceparent, delivery_state,
+                 attempt_count)
              SELECT idempotency_key, channel, kind, contact_id, recipient_address, owner, source,
                  trigger, record_type, record_id, template_name, template_version, contains_roi,
                  ai_draft, send_after, request, subject, body, sms_encoding, sms_segments,
-                 client_id, 'sending', 1
+                 client_id, traceparent, 'sending', 1
              FROM input ORDER BY idempotency_key
              ON CONFLICT (idempotency_key) DO NOTHING
              RETURNING id, idempotency_key, channel, kind, contact_id, recipient_address,
@@ -102,6 +107,7 @@ pub async fn record_and_claim(
     .bind(&columns.account)
     .bind(ACTOR)
     .bind(DISPATCH_RECOVERY)
+    .bind(&columns.traceparent)
     .fetch_all(pool)
     .await
 }
@@ -180,6 +186,7 @@ struct Columns<'a> {
     sms_segments: Vec<Option<i32>>,
     client_id: Vec<Option<Uuid>>,
     account: Vec<&'a str>,
+    traceparent: Vec<Option<&'a str>>,
 }
 
 impl<'a> Columns<'a> {
@@ -215,5 +222,6 @@ impl<'a> Columns<'a> {
         );
         self.client_id.push(message.client_id);
         self.account.push(&message.account);
+        self.traceparent.push(message.traceparent.as_deref());
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use comms_shared::settings::Settings;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use sqlx::PgPool;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// What the provider said about one dispatch.
@@ -105,7 +106,19 @@ impl Providers {
         }
     }
 
+    /// Calls the channel's provider, in a span of its own (a child of the message's): its
+    /// context is what a Twilio status callback carries back (see `twilio::callback_url`).
     pub async fn dispatch(&self, message: &Outbound) -> Dispatch {
+        let span = tracing::info_span!(
+            "provider.call",
+            otel.kind = "client",
+            message.id = %message.message_id,
+            channel = %message.channel,
+        );
+        self.call(message).instrument(span).await
+    }
+
+    async fn call(&self, message: &Outbound) -> Dispatch {
         match message.channel.as_str() {
             "sms" => twilio::send(&self.http, &self.settings.providers.twilio, message).await,
             "email" => match &self.smtp {

@@ -21,6 +21,18 @@ struct TwilioError {
     message: Option<String>,
 }
 
+/// The configured `StatusCallback` with the provider call's trace context added as a
+/// `traceparent` query parameter, so the gateway can put the callback in the message's trace.
+/// Twilio calls the URL exactly as given and signs it whole (query included), so the parameter
+/// comes back unchanged and cannot be forged.
+fn callback_url(configured: &str) -> String {
+    let Some(traceparent) = comms_shared::trace_context::current_traceparent() else {
+        return configured.to_string();
+    };
+    let separator = if configured.contains('?') { '&' } else { '?' };
+    format!("{configured}{separator}traceparent={traceparent}")
+}
+
 pub async fn send(
     http: &reqwest::Client,
     settings: &TwilioSettings,
@@ -36,7 +48,8 @@ pub async fn send(
         ("From", settings.from.as_str()),
         ("Body", message.body.as_str()),
     ];
-    if let Some(callback) = &settings.status_callback {
+    let callback = settings.status_callback.as_deref().map(callback_url);
+    if let Some(callback) = &callback {
         form.push(("StatusCallback", callback.as_str()));
     }
     let response = http

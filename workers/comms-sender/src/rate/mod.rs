@@ -12,6 +12,7 @@ mod plan;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use comms_shared::settings::{ChannelRate, RateSettings};
 use governor::{DefaultKeyedRateLimiter, Jitter, Quota, RateLimiter};
@@ -67,8 +68,13 @@ impl RateLimits {
     pub fn try_take(&self, channel: &str, account: &str) -> bool {
         match self.by_channel.get(channel) {
             Some(limits) => {
-                limits.local.check_key(&account.to_string()).is_ok()
-                    && self.budget(channel, limits, account).try_take()
+                let taken = limits.local.check_key(&account.to_string()).is_ok()
+                    && self.budget(channel, limits, account).try_take();
+                // Not taken: the dispatch waits in `until_ready`, which observes the wait.
+                if taken {
+                    comms_shared::metrics::observe_rate_wait(channel, Duration::ZERO);
+                }
+                taken
             }
             None => true,
         }
@@ -77,14 +83,16 @@ impl RateLimits {
     /// Waits until `channel` may dispatch once more for provider `account`.
     pub async fn until_ready(&self, channel: &str, account: &str) {
         if let Some(limits) = self.by_channel.get(channel) {
+            let started = Instant::now();
             limits
                 .local
                 .until_key_ready_with_jitter(
                     &account.to_string(),
-                    Jitter::up_to(std::time::Duration::from_millis(5)),
+                    Jitter::up_to(Duration::from_millis(5)),
                 )
                 .await;
             self.budget(channel, limits, account).take().await;
+            comms_shared::metrics::observe_rate_wait(channel, started.elapsed());
         }
     }
 

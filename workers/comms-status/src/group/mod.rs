@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::effects::{self, MATCHED_COLUMNS, Matched};
 use crate::event::ProviderEvent;
-use crate::store::Applied;
+use crate::store::{Applied, Life};
 use writes::Writes;
 
 /// The events of one delivery and when the gateway first saw it.
@@ -89,6 +89,7 @@ pub async fn apply(
         *outcome = Applied::Recorded {
             message_id: message.id,
             moved_to: moved_to.map(|target| target.as_str()),
+            life: Life::of(message),
         };
     }
     writes.execute(&mut tx).await?;

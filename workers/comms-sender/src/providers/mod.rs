@@ -105,7 +105,28 @@ impl Providers {
         }
     }
 
+    /// Dispatches `message`. A failure's reason goes into the append-only event log, so any
+    /// address the provider echoed in it is redacted first (docs/privacy.md).
     pub async fn dispatch(&self, message: &Outbound) -> Dispatch {
+        match self.dispatch_raw(message).await {
+            Dispatch::Transient {
+                reason,
+                retry_after,
+                maybe_sent,
+            } => Dispatch::Transient {
+                reason: redact(&reason, &message.to),
+                retry_after,
+                maybe_sent,
+            },
+            Dispatch::Permanent { reason, opted_out } => Dispatch::Permanent {
+                reason: redact(&reason, &message.to),
+                opted_out,
+            },
+            sent => sent,
+        }
+    }
+
+    async fn dispatch_raw(&self, message: &Outbound) -> Dispatch {
         match message.channel.as_str() {
             "sms" => twilio::send(&self.http, &self.settings.providers.twilio, message).await,
             "email" => match &self.smtp {
@@ -119,6 +140,16 @@ impl Providers {
             },
         }
     }
+}
+
+/// `reason` without the recipient's address, in whatever form a provider wrote it.
+fn redact(reason: &str, to: &str) -> String {
+    let reason = if to.len() >= 5 {
+        reason.replace(to, "[address]")
+    } else {
+        reason.to_string()
+    };
+    comms_shared::privacy::redact(&reason)
 }
 
 /// `Retry-After` as seconds or an HTTP date.

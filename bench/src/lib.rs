@@ -6,6 +6,8 @@
 mod baseline;
 mod load;
 mod procs;
+mod retention_cost;
+mod scale;
 mod scenarios;
 mod stats;
 mod status;
@@ -39,9 +41,16 @@ pub struct Knobs {
     /// Pauses in the propagation run.
     #[arg(long, env = "BENCH_PAUSES", default_value_t = 20)]
     pub pauses: usize,
-    /// Run one scenario only: status, pause, send or webhooks (the last runs only when named).
+    /// Run one scenario only: status, pause, send, or webhooks, scale, retention (the last three
+    /// run only when named).
     #[arg(long, env = "BENCH_ONLY")]
     pub only: Option<String>,
+    /// Messages generated for `BENCH_ONLY=scale`.
+    #[arg(long, env = "BENCH_SCALE_MESSAGES", default_value_t = 10_000_000)]
+    pub scale_messages: i64,
+    /// Expired messages the retention job works through during `BENCH_ONLY=retention`.
+    #[arg(long, env = "BENCH_RETENTION_BACKLOG", default_value_t = 300_000)]
+    pub retention_backlog: i64,
 }
 
 /// Runs every scenario with `knobs` and prints the table.

@@ -14,8 +14,19 @@ use uuid::Uuid;
 
 use crate::procs::{self, Worker};
 
-pub const NAMESPACE: &str = "bench.";
-const DATABASE: &str = "comms_bench";
+/// `bench.` and `comms_bench`, or `bench-<name>.` and `comms_bench_<name>` with `BENCH_NAME=<name>`
+/// (letters, digits, `_`), so two benches on one machine never drop each other's database or
+/// queues.
+fn names() -> (String, String) {
+    match std::env::var("BENCH_NAME") {
+        Ok(name)
+            if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            (format!("bench-{name}."), format!("comms_bench_{name}"))
+        }
+        _ => ("bench.".into(), "comms_bench".into()),
+    }
+}
 
 pub struct Bench {
     pub settings: Settings,
@@ -37,19 +48,20 @@ impl Bench {
         let admin = sqlx::PgPool::connect(&format!("{server}/postgres"))
             .await
             .context("PostgreSQL is not reachable (make services)")?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
+        let (namespace, database) = names();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
             .execute(&admin)
             .await?;
         admin.close().await;
-        settings.database.url = format!("{server}/{DATABASE}").into();
+        settings.database.url = format!("{server}/{database}").into();
         settings.database.max_connections = 4;
-        settings.amqp.namespace = NAMESPACE.into();
+        settings.amqp.namespace = namespace.clone();
         comms_shared::db::migrate(&settings.database).await?;
         let pool = comms_shared::db::connect(&settings.database).await?;
         let connection = comms_shared::amqp::connect(&settings.amqp, "comms-bench")
             .await
             .context("RabbitMQ is not reachable (make services)")?;
-        let topology = Topology::new(NAMESPACE);
+        let topology = Topology::new(&namespace);
         delete_namespace(&connection, &topology).await;
         let channel = connection.create_channel().await?;
         topology.declare(&channel).await?;
@@ -102,7 +114,7 @@ impl Bench {
                 s.database.url.expose_secret().to_string(),
             ),
             ("COMMS__AMQP__URL", s.amqp.url.expose_secret().to_string()),
-            ("COMMS__AMQP__NAMESPACE", NAMESPACE.into()),
+            ("COMMS__AMQP__NAMESPACE", s.amqp.namespace.clone()),
             ("COMMS__HTTP__LISTEN", format!("127.0.0.1:{health_port}")),
             ("COMMS__RATE__SMS__PER_SECOND", "0".into()),
             ("COMMS__RATE__EMAIL__PER_SECOND", "0".into()),

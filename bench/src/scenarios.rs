@@ -20,6 +20,13 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
         );
         return Ok(Vec::new());
     }
+    if knobs.only.as_deref() == Some("scale") {
+        crate::scale::lookups(bench, knobs.scale_messages).await?;
+        return Ok(Vec::new());
+    }
+    if knobs.only.as_deref() == Some("retention") {
+        return Ok(vec![retention_row(bench, knobs).await?]);
+    }
     if knobs.only.as_deref() == Some("webhooks") {
         return Ok(vec![webhook_row(bench, knobs).await?]);
     }
@@ -121,6 +128,33 @@ async fn webhook_row(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Row> {
         throughput: Some(cost.with),
         unit: "msg/s",
         ratio: Some(cost.with / cost.without),
+        p50_ms: None,
+        p99_ms: None,
+        rss: cost.rss,
+    })
+}
+
+async fn retention_row(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Row> {
+    let count = knobs.messages.min(20_000);
+    let cost = crate::retention_cost::measure(bench, count, knobs.retention_backlog).await?;
+    println!(
+        "send while the retention job works: {:.0} msg/s with vs {:.0} and {:.0} msg/s without \
+         (before and after; {:.2} of their mean); the job emptied {} rows meanwhile ({:.0}/s)",
+        cost.with,
+        cost.without,
+        cost.without_again,
+        cost.with / ((cost.without + cost.without_again) / 2.0),
+        cost.removed,
+        cost.removed_per_second
+    );
+    Ok(Row {
+        scenario: format!(
+            "send, 1 sender, {count} msgs, with the retention job emptying {:.0} rows/s (vs without)",
+            cost.removed_per_second
+        ),
+        throughput: Some(cost.with),
+        unit: "msg/s",
+        ratio: Some(cost.with / ((cost.without + cost.without_again) / 2.0)),
         p50_ms: None,
         p99_ms: None,
         rss: cost.rss,

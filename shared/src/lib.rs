@@ -18,6 +18,7 @@ pub mod health;
 pub mod incidents;
 pub mod metrics;
 pub mod pause;
+pub mod privacy;
 pub mod queues;
 pub mod runtime;
 pub mod settings;

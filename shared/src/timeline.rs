@@ -43,7 +43,20 @@ pub struct TimelineEntry {
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageView {
     pub message: MessageSummary,
+    /// The contact the message is for.
+    pub contact_id: Uuid,
+    /// The recipient's address, masked: the full value needs a recorded reveal
+    /// ([`crate::privacy::access::reveal`]).
+    pub recipient: String,
     pub timeline: Vec<TimelineEntry>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Found {
+    #[sqlx(flatten)]
+    message: MessageSummary,
+    contact_id: Uuid,
+    recipient_address: String,
 }
 
 /// The columns of [`MessageSummary`], for queries that list messages.
@@ -54,14 +67,20 @@ pub const SUMMARY_COLUMNS: &str = "id, idempotency_key, channel, kind, owner, so
 /// Finds a message by id or idempotency key, with its events in order.
 pub async fn view(pool: &PgPool, reference: &str) -> Result<Option<MessageView>, sqlx::Error> {
     let id = reference.parse::<Uuid>().ok();
-    let message: Option<MessageSummary> = sqlx::query_as(&format!(
-        "SELECT {SUMMARY_COLUMNS} FROM comms.messages WHERE id = $1 OR idempotency_key = $2"
+    let found: Option<Found> = sqlx::query_as(&format!(
+        "SELECT {SUMMARY_COLUMNS}, contact_id, recipient_address FROM comms.messages
+         WHERE id = $1 OR idempotency_key = $2"
     ))
     .bind(id)
     .bind(reference)
     .fetch_optional(pool)
     .await?;
-    let Some(message) = message else {
+    let Some(Found {
+        message,
+        contact_id,
+        recipient_address,
+    }) = found
+    else {
         return Ok(None);
     };
     let timeline = sqlx::query_as(
@@ -71,5 +90,10 @@ pub async fn view(pool: &PgPool, reference: &str) -> Result<Option<MessageView>,
     .bind(message.id)
     .fetch_all(pool)
     .await?;
-    Ok(Some(MessageView { message, timeline }))
+    Ok(Some(MessageView {
+        message,
+        contact_id,
+        recipient: crate::privacy::mask_address(&recipient_address),
+        timeline,
+    }))
 }

@@ -14,6 +14,7 @@ mod digest;
 mod events;
 mod incidents;
 mod masked;
+mod privacy;
 mod providers;
 mod sections;
 
@@ -21,6 +22,7 @@ pub use digest::DigestSettings;
 pub use events::EventsSettings;
 pub use incidents::IncidentSettings;
 pub use masked::{MASK, mask_url};
+pub use privacy::{PrivacySettings, RetentionSettings};
 
 pub use providers::*;
 pub use sections::*;
@@ -57,6 +59,8 @@ pub struct Settings {
     pub events: EventsSettings,
     pub incidents: IncidentSettings,
     pub digest: DigestSettings,
+    pub privacy: PrivacySettings,
+    pub retention: RetentionSettings,
 }
 
 impl Settings {
@@ -166,6 +170,12 @@ impl Settings {
         }
         if self.events.webhook_max_attempts == 0 {
             return invalid("events.webhook_max_attempts", "must be at least 1");
+        }
+        if self.retention.batch_size == 0 {
+            return invalid("retention.batch_size", "must be at least 1");
+        }
+        if self.privacy.hash_key.expose_secret().len() < 16 {
+            return invalid("privacy.hash_key", "must be at least 16 characters");
         }
         if self.pause.poll_interval >= self.pause.max_staleness {
             return invalid(

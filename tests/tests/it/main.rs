@@ -13,6 +13,7 @@ mod incidents;
 mod pause;
 mod portal;
 mod preflight;
+mod privacy;
 mod provider_schemas;
 mod readiness;
 mod replies;

@@ -1,6 +1,6 @@
 //! `comms-events`: upstream apps hear back without reading the database.
 //!
-//! Three loops, all safe to run in several replicas at once:
+//! Four loops, all safe to run in several replicas at once:
 //! - the **outbox relay** publishes the rows the database's triggers wrote into
 //!   `comms.event_outbox` (one per recorded change) to the `comms.events` exchange, with publisher
 //!   confirms, and marks them published only after the broker confirmed ([`relay`]);
@@ -8,12 +8,15 @@
 //!   `task.overdue` ([`overdue`]);
 //! - the **webhook deliveries** consume `comms.webhooks` (every event) and POST each to the
 //!   registered webhooks of its app, signed, with retries and a disabling threshold
-//!   ([`webhooks`]). A slow or failing endpoint holds up only this queue, never sending.
+//!   ([`webhooks`]). A slow or failing endpoint holds up only this queue, never sending;
+//! - the **retention run** removes personal content past its retention, in small batches, one
+//!   replica at a time ([`retention`], docs/privacy.md).
 //!
 //! See docs/upstream.md.
 
 pub mod overdue;
 pub mod relay;
+pub mod retention;
 pub mod webhooks;
 
 use std::future::Future;
@@ -41,11 +44,13 @@ pub fn run(
 async fn work(runtime: Runtime, shutdown: Shutdown) -> anyhow::Result<()> {
     let relay = tokio::spawn(relay::run(runtime.clone(), shutdown.clone()));
     let overdue = tokio::spawn(overdue::run(runtime.clone(), shutdown.clone()));
+    let retention = tokio::spawn(retention::run(runtime.clone(), shutdown.clone()));
     let handler = Arc::new(webhooks::WebhookHandler::new(&runtime)?);
     let queue = runtime.topology.webhooks_queue();
     run_consumer(runtime, queue, handler, shutdown).await;
     relay.await.context("the outbox relay crashed")?;
     overdue.await.context("the overdue check crashed")?;
+    retention.await.context("the retention run crashed")?;
     Ok(())
 }
 

@@ -21,6 +21,7 @@ pub mod keys;
 mod metrics;
 mod outgoing_webhooks_api;
 mod pause_api;
+mod privacy_api;
 mod reply;
 mod state;
 pub mod status_api;
@@ -60,6 +61,9 @@ pub fn router(state: GatewayState, runtime: &Runtime) -> Router {
         )
         .route("/v1/messages", post(api::enqueue).get(status_api::list))
         .route("/v1/messages/{reference}", get(status_api::one))
+        .route("/v1/messages/{reference}/reveal", get(privacy_api::reveal))
+        .route("/v1/contacts/forget", post(privacy_api::forget))
+        .route("/v1/audit/access", get(privacy_api::audit))
         .route(
             "/v1/webhooks",
             get(outgoing_webhooks_api::list).post(outgoing_webhooks_api::add),

@@ -64,24 +64,8 @@ const COLUMNS: &str = "m.id, m.idempotency_key, m.channel, m.kind, m.record_type
       (SELECT event_type, min(occurred_at) AS at FROM comms.message_events
         WHERE message_id = m.id GROUP BY event_type) t), '{}'::jsonb) AS state_times";
 
-/// Masks an address: enough to recognise it, not enough to use it.
-pub fn mask_address(address: &str) -> String {
-    if let Some((local, domain)) = address.split_once('@') {
-        let first: String = local.chars().take(1).collect();
-        return format!("{first}***@{domain}");
-    }
-    if address.starts_with('+') {
-        let chars: Vec<char> = address.chars().collect();
-        let keep_end = chars.len().saturating_sub(2);
-        return chars
-            .iter()
-            .enumerate()
-            .map(|(i, c)| if i < 2 || i >= keep_end { *c } else { '•' })
-            .collect();
-    }
-    // A portal recipient recorded as `contact:<id>` names no address at all.
-    address.split(':').next().unwrap_or("").to_string()
-}
+/// Addresses are masked here as in every listing (docs/privacy.md).
+pub use comms_shared::privacy::mask_address;
 
 fn view(row: Row) -> Value {
     let times: BTreeMap<String, Value> =
@@ -265,16 +249,6 @@ pub async fn record_submission(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses_are_masked() {
-        assert_eq!(mask_address("+14155552671"), "+1••••••••71");
-        assert_eq!(mask_address("dana@acme.example"), "d***@acme.example");
-        assert_eq!(
-            mask_address("contact:123e4567-e89b-12d3-a456-426614174000"),
-            "contact"
-        );
-    }
 
     #[test]
     fn a_cursor_round_trips_and_garbage_is_refused() {

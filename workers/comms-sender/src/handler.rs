@@ -79,11 +79,12 @@ pub(crate) fn stage(name: &str, since: std::time::Instant) -> std::time::Instant
 impl SendHandler {
     async fn process(&self, request: &ValidSendRequest) -> Result<Outcome, sqlx::Error> {
         let t = std::time::Instant::now();
-        let (message, _created) = match store::record(&self.pool, request).await {
-            Ok(recorded) => recorded,
-            Err(RecordError::Db(error)) => return Err(error),
-            Err(refused) => return Ok(Outcome::reject(format!("invalid_request: {refused}"))),
-        };
+        let (message, _created) =
+            match store::record(&self.pool, request, &self.settings.privacy.hash_key).await {
+                Ok(recorded) => recorded,
+                Err(RecordError::Db(error)) => return Err(error),
+                Err(refused) => return Ok(Outcome::reject(format!("invalid_request: {refused}"))),
+            };
         tracing::info!(message.id = %message.id, message.key = %message.idempotency_key, message.state = %message.delivery_state, "send request");
         if message.delivery_state == "sending" {
             return outcomes::recover_sending(self, &message).await;

@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use comms_shared::contract::{Channel, ValidSendRequest};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -59,8 +60,9 @@ pub enum RecordError {
 pub async fn record(
     pool: &PgPool,
     request: &ValidSendRequest,
+    hash_key: &SecretString,
 ) -> Result<(Message, bool), RecordError> {
-    let (contact_id, address) = resolve_contact(pool, request).await?;
+    let (contact_id, address) = resolve_contact(pool, request, hash_key).await?;
     let wire = serde_json::to_value(request.to_wire()).unwrap_or_default();
     let detail = json!({ "trigger": request.trigger, "kind": request.kind.as_str() });
     let inserted: Option<Message> = sqlx::query_as(&format!(
@@ -118,6 +120,7 @@ pub async fn record(
 async fn resolve_contact(
     pool: &PgPool,
     request: &ValidSendRequest,
+    hash_key: &SecretString,
 ) -> Result<(Uuid, String), RecordError> {
     let channel = request.channel.as_str();
     let recipient = &request.recipient;
@@ -160,10 +163,18 @@ async fn resolve_contact(
     }
     // A new contact and its address in one statement; a concurrent creation of the same address
     // wins the unique key and we use its contact (our contact row then has no address: harmless).
+    // An address erased after it had opted out (or was suppressed) comes back in that state, from
+    // its keyed hash (docs/privacy.md): erasure forgets the person, not their opt-out.
+    let hash =
+        comms_shared::privacy::address_hash(hash_key.expose_secret().as_bytes(), channel, &address);
     let created: Option<Uuid> = sqlx::query_scalar(
         "WITH c AS (INSERT INTO comms.contacts (name, time_zone) VALUES ($3, $4) RETURNING id)
-         INSERT INTO comms.contact_channels (contact_id, channel, address)
-         SELECT id, $1, $2 FROM c
+         INSERT INTO comms.contact_channels (contact_id, channel, address, consent_state, consent_basis, consent_source, consent_at)
+         SELECT c.id, $1, $2, COALESCE(s.consent_state, 'unknown'),
+                CASE WHEN s.consent_state IS NULL THEN NULL ELSE 'erasure' END,
+                CASE WHEN s.consent_state IS NULL THEN NULL ELSE 'kept through an erasure' END,
+                CASE WHEN s.consent_state IS NULL THEN NULL ELSE now() END
+         FROM c LEFT JOIN comms.erased_suppressions s ON s.channel = $1 AND s.address_hash = $5
          ON CONFLICT (channel, address) DO NOTHING
          RETURNING contact_id",
     )
@@ -171,6 +182,7 @@ async fn resolve_contact(
     .bind(&address)
     .bind(recipient.name())
     .bind(recipient.time_zone().map(|tz| tz.name().to_string()))
+    .bind(&hash)
     .fetch_optional(pool)
     .await?;
     match created {

@@ -114,11 +114,18 @@ fn parse(incoming: &Incoming) -> Result<Parsed, Outcome> {
             .and_then(|_| sendgrid::parse(body).map_err(invalid)),
     };
     match parsed {
-        Ok(events) => Ok(Parsed {
-            provider,
-            events,
-            first_seen: first_seen(incoming, Utc::now()),
-        }),
+        Ok(mut events) => {
+            // A provider's reason goes into the append-only event log: no address may ride along
+            // ("550 <dana@example.com> unknown"), docs/privacy.md.
+            for event in &mut events {
+                event.reason = event.reason.as_deref().map(comms_shared::privacy::redact);
+            }
+            Ok(Parsed {
+                provider,
+                events,
+                first_seen: first_seen(incoming, Utc::now()),
+            })
+        }
         Err((code, problem)) => {
             metrics::status()
                 .events

@@ -62,20 +62,41 @@ pub enum Command {
         #[arg(long)]
         file: std::path::PathBuf,
     },
-    /// Show one message (by id or idempotency key) and its timeline of events.
-    Message { reference: String },
+    /// Show one message (by id or idempotency key) and its timeline of events; the recipient is
+    /// masked unless `--reveal` (recorded: who, when, why).
+    Message {
+        reference: String,
+        /// Show the full address and the content; the read is recorded in the access log.
+        #[arg(long)]
+        reveal: bool,
+        /// Why you read it (recorded with the reveal).
+        #[arg(long, requires = "reveal")]
+        why: Option<String>,
+        /// Who reads (defaults to $USER).
+        #[arg(long = "as", requires = "reveal")]
+        actor: Option<String>,
+    },
     /// Pause automated sending (global, or one channel, kind or client); `pause status` shows it.
     Pause(commands::pause::PauseArgs),
     /// Resume a paused scope; held messages are released in creation order.
     Resume(commands::pause::ResumeArgs),
     /// List messages held by a pause.
     Held,
+    /// Retention: `retention run [--dry-run]` removes personal content past its retention now.
+    #[command(subcommand)]
+    Retention(commands::retention::RetentionCommand),
     /// The sandbox provider of `make run`: `sandbox reply` simulates an inbound SMS.
     #[command(subcommand)]
     Sandbox(commands::sandbox::SandboxCommand),
     /// Platform records for first runs and demos.
     #[command(subcommand)]
     Clients(commands::clients::ClientsCommand),
+    /// Audits: `audit access` lists who read full addresses and content, when and why.
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCommand),
+    /// Contacts: `contacts forget` erases a person's personal data (docs/privacy.md).
+    #[command(subcommand)]
+    Contacts(commands::contacts::ContactsCommand),
     /// Open owner tasks by owner and age; `tasks done <id>` closes one.
     Tasks {
         /// Only this owner's tasks.
@@ -146,9 +167,19 @@ pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
         Command::Migrate => commands::migrate::run(settings, cli.json).await,
         Command::Status => commands::status::run(settings, cli.json).await,
         Command::Send { file } => commands::send::run(settings, &file, cli.json).await,
-        Command::Message { reference } => {
+        Command::Message {
+            reference,
+            reveal,
+            why,
+            actor,
+        } => {
             let pool = database(settings).await?;
-            commands::message::run(&pool, &reference, cli.json).await
+            let how = commands::message::Reveal {
+                reveal,
+                why,
+                who: commands::approvals::actor(actor),
+            };
+            commands::message::run(&pool, &reference, how, cli.json).await
         }
         Command::Pause(args) => {
             let pool = database(settings).await?;
@@ -162,10 +193,22 @@ pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
             let pool = database(settings).await?;
             commands::pause::held(&pool, cli.json).await
         }
+        Command::Retention(command) => {
+            let pool = database(settings).await?;
+            commands::retention::run(&pool, settings, command, cli.json).await
+        }
         Command::Sandbox(command) => commands::sandbox::run(command, cli.json).await,
         Command::Clients(command) => {
             let pool = database(settings).await?;
             commands::clients::run(&pool, command, cli.json).await
+        }
+        Command::Audit(command) => {
+            let pool = database(settings).await?;
+            commands::audit::run(&pool, command, cli.json).await
+        }
+        Command::Contacts(command) => {
+            let pool = database(settings).await?;
+            commands::contacts::run(&pool, settings, command, cli.json).await
         }
         Command::Tasks { owner, action } => {
             let pool = database(settings).await?;

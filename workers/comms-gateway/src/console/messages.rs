@@ -4,12 +4,14 @@
 //! Search is by idempotency key or id (straight to the message), or by recipient (an exact
 //! address, never a partial one), state or client, newest 50 first. Listings never show a
 //! recipient. The search form is a POST, so an address searched for stays out of URLs, browser
-//! history and access logs; like every console form it carries the CSRF token and is audited.
+//! history and access logs; like every console form it carries the CSRF token and is audited, and
+//! a search by address is also recorded in the access log (`commsctl audit access`).
 
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use comms_shared::privacy::access::{self, Access, Via};
 use comms_shared::timeline::{self, MessageSummary, SUMMARY_COLUMNS};
 use minijinja::context;
 use serde::Deserialize;
@@ -101,6 +103,29 @@ pub async fn search(
             };
         }
         "recipient" => {
+            // Finding someone by their full address is a read of personal data: recorded
+            // (docs/privacy.md), with the contact it names, never the address.
+            let contact: Option<Uuid> = match sqlx::query_scalar(
+                "SELECT contact_id FROM comms.contact_channels WHERE address = $1 LIMIT 1",
+            )
+            .bind(q)
+            .fetch_optional(pool)
+            .await
+            {
+                Ok(contact) => contact,
+                Err(_) => return view::unavailable(Some(&operator)),
+            };
+            let access = Access {
+                who: &operator.caller.name,
+                via: Via::Console,
+                what: "messages searched by full address",
+                message_id: None,
+                contact_id: contact,
+                why: None,
+            };
+            if access::record(pool, &access).await.is_err() {
+                return view::unavailable(Some(&operator));
+            }
             sqlx::query_as(&format!(
                 "SELECT {SUMMARY_COLUMNS} FROM comms.messages
                  WHERE contact_id IN (SELECT contact_id FROM comms.contact_channels WHERE address = $1)

@@ -108,6 +108,8 @@ impl Providers {
 
     /// Calls the channel's provider, in a span of its own (a child of the message's): its
     /// context is what a Twilio status callback carries back (see `twilio::callback_url`).
+    /// A failure's reason goes into the append-only event log, so any address the provider
+    /// echoed in it is redacted first (docs/privacy.md).
     pub async fn dispatch(&self, message: &Outbound) -> Dispatch {
         let span = tracing::info_span!(
             "provider.call",
@@ -115,7 +117,22 @@ impl Providers {
             message.id = %message.message_id,
             channel = %message.channel,
         );
-        self.call(message).instrument(span).await
+        match self.call(message).instrument(span).await {
+            Dispatch::Transient {
+                reason,
+                retry_after,
+                maybe_sent,
+            } => Dispatch::Transient {
+                reason: redact(&reason, &message.to),
+                retry_after,
+                maybe_sent,
+            },
+            Dispatch::Permanent { reason, opted_out } => Dispatch::Permanent {
+                reason: redact(&reason, &message.to),
+                opted_out,
+            },
+            sent => sent,
+        }
     }
 
     async fn call(&self, message: &Outbound) -> Dispatch {
@@ -132,6 +149,16 @@ impl Providers {
             },
         }
     }
+}
+
+/// `reason` without the recipient's address, in whatever form a provider wrote it.
+fn redact(reason: &str, to: &str) -> String {
+    let reason = if to.len() >= 5 {
+        reason.replace(to, "[address]")
+    } else {
+        reason.to_string()
+    };
+    comms_shared::privacy::redact(&reason)
 }
 
 /// `Retry-After` as seconds or an HTTP date.

@@ -1,13 +1,16 @@
 //! One module per `commsctl` command.
 
 pub mod approvals;
+pub mod audit;
 pub mod clients;
+pub mod contacts;
 pub mod digest;
 pub mod incident;
 pub mod keys;
 pub mod message;
 pub mod migrate;
 pub mod pause;
+pub mod retention;
 pub mod sandbox;
 pub mod send;
 pub mod status;

@@ -16,11 +16,13 @@ mod incidents;
 mod masked;
 mod providers;
 mod sections;
+mod sequences;
 
 pub use digest::DigestSettings;
 pub use events::EventsSettings;
 pub use incidents::IncidentSettings;
 pub use masked::{MASK, mask_url};
+pub use sequences::SequencesSettings;
 
 pub use providers::*;
 pub use sections::*;
@@ -57,6 +59,7 @@ pub struct Settings {
     pub events: EventsSettings,
     pub incidents: IncidentSettings,
     pub digest: DigestSettings,
+    pub sequences: SequencesSettings,
 }
 
 impl Settings {
@@ -163,6 +166,12 @@ impl Settings {
         }
         if self.events.relay_batch == 0 {
             return invalid("events.relay_batch", "must be at least 1");
+        }
+        if self.sequences.batch == 0 {
+            return invalid("sequences.batch", "must be at least 1");
+        }
+        if self.sequences.interval.is_zero() {
+            return invalid("sequences.interval", "must be longer than zero");
         }
         if self.events.webhook_max_attempts == 0 {
             return invalid("events.webhook_max_attempts", "must be at least 1");

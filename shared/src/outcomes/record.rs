@@ -180,6 +180,11 @@ pub async fn record(
         .await?;
     }
     let mut exited = Vec::new();
+    // A result attributed to a message or an enrolment ends that enrolment; one attributed only
+    // to a record (and perhaps a sequence) ends every enrolment for that record.
+    let by_record = (a.message.is_none() && a.enrolment.is_none())
+        .then_some(record.as_ref())
+        .flatten();
     if booked.is_some() {
         let candidates: Vec<Uuid> = sqlx::query_scalar(
             "SELECT id FROM comms.sequence_enrolments
@@ -191,8 +196,8 @@ pub async fn record(
              FOR UPDATE",
         )
         .bind(enrolment.as_ref().and(enrolment_id))
-        .bind(record.as_ref().map(|r| r.0.as_str()))
-        .bind(record.as_ref().map(|r| r.1))
+        .bind(by_record.map(|r| r.0.as_str()))
+        .bind(by_record.map(|r| r.1))
         .bind(&sequence)
         .fetch_all(&mut *tx)
         .await?;

@@ -29,7 +29,8 @@ pub async fn check(
 ) -> Result<Option<&'static str>, sqlx::Error> {
     let on = |rule: &str| exit_on.iter().any(|r| r == rule);
     // One read: the enrolment's own messages, the contact's consent on the step's channel and
-    // booked outcomes attributed to the enrolment, its messages, or its sequence and record.
+    // booked outcomes attributed to the enrolment or its messages, or — when attributed to no
+    // message or enrolment — to its record (and sequence, if named).
     let (replied, opted_out, suppressed, booked): (bool, bool, bool, bool) = sqlx::query_as(
         "SELECT
            EXISTS (SELECT 1 FROM comms.sequence_sends s JOIN comms.messages m
@@ -50,7 +51,8 @@ pub async fn check(
                           OR o.message_id IN (SELECT m.id FROM comms.sequence_sends s
                                               JOIN comms.messages m ON m.idempotency_key = s.idempotency_key
                                               WHERE s.enrolment_id = e.id)
-                          OR (o.record_type = e.record_type AND o.record_id = e.record_id
+                          OR (o.message_id IS NULL AND o.enrolment_id IS NULL
+                              AND o.record_type = e.record_type AND o.record_id = e.record_id
                               AND (o.sequence_name IS NULL OR o.sequence_name = e.sequence_name))))
          FROM comms.sequence_enrolments e WHERE e.id = $1",
     )
@@ -58,14 +60,15 @@ pub async fn check(
     .bind(channel)
     .fetch_one(&mut **tx)
     .await?;
-    Ok(if replied && on("reply") {
-        Some("reply")
-    } else if opted_out && on("opt_out") {
+    // An opt-out or a suppression is named before a reply: a STOP is also an answer.
+    Ok(if opted_out && on("opt_out") {
         Some("opted_out")
-    } else if booked && on("booked") {
-        Some("booked")
     } else if suppressed && on("bounce") {
         Some("bounced")
+    } else if replied && on("reply") {
+        Some("reply")
+    } else if booked && on("booked") {
+        Some("booked")
     } else {
         None
     })

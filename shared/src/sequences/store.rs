@@ -456,8 +456,11 @@ pub async fn rollback(
     let cancelled: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE comms.sequence_enrolments e SET state = 'cancelled', exit_reason = 'rolled_back',
              exit_detail = $3, next_step = NULL, next_due_at = NULL, ended_at = $4,
-             correction_due = $5 AND EXISTS (SELECT 1 FROM comms.sequence_sends s
-                                             WHERE s.enrolment_id = e.id AND s.step > 0)
+             correction_due = $5 AND EXISTS (
+                 SELECT 1 FROM comms.sequence_sends s
+                 JOIN comms.messages m ON m.idempotency_key = s.idempotency_key
+                 WHERE s.enrolment_id = e.id AND s.step > 0
+                   AND m.delivery_state IN ('sending', 'sent', 'delivered'))
          WHERE sequence_name = $1 AND sequence_version = $2 AND state = 'active'
          RETURNING id",
     )

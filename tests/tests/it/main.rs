@@ -18,6 +18,7 @@ mod readiness;
 mod replies;
 mod runtime;
 mod sender;
+mod sequences;
 mod smtp;
 mod status;
 mod upstream;

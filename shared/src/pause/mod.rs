@@ -1,13 +1,12 @@
 //! The pause switch: one place an on-call engineer stops automated sending, at global, channel,
-//! kind or client scope, and the machinery every worker uses to honour it.
+//! kind, client or sequence scope, and the machinery every worker uses to honour it. A sequence
+//! scope (`sequence:<name>`) holds every step of that outreach sequence: a message whose trigger
+//! is `sequence:<name>`.
 //!
 //! - [`store`]: the stored switch (PostgreSQL is the truth) and its append-only history; every
 //!   change is committed together with a `NOTIFY comms_pause`.
 //! - [`switch`]: each worker's in-memory view, refreshed at once by the notification and on a
 //!   short poll, that fails closed when it cannot be confirmed within the staleness bound.
-//! A sequence scope (`sequence:<name>`) holds every step of that outreach sequence; a step is a
-//! message whose trigger is `sequence:<name>`.
-//!
 //! - [`release`]: after a resume or an expiry, held messages go back to `comms.send` in the order
 //!   they were created, through the same preflight and rate limits as any send.
 

@@ -9,6 +9,16 @@ use uuid::Uuid;
 
 use super::{Seq, WAIT, at, key, three_steps};
 
+/// id, type, message, sequence, owner, client of a stored outcome.
+type Stored = (
+    String,
+    String,
+    Option<Uuid>,
+    Option<String>,
+    String,
+    Option<Uuid>,
+);
+
 #[tokio::test]
 async fn outcomes_are_idempotent_attributed_and_refused_with_a_reason() {
     let seq = Seq::start("2026-11-27T15:00:00Z").await;
@@ -76,7 +86,7 @@ async fn outcomes_are_idempotent_attributed_and_refused_with_a_reason() {
             "{expected} in {reasons:?}"
         );
     }
-    let stored: Vec<(String, String, Option<Uuid>, Option<String>, String, Option<Uuid>)> = sqlx::query_as(
+    let stored: Vec<Stored> = sqlx::query_as(
         "SELECT id, type, message_id, sequence_name, owner, client_id FROM comms.outcomes ORDER BY id",
     )
     .fetch_all(&env.pool)

@@ -69,6 +69,10 @@ impl Topology {
     pub fn incident_exchange(&self) -> String {
         self.name("comms.incident")
     }
+    /// Enrolments (`sequence.enrol`) and outcomes (`outcome.<type>`), for `comms-sequences`.
+    pub fn sequence_exchange(&self) -> String {
+        self.name("comms.sequence")
+    }
     /// Lifecycle events for upstream apps, routed by `message.<event>` and `task.<event>`.
     pub fn events_exchange(&self) -> String {
         self.name("comms.events")
@@ -122,7 +126,17 @@ impl Topology {
             routing_key: "#".into(),
         });
         queues.push(self.webhooks_queue());
+        queues.push(self.sequence_queue());
         queues
+    }
+
+    /// Enrolments and outcomes from upstream, for `comms-sequences`.
+    pub fn sequence_queue(&self) -> WorkQueue {
+        WorkQueue {
+            name: self.name("comms.sequence.jobs"),
+            exchange: self.sequence_exchange(),
+            routing_key: "#".into(),
+        }
     }
 
     /// Report-digest and notification-batching jobs, for `comms-digest`.
@@ -215,6 +229,7 @@ impl Topology {
             self.provider_exchange(),
             self.digest_exchange(),
             self.incident_exchange(),
+            self.sequence_exchange(),
             self.events_exchange(),
             self.retry_exchange(),
             self.requeue_exchange(),

@@ -216,6 +216,7 @@ async fn remove(settings: Arc<Settings>, t: Topology, database: String) {
                 t.provider_exchange(),
                 t.digest_exchange(),
                 t.incident_exchange(),
+                t.sequence_exchange(),
                 t.events_exchange(),
                 t.control_exchange(),
                 t.retry_exchange(),

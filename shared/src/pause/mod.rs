@@ -1,5 +1,7 @@
 //! The pause switch: one place an on-call engineer stops automated sending, at global, channel,
-//! kind or client scope, and the machinery every worker uses to honour it.
+//! kind, client or sequence scope, and the machinery every worker uses to honour it. A sequence
+//! scope (`sequence:<name>`) holds every step of that outreach sequence: a message whose trigger
+//! is `sequence:<name>`.
 //!
 //! - [`store`]: the stored switch (PostgreSQL is the truth) and its append-only history; every
 //!   change is committed together with a `NOTIFY comms_pause`.
@@ -26,6 +28,8 @@ pub enum Scope {
     Channel(String),
     Kind(String),
     Client(Uuid),
+    /// Every step of one outreach sequence (by name, every version): `sequence:<name>`.
+    Sequence(String),
 }
 
 impl Scope {
@@ -36,6 +40,7 @@ impl Scope {
             "channel" => Some(Self::Channel(value.to_string())),
             "kind" => Some(Self::Kind(value.to_string())),
             "client" => value.parse().ok().map(Self::Client),
+            "sequence" => Some(Self::Sequence(value.to_string())),
             _ => None,
         }
     }
@@ -46,6 +51,7 @@ impl Scope {
             Self::Channel(_) => "channel",
             Self::Kind(_) => "kind",
             Self::Client(_) => "client",
+            Self::Sequence(_) => "sequence",
         }
     }
 
@@ -53,20 +59,41 @@ impl Scope {
     pub fn value(&self) -> String {
         match self {
             Self::Global => String::new(),
-            Self::Channel(v) | Self::Kind(v) => v.clone(),
+            Self::Channel(v) | Self::Kind(v) | Self::Sequence(v) => v.clone(),
             Self::Client(id) => id.to_string(),
         }
     }
 
     /// Whether a message of this channel, kind and client is covered.
     pub fn covers(&self, channel: &str, kind: &str, client: Option<Uuid>) -> bool {
+        self.covers_step(channel, kind, client, None)
+    }
+
+    /// [`Self::covers`] for a message that may be a step of sequence `sequence` (the message's
+    /// trigger is `sequence:<name>`, [`sequence_of_trigger`]).
+    pub fn covers_step(
+        &self,
+        channel: &str,
+        kind: &str,
+        client: Option<Uuid>,
+        sequence: Option<&str>,
+    ) -> bool {
         match self {
             Self::Global => true,
             Self::Channel(c) => c == channel,
             Self::Kind(k) => k == kind,
             Self::Client(id) => client == Some(*id),
+            Self::Sequence(name) => sequence == Some(name.as_str()),
         }
     }
+}
+
+/// The sequence a message belongs to, from its trigger: the scheduler sends every step with
+/// trigger `sequence:<name>` (docs/sequences.md).
+pub fn sequence_of_trigger(trigger: &str) -> Option<&str> {
+    trigger
+        .strip_prefix("sequence:")
+        .filter(|name| !name.is_empty())
 }
 
 impl std::fmt::Display for Scope {

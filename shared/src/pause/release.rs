@@ -113,7 +113,8 @@ async fn release_batch(
                  AND (p.scope = 'global'
                       OR (p.scope = 'channel' AND p.scope_value = m.channel)
                       OR (p.scope = 'kind' AND p.scope_value = m.kind)
-                      OR (p.scope = 'client' AND p.scope_value = COALESCE(m.client_id::text, ''))))
+                      OR (p.scope = 'client' AND p.scope_value = COALESCE(m.client_id::text, ''))
+                      OR (p.scope = 'sequence' AND m.trigger = 'sequence:' || p.scope_value)))
          ORDER BY m.created_at, m.id
          LIMIT $1",
     )

@@ -80,25 +80,30 @@ impl PauseSwitch {
         kind: &str,
         client: Option<Uuid>,
     ) -> (DispatchGuard, Verdict) {
-        self.enter_except(channel, kind, client, None).await
+        self.enter_except(channel, kind, client, None, None).await
     }
 
     /// [`Self::enter`] for a notice of incident `exempt`: the client pauses that incident caused
-    /// do not hold it (every other pause does).
+    /// do not hold it (every other pause does); `sequence`: the sequence the message is a step
+    /// of, which a `sequence:<name>` pause holds.
     pub async fn enter_except(
         &self,
         channel: &str,
         kind: &str,
         client: Option<Uuid>,
         exempt: Option<Uuid>,
+        sequence: Option<&str>,
     ) -> (DispatchGuard, Verdict) {
         let guard = DispatchGuard(self.gate.clone().read_owned().await);
-        (guard, self.verdict_except(channel, kind, client, exempt))
+        (
+            guard,
+            self.verdict_except(channel, kind, client, exempt, sequence),
+        )
     }
 
     /// The verdict now, without entering a dispatch.
     pub fn verdict(&self, channel: &str, kind: &str, client: Option<Uuid>) -> Verdict {
-        self.verdict_except(channel, kind, client, None)
+        self.verdict_except(channel, kind, client, None, None)
     }
 
     /// The verdict now for a notice of incident `exempt` (see [`Self::enter_except`]).
@@ -108,6 +113,7 @@ impl PauseSwitch {
         kind: &str,
         client: Option<Uuid>,
         exempt: Option<Uuid>,
+        sequence: Option<&str>,
     ) -> Verdict {
         self.read(|view| {
             let stale_for = view.confirmed_at.map(|at| at.elapsed());
@@ -117,7 +123,9 @@ impl PauseSwitch {
             }
             view.pauses
                 .iter()
-                .find(|p| p.scope.covers(channel, kind, client) && !p.exempts(exempt))
+                .find(|p| {
+                    p.scope.covers_step(channel, kind, client, sequence) && !p.exempts(exempt)
+                })
                 .map_or(Verdict::Clear, |p| Verdict::Paused(p.clone()))
         })
     }
@@ -160,7 +168,7 @@ impl PauseSwitch {
         kind: &str,
         client: Option<Uuid>,
     ) -> Option<ActivePause> {
-        self.pending_cover_except(channel, kind, client, None)
+        self.pending_cover_except(channel, kind, client, None, None)
     }
 
     /// [`Self::pending_cover`] for a notice of incident `exempt` (see [`Self::enter_except`]).
@@ -170,11 +178,14 @@ impl PauseSwitch {
         kind: &str,
         client: Option<Uuid>,
         exempt: Option<Uuid>,
+        sequence: Option<&str>,
     ) -> Option<ActivePause> {
         self.read(|view| {
             view.pending
                 .iter()
-                .find(|p| p.scope.covers(channel, kind, client) && !p.exempts(exempt))
+                .find(|p| {
+                    p.scope.covers_step(channel, kind, client, sequence) && !p.exempts(exempt)
+                })
                 .cloned()
         })
     }
@@ -317,7 +328,7 @@ pub fn report(switch: &PauseSwitch, health: &Health) {
         .with_label_values::<&str>(&[])
         .set(i64::from(blind));
     let active = switch.active();
-    for scope in ["global", "channel", "kind", "client"] {
+    for scope in ["global", "channel", "kind", "client", "sequence"] {
         let on = active.iter().filter(|p| p.scope.name() == scope).count();
         metrics
             .active

@@ -111,19 +111,44 @@ async fn an_incident_pause_lets_only_that_incidents_notices_through() {
     let held = Verdict::Paused(caused.clone());
     assert_eq!(switch.verdict("sms", "outreach", Some(client)), held);
     assert_eq!(
-        switch.verdict_except("sms", "incident_notice", Some(client), Some(Uuid::new_v4())),
+        switch.verdict_except(
+            "sms",
+            "incident_notice",
+            Some(client),
+            Some(Uuid::new_v4()),
+            None
+        ),
         held,
         "a notice of another incident is held"
     );
     assert_eq!(
-        switch.verdict_except("sms", "incident_notice", Some(client), Some(incident)),
+        switch.verdict_except("sms", "incident_notice", Some(client), Some(incident), None),
         Verdict::Clear
     );
     // Any other pause still holds the incident's own notices.
     let everything = global();
     switch.apply(vec![caused, everything.clone()]).await;
     assert_eq!(
-        switch.verdict_except("sms", "incident_notice", Some(client), Some(incident)),
+        switch.verdict_except("sms", "incident_notice", Some(client), Some(incident), None),
         Verdict::Paused(everything)
     );
+}
+
+#[tokio::test]
+async fn a_sequence_pause_holds_only_that_sequences_steps() {
+    let switch = PauseSwitch::new(Duration::from_secs(5));
+    let pause = ActivePause {
+        scope: Scope::Sequence("winback".into()),
+        ..global()
+    };
+    switch.apply(vec![pause.clone()]).await;
+    let step = |name| switch.verdict_except("sms", "outreach", None, None, Some(name));
+    assert_eq!(step("winback"), Verdict::Paused(pause));
+    assert_eq!(step("welcome"), Verdict::Clear);
+    assert_eq!(switch.verdict("sms", "outreach", None), Verdict::Clear);
+    assert_eq!(
+        crate::pause::sequence_of_trigger("sequence:winback"),
+        Some("winback")
+    );
+    assert_eq!(crate::pause::sequence_of_trigger("lead.created"), None);
 }

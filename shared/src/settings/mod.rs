@@ -17,12 +17,14 @@ mod masked;
 mod privacy;
 mod providers;
 mod sections;
+mod sequences;
 
 pub use digest::DigestSettings;
 pub use events::EventsSettings;
 pub use incidents::IncidentSettings;
 pub use masked::{MASK, mask_url};
 pub use privacy::{PrivacySettings, RetentionSettings};
+pub use sequences::SequencesSettings;
 
 pub use providers::*;
 pub use sections::*;
@@ -61,6 +63,7 @@ pub struct Settings {
     pub digest: DigestSettings,
     pub privacy: PrivacySettings,
     pub retention: RetentionSettings,
+    pub sequences: SequencesSettings,
 }
 
 impl Settings {
@@ -167,6 +170,12 @@ impl Settings {
         }
         if self.events.relay_batch == 0 {
             return invalid("events.relay_batch", "must be at least 1");
+        }
+        if self.sequences.batch == 0 {
+            return invalid("sequences.batch", "must be at least 1");
+        }
+        if self.sequences.interval.is_zero() {
+            return invalid("sequences.interval", "must be longer than zero");
         }
         if self.events.webhook_max_attempts == 0 {
             return invalid("events.webhook_max_attempts", "must be at least 1");

@@ -7,6 +7,7 @@ mod admin;
 mod api;
 mod content_type;
 mod readiness;
+mod sequences_api;
 mod webhooks;
 
 use std::sync::Arc;

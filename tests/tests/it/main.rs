@@ -19,6 +19,7 @@ mod readiness;
 mod replies;
 mod runtime;
 mod sender;
+mod sequences;
 mod smtp;
 mod status;
 mod upstream;

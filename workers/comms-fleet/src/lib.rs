@@ -65,13 +65,15 @@ pub async fn run(settings: Settings, options: Options, shutdown: Shutdown) -> an
     let incidents = comms_incidents::run(rt, stop);
     let (rt, stop) = (runtime.clone(), shutdown.clone());
     let digest = comms_digest::run(rt, stop);
+    let (rt, stop) = (runtime.clone(), shutdown.clone());
+    let sequences = comms_sequences::run(rt, stop);
     let sender = comms_sender::run(runtime.clone(), Arc::new(SystemClock), shutdown.clone());
     let health = tokio::spawn(comms_shared::health::serve(
         settings.http.listen,
         runtime.health.clone(),
         shutdown.clone(),
     ));
-    tracing::info!(http.listen = %settings.http.listen, gateway.listen = %settings.gateway.listen, "fleet starting: sender (sms, email, portal), gateway, status, replies, events, incidents, digest");
+    tracing::info!(http.listen = %settings.http.listen, gateway.listen = %settings.gateway.listen, "fleet starting: sender (sms, email, portal), gateway, status, replies, events, incidents, digest, sequences");
     let mut workers = tokio::task::JoinSet::new();
     workers.spawn(async move { ("gateway", gateway.await) });
     workers.spawn(async move { ("status", status.await) });
@@ -79,6 +81,7 @@ pub async fn run(settings: Settings, options: Options, shutdown: Shutdown) -> an
     workers.spawn(async move { ("events", events.await) });
     workers.spawn(async move { ("incidents", incidents.await) });
     workers.spawn(async move { ("digest", digest.await) });
+    workers.spawn(async move { ("sequences", sequences.await) });
     workers.spawn(async move { ("sender", sender.await) });
     let mut failure = None;
     while let Some(done) = workers.join_next().await {

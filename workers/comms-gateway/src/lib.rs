@@ -4,8 +4,8 @@
 //! - **provider webhooks** (Twilio status and inbound, SendGrid events and Inbound Parse): verify
 //!   the provider's signature, publish the raw payload to `comms.provider` with a broker confirm,
 //!   and only then answer 2xx (503 otherwise, so the provider retries);
-//! - **the enqueue API** (`POST /v1/messages`) for apps that do not speak AMQP, behind API keys
-//!   with roles ([`auth`]);
+//! - **the enqueue API** (`POST /v1/messages`, `/v1/enrolments`, `/v1/outcomes`) for apps that
+//!   do not speak AMQP, behind API keys with roles ([`auth`]);
 //! - **the operator console** at `/console` (`docs/console.md`), signed in with the same keys.
 //!
 //! `/healthz`, `/readyz` and `/metrics` are merged into the same router; the gateway is ready only
@@ -23,6 +23,7 @@ mod outgoing_webhooks_api;
 mod pause_api;
 mod privacy_api;
 mod reply;
+mod sequences_api;
 mod state;
 pub mod status_api;
 mod unsubscribe;
@@ -64,6 +65,8 @@ pub fn router(state: GatewayState, runtime: &Runtime) -> Router {
         .route("/v1/messages/{reference}/reveal", get(privacy_api::reveal))
         .route("/v1/contacts/forget", post(privacy_api::forget))
         .route("/v1/audit/access", get(privacy_api::audit))
+        .route("/v1/enrolments", post(sequences_api::enrolments))
+        .route("/v1/outcomes", post(sequences_api::outcomes))
         .route(
             "/v1/webhooks",
             get(outgoing_webhooks_api::list).post(outgoing_webhooks_api::add),

@@ -48,7 +48,7 @@ fn scope_of(body: &ScopeBody) -> Result<Scope, String> {
 }
 
 /// A scope as the admin API and the console name it: `global` (also when absent), or `channel`,
-/// `kind` or `client` with its value. The problem is phrased for the caller.
+/// `kind`, `client` or `sequence` with its value. The problem is phrased for the caller.
 pub(crate) fn parse_scope(scope: Option<&str>, value: Option<&str>) -> Result<Scope, String> {
     let value = value.unwrap_or_default().trim().to_string();
     match scope.unwrap_or("global") {
@@ -65,8 +65,12 @@ pub(crate) fn parse_scope(scope: Option<&str>, value: Option<&str>) -> Result<Sc
             .parse()
             .map(Scope::Client)
             .map_err(|_| "value: a client scope needs a client id (UUID)".to_string()),
+        "sequence" if comms_shared::sequences::valid_name(&value) => Ok(Scope::Sequence(value)),
+        "sequence" => {
+            Err("value: a sequence scope needs a sequence name ([a-z0-9_.-]{1,100})".into())
+        }
         other => Err(format!(
-            "scope: `{other}` is not one of global, channel, kind, client"
+            "scope: `{other}` is not one of global, channel, kind, client, sequence"
         )),
     }
 }

@@ -207,9 +207,11 @@ impl SendHandler {
         let exempt = (request.kind == Kind::IncidentNotice
             && request.record.record_type == RecordType::Incident)
             .then_some(request.record.id);
+        // A step of an outreach sequence is held by a `sequence:<name>` pause too.
+        let sequence = comms_shared::pause::sequence_of_trigger(&request.trigger);
         let (_dispatching, verdict) = self
             .switch
-            .enter_except(&message.channel, &message.kind, client_id, exempt)
+            .enter_except(&message.channel, &message.kind, client_id, exempt, sequence)
             .await;
         let t = stage("pause_gate", t);
         match verdict {
@@ -237,10 +239,13 @@ impl SendHandler {
         };
         let t = stage("claim", t);
         // A pause read while this dispatch was claiming: stop here, before the provider.
-        if let Some(pause) =
-            self.switch
-                .pending_cover_except(&message.channel, &message.kind, client_id, exempt)
-        {
+        if let Some(pause) = self.switch.pending_cover_except(
+            &message.channel,
+            &message.kind,
+            client_id,
+            exempt,
+            sequence,
+        ) {
             return outcomes::hold_claimed(self, &message, &pause).await;
         }
         let outbound = Outbound {

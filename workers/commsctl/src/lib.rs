@@ -108,6 +108,12 @@ pub enum Command {
     /// Report digests: `digest build --period ID`, `show`, `list`, `approve`, `release`.
     #[command(subcommand)]
     Digest(commands::digest::DigestCommand),
+    /// Outreach sequences: add, activate (the escalation owner), list, show, rollback, enrol, stop.
+    #[command(subcommand)]
+    Sequences(commands::sequences::SequencesCommand),
+    /// Reports: `report outcomes` (response time, approval time, report views, reviews, bookings).
+    #[command(subcommand)]
+    Report(commands::report::ReportCommand),
     /// Manage versioned templates.
     #[command(subcommand)]
     Templates(TemplatesCommand),
@@ -220,6 +226,14 @@ pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
         Command::Digest(command) => {
             let pool = database(settings).await?;
             commands::digest::run(&pool, settings, command, cli.json).await
+        }
+        Command::Sequences(command) => {
+            let pool = database(settings).await?;
+            commands::sequences::run(&pool, command, cli.json).await
+        }
+        Command::Report(command) => {
+            let pool = database(settings).await?;
+            commands::report::run(&pool, command, cli.json).await
         }
         Command::Templates(command) => {
             let pool = database(settings).await?;

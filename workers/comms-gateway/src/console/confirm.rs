@@ -22,6 +22,7 @@ fn what_stops(scope: &Scope) -> String {
         Scope::Channel(channel) => format!("Every {channel} message stops."),
         Scope::Kind(kind) => format!("Every {kind} message stops, on every channel."),
         Scope::Client(client) => format!("Every message for client {client} stops."),
+        Scope::Sequence(name) => format!("Every step of sequence {name} stops."),
     }
 }
 
@@ -31,7 +32,8 @@ async fn in_flight(pool: &PgPool, scope: &Scope) -> Result<i64, sqlx::Error> {
         "SELECT count(*) FROM comms.messages
          WHERE delivery_state IN ('received', 'deferred', 'retrying', 'sending')
            AND ($1 = 'global' OR ($1 = 'channel' AND channel = $2) OR ($1 = 'kind' AND kind = $2)
-                OR ($1 = 'client' AND client_id::text = $2))",
+                OR ($1 = 'client' AND client_id::text = $2)
+                OR ($1 = 'sequence' AND trigger = 'sequence:' || $2))",
     )
     .bind(scope.name())
     .bind(scope.value())

@@ -81,11 +81,13 @@ pub async fn handle(handler: &SendHandler, deliveries: &[Incoming]) -> Vec<Outco
 
 /// A request the group path may decide: none of the rules that need the one-message path apply.
 /// A message attached to an incident is not one: its client is its contact's, not the record's
-/// ([`preflight::record_client`]), which the group's record lookup does not know.
+/// ([`preflight::record_client`]), which the group's record lookup does not know. Nor is a step of
+/// a sequence (trigger `sequence:<name>`), which a sequence pause holds.
 fn ordinary(request: &ValidSendRequest, now: chrono::DateTime<chrono::Utc>) -> bool {
     matches!(request.channel, Channel::Sms | Channel::Email)
         && request.record.record_type != RecordType::Incident
         && !matches!(request.kind, Kind::Outreach | Kind::ReviewRequest)
+        && comms_shared::pause::sequence_of_trigger(&request.trigger).is_none()
         && !preflight::needs_approval(request)
         && !portal_safe::applies(request)
         && !request.ai_draft

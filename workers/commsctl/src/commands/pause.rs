@@ -14,14 +14,17 @@ use uuid::Uuid;
 #[derive(Debug, Args)]
 pub struct ScopeArgs {
     /// A channel: sms, email or portal.
-    #[arg(long, conflicts_with_all = ["kind", "client"])]
+    #[arg(long, conflicts_with_all = ["kind", "client", "sequence"])]
     pub channel: Option<String>,
     /// A message kind, e.g. outreach.
-    #[arg(long, conflicts_with = "client")]
+    #[arg(long, conflicts_with_all = ["client", "sequence"])]
     pub kind: Option<String>,
     /// A client id: every message attached to it or its leads, projects, reports.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sequence")]
     pub client: Option<Uuid>,
+    /// A sequence name: every step of that outreach sequence (scope `sequence:<name>`).
+    #[arg(long)]
+    pub sequence: Option<String>,
 }
 
 impl ScopeArgs {
@@ -37,6 +40,12 @@ impl ScopeArgs {
             kind.parse::<Kind>()
                 .map_err(|e| anyhow::anyhow!("--kind: {e}"))?;
             return Ok(Scope::Kind(kind.clone()));
+        }
+        if let Some(name) = &self.sequence {
+            if !comms_shared::sequences::valid_name(name) {
+                anyhow::bail!("--sequence: expected a sequence name ([a-z0-9_.-]{{1,100}})");
+            }
+            return Ok(Scope::Sequence(name.clone()));
         }
         Ok(self.client.map_or(Scope::Global, Scope::Client))
     }

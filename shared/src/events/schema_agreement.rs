@@ -112,3 +112,29 @@ fn every_top_level_field_is_documented_in_upstream_md() {
         );
     }
 }
+
+#[test]
+fn the_type_pattern_accepts_every_digest_event_the_triggers_write() {
+    let schema = schema();
+    let pattern = schema["properties"]["type"]["pattern"]
+        .as_str()
+        .expect("a pattern");
+    let pattern = regex::Regex::new(pattern).expect("the pattern compiles");
+    // Migrations 0016 (`digest.<state>`) and 0017 (`digest.viewed`).
+    for what in [
+        "built",
+        "blocked",
+        "approved",
+        "published",
+        "superseded",
+        "viewed",
+    ] {
+        let kind = format!("digest.{what}");
+        assert!(pattern.is_match(&kind), "{kind}");
+        assert!(
+            DOC.contains(&format!("`{kind}`")),
+            "docs/upstream.md: {kind}"
+        );
+    }
+    assert!(!pattern.is_match("digest.opened"));
+}

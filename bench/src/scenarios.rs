@@ -28,24 +28,26 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
         println!("pause propagation: p50 {p50:.1} ms, p99 {p99:.1} ms");
         return Ok(vec![pause_row(knobs, p50, p99, rss)]);
     }
+    if knobs.only.as_deref() == Some("digest") {
+        let sample = crate::digest::event(0, uuid::Uuid::nil(), 10, bench.client_id);
+        let base =
+            baseline::run(&bench.connection, "bench.baseline", knobs.messages, &sample).await?;
+        println!(
+            "baseline: {base:.0} msg/s ({} bytes per message)",
+            sample.len()
+        );
+        return Ok(vec![
+            baseline_row(base, sample.len()),
+            digest_row(bench, knobs, base).await?,
+        ]);
+    }
     let sample = bench.request("sample-0000000", 1, 0).1;
     let base = baseline::run(&bench.connection, "bench.baseline", knobs.messages, &sample).await?;
     println!(
         "baseline: {base:.0} msg/s ({} bytes per message)",
         sample.len()
     );
-    let mut rows = vec![Row {
-        scenario: format!(
-            "broker baseline (publish+confirm → quorum → ack, {} B)",
-            sample.len()
-        ),
-        throughput: Some(base),
-        unit: "msg/s",
-        ratio: Some(1.0),
-        p50_ms: None,
-        p99_ms: None,
-        rss: "-".into(),
-    }];
+    let mut rows = vec![baseline_row(base, sample.len())];
     for senders in [1, 2] {
         let (rate, rss) = throughput(bench, knobs.messages, senders).await?;
         println!("send throughput, {senders} sender(s): {rate:.0} msg/s");
@@ -97,8 +99,53 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
         p99_ms: Some(p99),
         rss,
     });
+    rows.push(digest_row(bench, knobs, base).await?);
     print_stages(&stages);
     Ok(rows)
+}
+
+fn baseline_row(base: f64, bytes: usize) -> Row {
+    Row {
+        scenario: format!("broker baseline (publish+confirm → quorum → ack, {bytes} B)"),
+        throughput: Some(base),
+        unit: "msg/s",
+        ratio: Some(1.0),
+        p50_ms: None,
+        p99_ms: None,
+        rss: "-".into(),
+    }
+}
+
+/// Notification batching: events per second against the broker baseline, and flush latency.
+async fn digest_row(bench: &Bench, knobs: &Knobs, base: f64) -> anyhow::Result<Row> {
+    let (events, keys) = (knobs.digest_events, knobs.digest_keys);
+    let run = crate::digest::batching(bench, events, keys).await?;
+    println!(
+        "digest batching: {:.0} events/s ({:.2} of the baseline), flush latency p50 {:.1} ms, \
+         p99 {:.1} ms, {} batches sent on",
+        run.events_per_second,
+        run.events_per_second / base,
+        run.p50_ms,
+        run.p99_ms,
+        run.flushed
+    );
+    anyhow::ensure!(
+        run.flushed as usize == keys,
+        "{} send requests for {keys} keys: a batch was lost or doubled",
+        run.flushed
+    );
+    Ok(Row {
+        scenario: format!(
+            "notification batching, {events} events for {keys} keys → {keys} batches flushed \
+             (flush latency: last event → flushed)"
+        ),
+        throughput: Some(run.events_per_second),
+        unit: "events/s",
+        ratio: Some(run.events_per_second / base),
+        p50_ms: Some(run.p50_ms),
+        p99_ms: Some(run.p99_ms),
+        rss: run.rss,
+    })
 }
 
 async fn webhook_row(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Row> {

@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use comms_shared::clock::ManualClock;
 use comms_tests::{TestEnv, eventually};
-use lapin::options::{QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -18,32 +16,15 @@ use super::{Worker, at};
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A queue of the test's own that sees every `digest.report` job published to the exchange (the
-/// worker consumes its own queue; this one only counts). Exclusive: gone with the connection.
+/// worker consumes its own queue; this one only counts).
 async fn watch_jobs(env: &TestEnv) -> String {
-    let queue = format!("{}.schedule-watch", env.topology.digest_exchange());
-    let channel = env.connection.create_channel().await.expect("channel");
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare");
-    channel
-        .queue_bind(
-            queue.as_str().into(),
-            env.topology.digest_exchange().as_str().into(),
-            "digest.report".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind");
-    queue
+    let exchange = env.topology.digest_exchange();
+    env.watch(
+        &format!("{exchange}.schedule-watch"),
+        &exchange,
+        "digest.report",
+    )
+    .await
 }
 
 async fn period(env: &TestEnv, report: Uuid, starts: &str, ends: &str, state: &str) -> Uuid {

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod pause;
 pub mod queues;
 pub mod runtime;
+pub mod schema_shape;
 pub mod settings;
 pub mod shutdown;
 pub mod sms;

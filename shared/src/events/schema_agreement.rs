@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::schema_shape::keys;
 use serde_json::{Value, json};
 
 use super::{EVENT_V1, LifecycleEvent};
@@ -14,13 +15,6 @@ const ID: &str = "123e4567-e89b-12d3-a456-426614174000";
 
 fn schema() -> Value {
     serde_json::from_str(SCHEMA).expect("the schema is JSON")
-}
-
-fn keys(value: &Value) -> BTreeSet<String> {
-    value
-        .as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default()
 }
 
 fn full_event() -> Value {

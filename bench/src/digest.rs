@@ -11,9 +11,10 @@ use lapin::options::QueuePurgeOptions;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::Knobs;
 use crate::load::Bench;
 use crate::procs::{self, Worker};
-use crate::stats::percentile;
+use crate::stats::{Row, percentile};
 
 /// What one batching run measured.
 pub struct Batching {
@@ -127,6 +128,38 @@ pub async fn batching(bench: &Bench, events: usize, keys: usize) -> anyhow::Resu
         p99_ms: percentile(&mut latencies, 0.99),
         flushed,
         rss,
+    })
+}
+
+/// Notification batching: events per second against the broker baseline, and flush latency.
+pub async fn row(bench: &Bench, knobs: &Knobs, base: f64) -> anyhow::Result<Row> {
+    let (events, keys) = (knobs.digest_events, knobs.digest_keys);
+    let run = batching(bench, events, keys).await?;
+    println!(
+        "digest batching: {:.0} events/s ({:.2} of the baseline), flush latency p50 {:.1} ms, \
+         p99 {:.1} ms, {} batches sent on",
+        run.events_per_second,
+        run.events_per_second / base,
+        run.p50_ms,
+        run.p99_ms,
+        run.flushed
+    );
+    anyhow::ensure!(
+        run.flushed as usize == keys,
+        "{} send requests for {keys} keys: a batch was lost or doubled",
+        run.flushed
+    );
+    Ok(Row {
+        scenario: format!(
+            "notification batching, {events} events for {keys} keys → {keys} batches flushed \
+             (flush latency: last event → flushed)"
+        ),
+        throughput: Some(run.events_per_second),
+        unit: "events/s",
+        ratio: Some(run.events_per_second / base),
+        p50_ms: Some(run.p50_ms),
+        p99_ms: Some(run.p99_ms),
+        rss: run.rss,
     })
 }
 

@@ -38,7 +38,7 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
         );
         return Ok(vec![
             baseline_row(base, sample.len()),
-            digest_row(bench, knobs, base).await?,
+            crate::digest::row(bench, knobs, base).await?,
         ]);
     }
     let sample = bench.request("sample-0000000", 1, 0).1;
@@ -99,7 +99,7 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
         p99_ms: Some(p99),
         rss,
     });
-    rows.push(digest_row(bench, knobs, base).await?);
+    rows.push(crate::digest::row(bench, knobs, base).await?);
     print_stages(&stages);
     Ok(rows)
 }
@@ -114,38 +114,6 @@ fn baseline_row(base: f64, bytes: usize) -> Row {
         p99_ms: None,
         rss: "-".into(),
     }
-}
-
-/// Notification batching: events per second against the broker baseline, and flush latency.
-async fn digest_row(bench: &Bench, knobs: &Knobs, base: f64) -> anyhow::Result<Row> {
-    let (events, keys) = (knobs.digest_events, knobs.digest_keys);
-    let run = crate::digest::batching(bench, events, keys).await?;
-    println!(
-        "digest batching: {:.0} events/s ({:.2} of the baseline), flush latency p50 {:.1} ms, \
-         p99 {:.1} ms, {} batches sent on",
-        run.events_per_second,
-        run.events_per_second / base,
-        run.p50_ms,
-        run.p99_ms,
-        run.flushed
-    );
-    anyhow::ensure!(
-        run.flushed as usize == keys,
-        "{} send requests for {keys} keys: a batch was lost or doubled",
-        run.flushed
-    );
-    Ok(Row {
-        scenario: format!(
-            "notification batching, {events} events for {keys} keys → {keys} batches flushed \
-             (flush latency: last event → flushed)"
-        ),
-        throughput: Some(run.events_per_second),
-        unit: "events/s",
-        ratio: Some(run.events_per_second / base),
-        p50_ms: Some(run.p50_ms),
-        p99_ms: Some(run.p99_ms),
-        rss: run.rss,
-    })
 }
 
 async fn webhook_row(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Row> {

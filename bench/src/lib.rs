@@ -1,9 +1,11 @@
 //! The benchmark suite behind `make bench`: the broker's own limit as a baseline, then the fleet's
 //! send throughput (1 and 2 sender processes), enqueue-to-sent latency at a fixed offered load,
-//! pause propagation under load, and where a message's time goes. Everything runs on this
+//! pause propagation under load, where a message's time goes, and the digest worker's notification
+//! batching (100,000 events for 10,000 keys, flushed). Everything runs on this
 //! machine's RabbitMQ and PostgreSQL, against the sandbox provider, on loopback only.
 
 mod baseline;
+mod digest;
 mod load;
 mod procs;
 mod retention_cost;
@@ -41,8 +43,8 @@ pub struct Knobs {
     /// Pauses in the propagation run.
     #[arg(long, env = "BENCH_PAUSES", default_value_t = 20)]
     pub pauses: usize,
-    /// Run one scenario only: status, pause, send, or webhooks, scale, retention (the last three
-    /// run only when named).
+    /// Run one scenario only: status, pause, send, digest, or webhooks, scale, retention (the
+    /// last three run only when named).
     #[arg(long, env = "BENCH_ONLY")]
     pub only: Option<String>,
     /// Messages generated for `BENCH_ONLY=scale`.
@@ -51,6 +53,12 @@ pub struct Knobs {
     /// Expired messages the retention job works through during `BENCH_ONLY=retention`.
     #[arg(long, env = "BENCH_RETENTION_BACKLOG", default_value_t = 300_000)]
     pub retention_backlog: i64,
+    /// Events in the notification-batching run.
+    #[arg(long, env = "BENCH_DIGEST_EVENTS", default_value_t = 100_000)]
+    pub digest_events: usize,
+    /// Batch keys (contacts) the batching run's events are spread over.
+    #[arg(long, env = "BENCH_DIGEST_KEYS", default_value_t = 10_000)]
+    pub digest_keys: usize,
 }
 
 /// Runs every scenario with `knobs` and prints the table.

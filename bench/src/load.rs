@@ -163,17 +163,26 @@ impl Bench {
 
     /// Publishes every request with confirms awaited in windows of 512.
     pub async fn publish_bulk(&self, requests: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
+        self.publish_to(&self.topology.send_exchange(), requests)
+            .await
+    }
+
+    /// Publishes every (routing key, body) to `exchange`, confirms awaited in windows of 512.
+    pub async fn publish_to(
+        &self,
+        exchange: &str,
+        requests: &[(String, Vec<u8>)],
+    ) -> anyhow::Result<()> {
         let channel = self.connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        let exchange = self.topology.send_exchange();
         let mut pending = Vec::with_capacity(512);
         for (routing_key, body) in requests {
             pending.push(
                 channel
                     .basic_publish(
-                        exchange.as_str().into(),
+                        exchange.into(),
                         routing_key.as_str().into(),
                         BasicPublishOptions::default(),
                         body,

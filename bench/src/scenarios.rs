@@ -35,24 +35,26 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
         println!("pause propagation: p50 {p50:.1} ms, p99 {p99:.1} ms");
         return Ok(vec![pause_row(knobs, p50, p99, rss)]);
     }
+    if knobs.only.as_deref() == Some("digest") {
+        let sample = crate::digest::event(0, uuid::Uuid::nil(), 10, bench.client_id);
+        let base =
+            baseline::run(&bench.connection, "bench.baseline", knobs.messages, &sample).await?;
+        println!(
+            "baseline: {base:.0} msg/s ({} bytes per message)",
+            sample.len()
+        );
+        return Ok(vec![
+            baseline_row(base, sample.len()),
+            crate::digest::row(bench, knobs, base).await?,
+        ]);
+    }
     let sample = bench.request("sample-0000000", 1, 0).1;
     let base = baseline::run(&bench.connection, "bench.baseline", knobs.messages, &sample).await?;
     println!(
         "baseline: {base:.0} msg/s ({} bytes per message)",
         sample.len()
     );
-    let mut rows = vec![Row {
-        scenario: format!(
-            "broker baseline (publish+confirm → quorum → ack, {} B)",
-            sample.len()
-        ),
-        throughput: Some(base),
-        unit: "msg/s",
-        ratio: Some(1.0),
-        p50_ms: None,
-        p99_ms: None,
-        rss: "-".into(),
-    }];
+    let mut rows = vec![baseline_row(base, sample.len())];
     for senders in [1, 2] {
         let (rate, rss) = throughput(bench, knobs.messages, senders).await?;
         println!("send throughput, {senders} sender(s): {rate:.0} msg/s");
@@ -104,8 +106,21 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
         p99_ms: Some(p99),
         rss,
     });
+    rows.push(crate::digest::row(bench, knobs, base).await?);
     print_stages(&stages);
     Ok(rows)
+}
+
+fn baseline_row(base: f64, bytes: usize) -> Row {
+    Row {
+        scenario: format!("broker baseline (publish+confirm → quorum → ack, {bytes} B)"),
+        throughput: Some(base),
+        unit: "msg/s",
+        ratio: Some(1.0),
+        p50_ms: None,
+        p99_ms: None,
+        rss: "-".into(),
+    }
 }
 
 async fn webhook_row(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Row> {

@@ -22,6 +22,7 @@ pub mod pause;
 pub mod privacy;
 pub mod queues;
 pub mod runtime;
+pub mod schema_shape;
 pub mod sequences;
 pub mod settings;
 pub mod shutdown;

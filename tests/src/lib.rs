@@ -142,6 +142,37 @@ impl TestEnv {
         out
     }
 
+    /// A queue of the test's own, `name`, bound to `exchange` with `routing_key`, to see what is
+    /// published there without taking it from the workers. Exclusive: it goes with the test's
+    /// connection. Returns its name.
+    pub async fn watch(&self, name: &str, exchange: &str, routing_key: &str) -> String {
+        let channel = self.connection.create_channel().await.expect("channel");
+        channel
+            .queue_declare(
+                name.into(),
+                lapin::options::QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare");
+        channel
+            .queue_bind(
+                name.into(),
+                exchange.into(),
+                routing_key.into(),
+                lapin::options::QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind");
+        let _ = channel.close(200, "done".into()).await;
+        name.to_string()
+    }
+
     /// Messages ready in `queue` now.
     pub async fn depth(&self, queue: &str) -> u32 {
         let channel = self.connection.create_channel().await.expect("channel");

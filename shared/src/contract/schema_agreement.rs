@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::schema_shape::{keys, strings};
 use serde_json::{Map, Value, json};
 
 use super::{
@@ -59,23 +60,6 @@ fn object_at<'a>(value: &'a mut Value, path: &str) -> &'a mut Map<String, Value>
         .filter(|k| !k.is_empty())
         .fold(value, |v, k| &mut v[k]);
     node.as_object_mut().expect("an object at path")
-}
-
-fn keys(value: &Value) -> BTreeSet<String> {
-    value
-        .as_object()
-        .expect("an object")
-        .keys()
-        .cloned()
-        .collect()
-}
-
-fn strings(value: &Value) -> BTreeSet<String> {
-    let array = value.as_array().expect("an array");
-    array
-        .iter()
-        .map(|v| v.as_str().expect("a string").to_owned())
-        .collect()
 }
 
 fn wire(all: impl Iterator<Item = &'static str>) -> BTreeSet<String> {

@@ -14,6 +14,7 @@ use crate::amqp::{Outgoing, PublishError, Publisher};
 use crate::topology::Topology;
 
 pub mod decide;
+pub mod link;
 pub mod view;
 
 /// Routing key of a report-digest job on the `comms.digest` exchange.
@@ -64,14 +65,17 @@ pub fn is_send_key(key: &str) -> bool {
 }
 
 /// The decision on a digest send: `approved` when the request with `key` was handed over by a
-/// digest the owner approved (`approved` or `published`) and `hash` (the sender's
-/// [`approval_hash`](crate::approvals::approval_hash) of what it rendered) is exactly that
-/// digest's wording for the send's channel. `None` otherwise (not a digest send, a superseded
-/// digest, or other content): the sender then waits for an approval of the message itself.
+/// digest the owner approved (`approved` or `published`) and what the sender rendered (`subject`,
+/// `body`), with the send's own view link put back to [`link::PLACEHOLDER`], is exactly that
+/// digest's wording for the send's channel (compared by
+/// [`approval_hash`](crate::approvals::approval_hash)). `None` otherwise (not a digest send, a
+/// superseded digest, or other content): the sender then waits for an approval of the message
+/// itself.
 pub async fn send_clearance(
     pool: &PgPool,
     key: &str,
-    hash: &str,
+    subject: Option<&str>,
+    body: &str,
 ) -> Result<Option<String>, sqlx::Error> {
     if !is_send_key(key) {
         return Ok(None);
@@ -81,12 +85,14 @@ pub async fn send_clearance(
                 AND CASE s.channel
                         WHEN 'email' THEN comms.approval_hash(d.email_subject, d.email_body)
                         ELSE comms.approval_hash(d.portal_subject, d.portal_body)
-                    END = $2
+                    END = comms.approval_hash(comms.digest_wording($2, s.view_url),
+                                              comms.digest_wording($3, s.view_url))
          FROM comms.digest_sends s JOIN comms.digests d ON d.id = s.digest_id
          WHERE s.idempotency_key = $1",
     )
     .bind(key)
-    .bind(hash)
+    .bind(subject)
+    .bind(body)
     .fetch_optional(pool)
     .await?;
     Ok(cleared.unwrap_or(false).then(|| "approved".to_string()))

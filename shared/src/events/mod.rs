@@ -38,7 +38,8 @@ pub struct LifecycleEvent {
     /// Unique per event; a consumer that sees an id twice drops the second copy.
     pub event_id: Uuid,
     /// `message.<event>` (e.g. `message.delivered`), `task.opened|overdue|closed` or
-    /// `incident.declared|updated|facts_verified|resolved` or `digest.built|blocked|approved|published|superseded`;
+    /// `incident.declared|updated|facts_verified|resolved` or
+    /// `digest.built|blocked|approved|published|superseded|viewed`;
     /// also the routing key on `comms.events`.
     #[serde(rename = "type")]
     pub event_type: String,

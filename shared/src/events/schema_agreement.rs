@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::schema_shape::keys;
 use serde_json::{Value, json};
 
 use super::{EVENT_V1, LifecycleEvent};
@@ -14,13 +15,6 @@ const ID: &str = "123e4567-e89b-12d3-a456-426614174000";
 
 fn schema() -> Value {
     serde_json::from_str(SCHEMA).expect("the schema is JSON")
-}
-
-fn keys(value: &Value) -> BTreeSet<String> {
-    value
-        .as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default()
 }
 
 fn full_event() -> Value {
@@ -111,4 +105,30 @@ fn every_top_level_field_is_documented_in_upstream_md() {
             "docs/upstream.md does not document the event field `{key}`"
         );
     }
+}
+
+#[test]
+fn the_type_pattern_accepts_every_digest_event_the_triggers_write() {
+    let schema = schema();
+    let pattern = schema["properties"]["type"]["pattern"]
+        .as_str()
+        .expect("a pattern");
+    let pattern = regex::Regex::new(pattern).expect("the pattern compiles");
+    // Migrations 0016 (`digest.<state>`) and 0017 (`digest.viewed`).
+    for what in [
+        "built",
+        "blocked",
+        "approved",
+        "published",
+        "superseded",
+        "viewed",
+    ] {
+        let kind = format!("digest.{what}");
+        assert!(pattern.is_match(&kind), "{kind}");
+        assert!(
+            DOC.contains(&format!("`{kind}`")),
+            "docs/upstream.md: {kind}"
+        );
+    }
+    assert!(!pattern.is_match("digest.opened"));
 }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::schema_shape::{keys, object_at, strings};
 use serde_json::{Value, json};
 
 use super::{EventType, IncidentEvent, MAX_TITLE, parse};
@@ -32,28 +33,9 @@ fn decodes(value: &Value) -> bool {
     parse("incident.updated", value.to_string().as_bytes()).is_ok()
 }
 
-fn keys(value: &Value) -> BTreeSet<String> {
-    value
-        .as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default()
-}
-
-fn strings(value: &Value) -> BTreeSet<String> {
-    value
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The object at `path` of `value`.
 fn at<'a>(value: &'a mut Value, path: &[&str]) -> &'a mut serde_json::Map<String, Value> {
-    let node = path.iter().fold(value, |v, k| &mut v[*k]);
-    node.as_object_mut().expect("an object")
+    object_at(value, path).expect("an object")
 }
 
 #[test]

@@ -30,6 +30,9 @@ pub struct DigestSettings {
     /// Signs report-view links (HMAC-SHA256); a view with a wrong signature is refused.
     #[serde(serialize_with = "super::masked::secret")]
     pub view_secret: SecretString,
+    /// How long a recipient's report-view link stays valid after the digest is published.
+    #[serde(with = "humantime_serde")]
+    pub view_ttl: Duration,
 }
 
 impl Default for DigestSettings {
@@ -43,6 +46,7 @@ impl Default for DigestSettings {
             flush_interval: Duration::from_secs(1),
             flush_batch: 100,
             view_secret: SecretString::from("change-me-digest-view-secret"),
+            view_ttl: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The digest worker (docs/digests.md): report digests and notification batching, against the
 //! real broker and database, with a clock the test controls.
 
+mod api;
 mod batching;
 mod reports;
+mod schedule;
 mod sending;
 
 use std::sync::Arc;

@@ -195,3 +195,7 @@ mod tests {
         assert!(err.to_string().contains("priority"), "{err}");
     }
 }
+
+#[cfg(test)]
+#[path = "schema_agreement.rs"]
+mod schema_agreement;

@@ -43,10 +43,17 @@ pub fn run_with_clock(
     shutdown: Shutdown,
 ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static {
     runtime.expect_consumers([&runtime.topology.digest_queue()]);
-    work(runtime, clock, shutdown)
+    // The schedule counts occurrences from the moment the worker is started, not first polled.
+    let since = clock.now();
+    work(runtime, clock, since, shutdown)
 }
 
-async fn work(runtime: Runtime, clock: Arc<dyn Clock>, shutdown: Shutdown) -> anyhow::Result<()> {
+async fn work(
+    runtime: Runtime,
+    clock: Arc<dyn Clock>,
+    since: chrono::DateTime<chrono::Utc>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     schedule::parse(&runtime.settings.digest.schedule).map_err(anyhow::Error::msg)?;
     let flusher = tokio::spawn(batch::flush::run(
         runtime.clone(),
@@ -56,6 +63,7 @@ async fn work(runtime: Runtime, clock: Arc<dyn Clock>, shutdown: Shutdown) -> an
     let scheduler = tokio::spawn(schedule::run(
         runtime.clone(),
         clock.clone(),
+        since,
         shutdown.clone(),
     ));
     let handler = Arc::new(handler::DigestHandler::new(runtime.clone(), clock));

@@ -1,12 +1,13 @@
 //! `comms-gateway`: the fleet's HTTP edge.
 //!
-//! Two jobs, one server:
+//! One server for:
 //! - **provider webhooks** (Twilio status and inbound, SendGrid events and Inbound Parse): verify
 //!   the provider's signature, publish the raw payload to `comms.provider` with a broker confirm,
 //!   and only then answer 2xx (503 otherwise, so the provider retries);
 //! - **the enqueue API** (`POST /v1/messages`, `/v1/enrolments`, `/v1/outcomes`) for apps that
 //!   do not speak AMQP, behind API keys with roles ([`auth`]);
-//! - **the operator console** at `/console` (`docs/console.md`), signed in with the same keys.
+//! - **the operator console** at `/console` (`docs/console.md`), signed in with the same keys;
+//! - **report views** (`/digests/view/{token}`): signed links in report digests (`docs/digests.md`).
 //!
 //! `/healthz`, `/readyz` and `/metrics` are merged into the same router; the gateway is ready only
 //! while its broker link is up (`broker::BrokerLink::keep_ready`). See `docs/gateway.md`.
@@ -16,6 +17,8 @@ mod approvals;
 pub mod auth;
 mod broker;
 mod console;
+mod digest_views;
+mod digests_api;
 mod incidents_api;
 pub mod keys;
 mod metrics;
@@ -89,6 +92,15 @@ pub fn router(state: GatewayState, runtime: &Runtime) -> Router {
             "/v1/incidents/{id}/resume-automation",
             post(incidents_api::resume_automation),
         )
+        .route("/v1/digests", get(digests_api::list))
+        .route("/v1/digests/build", post(digests_api::build))
+        .route("/v1/digests/{id}", get(digests_api::show))
+        .route("/v1/digests/{id}/approve", post(digests_api::approve))
+        .route(
+            "/v1/digests/clients/{client}/release",
+            post(digests_api::release),
+        )
+        .route("/digests/view/{token}", get(digest_views::view))
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}/approve", post(approvals::approve))
         .route("/v1/approvals/{id}/reject", post(approvals::reject))

@@ -12,6 +12,9 @@ pub struct GatewayMetrics {
     pub webhooks: IntCounterVec,
     /// Enqueue API requests by outcome (`accepted`, `duplicate`, `invalid`, `broker_unavailable`).
     pub enqueue: IntCounterVec,
+    /// Report-view links opened, by outcome: `first` (the "report viewed" outcome: a contact's
+    /// first view of a digest), `repeat`, `forged`, `expired`, `unknown`, `unavailable`.
+    pub digest_views: IntCounterVec,
 }
 
 pub fn gateway() -> &'static GatewayMetrics {
@@ -24,6 +27,11 @@ pub fn gateway() -> &'static GatewayMetrics {
         enqueue: comms_shared::metrics::counter(
             "comms_gateway_enqueue_total",
             "Enqueue API requests, by outcome",
+            &["outcome"],
+        ),
+        digest_views: comms_shared::metrics::counter(
+            "comms_gateway_digest_views_total",
+            "Report-view links opened, by outcome (first = a contact's first view of a digest)",
             &["outcome"],
         ),
     });

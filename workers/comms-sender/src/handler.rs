@@ -157,8 +157,13 @@ impl SendHandler {
             }
             if decision.is_none() && request.kind == Kind::ReportDigest {
                 // The digest's approval covers its sends, if the wording is exactly it (docs/digests.md).
-                decision =
-                    digests::send_clearance(&self.pool, &request.idempotency_key, &hash).await?;
+                decision = digests::send_clearance(
+                    &self.pool,
+                    &request.idempotency_key,
+                    rendered.subject.as_deref(),
+                    &rendered.body,
+                )
+                .await?;
             }
             match decision.as_deref() {
                 Some("approved") => {}

@@ -2,6 +2,7 @@
 //! data gets the caveat or is blocked, the approval gate (again after a change), and a rebuild
 //! that sends nothing new.
 
+use chrono::{DateTime, Utc};
 use comms_digest::job::ReportJob;
 use comms_digest::report::approve::approve;
 use comms_digest::report::build::{Built, build};
@@ -35,7 +36,7 @@ async fn template(env: &TestEnv, name: &str, channel: &str, subject: Option<&str
 
 const BODY: &str = "{{ report.title }} for {{ client.name }}, as of {{ as_of }}.\n\
 {% for n in notes %}- {{ n }}\n{% endfor %}{% for f in figures %}{{ f.label }}: {{ f.value }} (Source: {{ f.source }})\n{% endfor %}\
-{% if caveat %}{{ caveat }}{% endif %}";
+{% if caveat %}{{ caveat }}{% endif %}\nThe full report: {{ view_url }}";
 
 pub(super) async fn setup(env: &TestEnv) -> Period {
     let client: Uuid = sqlx::query_scalar(
@@ -123,15 +124,20 @@ async fn figure(
 }
 
 pub(super) async fn run_build(env: &TestEnv, period: Uuid) -> Built {
+    build_at(env, period, at("2025-04-01T08:00:00Z")).await
+}
+
+/// One build of `period`'s digest at `now`, as the worker runs it for a job.
+pub(super) async fn build_at(env: &TestEnv, period: Uuid, now: DateTime<Utc>) -> Built {
     let runtime = Runtime::new(env.settings.clone(), env.pool.clone());
     let job = ReportJob {
         schema: None,
         report_period_id: period,
         owner: "ana".into(),
         source: "reporting".into(),
-        requested_at: at("2025-04-01T08:00:00Z"),
+        requested_at: now,
     };
-    build(&runtime, &env.publisher, &job, at("2025-04-01T08:00:00Z"))
+    build(&runtime, &env.publisher, &job, now)
         .await
         .expect("build")
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use comms_digest::report::approve::approve;
 use comms_digest::report::build::Built;
-use comms_shared::digests::send_key;
+use comms_shared::digests::{link, send_key};
 use comms_tests::eventually;
 use comms_tests::fleet::SendFleet;
 use uuid::Uuid;
@@ -109,7 +109,16 @@ async fn an_approved_digest_is_sent_without_a_second_approval_and_shown_in_the_p
         .expect("the portal send is listed");
     assert_eq!(row["report_title"], "March report");
     assert_eq!(row["subject"], subject.as_str());
-    assert_eq!(row["body"], body.as_str());
+    // The approved wording with the recipient's own signed view link in the placeholder's place.
+    let view_url: String =
+        sqlx::query_scalar("SELECT view_url FROM comms.digest_sends WHERE idempotency_key = $1")
+            .bind(&keys[1])
+            .fetch_one(&env.pool)
+            .await
+            .expect("the send's link");
+    assert!(body.contains(link::PLACEHOLDER), "{body}");
+    assert_eq!(row["body"], body.replace(link::PLACEHOLDER, &view_url));
+    assert!(row["body"].as_str().is_some_and(|b| b.contains(&view_url)));
     assert!(!body.contains("behind on invoices"), "{body}");
     let shown: chrono::DateTime<chrono::Utc> =
         serde_json::from_value(row["approved_at"].clone()).expect("approved_at");

@@ -11,7 +11,7 @@ use comms_shared::runtime::Runtime;
 use comms_shared::shutdown::Shutdown;
 use comms_tests::{TestEnv, eventually};
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions};
 use lapin::types::FieldTable;
 use secrecy::ExposeSecret;
 use uuid::Uuid;
@@ -22,30 +22,14 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// A queue of the test's own on `comms.events`, collecting every event published.
 async fn listen(env: &TestEnv) -> lapin::Consumer {
+    let queue = env
+        .watch(
+            &format!("{}test.events", env.topology.webhooks_queue().name),
+            &env.topology.events_exchange(),
+            "#",
+        )
+        .await;
     let channel = env.connection.create_channel().await.expect("channel");
-    let queue = format!("{}test.events", env.topology.webhooks_queue().name);
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare");
-    channel
-        .queue_bind(
-            queue.as_str().into(),
-            env.topology.events_exchange().as_str().into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind");
     channel
         .basic_consume(
             queue.as_str().into(),

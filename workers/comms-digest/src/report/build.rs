@@ -140,7 +140,7 @@ pub async fn build(
             digest_id,
             ref state,
         } if state == "approved" => {
-            let sends = publish::publish(runtime, publisher, digest_id).await?;
+            let sends = publish::publish(runtime, publisher, digest_id, now).await?;
             Ok(Built::Published { digest_id, sends })
         }
         other => Ok(other),

@@ -141,6 +141,7 @@ impl Facts {
     }
 
     /// The template variables: the same for every recipient, so one approval covers them all.
+    /// `view_url` is the placeholder here; each send gets its own signed link in its place.
     pub fn vars(&self, as_of: DateTime<Utc>, caveat: Option<&str>) -> serde_json::Value {
         let p = &self.period;
         json!({
@@ -151,6 +152,7 @@ impl Facts {
             "figures": self.figures,
             "as_of": as_of.format("%Y-%m-%d").to_string(),
             "caveat": caveat,
+            "view_url": comms_shared::digests::link::PLACEHOLDER,
         })
     }
 }

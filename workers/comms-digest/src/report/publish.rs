@@ -1,14 +1,22 @@
 //! Handing an approved digest to the sender: one send request per recipient contact and channel
 //! (email, portal), idempotency key `digest:<period>:<contact>:<channel>`.
 //!
+//! Each send carries the recipient's own signed report-view link (template variable `view_url`,
+//! `comms_shared::digests::link`), valid for `digest.view_ttl` from the first publish and stored
+//! with the send, so a replay hands over the same link and the sender can put it back to the
+//! placeholder the approved wording carries.
+//!
 //! The sends are recorded first (so the sender can find the digest's approval for each key),
 //! then published with confirms, then the digest and its period are marked `published`. A crash
 //! anywhere in between publishes again with the same keys: the sender records one message per
 //! key, so a replay, a rebuild or a restart never sends twice.
 
+use chrono::{DateTime, Utc};
 use comms_shared::amqp::{Outgoing, PublishError, Publisher};
+use comms_shared::digests::link::{self, ViewLink};
 use comms_shared::digests::send_key;
 use comms_shared::runtime::Runtime;
+use secrecy::ExposeSecret;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -32,11 +40,12 @@ struct Approved {
     portal_template: Option<i32>,
 }
 
-/// Publishes the approved digest `digest_id`; returns how many sends were handed over.
+/// Publishes the approved digest `digest_id` at `now`; returns how many sends were handed over.
 pub async fn publish(
     runtime: &Runtime,
     publisher: &Publisher,
     digest_id: Uuid,
+    now: DateTime<Utc>,
 ) -> Result<usize, PublishFailure> {
     let pool = &runtime.pool;
     let digest: Approved = sqlx::query_as(
@@ -57,35 +66,65 @@ pub async fn publish(
     .bind(digest.client_id)
     .fetch_all(pool)
     .await?;
+    let settings = &runtime.settings.digest;
+    let expires_at =
+        now + chrono::Duration::from_std(settings.view_ttl).unwrap_or(chrono::Duration::MAX);
+    let secret = settings.view_secret.expose_secret().as_bytes();
+    let base = &runtime.settings.gateway.public_url;
+    let mut links = Vec::with_capacity(recipients.len());
     let mut tx = pool.begin().await?;
     for (contact, channel) in &recipients {
+        let fresh = link::url(
+            base,
+            secret,
+            &ViewLink {
+                digest_id,
+                contact_id: *contact,
+                expires_at,
+            },
+        );
         sqlx::query(
-            "INSERT INTO comms.digest_sends (digest_id, contact_id, channel, idempotency_key)
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            "INSERT INTO comms.digest_sends (digest_id, contact_id, channel, idempotency_key, view_url)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         )
         .bind(digest_id)
         .bind(contact)
         .bind(channel)
         .bind(send_key(digest.period_id, *contact, channel))
+        .bind(&fresh)
         .execute(&mut *tx)
         .await?;
+        // A replay keeps the link recorded first (the one the sender may already have used).
+        let kept: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT view_url FROM comms.digest_sends
+             WHERE digest_id = $1 AND contact_id = $2 AND channel = $3",
+        )
+        .bind(digest_id)
+        .bind(contact)
+        .bind(channel)
+        .fetch_optional(&mut *tx)
+        .await?;
+        links.push(kept.flatten().unwrap_or(fresh));
     }
     tx.commit().await?;
-    let settings = &runtime.settings.digest;
     let exchange = runtime.topology.send_exchange();
-    for (contact, channel) in &recipients {
+    for ((contact, channel), view_url) in recipients.iter().zip(&links) {
         let (name, version) = match channel.as_str() {
             "email" => (&settings.email_template, digest.email_template),
             _ => (&settings.portal_template, digest.portal_template),
         };
         let key = send_key(digest.period_id, *contact, channel);
+        let mut vars = digest.facts.clone();
+        if let Some(vars) = vars.as_object_mut() {
+            vars.insert("view_url".into(), json!(view_url));
+        }
         let request = json!({
             "schema": "comms.send_request.v1",
             "idempotency_key": key,
             "channel": channel,
             "kind": "report_digest",
             "recipient": { "contact_id": contact },
-            "template": { "name": name, "version": version, "vars": digest.facts },
+            "template": { "name": name, "version": version, "vars": vars },
             "record": { "type": "report", "id": digest.report_id },
             "owner": digest.owner,
             "source": digest.source,

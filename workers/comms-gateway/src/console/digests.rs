@@ -164,7 +164,14 @@ pub async fn approve(
         }
     };
     tracing::info!(api.key_name = %operator.caller.name, digest.id = %digest, "digest approved from the console");
-    if enqueue(&state, &[approval.period_id], &approval.approved_by).await {
+    if enqueue_digest_jobs(
+        &state,
+        &[approval.period_id],
+        &approval.approved_by,
+        "console",
+    )
+    .await
+    {
         see_other(&format!("/console/digests/{digest}"))
     } else {
         let problem = format!(
@@ -213,7 +220,7 @@ pub async fn release(
         }
     };
     tracing::info!(api.key_name = %who, client.id = %client_id, periods = periods.len(), "held digests released from the console");
-    if enqueue(&state, &periods, &who).await {
+    if enqueue_digest_jobs(&state, &periods, &who, "console").await {
         see_other("/console/digests")
     } else {
         let problem = "The release is recorded, but the broker did not take the jobs that build \
@@ -250,12 +257,18 @@ fn refusal(operator: &Operator, error: &DecideError) -> (StatusCode, Option<Stri
     (status, Some(format!("Nothing changed: {error}.")))
 }
 
-/// Publishes one `digest.report` job per period (source `console`); whether the broker took all.
-async fn enqueue(state: &GatewayState, periods: &[Uuid], owner: &str) -> bool {
+/// Publishes one `digest.report` job per period with `source` (`console` here, `admin-api` from
+/// the admin API); whether the broker took all.
+pub(crate) async fn enqueue_digest_jobs(
+    state: &GatewayState,
+    periods: &[Uuid],
+    owner: &str,
+    source: &str,
+) -> bool {
     let inner = state.inner();
     let exchange = inner.topology.digest_exchange();
     for period in periods {
-        let body = digests::report_job(*period, owner, "console", Utc::now());
+        let body = digests::report_job(*period, owner, source, Utc::now());
         let published = inner
             .broker
             .publish(Outgoing {

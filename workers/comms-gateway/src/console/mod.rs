@@ -30,6 +30,8 @@ use axum::routing::{get, post};
 
 use crate::state::GatewayState;
 
+pub(crate) use digests::enqueue_digest_jobs;
+
 const CSS: &str = include_str!("../../static/console.css");
 const JS: &str = include_str!("../../static/console.js");
 

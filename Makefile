@@ -39,7 +39,7 @@ run: migrate ## Run the whole fleet (and the sandbox provider) in one process, l
 sandbox: ## Run only the sandbox provider on 127.0.0.1:8025
 	$(CARGO) run --locked -p comms-sandbox
 
-BENCH_BINS := -p comms-bench -p comms-sender -p comms-sandbox -p comms-gateway -p comms-status -p comms-events
+BENCH_BINS := -p comms-bench -p comms-sender -p comms-sandbox -p comms-gateway -p comms-status -p comms-events -p comms-incidents
 
 bench: services ## Benchmarks: broker baseline, send throughput, latency, pause propagation (docs/benchmarks.md)
 	$(CARGO) build --release --locked $(BENCH_BINS)

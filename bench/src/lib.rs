@@ -1,9 +1,11 @@
 //! The benchmark suite behind `make bench`: the broker's own limit as a baseline, then the fleet's
 //! send throughput (1 and 2 sender processes), enqueue-to-sent latency at a fixed offered load,
-//! pause propagation under load, and where a message's time goes. Everything runs on this
+//! pause propagation under load, and where a message's time goes; when named, webhook traffic
+//! and the incident fan-out. Everything runs on this
 //! machine's RabbitMQ and PostgreSQL, against the sandbox provider, on loopback only.
 
 mod baseline;
+mod incidents;
 mod load;
 mod procs;
 mod scenarios;
@@ -39,7 +41,14 @@ pub struct Knobs {
     /// Pauses in the propagation run.
     #[arg(long, env = "BENCH_PAUSES", default_value_t = 20)]
     pub pauses: usize,
-    /// Run one scenario only: status, pause, send or webhooks (the last runs only when named).
+    /// Recipients (contacts) of the incident fan-out run.
+    #[arg(long, env = "BENCH_RECIPIENTS", default_value_t = 100_000)]
+    pub recipients: usize,
+    /// Clients the incident affects; the recipients are spread evenly over them.
+    #[arg(long, env = "BENCH_CLIENTS", default_value_t = 1000)]
+    pub clients: usize,
+    /// Run one scenario only: status, pause, send, webhooks or incidents (the last two run only
+    /// when named).
     #[arg(long, env = "BENCH_ONLY")]
     pub only: Option<String>,
 }

@@ -34,3 +34,34 @@ WHERE u.subject IS NOT DISTINCT FROM m.subject
   AND u.body = m.body
   AND (c.message_id IS NOT NULL OR n.id IS NOT NULL);
 
+-- Dead letters an operator can act on (docs/operations.md#dead-letters, `commsctl dead`).
+--
+-- `internal.rejected_input` is the one listing of dead letters: the consumer runtime writes a row
+-- for each message it dead-letters; the broker's own dead letters (a queue's delivery limit) are
+-- collected from `comms.dead` into it (`origin = 'broker'`, deduplicated by `dead_key`). A row is
+-- `dead` until an operator replays it (published again to its origin queue) or purges it (payload
+-- and headers deleted; the row stays as the record). Each replay and purge is one audit row in
+-- `internal.dead_letter_actions`: who, when, why, which filters, how many matched and were done.
+CREATE TABLE internal.dead_letter_actions (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    action           text NOT NULL CHECK (action IN ('replay', 'purge')),
+    actor            text NOT NULL CHECK (actor <> ''),
+    reason           text NOT NULL CHECK (reason <> ''),
+    filters          jsonb NOT NULL,
+    matched          integer NOT NULL,
+    done             integer NOT NULL DEFAULT 0,
+    rate_per_second  double precision,
+    started_at       timestamptz NOT NULL DEFAULT now(),
+    finished_at      timestamptz
+);
+
+ALTER TABLE internal.rejected_input
+    ADD COLUMN state     text NOT NULL DEFAULT 'dead' CHECK (state IN ('dead', 'replayed', 'purged')),
+    ADD COLUMN origin    text NOT NULL DEFAULT 'runtime' CHECK (origin IN ('runtime', 'broker')),
+    ADD COLUMN dead_key  text UNIQUE,
+    ADD COLUMN action_id bigint REFERENCES internal.dead_letter_actions (id),
+    ADD COLUMN acted_at  timestamptz;
+
+CREATE INDEX rejected_input_dead_idx ON internal.rejected_input (id) WHERE state = 'dead';
+
+REVOKE ALL ON internal.dead_letter_actions FROM PUBLIC;

@@ -16,6 +16,7 @@ mod approvals;
 pub mod auth;
 mod broker;
 mod console;
+mod dead_api;
 mod incidents_api;
 pub mod keys;
 mod metrics;
@@ -82,6 +83,10 @@ pub fn router(state: GatewayState, runtime: &Runtime) -> Router {
             "/v1/incidents/{id}/resume-automation",
             post(incidents_api::resume_automation),
         )
+        .route("/v1/dead", get(dead_api::list))
+        .route("/v1/dead/replay", post(dead_api::replay))
+        .route("/v1/dead/purge", post(dead_api::purge))
+        .route("/v1/dead/{id}", get(dead_api::show))
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}/approve", post(approvals::approve))
         .route("/v1/approvals/{id}/reject", post(approvals::reject))

@@ -2,6 +2,7 @@
 
 pub mod approvals;
 pub mod clients;
+pub mod dead;
 pub mod digest;
 pub mod incident;
 pub mod keys;

@@ -91,7 +91,7 @@ async fn seed(bench: &Bench, clients: usize, contacts: usize) -> anyhow::Result<
     ] {
         sqlx::query(
             "INSERT INTO comms.templates (name, version, channel, subject, body, state, created_by, approved_by, approved_at)
-             VALUES ($1, 1, $2, $3, '{{ what }}. Severity {{ severity }}. We are investigating and will update you.',
+             VALUES ($1, 1, $2, $3, '{{ what }}. Severity {{ severity }}. We are still investigating and we will update you.',
                      'approved', $4, $4, now())",
         )
         .bind(format!("incident-notice.{channel}"))
@@ -212,6 +212,17 @@ async fn measure(bench: &Bench, clients: &[Uuid]) -> anyhow::Result<IncidentRun>
 
     // The proof waits for the owner: when the sender parked it.
     let (proof, waiting_since): (String, DateTime<Utc>) = until("the proof", || async {
+        let refused: Option<String> = sqlx::query_scalar(
+            "SELECT m.failure_reason FROM comms.incident_notices n
+             JOIN comms.messages m ON m.idempotency_key = n.proof_key
+             WHERE n.incident_id = $1 AND m.delivery_state IN ('blocked', 'failed')",
+        )
+        .bind(id)
+        .fetch_optional(&bench.pool)
+        .await?;
+        if let Some(reason) = refused {
+            anyhow::bail!("the sender refused the proof: {reason}");
+        }
         Ok(sqlx::query_as(
             "SELECT m.idempotency_key, e.occurred_at
              FROM comms.incident_notices n

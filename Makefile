@@ -45,7 +45,7 @@ fuzz: services ## Long fuzz run: FUZZ_CASES (20000) cases per property, and the 
 	FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --locked --release -p comms-tests --test fuzz
 	CORPUS_SIZE=10000 $(CARGO) test --locked --release -p comms-tests --test it bad_input::corpus
 
-BENCH_BINS := -p comms-bench -p comms-sender -p comms-sandbox -p comms-gateway -p comms-status -p comms-events -p comms-digest
+BENCH_BINS := -p comms-bench -p comms-sender -p comms-sandbox -p comms-gateway -p comms-status -p comms-events -p comms-digest -p comms-incidents
 
 bench: services ## Benchmarks: broker baseline, send throughput, latency, pause propagation, digest batching (docs/benchmarks.md)
 	$(CARGO) build --release --locked $(BENCH_BINS)

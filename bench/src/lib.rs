@@ -1,11 +1,13 @@
 //! The benchmark suite behind `make bench`: the broker's own limit as a baseline, then the fleet's
 //! send throughput (1 and 2 sender processes), enqueue-to-sent latency at a fixed offered load,
 //! pause propagation under load, where a message's time goes, and the digest worker's notification
-//! batching (100,000 events for 10,000 keys, flushed). Everything runs on this
+//! batching (100,000 events for 10,000 keys, flushed); when named, webhook traffic, the incident
+//! fan-out, a large message table and the retention job. Everything runs on this
 //! machine's RabbitMQ and PostgreSQL, against the sandbox provider, on loopback only.
 
 mod baseline;
 mod digest;
+mod incidents;
 mod load;
 mod procs;
 mod retention_cost;
@@ -43,8 +45,14 @@ pub struct Knobs {
     /// Pauses in the propagation run.
     #[arg(long, env = "BENCH_PAUSES", default_value_t = 20)]
     pub pauses: usize,
-    /// Run one scenario only: status, pause, send, digest, or webhooks, scale, retention (the
-    /// last three run only when named).
+    /// Recipients (contacts) of the incident fan-out run.
+    #[arg(long, env = "BENCH_RECIPIENTS", default_value_t = 100_000)]
+    pub recipients: usize,
+    /// Clients the incident affects; the recipients are spread evenly over them.
+    #[arg(long, env = "BENCH_CLIENTS", default_value_t = 1000)]
+    pub clients: usize,
+    /// Run one scenario only: status, pause, send, digest, or webhooks, incidents, scale,
+    /// retention (the last four run only when named).
     #[arg(long, env = "BENCH_ONLY")]
     pub only: Option<String>,
     /// Messages generated for `BENCH_ONLY=scale`.

@@ -30,6 +30,9 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
     if knobs.only.as_deref() == Some("webhooks") {
         return Ok(vec![webhook_row(bench, knobs).await?]);
     }
+    if knobs.only.as_deref() == Some("incidents") {
+        return incident_rows(bench, knobs).await;
+    }
     if knobs.only.as_deref() == Some("pause") {
         let (p50, p99, rss) = pause_propagation(bench, knobs.pauses).await?;
         println!("pause propagation: p50 {p50:.1} ms, p99 {p99:.1} ms");
@@ -174,6 +177,57 @@ async fn retention_row(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Row> {
         p99_ms: None,
         rss: cost.rss,
     })
+}
+
+/// The incident fan-out prints its own table: its figures are times of one run, not rates of a
+/// steady load, so they do not fit the main table's columns.
+async fn incident_rows(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
+    let run = crate::incidents::fan_out(bench, knobs.clients, knobs.recipients).await?;
+    let rate = |seconds: f64| run.published as f64 / seconds.max(0.001);
+    println!(
+        "\nincident fan-out: {} contacts of {} clients, {} send requests published ({} skipped), \
+         {} sender processes; peak RSS (MiB) {}\n",
+        run.contacts,
+        run.clients,
+        run.published,
+        run.skipped,
+        crate::incidents::SENDERS,
+        run.rss
+    );
+    println!("| from → to | seconds | notices/s |");
+    println!("| --- | ---: | ---: |");
+    for (what, seconds, per_second) in [
+        (
+            "incident.declared → proof awaiting approval",
+            run.declared_to_proof,
+            None,
+        ),
+        (
+            "owner's approval (the bench, at once; left out below)",
+            run.owner,
+            None,
+        ),
+        (
+            "approved → last send request published to comms.send",
+            run.approved_to_published,
+            None,
+        ),
+        ("approved → last notice `sent`", run.approved_to_sent, None),
+        (
+            "**declared → last send request published** (owner left out)",
+            run.fan_out(),
+            Some(rate(run.fan_out())),
+        ),
+        (
+            "**declared → last `sent`** (owner left out, rate limits lifted)",
+            run.to_sent(),
+            Some(rate(run.to_sent())),
+        ),
+    ] {
+        let per_second = per_second.map_or_else(|| "-".to_string(), |r: f64| format!("{r:.0}"));
+        println!("| {what} | {seconds:.2} | {per_second} |");
+    }
+    Ok(Vec::new())
 }
 
 fn print_stages(stages: &[(String, f64)]) {

@@ -27,6 +27,10 @@ pub fn print(rows: &[Row], elapsed: Duration) {
     let f = |v: Option<f64>, digits: usize| {
         v.map_or_else(|| "-".to_string(), |v| format!("{v:.digits$}"))
     };
+    if rows.is_empty() {
+        println!("\ntotal bench time: {:.0}s", elapsed.as_secs_f64());
+        return;
+    }
     println!();
     println!("| scenario | throughput | vs broker baseline | p50 ms | p99 ms | peak RSS (MiB) |");
     println!("| --- | ---: | ---: | ---: | ---: | --- |");

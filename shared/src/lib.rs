@@ -12,6 +12,7 @@ pub mod clock;
 pub mod contract;
 pub mod db;
 pub mod db_error;
+pub mod dead;
 pub mod digests;
 pub mod events;
 pub mod health;

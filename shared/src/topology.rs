@@ -51,8 +51,14 @@ impl Topology {
         Self { namespace }
     }
 
-    fn name(&self, base: &str) -> String {
+    /// `base` (`comms.send.sms`) under this namespace.
+    pub fn name(&self, base: &str) -> String {
         format!("{}{}", self.namespace, base)
+    }
+
+    /// The namespace with its trailing `.` (empty in production).
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// Send requests, routed by `send.<channel>`.

@@ -24,6 +24,7 @@ use crate::settings::Settings;
 use crate::topology::{Topology, WorkQueue};
 
 pub use consumer::run_consumer;
+pub(crate) use settle::headers_to_json;
 pub use settle::retry_delay;
 pub use standalone::standalone;
 

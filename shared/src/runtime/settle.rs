@@ -172,7 +172,7 @@ async fn reject(
 }
 
 /// Headers as JSON for the rejected table (string and integer values; others by debug form).
-fn headers_to_json(headers: &FieldTable) -> serde_json::Value {
+pub(crate) fn headers_to_json(headers: &FieldTable) -> serde_json::Value {
     let map = headers
         .inner()
         .iter()

@@ -4,6 +4,7 @@
 mod approvals;
 mod bad_input;
 mod console;
+mod dead;
 mod digest;
 mod first_run;
 mod foundation;

@@ -93,6 +93,12 @@ impl BrokerLink {
         }
     }
 
+    /// The link's publisher for several confirmed publishes (and `basic.get`s) in a row, e.g. a
+    /// dead-letter replay; connecting first if needed.
+    pub async fn current(&self) -> Result<Publisher, BrokerError> {
+        Ok(self.publisher().await?.1)
+    }
+
     /// The current publisher, connecting first if there is none or it broke.
     async fn publisher(&self) -> Result<(u64, Publisher), BrokerError> {
         let mut live = self.live.lock().await;

@@ -17,6 +17,7 @@ mod approvals;
 pub mod auth;
 mod broker;
 mod console;
+mod dead_api;
 mod digest_views;
 mod digests_api;
 mod incidents_api;
@@ -101,6 +102,10 @@ pub fn router(state: GatewayState, runtime: &Runtime) -> Router {
             post(digests_api::release),
         )
         .route("/digests/view/{token}", get(digest_views::view))
+        .route("/v1/dead", get(dead_api::list))
+        .route("/v1/dead/replay", post(dead_api::replay))
+        .route("/v1/dead/purge", post(dead_api::purge))
+        .route("/v1/dead/{id}", get(dead_api::show))
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}/approve", post(approvals::approve))
         .route("/v1/approvals/{id}/reject", post(approvals::reject))

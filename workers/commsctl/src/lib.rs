@@ -126,6 +126,9 @@ pub enum Command {
     /// Incidents: declare, update, verify, resolve, show, list; resume-automation (the owner).
     #[command(subcommand)]
     Incident(commands::incident::IncidentCommand),
+    /// Dead letters: `dead list|show|replay|purge` (replay and purge are audited).
+    #[command(subcommand)]
+    Dead(commands::dead::DeadCommand),
     /// What waits for an owner's decision (`approvals decided|expire|delegate|delegates` too).
     Approvals(commands::approvals::ApprovalsArgs),
     /// Approve a waiting message (by id or idempotency key); it then goes out through the sender.
@@ -250,6 +253,10 @@ pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
         Command::Incident(command) => {
             let pool = database(settings).await?;
             commands::incident::run(&pool, settings, command, cli.json).await
+        }
+        Command::Dead(command) => {
+            let pool = database(settings).await?;
+            commands::dead::run(&pool, settings, command, cli.json).await
         }
         Command::Approvals(args) => {
             let pool = database(settings).await?;

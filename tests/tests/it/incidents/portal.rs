@@ -1,5 +1,6 @@
 //! The portal shows every affected client its approved incident notice — not only the client
-//! whose portal update was the proof the owner approved — and nothing internal.
+//! whose portal update was the proof the owner approved — in `portal.incident_notices` and in
+//! `portal.updates`, and nothing internal.
 
 use comms_shared::approvals::Decision;
 use comms_tests::eventually;
@@ -40,10 +41,36 @@ async fn every_affected_client_sees_its_approved_notice_in_the_portal() {
     );
     for (incident, _, body) in &rows {
         assert_eq!(*incident, id);
-        assert!(body.contains("conversion tracking is delayed"), "{body}");
-        for secret in ["db-7", "replica lag", "4411", "Tracking pixel outage"] {
-            assert!(!body.contains(secret), "the portal sees {secret}: {body}");
-        }
+        assert_client_safe(body);
+    }
+
+    // The portal's update feed: one update per affected client, the proof client's and the
+    // others', in the same client-safe words.
+    let updates: Vec<(Option<Uuid>, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT client_id, kind, subject, body FROM portal.updates ORDER BY client_id",
+    )
+    .fetch_all(&mut portal)
+    .await
+    .expect("portal.updates as the portal role");
+    let mut expected = clients.clone();
+    expected.sort();
+    let seen: Vec<Option<Uuid>> = updates.iter().map(|(client, ..)| *client).collect();
+    assert_eq!(
+        seen,
+        expected.into_iter().map(Some).collect::<Vec<_>>(),
+        "every affected client has its incident update in portal.updates: {updates:?}"
+    );
+    for (_, kind, subject, body) in &updates {
+        assert_eq!(kind, "incident_notice");
+        assert_client_safe(&format!("{} {body}", subject.as_deref().unwrap_or("")));
     }
     f.stop().await;
+}
+
+/// The notice's approved words, and nothing of the title or `summary_internal`.
+fn assert_client_safe(text: &str) {
+    assert!(text.contains("conversion tracking is delayed"), "{text}");
+    for secret in ["db-7", "replica lag", "4411", "Tracking pixel outage"] {
+        assert!(!text.contains(secret), "the portal sees {secret}: {text}");
+    }
 }

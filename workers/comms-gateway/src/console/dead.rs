@@ -1,9 +1,9 @@
 //! The dead-letter page: how many dead letters wait in `comms.dead`, and the latest refused
-//! inputs (`internal.rejected_input`) with their queue and reason. Payloads are not shown: they
-//! can hold personal data, and are read with database access when needed.
+//! inputs (`internal.rejected_input`) with their queue and reason (masked like every dead-letter
+//! listing, `comms_shared::dead::mask`). Payloads are not shown: they can hold personal data.
 //!
-//! Replay and purge need the dead-letter commands, which the fleet does not have yet; the page
-//! says so rather than offering a control that does nothing.
+//! Replay and purge are `commsctl dead` and the admin API (`/v1/dead`), not controls here yet;
+//! the page says so rather than offering a control that does nothing.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -45,6 +45,12 @@ pub async fn page(State(state): State<GatewayState>, operator: Operator) -> Resp
     .bind(LIMIT)
     .fetch_all(&inner.pool)
     .await;
+    let rejected = rejected.map(|mut rows| {
+        for row in &mut rows {
+            row.reason = comms_shared::dead::mask::mask(&row.reason);
+        }
+        rows
+    });
     match rejected {
         Ok(rejected) => view::page(
             StatusCode::OK,

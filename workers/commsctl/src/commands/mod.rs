@@ -4,6 +4,7 @@ pub mod approvals;
 pub mod audit;
 pub mod clients;
 pub mod contacts;
+pub mod dead;
 pub mod digest;
 pub mod incident;
 pub mod keys;

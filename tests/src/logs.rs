@@ -25,6 +25,9 @@ impl Captured {
             .with_writer(captured.clone())
             .finish();
         let guard = tracing::subscriber::set_default(subscriber);
+        // Callsites first hit by another test's thread before this subscriber existed may have
+        // cached "never interested"; have every callsite ask again, this subscriber included.
+        tracing::callsite::rebuild_interest_cache();
         (captured, guard)
     }
 

@@ -4,7 +4,7 @@ CARGO ?= cargo
 
 FUZZ_CASES ?= 20000
 
-.PHONY: fuzz help build fmt fmt-check lint test ci run migrate services sandbox status bench deploy-check console-speed console-e2e console-screenshots
+.PHONY: corpus fuzz help build fmt fmt-check lint test ci run migrate services sandbox status bench deploy-check console-speed console-e2e console-screenshots
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -24,7 +24,7 @@ lint: ## Clippy on everything, warnings are errors
 test: services ## Run every test against the local RabbitMQ and PostgreSQL
 	$(CARGO) test --workspace --locked
 
-ci: fmt-check lint deploy-check test console-e2e ## What CI runs
+ci: fmt-check lint deploy-check test corpus console-e2e ## What CI runs
 
 services: ## Check that PostgreSQL and RabbitMQ answer (and say how to start them)
 	@scripts/check-services.sh
@@ -41,9 +41,12 @@ run: migrate ## Run the whole fleet (and the sandbox provider) in one process, l
 sandbox: ## Run only the sandbox provider on 127.0.0.1:8025
 	$(CARGO) run --locked -p comms-sandbox
 
+corpus: services ## The 10,000-input malformed-request corpus over AMQP and HTTP (docs/reliability.md), apart from the other tests
+	$(CARGO) test --locked -p comms-tests --test it bad_input::corpus -- --ignored
+
 fuzz: services ## Long fuzz run: FUZZ_CASES (20000) cases per property, and the 10,000-input bad-request corpus twice over
 	FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --locked --release -p comms-tests --test fuzz
-	CORPUS_SIZE=10000 $(CARGO) test --locked --release -p comms-tests --test it bad_input::corpus
+	CORPUS_SIZE=10000 $(CARGO) test --locked --release -p comms-tests --test it bad_input::corpus -- --ignored
 
 BENCH_BINS := -p comms-bench -p comms-sender -p comms-sandbox -p comms-gateway -p comms-status -p comms-events -p comms-digest -p comms-incidents
 

@@ -34,6 +34,7 @@ async fn count(pool: &sqlx::PgPool, sql: &str) -> i64 {
 }
 
 #[tokio::test]
+#[ignore = "thousands of refusals flood the shared log callsites the log-capture tests rely on; run apart by `make corpus` (in `make ci`) and `make fuzz`"]
 async fn malformed_requests_over_amqp_are_kept_and_valid_ones_still_go_out() {
     let size = corpus_size();
     let mut fleet = SendFleet::without_sender(&[]).await;
@@ -185,6 +186,7 @@ async fn post_case(gw: &Gateway, auth: &str, index: usize, client_id: Uuid) -> (
 }
 
 #[tokio::test]
+#[ignore = "thousands of refusals flood the shared log callsites the log-capture tests rely on; run apart by `make corpus` (in `make ci`) and `make fuzz`"]
 async fn malformed_requests_over_http_get_a_named_4xx_and_never_a_5xx() {
     let size = corpus_size();
     let gw = Gateway::start(&[]).await;

@@ -11,15 +11,13 @@
 //! first affected client, which the sender parks in the ordinary approval workflow. The owner's
 //! decision on it decides the whole notice (docs/incidents.md).
 
-use std::collections::BTreeMap;
-
 use comms_shared::amqp::{Outgoing, PublishError, Publisher};
 use comms_shared::incidents::notice_key;
 use comms_shared::runtime::Runtime;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::{ACTOR, metrics, store};
+use crate::{ACTOR, metrics, store, targets};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FanoutError {
@@ -46,16 +44,6 @@ pub(crate) struct Notice {
 
 const NOTICE_COLUMNS: &str = "n.id, n.incident_id, n.sequence, n.purpose, n.template_base,
     n.template_version, n.vars, n.proof_key, i.owner, n.cursor_client, n.cursor_contact";
-
-#[derive(Debug, sqlx::FromRow)]
-struct Target {
-    client_id: Uuid,
-    contact_id: Option<Uuid>,
-    first: bool,
-    sms: Option<String>,
-    email: Option<String>,
-    portal: Option<String>,
-}
 
 impl Notice {
     /// The send request of this notice to `contact` on `channel` (contract v1).
@@ -217,75 +205,36 @@ async fn fan_out_locked(
         notice.cursor_client.unwrap_or(nil),
         notice.cursor_contact.unwrap_or(nil),
     );
+    let mut page = targets::page(pool, notice.incident_id, cursor, chunk).await?;
     loop {
-        let targets: Vec<Target> = sqlx::query_as(
-            "SELECT ic.client_id, c.id AS contact_id,
-                    c.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM comms.contacts o
-                        WHERE o.client_id = ic.client_id AND o.id < c.id) AS first,
-                    s.consent_state AS sms, e.consent_state AS email, p.consent_state AS portal
-             FROM comms.incident_clients ic
-             LEFT JOIN comms.contacts c ON c.client_id = ic.client_id
-             LEFT JOIN comms.contact_channels s ON s.contact_id = c.id AND s.channel = 'sms'
-             LEFT JOIN comms.contact_channels e ON e.contact_id = c.id AND e.channel = 'email'
-             LEFT JOIN comms.contact_channels p ON p.contact_id = c.id AND p.channel = 'portal'
-             WHERE ic.incident_id = $1
-               AND (ic.client_id, COALESCE(c.id, $2)) > ($3, $4)
-             ORDER BY ic.client_id, COALESCE(c.id, $2)
-             LIMIT $5",
-        )
-        .bind(notice.incident_id)
-        .bind(nil)
-        .bind(cursor.0)
-        .bind(cursor.1)
-        .bind(chunk)
-        .fetch_all(pool)
-        .await?;
-        let mut batch = Vec::new();
-        let mut skips: Vec<(Uuid, Option<Uuid>, &'static str, String)> = Vec::new();
-        let mut counts: BTreeMap<&'static str, i32> = BTreeMap::new();
-        let no_portal_row = String::new();
-        for target in &targets {
-            let Some(contact) = target.contact_id else {
-                skips.push((target.client_id, None, "portal", "no_contact".into()));
-                continue;
-            };
-            let mut channels: Vec<(&'static str, Option<&String>)> = vec![
-                ("sms", target.sms.as_ref()),
-                ("email", target.email.as_ref()),
-            ];
-            if target.first {
-                // One portal update per client; a contact needs no portal address for it.
-                channels.push((
-                    "portal",
-                    Some(target.portal.as_ref().unwrap_or(&no_portal_row)),
-                ));
+        let plan = targets::plan(&page);
+        let batch: Vec<(String, &'static str, Vec<u8>)> = plan
+            .sends
+            .iter()
+            .map(|(contact, channel)| {
+                let (key, body) = notice.request(*contact, channel);
+                (key, *channel, body)
+            })
+            .collect();
+        let last = page.last().map(targets::Target::cursor);
+        let finished = (page.len() as i64) < chunk;
+        // The next page is read while this one is published; progress is committed only once
+        // every request of this page is confirmed.
+        let next_cursor = last.unwrap_or(cursor);
+        let (published, next) = tokio::join!(publish_all(publisher, exchange, &batch), async {
+            if finished {
+                Ok(Vec::new())
+            } else {
+                targets::page(pool, notice.incident_id, next_cursor, chunk).await
             }
-            if target.sms.is_none() && target.email.is_none() && !target.first {
-                skips.push((target.client_id, Some(contact), "sms", "no_address".into()));
-            }
-            for (channel, consent) in channels {
-                let Some(consent) = consent else { continue };
-                if matches!(consent.as_str(), "opted_out" | "suppressed") {
-                    skips.push((target.client_id, Some(contact), channel, consent.clone()));
-                    continue;
-                }
-                let (key, body) = notice.request(contact, channel);
-                batch.push((key, channel, body));
-                *counts.entry(channel).or_default() += 1;
-            }
-        }
-        publish_all(publisher, exchange, &batch).await?;
-        let last = targets
-            .last()
-            .map(|t| (t.client_id, t.contact_id.unwrap_or(nil)));
-        let finished = (targets.len() as i64) < chunk;
-        commit_chunk(pool, &notice, last, &skips, &counts, finished).await?;
-        if let Some(last) = last {
-            cursor = last;
-        }
+        });
+        published?;
+        commit_chunk(pool, &notice, last, &plan, finished).await?;
         if finished {
             return finish(pool, &notice).await.map_err(FanoutError::from);
         }
+        cursor = next_cursor;
+        page = next?;
     }
 }
 
@@ -294,25 +243,33 @@ async fn commit_chunk(
     pool: &PgPool,
     notice: &Notice,
     last: Option<(Uuid, Uuid)>,
-    skips: &[(Uuid, Option<Uuid>, &'static str, String)],
-    counts: &BTreeMap<&'static str, i32>,
+    plan: &targets::Plan,
     finished: bool,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    for (client, contact, channel, reason) in skips {
+    if !plan.skips.is_empty() {
+        let (mut clients, mut contacts, mut channels, mut reasons) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (client, contact, channel, reason) in &plan.skips {
+            clients.push(*client);
+            contacts.push(*contact);
+            channels.push(*channel);
+            reasons.push(reason.as_str());
+        }
         sqlx::query(
             "INSERT INTO comms.incident_skips (notice_id, client_id, contact_id, channel, reason)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+             SELECT $1, * FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[])
+             ON CONFLICT DO NOTHING",
         )
         .bind(notice.id)
-        .bind(client)
-        .bind(contact)
-        .bind(channel)
-        .bind(reason)
+        .bind(&clients)
+        .bind(&contacts)
+        .bind(&channels)
+        .bind(&reasons)
         .execute(&mut *tx)
         .await?;
     }
-    let count = |c: &str| counts.get(c).copied().unwrap_or(0);
+    let count = |c: &str| plan.counts.get(c).copied().unwrap_or(0);
     sqlx::query(
         "UPDATE comms.incident_notices SET
              cursor_client = COALESCE($2, cursor_client), cursor_contact = COALESCE($3, cursor_contact),
@@ -328,11 +285,11 @@ async fn commit_chunk(
     .bind(count("sms"))
     .bind(count("email"))
     .bind(count("portal"))
-    .bind(i32::try_from(skips.len()).unwrap_or(i32::MAX))
+    .bind(i32::try_from(plan.skips.len()).unwrap_or(i32::MAX))
     .bind(finished)
     .execute(&mut *tx)
     .await?;
-    if counts.values().any(|n| *n > 0) {
+    if plan.counts.values().any(|n| *n > 0) {
         let first: Option<f64> = sqlx::query_scalar(
             "UPDATE comms.incidents SET first_notice_at = now()
              WHERE id = $1 AND first_notice_at IS NULL

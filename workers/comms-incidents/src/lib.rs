@@ -8,6 +8,7 @@ mod fanout;
 mod handler;
 mod metrics;
 mod store;
+mod targets;
 
 use std::sync::Arc;
 

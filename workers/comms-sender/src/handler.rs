@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use comms_shared::clock::Clock;
-use comms_shared::contract::{Kind, RecordType, ValidSendRequest};
+use comms_shared::contract::{Kind, ValidSendRequest};
 use comms_shared::pause::switch::{PauseSwitch, Verdict};
 use comms_shared::runtime::{Handler, Incoming, Outcome};
 use comms_shared::settings::Settings;
@@ -209,9 +209,7 @@ impl SendHandler {
         // The pause switch, immediately before the provider call. The guard is held until the
         // outcome is recorded, so a pause applied by this worker waits for this dispatch.
         // A notice of an incident passes the client pauses that incident caused, nothing else.
-        let exempt = (request.kind == Kind::IncidentNotice
-            && request.record.record_type == RecordType::Incident)
-            .then_some(request.record.id);
+        let exempt = preflight::incident_exemption(request);
         // A step of an outreach sequence is held by a `sequence:<name>` pause too.
         let sequence = comms_shared::pause::sequence_of_trigger(&request.trigger);
         let (_dispatching, verdict) = self

@@ -136,6 +136,13 @@ pub fn needs_approval(request: &ValidSendRequest) -> bool {
         )
 }
 
+/// The incident whose client pauses this message passes: a notice of an incident is not held by
+/// the pauses that incident caused (docs/incidents.md, "the pause rule"); nothing else is exempt.
+pub fn incident_exemption(request: &ValidSendRequest) -> Option<Uuid> {
+    (request.kind == Kind::IncidentNotice && request.record.record_type == RecordType::Incident)
+        .then_some(request.record.id)
+}
+
 /// A fingerprint of the content an approval covers: change a word and the approval is void.
 pub fn content_hash(rendered: &Rendered) -> String {
     approval_hash(rendered.subject.as_deref(), &rendered.body)

@@ -31,11 +31,13 @@ pub(super) async fn send_claimed(
     claimed: &[(usize, &Message, &NewMessage<'_>)],
 ) -> Decided {
     let called = join_all(claimed.iter().map(|(_, message, new)| async move {
-        if let Some(pause) =
-            handler
-                .switch
-                .pending_cover(&message.channel, &message.kind, new.client_id)
-        {
+        if let Some(pause) = handler.switch.pending_cover_except(
+            &message.channel,
+            &message.kind,
+            new.client_id,
+            crate::preflight::incident_exemption(new.request),
+            None,
+        ) {
             return Called::Held(pause);
         }
         let outbound = outbound(message, new);

@@ -1,10 +1,12 @@
 //! The reads a group of new send requests needs before any of them is recorded: which keys are
-//! already recorded, contacts with their consent, the records' clients, and the template versions
-//! — four statements for the whole group, side by side, instead of five per message.
+//! already recorded, contacts with their consent, the records' clients, the template versions
+//! and, for incident notices, whether their notice is cleared — at most five statements for the
+//! whole group, side by side, instead of five per message.
 
 use std::collections::{HashMap, HashSet};
 
-use comms_shared::contract::{RecordType, ValidSendRequest};
+use comms_shared::contract::{Kind, RecordType, ValidSendRequest};
+use comms_shared::incidents::parse_notice_key;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -30,6 +32,8 @@ pub struct Known {
     versions: HashMap<(String, i32), TemplateRow>,
     /// Idempotency keys already recorded (a redelivery, a retry, a release, a duplicate).
     recorded: HashSet<String>,
+    /// (incident, sequence) of the group's incident notices whose notice is cleared to go out.
+    cleared: HashSet<(Uuid, i64)>,
 }
 
 impl Known {
@@ -50,13 +54,29 @@ impl Known {
     }
 
     /// The attached record's client: `None` if the record does not exist, `Some(None)` if it
-    /// exists and belongs to no client.
-    pub fn record_client(&self, request: &ValidSendRequest) -> Option<Option<Uuid>> {
+    /// exists and belongs to no client. For an incident, the recipient `contact`'s client when it
+    /// has one, as [`crate::preflight::record_client`] decides.
+    pub fn record_client(&self, request: &ValidSendRequest, contact: Uuid) -> Option<Option<Uuid>> {
         let key = (
             request.record.record_type.as_str().to_string(),
             request.record.id,
         );
-        self.records.get(&key).copied()
+        let client = self.records.get(&key).copied()?;
+        if request.record.record_type != RecordType::Incident {
+            return Some(client);
+        }
+        // Not read (a recipient given by address): the one-message path decides it.
+        let contact_client = self
+            .records
+            .get(&("contact".to_string(), contact))
+            .copied()?;
+        Some(contact_client.or(client))
+    }
+
+    /// Whether this request's incident notice is cleared to go out (approved or done), the
+    /// decision that covers every notice's send request ([`comms_shared::incidents::notice_clearance`]).
+    pub fn notice_cleared(&self, request: &ValidSendRequest) -> bool {
+        parse_notice_key(&request.idempotency_key).is_some_and(|n| self.cleared.contains(&n))
     }
 
     /// The template version [`crate::render::render`] would load for this request.
@@ -78,17 +98,19 @@ pub fn address_of(request: &ValidSendRequest) -> &str {
     recipient.phone().or(recipient.email()).unwrap_or_default()
 }
 
-/// Reads everything the group needs, the three lookups side by side.
+/// Reads everything the group needs, the lookups side by side.
 pub async fn load(pool: &PgPool, requests: &[&ValidSendRequest]) -> Result<Known, sqlx::Error> {
-    let (recorded, contacts, records, templates) = tokio::try_join!(
+    let (recorded, contacts, records, templates, cleared) = tokio::try_join!(
         recorded(pool, requests),
         contacts(pool, requests),
         records(pool, requests),
-        templates(pool, requests)
+        templates(pool, requests),
+        cleared(pool, requests)
     )?;
     let mut known = Known {
         records,
         recorded,
+        cleared,
         ..Known::default()
     };
     for row in contacts {
@@ -172,13 +194,20 @@ async fn records(
             .map(|r| r.record.id)
             .collect()
     };
+    // A message attached to an incident belongs to its recipient contact's client.
+    let incident_contacts: Vec<Uuid> = requests
+        .iter()
+        .filter(|r| r.record.record_type == RecordType::Incident)
+        .filter_map(|r| r.recipient.contact_id())
+        .collect();
     let rows: Vec<(String, Uuid, Option<Uuid>)> = sqlx::query_as(
         "SELECT 'client', id, id FROM comms.clients WHERE id = ANY($1)
          UNION ALL SELECT 'lead', id, client_id FROM comms.leads WHERE id = ANY($2)
          UNION ALL SELECT 'project', id, client_id FROM comms.projects WHERE id = ANY($3)
          UNION ALL SELECT 'report', id, client_id FROM comms.reports WHERE id = ANY($4)
          UNION ALL SELECT 'incident', id, client_id FROM comms.incidents WHERE id = ANY($5)
-         UNION ALL SELECT 'approval', id, client_id FROM comms.approvals WHERE id = ANY($6)",
+         UNION ALL SELECT 'approval', id, client_id FROM comms.approvals WHERE id = ANY($6)
+         UNION ALL SELECT 'contact', id, client_id FROM comms.contacts WHERE id = ANY($7)",
     )
     .bind(ids_of(RecordType::Client))
     .bind(ids_of(RecordType::Lead))
@@ -186,12 +215,42 @@ async fn records(
     .bind(ids_of(RecordType::Report))
     .bind(ids_of(RecordType::Incident))
     .bind(ids_of(RecordType::Approval))
+    .bind(incident_contacts)
     .fetch_all(pool)
     .await?;
     Ok(rows
         .into_iter()
         .map(|(kind, id, client)| ((kind, id), client))
         .collect())
+}
+
+/// The (incident, sequence) of each incident notice in the group whose notice is approved or
+/// done; no statement when the group holds none.
+async fn cleared(
+    pool: &PgPool,
+    requests: &[&ValidSendRequest],
+) -> Result<HashSet<(Uuid, i64)>, sqlx::Error> {
+    let (mut incidents, mut sequences) = (Vec::new(), Vec::new());
+    for request in requests.iter().filter(|r| r.kind == Kind::IncidentNotice) {
+        if let Some((incident, sequence)) = parse_notice_key(&request.idempotency_key) {
+            incidents.push(incident);
+            sequences.push(sequence);
+        }
+    }
+    if incidents.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT DISTINCT n.incident_id, n.sequence
+         FROM unnest($1::uuid[], $2::int8[]) AS u(incident_id, sequence)
+         JOIN comms.incident_notices n ON n.incident_id = u.incident_id AND n.sequence = u.sequence
+         WHERE n.state IN ('approved', 'done')",
+    )
+    .bind(&incidents)
+    .bind(&sequences)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
 }
 
 #[derive(sqlx::FromRow)]

@@ -1,9 +1,10 @@
 //! Sending a group of deliveries at once: the path most messages take under load.
 //!
-//! A new, ordinary message — no approval, no AI review, no portal wording, no `send_after` in the
-//! future, no quiet hours, a known contact who has not opted out, an existing record and an
-//! approved template that renders — is decided together with the others of its group: four reads
-//! for the group, one statement that records and claims them all, the provider calls side by
+//! A new, ordinary message — no approval (other than an incident notice's, which its notice's
+//! decision gives), no AI review, no portal wording, no `send_after` in the future, no quiet
+//! hours, a known contact who has not opted out, an existing record and an approved template that
+//! renders — is decided together with the others of its group: four or five reads for the group,
+//! one statement that records and claims them all, the provider calls side by
 //! side, one statement that records every acceptance. Each step is the same check as the
 //! one-message path in [`crate::handler`], in the same order, with the pause check the last thing
 //! before the provider call; every effect is committed before the group's outcomes go back to the
@@ -20,7 +21,7 @@ mod write;
 
 use std::collections::{HashMap, HashSet};
 
-use comms_shared::contract::{Channel, Kind, RecordType, ValidSendRequest};
+use comms_shared::contract::{Channel, Kind, ValidSendRequest};
 use comms_shared::db_error;
 use comms_shared::pause::switch::Verdict;
 use comms_shared::runtime::{Handler, Incoming, Outcome};
@@ -80,18 +81,22 @@ pub async fn handle(handler: &SendHandler, deliveries: &[Incoming]) -> Vec<Outco
 }
 
 /// A request the group path may decide: none of the rules that need the one-message path apply.
-/// A message attached to an incident is not one: its client is its contact's, not the record's
-/// ([`preflight::record_client`]), which the group's record lookup does not know. Nor is a step of
-/// a sequence (trigger `sequence:<name>`), which a sequence pause holds.
+/// A step of a sequence (trigger `sequence:<name>`), which a sequence pause holds, is not one.
+/// An SMS or email notice of an incident is one: the decision on its notice is its approval
+/// ([`lookup::Known::notice_cleared`]), and it passes its own incident's pauses.
 fn ordinary(request: &ValidSendRequest, now: chrono::DateTime<chrono::Utc>) -> bool {
     matches!(request.channel, Channel::Sms | Channel::Email)
-        && request.record.record_type != RecordType::Incident
         && !matches!(request.kind, Kind::Outreach | Kind::ReviewRequest)
         && comms_shared::pause::sequence_of_trigger(&request.trigger).is_none()
-        && !preflight::needs_approval(request)
+        && (!preflight::needs_approval(request) || incident_notice(request))
         && !portal_safe::applies(request)
         && !request.ai_draft
         && request.send_after.is_none_or(|at| at <= now)
+}
+
+/// An incident notice attached to its incident: cleared by the decision on its notice.
+fn incident_notice(request: &ValidSendRequest) -> bool {
+    preflight::incident_exemption(request).is_some()
 }
 
 fn metrics() -> &'static prometheus::Histogram {
@@ -150,9 +155,12 @@ async fn send_together(
         let contact = known
             .contact(request)
             .filter(|c| !matches!(c.consent_state.as_str(), "opted_out" | "suppressed"));
-        let client = known.record_client(request);
+        let client = contact.and_then(|c| known.record_client(request, c.contact_id));
         let rendered = render::render_row(known.template(request), request).ok();
+        // An incident notice whose notice is not cleared waits for its decision alone.
+        let cleared = !incident_notice(request) || known.notice_cleared(request);
         match (contact, client, rendered) {
+            _ if !cleared => left.push(*index),
             (Some(contact), Some(client_id), Some(rendered)) => {
                 ready.push((*index, request, contact, client_id, rendered));
             }
@@ -183,10 +191,13 @@ async fn send_together(
         .await;
     let (mut clear, mut clear_index) = (Vec::new(), Vec::new());
     for (index, request, contact, client_id, rendered) in &ready {
-        let verdict =
-            handler
-                .switch
-                .verdict(request.channel.as_str(), request.kind.as_str(), *client_id);
+        let verdict = handler.switch.verdict_except(
+            request.channel.as_str(),
+            request.kind.as_str(),
+            *client_id,
+            preflight::incident_exemption(request),
+            None,
+        );
         if verdict == Verdict::Clear {
             clear_index.push(*index);
             let span = member_span(&deliveries[*index]);

@@ -27,6 +27,7 @@ pub mod schema_shape;
 pub mod sequences;
 pub mod settings;
 pub mod shutdown;
+pub mod signed_link;
 pub mod sms;
 pub mod tasks;
 pub mod telemetry;

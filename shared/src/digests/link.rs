@@ -2,18 +2,15 @@
 //! records a view only for a link it signed (`GET /digests/view/{token}`, docs/digests.md).
 //!
 //! The token is the exact bytes the gateway acts on — the digest id (16 bytes), the contact id
-//! (16) and the expiry (8, Unix seconds, big-endian) — followed by their HMAC-SHA256 with
-//! `digest.view_secret` (32). Nothing outside the signed bytes is read, so a link cannot be
-//! altered to name another digest, another contact or a later expiry. The bytes are written as
-//! hex with the letters `a`–`p` for the digits 0–15: the link holds no digits, so the portal-safe
-//! check can never mistake a part of it for a phone, card or account number.
+//! (16) and the expiry — signed with `digest.view_secret` ([`crate::signed_link`]: the signature
+//! is checked before anything in the token is believed, and the link holds no digits). A link
+//! cannot be altered to name another digest, another contact or a later expiry.
 
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use uuid::Uuid;
 
-type HmacSha256 = Hmac<Sha256>;
+use crate::signed_link;
+pub use crate::signed_link::LinkError;
 
 /// What a digest's own rendering (the one the owner approves) says where each recipient's link
 /// goes; `comms.digest_wording` in SQL (migration 0017) puts a send's link back to it.
@@ -22,8 +19,7 @@ pub const PLACEHOLDER: &str = "[personal report link]";
 /// The path of the view endpoint on the gateway; a link is `<gateway.public_url>{PATH}<token>`.
 pub const PATH: &str = "/digests/view/";
 
-const PAYLOAD: usize = 16 + 16 + 8;
-const SIGNATURE: usize = 32;
+const FIELDS: usize = 16 + 16;
 
 /// What a genuine link names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,53 +29,12 @@ pub struct ViewLink {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Why a link is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum LinkError {
-    /// Not a link we signed: malformed, altered or signed with another secret.
-    #[error("the link is not valid")]
-    Forged,
-    /// Signed by us, but its expiry has passed.
-    #[error("the link expired")]
-    Expired,
-}
-
-fn mac(secret: &[u8], payload: &[u8]) -> HmacSha256 {
-    // HMAC accepts keys of any length; this cannot fail.
-    let mut mac =
-        <HmacSha256 as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(payload);
-    mac
-}
-
-fn encode(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .flat_map(|b| [b >> 4, b & 0x0f])
-        .map(|n| char::from(b'a' + n))
-        .collect()
-}
-
-fn decode(text: &str) -> Option<Vec<u8>> {
-    let nibble = |c: u8| (b'a'..=b'p').contains(&c).then(|| c - b'a');
-    let raw = text.as_bytes();
-    if !raw.len().is_multiple_of(2) {
-        return None;
-    }
-    raw.chunks(2)
-        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
-        .collect()
-}
-
 /// The token of `link`.
 pub fn sign(secret: &[u8], link: &ViewLink) -> String {
-    let mut bytes = Vec::with_capacity(PAYLOAD + SIGNATURE);
-    bytes.extend_from_slice(link.digest_id.as_bytes());
-    bytes.extend_from_slice(link.contact_id.as_bytes());
-    bytes.extend_from_slice(&link.expires_at.timestamp().to_be_bytes());
-    let signature = mac(secret, &bytes).finalize().into_bytes();
-    bytes.extend_from_slice(&signature);
-    encode(&bytes)
+    let mut fields = Vec::with_capacity(FIELDS);
+    fields.extend_from_slice(link.digest_id.as_bytes());
+    fields.extend_from_slice(link.contact_id.as_bytes());
+    signed_link::sign(secret, &fields, link.expires_at)
 }
 
 /// The full link for `link`: `<base>/digests/view/<token>` (`base` without a trailing slash).
@@ -87,27 +42,12 @@ pub fn url(base: &str, secret: &[u8], link: &ViewLink) -> String {
     format!("{}{PATH}{}", base.trim_end_matches('/'), sign(secret, link))
 }
 
-/// What a genuine, unexpired token names at `now`. The signature is checked (in constant time)
-/// before anything in the token is believed, the expiry only after it.
+/// What a genuine, unexpired token names at `now` ([`signed_link::verify`]).
 pub fn verify(secret: &[u8], token: &str, now: DateTime<Utc>) -> Result<ViewLink, LinkError> {
-    let bytes = decode(token).ok_or(LinkError::Forged)?;
-    if bytes.len() != PAYLOAD + SIGNATURE {
-        return Err(LinkError::Forged);
-    }
-    let (payload, signature) = bytes.split_at(PAYLOAD);
-    mac(secret, payload)
-        .verify_slice(signature)
-        .map_err(|_| LinkError::Forged)?;
+    let (fields, expires_at) = signed_link::verify(secret, token, FIELDS, now)?;
     let id = |range: std::ops::Range<usize>| {
-        Uuid::from_slice(&payload[range]).map_err(|_| LinkError::Forged)
+        Uuid::from_slice(&fields[range]).map_err(|_| LinkError::Forged)
     };
-    let mut expiry = [0u8; 8];
-    expiry.copy_from_slice(&payload[32..]);
-    let expires_at =
-        DateTime::from_timestamp(i64::from_be_bytes(expiry), 0).ok_or(LinkError::Forged)?;
-    if expires_at <= now {
-        return Err(LinkError::Expired);
-    }
     Ok(ViewLink {
         digest_id: id(0..16)?,
         contact_id: id(16..32)?,

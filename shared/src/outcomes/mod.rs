@@ -4,6 +4,7 @@
 //! - `booked`: a meeting or a sale, optional value and currency, attributed to the message,
 //!   sequence (enrolment) or record that led to it. It ends the matching enrolments (`booked`).
 //! - `review`: a review request's outcome: `clicked`, `reviewed` (platform, rating) or `declined`.
+//!   A `review_request` message's tracked link records `clicked` itself ([`review_link`]).
 //!
 //! Report views are not outcomes sent here: the signed report-view link records them in
 //! `comms.digest_views` (docs/digests.md), and the outcome report counts them from there, so a
@@ -16,6 +17,7 @@
 
 mod record;
 pub mod report;
+pub mod review_link;
 #[cfg(test)]
 mod schema_agreement;
 

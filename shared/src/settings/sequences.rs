@@ -1,7 +1,9 @@
-//! Settings of `comms-sequences`: how often due steps are looked for and how many go per round.
+//! Settings of `comms-sequences`: how often due steps are looked for and how many go per round,
+//! and the tracked links of review requests (signed by the sender, checked by the gateway).
 
 use std::time::Duration;
 
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -12,6 +14,13 @@ pub struct SequencesSettings {
     pub interval: Duration,
     /// Enrolments handled per round (one transaction).
     pub batch: u32,
+    /// Signs the tracked links of `review_request` messages (HMAC-SHA256); a followed link with a
+    /// wrong signature is refused.
+    #[serde(serialize_with = "super::masked::secret")]
+    pub review_link_secret: SecretString,
+    /// How long a review request's tracked link stays valid after the message is rendered.
+    #[serde(with = "humantime_serde")]
+    pub review_link_ttl: Duration,
 }
 
 impl Default for SequencesSettings {
@@ -19,6 +28,8 @@ impl Default for SequencesSettings {
         Self {
             interval: Duration::from_secs(1),
             batch: 100,
+            review_link_secret: SecretString::from("change-me-review-link-secret"),
+            review_link_ttl: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The digest worker (docs/digests.md): report digests and notification batching, against the
 //! real broker and database, with a clock the test controls.
 
-mod api;
+pub(crate) mod api;
 mod batching;
 mod reports;
 mod schedule;

@@ -3,8 +3,10 @@
 //! scheduler.
 
 mod definitions;
+mod escalation;
 mod exits;
 mod outcomes;
+mod reviews;
 mod rollback;
 mod running;
 

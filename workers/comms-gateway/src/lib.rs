@@ -27,6 +27,7 @@ mod outgoing_webhooks_api;
 mod pause_api;
 mod privacy_api;
 mod reply;
+mod review_links;
 mod sequences_api;
 mod state;
 pub mod status_api;
@@ -102,6 +103,7 @@ pub fn router(state: GatewayState, runtime: &Runtime) -> Router {
             post(digests_api::release),
         )
         .route("/digests/view/{token}", get(digest_views::view))
+        .route("/reviews/go/{token}", get(review_links::follow))
         .route("/v1/dead", get(dead_api::list))
         .route("/v1/dead/replay", post(dead_api::replay))
         .route("/v1/dead/purge", post(dead_api::purge))

@@ -15,6 +15,9 @@ pub struct GatewayMetrics {
     /// Report-view links opened, by outcome: `first` (the "report viewed" outcome: a contact's
     /// first view of a digest), `repeat`, `forged`, `expired`, `unknown`, `unavailable`.
     pub digest_views: IntCounterVec,
+    /// Tracked review links followed, by outcome: `first` (the `clicked` review outcome),
+    /// `repeat`, `forged`, `expired`, `unknown`, `unavailable`.
+    pub review_links: IntCounterVec,
 }
 
 pub fn gateway() -> &'static GatewayMetrics {
@@ -32,6 +35,11 @@ pub fn gateway() -> &'static GatewayMetrics {
         digest_views: comms_shared::metrics::counter(
             "comms_gateway_digest_views_total",
             "Report-view links opened, by outcome (first = a contact's first view of a digest)",
+            &["outcome"],
+        ),
+        review_links: comms_shared::metrics::counter(
+            "comms_gateway_review_links_total",
+            "Tracked review links followed, by outcome (first = the message's clicked outcome)",
             &["outcome"],
         ),
     });

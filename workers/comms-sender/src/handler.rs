@@ -111,10 +111,26 @@ impl SendHandler {
             return outcomes::block(self, &message, refusal).await;
         }
         let t = stage("preflight", t);
-        let rendered = match render::render(&self.pool, request).await {
+        // A review request carries its tracked link (signed over this message's id).
+        let linked = crate::review_link::attach(
+            &self.pool,
+            &self.settings,
+            request,
+            message.id,
+            client_id,
+            self.clock.now(),
+        )
+        .await?;
+        let rendered = match render::render(&self.pool, linked.as_ref().unwrap_or(request)).await {
             Ok(rendered) => rendered,
             Err(RenderError::Db(error)) => return Err(error),
             Err(error) => {
+                let missing =
+                    crate::review_link::missing_destination(&self.pool, request, linked.is_some())
+                        .await?;
+                if let Some(refusal) = missing {
+                    return outcomes::block(self, &message, refusal).await;
+                }
                 let refusal = Refusal {
                     code: error.code(),
                     detail: error.to_string(),

@@ -16,6 +16,7 @@ pub mod providers;
 mod quiet_hours;
 mod rate;
 pub mod render;
+mod review_link;
 mod store;
 
 use std::future::Future;

@@ -22,14 +22,14 @@ use super::sends;
 use crate::approvals::ctl_with;
 
 /// A gateway on a port of its own, for `env`; its base URL.
-struct Gateway {
-    base: String,
+pub(crate) struct Gateway {
+    pub(crate) base: String,
     shutdown: Shutdown,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Gateway {
-    async fn start(env: &TestEnv) -> Self {
+    pub(crate) async fn start(env: &TestEnv) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let shutdown = Shutdown::new();
@@ -42,7 +42,7 @@ impl Gateway {
         }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.task.await;
     }

@@ -15,6 +15,7 @@
 //! `commsctl report outcomes` groups without guessing. Agreement with
 //! `docs/outcome.schema.json`: `outcomes/schema_agreement.rs`.
 
+pub mod figures;
 mod record;
 pub mod report;
 pub mod review_link;

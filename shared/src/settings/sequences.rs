@@ -21,6 +21,9 @@ pub struct SequencesSettings {
     /// How long a review request's tracked link stays valid after the message is rendered.
     #[serde(with = "humantime_serde")]
     pub review_link_ttl: Duration,
+    /// How often `comms-sequences` reads the `comms_figures_*` metrics from the database (0: never).
+    #[serde(with = "humantime_serde")]
+    pub figures_interval: Duration,
 }
 
 impl Default for SequencesSettings {
@@ -30,6 +33,7 @@ impl Default for SequencesSettings {
             batch: 100,
             review_link_secret: SecretString::from("change-me-review-link-secret"),
             review_link_ttl: Duration::from_secs(90 * 24 * 3600),
+            figures_interval: Duration::from_secs(30),
         }
     }
 }

@@ -5,6 +5,7 @@
 mod definitions;
 mod escalation;
 mod exits;
+mod figures;
 mod outcomes;
 mod reviews;
 mod rollback;

@@ -7,11 +7,14 @@
 //!   same way, once each.
 //! - **Consumer** ([`handler`]): `comms.sequence.jobs` carries enrolments (`sequence.enrol`) and
 //!   outcomes (`outcome.<type>`) from upstream; bad ones are rejected with their reason.
+//! - **Figures** ([`figures`]): every `sequences.figures_interval` the five figures owners are
+//!   judged on are read from the database into the `comms_figures_*` metrics.
 //!
 //! The sender stays the single owner of message state: consent, quiet hours, opt-outs, the pause
 //! switch (including `sequence:<name>`) and rate limits apply to every step. Why a binary of its
 //! own: docs/architecture.md.
 
+pub mod figures;
 pub mod handler;
 pub mod request;
 pub mod scheduler;
@@ -49,10 +52,12 @@ async fn work(runtime: Runtime, clock: Arc<dyn Clock>, shutdown: Shutdown) -> an
         clock.clone(),
         shutdown.clone(),
     ));
+    let figures = tokio::spawn(figures::run(runtime.clone(), shutdown.clone()));
     let handler = Arc::new(handler::SequenceHandler::new(runtime.pool.clone(), clock));
     let queue = runtime.topology.sequence_queue();
     run_consumer(runtime, queue, handler, shutdown).await;
     scheduler.await.context("the sequence scheduler crashed")?;
+    figures.await.context("the figures refresh crashed")?;
     Ok(())
 }
 

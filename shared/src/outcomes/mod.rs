@@ -19,6 +19,7 @@ pub mod figures;
 mod record;
 pub mod report;
 pub mod review_link;
+pub mod roi;
 #[cfg(test)]
 mod schema_agreement;
 

@@ -8,6 +8,7 @@ mod exits;
 mod figures;
 mod outcomes;
 mod reviews;
+mod roi;
 mod rollback;
 mod running;
 

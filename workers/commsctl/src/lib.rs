@@ -111,7 +111,8 @@ pub enum Command {
     /// Outreach sequences: add, activate (the escalation owner), list, show, rollback, enrol, stop.
     #[command(subcommand)]
     Sequences(commands::sequences::SequencesCommand),
-    /// Reports: `report outcomes` (response time, approval time, report views, reviews, bookings).
+    /// Reports: `report outcomes` (response time, approval time, report views, reviews, bookings),
+    /// `report roi` (a client's booked-result summary for the portal, after approval).
     #[command(subcommand)]
     Report(commands::report::ReportCommand),
     /// Manage versioned templates.
@@ -236,7 +237,7 @@ pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
         }
         Command::Report(command) => {
             let pool = database(settings).await?;
-            commands::report::run(&pool, command, cli.json).await
+            commands::report::run(&pool, settings, command, cli.json).await
         }
         Command::Templates(command) => {
             let pool = database(settings).await?;

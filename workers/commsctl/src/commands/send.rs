@@ -3,7 +3,7 @@
 
 use anyhow::{Context, bail};
 use comms_shared::amqp::{Outgoing, Publisher};
-use comms_shared::contract::parse_send_request;
+use comms_shared::contract::{ValidSendRequest, parse_send_request};
 use comms_shared::settings::Settings;
 use comms_shared::topology::Topology;
 
@@ -21,19 +21,7 @@ pub async fn run(settings: &Settings, file: &std::path::Path, json: bool) -> any
             );
         }
     };
-    let (connection, publisher, topology) = broker(settings).await?;
-    let body = serde_json::to_vec(&request)?;
-    publisher
-        .publish(Outgoing {
-            exchange: &topology.send_exchange(),
-            routing_key: request.routing_key(),
-            body: &body,
-            message_id: Some(request.idempotency_key.clone()),
-            ..Outgoing::default()
-        })
-        .await
-        .context("the broker did not accept the request")?;
-    let _ = connection.close(200, "done".into()).await;
+    publish(settings, &request).await?;
     if json {
         println!(
             "{}",
@@ -47,6 +35,24 @@ pub async fn run(settings: &Settings, file: &std::path::Path, json: bool) -> any
             request.idempotency_key
         );
     }
+    Ok(())
+}
+
+/// Publishes a valid request on `comms.send` as an upstream app would (confirmed).
+pub async fn publish(settings: &Settings, request: &ValidSendRequest) -> anyhow::Result<()> {
+    let (connection, publisher, topology) = broker(settings).await?;
+    let body = serde_json::to_vec(request)?;
+    publisher
+        .publish(Outgoing {
+            exchange: &topology.send_exchange(),
+            routing_key: request.routing_key(),
+            body: &body,
+            message_id: Some(request.idempotency_key.clone()),
+            ..Outgoing::default()
+        })
+        .await
+        .context("the broker did not accept the request")?;
+    let _ = connection.close(200, "done".into()).await;
     Ok(())
 }
 

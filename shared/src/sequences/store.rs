@@ -64,13 +64,16 @@ impl StepRow {
     }
 }
 
-/// A version with its steps and enrolment counts by state.
+/// A version with its steps, enrolment counts by state and escalated steps by outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct SequenceView {
     #[serde(flatten)]
     pub sequence: SequenceRow,
     pub steps: Vec<StepRow>,
     pub enrolments: Vec<(String, i64)>,
+    /// Steps escalated to the escalation owner, by outcome (`failed`, `blocked`, `undelivered`,
+    /// `refused`; docs/sequences.md "Escalation").
+    pub escalations: Vec<(String, i64)>,
 }
 
 async fn audit(
@@ -366,10 +369,20 @@ pub async fn show(
     .bind(version)
     .fetch_all(pool)
     .await?;
+    let escalations = sqlx::query_as(
+        "SELECT x.outcome, count(*) FROM comms.sequence_escalations x
+         JOIN comms.sequence_enrolments e ON e.id = x.enrolment_id
+         WHERE e.sequence_name = $1 AND e.sequence_version = $2 GROUP BY x.outcome ORDER BY x.outcome",
+    )
+    .bind(name)
+    .bind(version)
+    .fetch_all(pool)
+    .await?;
     Ok(SequenceView {
         sequence,
         steps,
         enrolments,
+        escalations,
     })
 }
 

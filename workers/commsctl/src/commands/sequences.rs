@@ -189,6 +189,18 @@ pub async fn run(pool: &PgPool, command: SequencesCommand, json: bool) -> anyhow
                     counts.join(", ")
                 }
             );
+            let escalated: Vec<String> = view
+                .escalations
+                .iter()
+                .map(|(outcome, n)| format!("{n} {outcome}"))
+                .collect();
+            if !escalated.is_empty() {
+                println!(
+                    "steps escalated to {}: {}",
+                    view.sequence.escalation_owner.as_deref().unwrap_or("-"),
+                    escalated.join(", ")
+                );
+            }
             Ok(())
         }
         SequencesCommand::Rollback {

@@ -1,10 +1,10 @@
 //! `commsctl report outcomes`: response time, approval time, report views, review-request
 //! outcomes and booked results per owner (docs/outcomes.md). The figures are
-//! `comms_shared::outcomes::report`'s.
+//! `comms_domain::outcomes::report`'s.
 
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use comms_shared::outcomes::report::{self, Filter, Timing};
+use comms_domain::outcomes::report::{self, Filter, Timing};
 use sqlx::PgPool;
 use uuid::Uuid;
 

@@ -2,7 +2,7 @@
 //! (template variable `review_url`, docs/outcomes.md "Tracked review links").
 //!
 //! The token is signed with `sequences.review_link_secret` over exactly what is acted on — the
-//! message and the expiry (`comms_shared::outcomes::review_link`) — and checked before anything in
+//! message and the expiry (`comms_domain::outcomes::review_link`) — and checked before anything in
 //! it is believed. A forged or altered link is refused with 403, an expired one with 410, and
 //! neither is recorded. A genuine link records the `clicked` review outcome against the message
 //! and its record (once per message: the outcome id is the message's), then redirects (303) to the
@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use comms_shared::outcomes::review_link::{self, Followed, LinkError};
+use comms_domain::outcomes::review_link::{self, Followed, LinkError};
 use secrecy::ExposeSecret;
 
 use crate::metrics::gateway as metrics;

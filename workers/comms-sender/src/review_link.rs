@@ -7,9 +7,9 @@
 //! rather than sent with a dead link.
 
 use chrono::{DateTime, Utc};
-use comms_shared::contract::{Kind, ValidSendRequest};
-use comms_shared::outcomes::review_link;
-use comms_shared::settings::Settings;
+use comms_domain::contract::{Kind, ValidSendRequest};
+use comms_domain::outcomes::review_link;
+use comms_runtime::settings::Settings;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use uuid::Uuid;

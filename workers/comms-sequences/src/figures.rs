@@ -1,11 +1,11 @@
-//! Refreshes the `comms_figures_*` metrics (`comms_shared::outcomes::figures`) from the database
+//! Refreshes the `comms_figures_*` metrics (`comms_domain::outcomes::figures`) from the database
 //! every `sequences.figures_interval`, so `/metrics` on this worker carries the five figures
 //! whichever process recorded the events behind them. A failed read keeps the previous values
 //! (their `comms_figures_refreshed_timestamp_seconds` then ages) and is retried next interval.
 
-use comms_shared::outcomes::figures;
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_domain::outcomes::figures;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 
 /// Runs until `shutdown`; does nothing when the interval is zero.
 pub async fn run(runtime: Runtime, shutdown: Shutdown) {

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use comms_gateway::keys::{self, Role};
-use comms_shared::pause::Scope;
-use comms_shared::pause::store;
+use comms_domain::api_keys::{self, Role};
+use comms_domain::pause::Scope;
+use comms_domain::pause::store;
 use comms_tests::eventually;
 use comms_tests::fleet::{SendFleet, sms_request};
 use reqwest::StatusCode;
@@ -24,7 +24,7 @@ async fn fleet() -> SendFleet {
 }
 
 async fn signed_in(fleet: &SendFleet, name: &str, role: Role) -> Console {
-    let key = keys::create(&fleet.env.pool, name, role)
+    let key = api_keys::create(&fleet.env.pool, name, role)
         .await
         .expect("key");
     let mut console = Console::start(&fleet.env).await;

@@ -122,7 +122,7 @@ async fn a_blocked_step_opens_one_task_for_the_escalation_owner_in_the_timeline(
     .expect("failed");
     assert_eq!(escalations(&seq, enrolment).await.len(), 2);
     assert_eq!(tasks(&seq, "bo", "Sequence").await.len(), 2);
-    let shown = comms_shared::sequences::store::show(&seq.env().pool, ("winback", version))
+    let shown = comms_domain::sequences::store::show(&seq.env().pool, ("winback", version))
         .await
         .expect("show");
     assert_eq!(shown.escalations, vec![("blocked".to_string(), 2)]);

@@ -2,7 +2,7 @@
 //! all) reads them from the report's fixed data set, and a scrape of its `/metrics` shows the
 //! hand-computed values, with no owner or client anywhere in a label.
 
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::{TestEnv, eventually, on_free_ports};
 
 use super::WAIT;

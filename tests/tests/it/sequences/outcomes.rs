@@ -1,8 +1,8 @@
 //! Outcomes: idempotent on their id, attributed to a message, sequence or record, refused with a
 //! reason when bad; the report's figures match hand-computed ones on a fixed data set.
 
-use comms_shared::outcomes::report::{self, Filter};
-use comms_shared::outcomes::{self, OutcomeError};
+use comms_domain::outcomes::report::{self, Filter};
+use comms_domain::outcomes::{self, OutcomeError};
 use comms_tests::{TestEnv, eventually};
 use serde_json::json;
 use uuid::Uuid;

@@ -4,8 +4,8 @@
 //! (410) links without recording them. `reviewed` (platform, rating) arrives from upstream.
 
 use chrono::{Duration as TimeDelta, Utc};
-use comms_shared::outcomes::report::{self, Filter};
-use comms_shared::outcomes::{self, review_link};
+use comms_domain::outcomes::report::{self, Filter};
+use comms_domain::outcomes::{self, review_link};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! sender, held for the owner's approval, and in `portal.updates` only once approved.
 
 use chrono::Utc;
-use comms_shared::outcomes::{self, roi};
+use comms_domain::outcomes::{self, roi};
 use comms_tests::fleet::SendFleet;
 use serde_json::json;
 use uuid::Uuid;

@@ -37,7 +37,7 @@ pub async fn run(pool: &PgPool, command: ClientsCommand, json: bool) -> anyhow::
         ClientsCommand::Add { name, owner, id } => (name, owner, id),
         ClientsCommand::ReviewDestination { client, url, by } => {
             let by = super::pause::operator(by);
-            comms_shared::outcomes::review_link::set_destination(pool, client, &url, &by).await?;
+            comms_domain::outcomes::review_link::set_destination(pool, client, &url, &by).await?;
             if json {
                 println!("{}", serde_json::json!({ "client": client, "set_by": by }));
             } else {

@@ -1,17 +1,17 @@
 //! `commsctl report outcomes`: response time, approval time, report views, review-request
 //! outcomes and booked results per owner (docs/outcomes.md). The figures are
-//! `comms_shared::outcomes::report`'s.
+//! `comms_domain::outcomes::report`'s.
 //!
 //! `commsctl report roi`: a client's booked-result summary for the portal, from sourced figures
-//! only (`comms_shared::outcomes::roi`), published as a portal update that the sender checks for
+//! only (`comms_domain::outcomes::roi`), published as a portal update that the sender checks for
 //! portal safety and holds for the owner's approval.
 
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use comms_shared::contract::parse_send_request;
-use comms_shared::outcomes::report::{self, Filter, Timing};
-use comms_shared::outcomes::roi;
-use comms_shared::settings::Settings;
+use comms_domain::contract::parse_send_request;
+use comms_domain::outcomes::report::{self, Filter, Timing};
+use comms_domain::outcomes::roi;
+use comms_runtime::settings::Settings;
 use sqlx::PgPool;
 use uuid::Uuid;
 

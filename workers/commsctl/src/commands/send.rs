@@ -2,10 +2,10 @@
 //! an upstream app would (exchange `comms.send`, routing key `send.<channel>`, confirmed).
 
 use anyhow::{Context, bail};
-use comms_shared::amqp::{Outgoing, Publisher};
-use comms_shared::contract::{ValidSendRequest, parse_send_request};
-use comms_shared::settings::Settings;
-use comms_shared::topology::Topology;
+use comms_runtime::amqp::{Outgoing, Publisher};
+use comms_domain::contract::{ValidSendRequest, parse_send_request};
+use comms_runtime::settings::Settings;
+use comms_runtime::topology::Topology;
 
 pub async fn run(settings: &Settings, file: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
@@ -61,7 +61,7 @@ pub async fn broker(
     settings: &Settings,
 ) -> anyhow::Result<(lapin::Connection, Publisher, Topology)> {
     let topology = Topology::new(settings.amqp.namespace.clone());
-    let connection = comms_shared::amqp::connect(&settings.amqp, "commsctl")
+    let connection = comms_runtime::amqp::connect(&settings.amqp, "commsctl")
         .await
         .context("cannot reach RabbitMQ (is it running? `make services`)")?;
     let publisher = Publisher::open(&connection).await?;

@@ -1,6 +1,6 @@
 //! The dead-letter page: how many dead letters wait in `comms.dead`, and the latest refused
 //! inputs (`internal.rejected_input`) with their queue and reason (masked like every dead-letter
-//! listing, `comms_shared::dead::mask`). Payloads are not shown: they can hold personal data.
+//! listing, `comms_domain::dead::mask`). Payloads are not shown: they can hold personal data.
 //!
 //! Replay and purge are `commsctl dead` and the admin API (`/v1/dead`), not controls here yet;
 //! the page says so rather than offering a control that does nothing.
@@ -47,7 +47,7 @@ pub async fn page(State(state): State<GatewayState>, operator: Operator) -> Resp
     .await;
     let rejected = rejected.map(|mut rows| {
         for row in &mut rows {
-            row.reason = comms_shared::dead::mask::mask(&row.reason);
+            row.reason = comms_domain::dead::mask::mask(&row.reason);
         }
         rows
     });

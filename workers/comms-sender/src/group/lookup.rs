@@ -5,8 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use comms_shared::contract::{Kind, RecordType, ValidSendRequest};
-use comms_shared::incidents::parse_notice_key;
+use comms_domain::contract::{Kind, RecordType, ValidSendRequest};
+use comms_domain::incidents::parse_notice_key;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -74,7 +74,7 @@ impl Known {
     }
 
     /// Whether this request's incident notice is cleared to go out (approved or done), the
-    /// decision that covers every notice's send request ([`comms_shared::incidents::notice_clearance`]).
+    /// decision that covers every notice's send request ([`comms_domain::incidents::notice_clearance`]).
     pub fn notice_cleared(&self, request: &ValidSendRequest) -> bool {
         parse_notice_key(&request.idempotency_key).is_some_and(|n| self.cleared.contains(&n))
     }

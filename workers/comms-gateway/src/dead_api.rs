@@ -77,8 +77,9 @@ fn refused(error: DeadError) -> Response {
 }
 
 /// Moves what waits in `comms.dead` into the table first; a broker that cannot be reached only
-/// leaves the listing without the broker's newest dead letters (logged).
-async fn collect(state: &GatewayState) {
+/// leaves the listing without the broker's newest dead letters (logged). The console's dead-letter
+/// page collects the same way.
+pub(crate) async fn collect(state: &GatewayState) {
     let inner = state.inner();
     match inner.broker.current().await {
         Ok(publisher) => {

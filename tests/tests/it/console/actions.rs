@@ -23,7 +23,7 @@ async fn fleet() -> SendFleet {
     fleet
 }
 
-async fn signed_in(fleet: &SendFleet, name: &str, role: Role) -> Console {
+pub(super) async fn signed_in(fleet: &SendFleet, name: &str, role: Role) -> Console {
     let key = keys::create(&fleet.env.pool, name, role)
         .await
         .expect("key");

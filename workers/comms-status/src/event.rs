@@ -62,7 +62,9 @@ impl Target {
 pub fn rank(state: &str) -> Option<u8> {
     match state {
         "received" | "deferred" | "awaiting_approval" | "held" | "retrying" => Some(0),
-        "sent" => Some(1),
+        // `unknown_delivery`: the reconciler could not learn the outcome; a late event still
+        // moves it forward, exactly like `sent`.
+        "sent" | "unknown_delivery" => Some(1),
         "delivered" | "undelivered" | "failed" => Some(2),
         _ => None,
     }
@@ -161,5 +163,10 @@ mod tests {
         );
         assert_eq!(advance("blocked", Target::Delivered), None);
         assert_eq!(advance("sending", Target::Delivered), None);
+        assert_eq!(
+            advance("unknown_delivery", Target::Delivered),
+            Some(Target::Delivered)
+        );
+        assert_eq!(advance("unknown_delivery", Target::Sent), None);
     }
 }

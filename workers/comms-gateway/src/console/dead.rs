@@ -85,6 +85,16 @@ async fn act(
     if let Err(refused) = operator.act(state, &path, &form.csrf, None).await {
         return refused;
     }
+    let texts = [
+        ("queue", Some(form.queue.as_str())),
+        ("reason contains", Some(form.reason_contains.as_str())),
+        ("why", Some(form.reason.as_str())),
+    ];
+    if let Err(problem) = crate::dead_api::storable(&texts) {
+        let problem = format!("Nothing changed: {problem}.");
+        let status = StatusCode::UNPROCESSABLE_ENTITY;
+        return render(state, operator, status, Some(&problem), None, &form).await;
+    }
     let id = match given(&form.id).map(|id| id.parse::<i64>()) {
         None => None,
         Some(Ok(id)) => Some(id),

@@ -4,7 +4,7 @@
 //!
 //! The first notice of an incident needs its owner's approval: the worker publishes one proof,
 //! the sender parks it `awaiting_approval`, and the bench approves it the way an owner does
-//! (`comms_shared::approvals::decide`, then the stored request handed back to `comms.send`, as
+//! (`comms_domain::approvals::decide`, then the stored request handed back to `comms.send`, as
 //! `commsctl approve` and `POST /v1/approvals/{id}/approve` do). The owner's time is a person's,
 //! not the fleet's, so it is reported apart and left out of the fan-out figure.
 
@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use comms_shared::amqp::{Outgoing, Publisher};
-use comms_shared::approvals::{self, Decision};
+use comms_domain::approvals::{self, Decision};
+use comms_runtime::amqp::{Outgoing, Publisher};
 use serde_json::json;
 use uuid::Uuid;
 

@@ -20,7 +20,7 @@ mod webhooks;
 use std::time::Instant;
 
 use anyhow::Context;
-use comms_shared::settings::Settings;
+use comms_runtime::settings::Settings;
 
 pub use stats::percentile;
 

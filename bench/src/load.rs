@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use comms_shared::settings::Settings;
-use comms_shared::topology::{RETRY_TIERS, Topology};
+use comms_runtime::settings::Settings;
+use comms_runtime::topology::{RETRY_TIERS, Topology};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions};
 use lapin::{BasicProperties, Connection};
 use secrecy::ExposeSecret;
@@ -56,9 +56,9 @@ impl Bench {
         settings.database.url = format!("{server}/{database}").into();
         settings.database.max_connections = 4;
         settings.amqp.namespace = namespace.clone();
-        comms_shared::db::migrate(&settings.database).await?;
-        let pool = comms_shared::db::connect(&settings.database).await?;
-        let connection = comms_shared::amqp::connect(&settings.amqp, "comms-bench")
+        comms_domain::schema::migrate(&settings.database).await?;
+        let pool = comms_runtime::db::connect(&settings.database).await?;
+        let connection = comms_runtime::amqp::connect(&settings.amqp, "comms-bench")
             .await
             .context("RabbitMQ is not reachable (make services)")?;
         let topology = Topology::new(&namespace);

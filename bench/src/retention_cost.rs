@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use comms_shared::privacy::retention;
-use comms_shared::settings::RetentionSettings;
+use comms_domain::privacy::retention;
+use comms_runtime::settings::RetentionSettings;
 
 use crate::load::Bench;
 use crate::scenarios::throughput_named;
@@ -26,7 +26,7 @@ pub async fn measure(bench: &Bench, count: usize, backlog: i64) -> anyhow::Resul
     seed(bench, backlog).await?;
     let (without, _) = throughput_named(bench, "rc0-", count, 1).await?;
 
-    let stop = comms_shared::shutdown::Shutdown::new();
+    let stop = comms_runtime::shutdown::Shutdown::new();
     let job = {
         let (pool, stop) = (bench.pool.clone(), stop.clone());
         tokio::spawn(async move {

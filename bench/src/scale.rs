@@ -44,7 +44,7 @@ pub async fn lookups(bench: &Bench, count: i64) -> anyhow::Result<()> {
     let mut by_provider = Vec::new();
     for (i, k) in keys.iter().enumerate() {
         let at = Instant::now();
-        let view = comms_shared::timeline::view(pool, k).await?;
+        let view = comms_domain::timeline::view(pool, k).await?;
         anyhow::ensure!(view.is_some(), "{k} must exist");
         timeline.push(ms(at));
         let batch: Vec<String> = keys.iter().skip(i).take(32).cloned().collect();

@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use comms_shared::pause::Scope;
-use comms_shared::pause::store::{self, PauseRequest};
+use comms_domain::pause::Scope;
+use comms_domain::pause::store::{self, PauseRequest};
 
 use crate::load::Bench;
 use crate::procs::{self, Worker};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::post;
-use comms_shared::webhooks::{NewWebhook, register};
+use comms_domain::webhooks::{NewWebhook, register};
 
 use crate::load::Bench;
 use crate::procs::{self, Worker};

@@ -171,7 +171,7 @@ def check_image() -> None:
 def registered_metrics() -> set:
     """Every metric name the code registers: the string literals handed to prometheus."""
     names = set()
-    for path in list(ROOT.glob("shared/src/**/*.rs")) + list(ROOT.glob("workers/*/src/**/*.rs")):
+    for path in list(ROOT.glob("shared/*/src/**/*.rs")) + list(ROOT.glob("workers/*/src/**/*.rs")):
         names.update(re.findall(r'"(comms_[a-z0-9_]+)"', path.read_text()))
     return names
 

@@ -4,13 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use comms_domain::pause::store::{self as pause_store, PauseRequest};
+use comms_domain::pause::switch::PauseSwitch;
+use comms_domain::pause::{ActivePause, Scope};
+use comms_runtime::clock::{Clock, ManualClock, SystemClock};
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use comms_sandbox::{RunningSandbox, SandboxClient, SandboxConfig};
-use comms_shared::clock::{Clock, ManualClock, SystemClock};
-use comms_shared::pause::store::{self as pause_store, PauseRequest};
-use comms_shared::pause::switch::PauseSwitch;
-use comms_shared::pause::{ActivePause, Scope};
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
 use uuid::Uuid;
 
 use crate::TestEnv;

@@ -19,9 +19,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use comms_shared::amqp::{Outgoing, Publisher};
-use comms_shared::settings::Settings;
-use comms_shared::topology::{RETRY_TIERS, Topology};
+use comms_runtime::amqp::{Outgoing, Publisher};
+use comms_runtime::settings::Settings;
+use comms_runtime::topology::{RETRY_TIERS, Topology};
 use lapin::options::{BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use secrecy::ExposeSecret;
@@ -60,12 +60,12 @@ impl TestEnv {
     pub async fn with(overrides: &[(&str, &str)]) -> Self {
         // `COMMS_TEST_LOG=debug cargo test -- --nocapture` shows the workers' logs.
         if let Ok(level) = std::env::var("COMMS_TEST_LOG") {
-            let log = comms_shared::settings::LogSettings {
+            let log = comms_runtime::settings::LogSettings {
                 level,
                 ..Default::default()
             };
             // Nothing is exported from tests: the handle is not needed.
-            let _ = comms_shared::telemetry::init(&log, "comms-tests");
+            let _ = comms_runtime::telemetry::init(&log, "comms-tests");
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let database = format!("comms_test_{}", &id[..16]);
@@ -81,14 +81,14 @@ impl TestEnv {
         ];
         all.extend_from_slice(overrides);
         let settings = Arc::new(base_settings(&all));
-        comms_shared::db::migrate(&settings.database)
+        comms_domain::schema::migrate(&settings.database)
             .await
             .expect("test database migrates");
-        let pool = comms_shared::db::connect(&settings.database)
+        let pool = comms_runtime::db::connect(&settings.database)
             .await
             .expect("test database reachable");
         let topology = Topology::new(namespace);
-        let connection = comms_shared::amqp::connect(&settings.amqp, "comms-tests")
+        let connection = comms_runtime::amqp::connect(&settings.amqp, "comms-tests")
             .await
             .expect("RabbitMQ reachable at COMMS__AMQP__URL");
         let publisher = Publisher::open(&connection).await.expect("channel");
@@ -231,7 +231,8 @@ impl Drop for TestEnv {
 }
 
 async fn remove(settings: Arc<Settings>, t: Topology, database: String) {
-    if let Ok(connection) = comms_shared::amqp::connect(&settings.amqp, "comms-tests-cleanup").await
+    if let Ok(connection) =
+        comms_runtime::amqp::connect(&settings.amqp, "comms-tests-cleanup").await
     {
         if let Ok(channel) = connection.create_channel().await {
             let mut queues: Vec<String> = t.work_queues().into_iter().map(|q| q.name).collect();
@@ -266,7 +267,7 @@ async fn remove(settings: Arc<Settings>, t: Topology, database: String) {
     let server = url.rsplit_once('/').map_or(url, |(server, _)| server);
     let admin_url = format!("{server}/postgres");
     let admin_settings = base_settings(&[("COMMS__DATABASE__URL", admin_url.as_str())]);
-    if let Ok(admin) = comms_shared::db::connect(&admin_settings.database).await {
+    if let Ok(admin) = comms_runtime::db::connect(&admin_settings.database).await {
         let _ = sqlx::query(&format!(
             "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
         ))

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use comms_shared::runtime::{Handler, Incoming, Outcome, Runtime, run_consumer};
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::runtime::{Handler, Incoming, Outcome, Runtime, run_consumer};
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::private_broker::PrivateBroker;
 use comms_tests::{TestEnv, eventually};
 
@@ -93,7 +93,7 @@ async fn waiting_retries_come_back_exactly_once_after_a_broker_restart() {
     tokio::time::sleep(BROKER_DOWN).await; // the outage itself, not a wait for a condition
     broker.start_app();
     let back = std::time::Instant::now();
-    let connected = comms_shared::metrics::consumer()
+    let connected = comms_runtime::metrics::consumer()
         .connected
         .with_label_values(&[&queue.name]);
     let reconnected = eventually(Duration::from_secs(30), || async { connected.get() == 1 }).await;

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use comms_shared::clock::SystemClock;
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::clock::SystemClock;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::fleet::{SendFleet, sms_request};
 
 const LIMIT: usize = 50;
@@ -64,7 +64,7 @@ async fn three_senders_keep_one_limit_together() {
     let shutdown = Shutdown::new();
     let mut senders = Vec::new();
     for _ in 0..3 {
-        let pool = comms_shared::db::connect(&fleet.env.settings.database)
+        let pool = comms_runtime::db::connect(&fleet.env.settings.database)
             .await
             .expect("a replica's own pool");
         let runtime = Runtime::new(fleet.env.settings.clone(), pool);
@@ -98,7 +98,7 @@ async fn three_senders_keep_one_limit_together() {
         "{SENDS} sends over {span:?} ({:.1}/s), busiest second {busiest}",
         SENDS as f64 / span.as_secs_f64()
     );
-    let metrics = comms_shared::metrics::render();
+    let metrics = comms_runtime::metrics::render();
     for line in metrics
         .lines()
         .filter(|l| l.starts_with("comms_sender_rate_"))

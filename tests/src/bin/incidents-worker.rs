@@ -4,7 +4,7 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = comms_shared::settings::Settings::load()?;
-    let shutdown = comms_shared::shutdown::on_signals();
+    let settings = comms_runtime::settings::Settings::load()?;
+    let shutdown = comms_runtime::shutdown::on_signals();
     comms_incidents::run_standalone(settings, shutdown).await
 }

@@ -3,11 +3,11 @@
 //! never a panic; what it accepts it accepts again in its canonical form; and a refusal never
 //! repeats the personal value that caused it (it ends up in logs and dead letters).
 
-use comms_shared::contract::{
+use comms_domain::contract::{
     REASON_INVALID_JSON, REASON_INVALID_REQUEST, REASON_PAYLOAD_TOO_LARGE,
     REASON_UNSTORABLE_CHARACTER, canonical_bytes, parse_send_request,
 };
-use comms_shared::incidents::event as incident;
+use comms_domain::incidents::event as incident;
 use proptest::prelude::*;
 use serde_json::Value;
 

@@ -6,8 +6,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use comms_domain::webhook_body::{Fields, Format};
 use comms_gateway::verify::{sendgrid, twilio};
-use comms_shared::webhook_body::{Fields, Format};
 use hmac::{Hmac, Mac};
 use p256::ecdsa::{Signature, SigningKey, signature::Signer};
 use proptest::prelude::*;

@@ -3,10 +3,10 @@
 //! (what a client may see). Any input gives an answer, never a panic, and the answers keep
 //! their promises.
 
+use comms_domain::contract::Kind;
+use comms_domain::sms::{Encoding, analyse, gsm7_septets};
 use comms_sender::portal_safe::{Wording, check};
 use comms_sender::render::render_strict;
-use comms_shared::contract::Kind;
-use comms_shared::sms::{Encoding, analyse, gsm7_septets};
 use proptest::prelude::*;
 use serde_json::json;
 

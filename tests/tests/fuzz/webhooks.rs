@@ -3,7 +3,7 @@
 //! worker, and the inbound parsers of the replies worker. Anything a provider (or an attacker)
 //! can send is read into fields or refused with a named code, never a panic.
 
-use comms_shared::webhook_body::{self, FORM, JSON, MULTIPART};
+use comms_domain::webhook_body::{self, FORM, JSON, MULTIPART};
 use proptest::prelude::*;
 
 use crate::inputs::{hostile, seeds};

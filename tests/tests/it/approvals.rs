@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::Parser;
-use comms_shared::approvals::{self, Gate};
-use comms_shared::clock::SystemClock;
-use comms_shared::pause::switch::PauseSwitch;
-use comms_shared::runtime::Runtime;
-use comms_shared::settings::Settings;
-use comms_shared::shutdown::Shutdown;
+use comms_domain::approvals::{self, Gate};
+use comms_domain::pause::switch::PauseSwitch;
+use comms_runtime::clock::SystemClock;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::settings::Settings;
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::fleet::{SendFleet, sms_request};
 use comms_tests::{TestEnv, eventually};
 use serde_json::json;
@@ -231,7 +231,7 @@ async fn an_approval_records_who_when_and_how_long_and_the_message_goes_out() {
         );
     }
     assert!(
-        comms_shared::metrics::render()
+        comms_runtime::metrics::render()
             .contains("comms_approval_seconds_count{decision=\"approved\"}")
     );
     for args in [

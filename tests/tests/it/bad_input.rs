@@ -9,14 +9,14 @@ mod poison;
 mod routing;
 mod workers;
 
-use comms_shared::amqp::header_str;
-use comms_shared::runtime::REASON_HEADER;
+use comms_runtime::amqp::header_str;
+use comms_runtime::runtime::REASON_HEADER;
 use comms_tests::TestEnv;
 
 /// Retries the consumer of `channel`'s send queue has scheduled so far.
 fn retries(env: &TestEnv, channel: &str) -> u64 {
     let queue = env.topology.send_queue(channel).name;
-    comms_shared::metrics::consumer()
+    comms_runtime::metrics::consumer()
         .handled
         .with_label_values(&[queue.as_str(), "retry"])
         .get()

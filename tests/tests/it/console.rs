@@ -12,9 +12,9 @@ mod speed;
 
 use std::time::Duration;
 
-use comms_shared::pause::Scope;
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_domain::pause::Scope;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::fleet::SendFleet;
 use comms_tests::{TestEnv, eventually};
 use reqwest::StatusCode;

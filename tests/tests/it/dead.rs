@@ -8,8 +8,8 @@ mod api;
 
 use std::time::Duration;
 
-use comms_shared::amqp::Outgoing;
-use comms_shared::dead::{self, Filter};
+use comms_domain::dead::{self, Filter};
+use comms_runtime::amqp::Outgoing;
 use comms_tests::eventually;
 use comms_tests::fleet::{SendFleet, sms_request};
 use lapin::types::{AMQPValue, FieldTable};
@@ -240,7 +240,7 @@ async fn dead_letters_are_listed_masked_replayed_once_when_fixed_and_purged_with
     .await
     .expect("copy");
     let handled = || {
-        comms_shared::metrics::consumer()
+        comms_runtime::metrics::consumer()
             .handled
             .with_label_values(&[sms_queue.as_str(), "ack"])
             .get()

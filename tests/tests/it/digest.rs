@@ -1,7 +1,7 @@
 //! The digest worker (docs/digests.md): report digests and notification batching, against the
 //! real broker and database, with a clock the test controls.
 
-mod api;
+pub(crate) mod api;
 mod batching;
 mod reports;
 mod schedule;
@@ -10,9 +10,9 @@ mod sending;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use comms_shared::clock::{Clock, ManualClock};
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::clock::{Clock, ManualClock};
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::TestEnv;
 use uuid::Uuid;
 

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use comms_runtime::shutdown::Shutdown;
 use comms_sandbox::{InboundSpec, SandboxClient};
-use comms_shared::shutdown::Shutdown;
 use comms_tests::{TestEnv, eventually, free_address, on_free_ports};
 
 /// The walk-through's own files, so the test and the README cannot drift apart.

@@ -7,7 +7,7 @@ use comms_tests::TestEnv;
 async fn migrations_apply_once_and_again_without_effect() {
     let env = TestEnv::new().await;
     // TestEnv::new already migrated this fresh database; a second run must find nothing to do.
-    let applied = comms_shared::db::migrate(&env.settings.database)
+    let applied = comms_domain::schema::migrate(&env.settings.database)
         .await
         .expect("second migrate");
     assert_eq!(applied, 0);
@@ -41,13 +41,15 @@ async fn two_concurrent_migrations_into_a_missing_database_both_succeed() {
     let mut settings = env.settings.database.clone();
     settings.url = url.into();
     let (a, b) = tokio::join!(
-        comms_shared::db::migrate(&settings),
-        comms_shared::db::migrate(&settings)
+        comms_domain::schema::migrate(&settings),
+        comms_domain::schema::migrate(&settings)
     );
     a.expect("first pod migrates");
     b.expect("second pod migrates");
-    let total = comms_shared::db::MIGRATOR.iter().count();
-    let pool = comms_shared::db::connect(&settings).await.expect("connect");
+    let total = comms_domain::schema::MIGRATOR.iter().count();
+    let pool = comms_runtime::db::connect(&settings)
+        .await
+        .expect("connect");
     let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
         .fetch_one(&pool)
         .await
@@ -121,7 +123,7 @@ async fn a_config_error_names_the_key() {
     )]
     .into_iter()
     .collect();
-    let err = comms_shared::settings::Settings::load_from(&vars).expect_err("bad value");
+    let err = comms_runtime::settings::Settings::load_from(&vars).expect_err("bad value");
     assert!(err.to_string().contains("consumer.concurrency"), "{err}");
 }
 
@@ -140,5 +142,67 @@ async fn connections_use_small_frames_and_a_large_message_still_crosses_intact()
     let drained = env.drain(&env.topology.send_queue("email").name).await;
     assert_eq!(drained.len(), 1);
     assert!(drained[0].0 == body, "the body arrived byte for byte");
+    env.teardown().await;
+}
+
+/// The strings a CHECK constraint of `comms.messages` on `column` allows, read from the database.
+async fn allowed_by_check(pool: &sqlx::PgPool, column: &str) -> Vec<String> {
+    let definition: String = sqlx::query_scalar(
+        "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
+         WHERE c.conrelid = 'comms.messages'::regclass AND c.contype = 'c'
+           AND pg_get_constraintdef(c.oid) LIKE '%' || $1 || ' = ANY%'",
+    )
+    .bind(column)
+    .fetch_one(pool)
+    .await
+    .unwrap_or_else(|e| panic!("the CHECK constraint on {column}: {e}"));
+    definition
+        .split('\'')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+#[tokio::test]
+async fn message_states_in_code_are_exactly_those_the_database_allows() {
+    use comms_domain::messages::state::{DeliveryState, OptOutState, ReplyState};
+    let env = TestEnv::new().await;
+    let names = |all: &[&str]| {
+        all.iter()
+            .map(|s| s.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        allowed_by_check(&env.pool, "delivery_state").await,
+        names(
+            &DeliveryState::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+        )
+    );
+    assert_eq!(
+        allowed_by_check(&env.pool, "reply_state").await,
+        names(
+            &ReplyState::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+        )
+    );
+    assert_eq!(
+        allowed_by_check(&env.pool, "opt_out_state").await,
+        names(
+            &OptOutState::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+        )
+    );
     env.teardown().await;
 }

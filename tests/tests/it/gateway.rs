@@ -13,10 +13,10 @@ mod webhooks;
 
 use std::sync::Arc;
 
+use comms_runtime::runtime::Runtime;
+use comms_runtime::settings::Settings;
+use comms_runtime::shutdown::Shutdown;
 use comms_sandbox::SendGridSigner;
-use comms_shared::runtime::Runtime;
-use comms_shared::settings::Settings;
-use comms_shared::shutdown::Shutdown;
 use comms_tests::TestEnv;
 use comms_tests::proxy::Proxy;
 use secrecy::{ExposeSecret, SecretString};
@@ -223,5 +223,5 @@ pub fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
 
 /// A header's value as text.
 pub fn header(headers: &lapin::types::FieldTable, key: &str) -> Option<String> {
-    comms_shared::amqp::header_str(headers, key)
+    comms_runtime::amqp::header_str(headers, key)
 }

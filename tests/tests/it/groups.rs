@@ -2,9 +2,9 @@
 //! starts is taken in groups, and every rule of the one-message path still holds for each
 //! message — once per key, refusals with their reasons, the pause switch, provider failures.
 
+use comms_domain::pause::Scope;
+use comms_domain::pause::store::{self as pause_store, PauseRequest};
 use comms_sandbox::FaultSpec;
-use comms_shared::pause::Scope;
-use comms_shared::pause::store::{self as pause_store, PauseRequest};
 use comms_tests::fleet::{SendFleet, sms_request};
 use serde_json::json;
 use uuid::Uuid;

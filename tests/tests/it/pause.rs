@@ -5,13 +5,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use comms_domain::pause::Scope;
+use comms_domain::pause::store::{self, PauseRequest};
+use comms_domain::pause::switch::PauseSwitch;
+use comms_runtime::clock::SystemClock;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use comms_sandbox::FaultSpec;
-use comms_shared::clock::SystemClock;
-use comms_shared::pause::Scope;
-use comms_shared::pause::store::{self, PauseRequest};
-use comms_shared::pause::switch::PauseSwitch;
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
 use comms_tests::eventually;
 use comms_tests::fleet::{SendFleet, sms_request};
 use comms_tests::proxy::Proxy;
@@ -336,7 +336,7 @@ async fn a_worker_blind_to_the_switch_stops_sending_and_reports_not_ready_until_
     settings.database.acquire_timeout = Duration::from_millis(500);
     let settings = Arc::new(settings);
     // A second sender, whose only road to PostgreSQL is the proxy.
-    let pool = comms_shared::db::connect_lazy(&settings.database).expect("pool");
+    let pool = comms_runtime::db::connect_lazy(&settings.database).expect("pool");
     let runtime = Runtime::new(settings, pool);
     let health = runtime.health.clone();
     let switch = PauseSwitch::new(Duration::from_secs(1));
@@ -353,7 +353,7 @@ async fn a_worker_blind_to_the_switch_stops_sending_and_reports_not_ready_until_
     assert!(
         matches!(
             switch.verdict("sms", "transactional", None),
-            comms_shared::pause::switch::Verdict::Blind { .. }
+            comms_domain::pause::switch::Verdict::Blind { .. }
         ),
         "a blind worker refuses every dispatch"
     );
@@ -389,7 +389,7 @@ async fn a_worker_blind_to_the_switch_stops_sending_and_reports_not_ready_until_
     );
     assert_eq!(
         switch.verdict("sms", "transactional", None),
-        comms_shared::pause::switch::Verdict::Clear
+        comms_domain::pause::switch::Verdict::Clear
     );
     shutdown.cancel();
     blind_sender.await.expect("task").expect("stops");

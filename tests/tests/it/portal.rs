@@ -2,7 +2,7 @@
 //! published only after the owner's approval, and the database itself lets the `comms_portal`
 //! role read the portal views — approved, client-safe content only — and nothing else.
 
-use comms_shared::approvals::approval_hash;
+use comms_domain::approvals::approval_hash;
 use comms_tests::TestEnv;
 use comms_tests::fleet::SendFleet;
 use secrecy::ExposeSecret;

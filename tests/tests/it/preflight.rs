@@ -232,7 +232,7 @@ async fn outreach_sms_at_night_waits_for_the_morning_in_the_recipients_zone() {
 #[tokio::test]
 async fn a_message_caught_by_a_pause_is_held_not_sent_and_not_counted() {
     let fleet = fleet().await;
-    fleet.pause(comms_shared::pause::Scope::Global, None).await;
+    fleet.pause(comms_domain::pause::Scope::Global, None).await;
     fleet
         .send(&sms_request("paused-1", "+14155552671", fleet.client_id))
         .await;

@@ -245,7 +245,7 @@ async fn what_the_sandbox_answers_matches_the_providers_response_schemas() {
 #[test]
 fn the_fleet_defaults_are_the_sandbox_account() {
     use secrecy::ExposeSecret;
-    let defaults = comms_shared::settings::TwilioSettings::default();
+    let defaults = comms_runtime::settings::TwilioSettings::default();
     assert_eq!(
         defaults.account_sid,
         comms_sandbox::DEFAULT_TWILIO_ACCOUNT_SID

@@ -10,9 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use comms_shared::clock::SystemClock;
-use comms_shared::settings::Settings;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::clock::SystemClock;
+use comms_runtime::settings::Settings;
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::{TestEnv, free_address};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
@@ -102,7 +102,7 @@ async fn the_sender_is_ready_only_when_every_send_queue_has_its_consumer() {
     let env = TestEnv::new().await;
     let queues = send_queues(&env);
     assert_ready_only_when_attached(&env, &queues, |settings, shutdown| {
-        comms_shared::runtime::standalone(settings, shutdown, |runtime, shutdown| {
+        comms_runtime::runtime::standalone(settings, shutdown, |runtime, shutdown| {
             comms_sender::run(runtime, Arc::new(SystemClock), shutdown)
         })
     })

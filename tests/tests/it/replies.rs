@@ -2,9 +2,9 @@
 //! keywords change consent, auto-replies open no task, and nothing inbound is dropped.
 
 use clap::Parser;
-use comms_shared::amqp::Outgoing;
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::amqp::Outgoing;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::eventually;
 use comms_tests::fleet::{SendFleet, sms_request};
 use lapin::types::{AMQPValue, FieldTable};

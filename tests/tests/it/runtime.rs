@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use comms_shared::amqp::header_str;
-use comms_shared::runtime::{Handler, Incoming, Outcome, REASON_HEADER, Runtime, run_consumer};
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::amqp::header_str;
+use comms_runtime::runtime::{Handler, Incoming, Outcome, REASON_HEADER, Runtime, run_consumer};
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::{TestEnv, eventually};
 use serde::Deserialize;
 use tokio::sync::Notify;

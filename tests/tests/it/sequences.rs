@@ -3,8 +3,12 @@
 //! scheduler.
 
 mod definitions;
+mod escalation;
 mod exits;
+mod figures;
 mod outcomes;
+mod reviews;
+mod roi;
 mod rollback;
 mod running;
 
@@ -12,10 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use comms_shared::clock::{Clock, ManualClock};
-use comms_shared::runtime::Runtime;
-use comms_shared::sequences::{definition::Definition, store};
-use comms_shared::shutdown::Shutdown;
+use comms_domain::sequences::{definition::Definition, store};
+use comms_runtime::clock::{Clock, ManualClock};
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::TestEnv;
 use comms_tests::eventually;
 use comms_tests::fleet::SendFleet;
@@ -250,7 +254,7 @@ impl Seq {
 
 /// `seq:<enrolment>:<step>`.
 pub fn key(enrolment: Uuid, step: i32) -> String {
-    comms_shared::sequences::step_key(enrolment, step)
+    comms_domain::sequences::step_key(enrolment, step)
 }
 
 /// A three-step definition: SMS now, SMS a day later, email two hours after that.

@@ -16,9 +16,9 @@ mod watchdog;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
-use comms_shared::amqp::Outgoing;
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::amqp::Outgoing;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::{TestEnv, eventually};
 use lapin::types::{AMQPValue, FieldTable};
 use sqlx::PgPool;
@@ -81,8 +81,8 @@ pub async fn seed_message(
 /// The content type each provider's status callbacks come with (as the gateway forwards it).
 pub fn content_type_of(provider: &str) -> &'static str {
     match provider {
-        "twilio" => comms_shared::webhook_body::FORM,
-        _ => comms_shared::webhook_body::JSON,
+        "twilio" => comms_domain::webhook_body::FORM,
+        _ => comms_domain::webhook_body::JSON,
     }
 }
 

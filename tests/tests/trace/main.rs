@@ -10,10 +10,10 @@ mod collector;
 
 use std::time::Duration;
 
-use comms_gateway::keys::{self, Role};
+use comms_domain::api_keys::{self, Role};
+use comms_runtime::settings::LogSettings;
+use comms_runtime::shutdown::Shutdown;
 use comms_sandbox::{InboundSpec, SandboxClient};
-use comms_shared::settings::LogSettings;
-use comms_shared::shutdown::Shutdown;
 use comms_tests::fleet::sms_request;
 use comms_tests::{TestEnv, eventually, free_address, on_free_ports};
 use serde_json::json;
@@ -37,7 +37,7 @@ struct Fleet {
 
 impl Fleet {
     async fn key(&self, name: &str, role: Role) -> String {
-        let created = keys::create(&self.env.pool, name, role).await.expect("key");
+        let created = api_keys::create(&self.env.pool, name, role).await.expect("key");
         format!("Bearer {}", created.key)
     }
 
@@ -115,7 +115,7 @@ async fn a_messages_whole_life_is_one_trace() {
         otlp_endpoint: Some(collector.endpoint.clone()),
         ..LogSettings::default()
     };
-    let telemetry = comms_shared::telemetry::init(&log, "comms-fleet");
+    let telemetry = comms_runtime::telemetry::init(&log, "comms-fleet");
     assert!(telemetry.is_exporting());
 
     // A rate limit, so the sends have a rate-limit wait to observe.

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use chrono_tz::Tz;
-use comms_shared::amqp::Publisher;
-use comms_shared::clock::Clock;
-use comms_shared::runtime::{Handler, Incoming, Outcome, Runtime};
+use comms_runtime::amqp::Publisher;
+use comms_runtime::clock::Clock;
+use comms_runtime::runtime::{Handler, Incoming, Outcome, Runtime};
 use tokio::sync::Mutex;
 
 use crate::batch::collect::{Collected, collect};
@@ -93,7 +93,7 @@ impl DigestHandler {
                 metrics().collected.with_label_values(&[label]).inc();
                 Outcome::Ack
             }
-            Err(error) => comms_shared::db_error::outcome(&error),
+            Err(error) => comms_runtime::db_error::outcome(&error),
         }
     }
 }

@@ -22,10 +22,10 @@ pub mod schedule;
 use std::sync::Arc;
 
 use anyhow::Context;
-use comms_shared::clock::{Clock, SystemClock};
-use comms_shared::runtime::{Runtime, run_consumer};
-use comms_shared::settings::Settings;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::clock::{Clock, SystemClock};
+use comms_runtime::runtime::{Runtime, run_consumer};
+use comms_runtime::settings::Settings;
+use comms_runtime::shutdown::Shutdown;
 
 /// Runs the job consumer, the batch flusher and the schedule until `shutdown`, on the wall clock.
 /// Calling it declares the consumer as a readiness check at once.
@@ -76,7 +76,7 @@ async fn work(
 
 /// The `comms-digest` binary: health endpoints plus [`run`].
 pub async fn run_standalone(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    comms_shared::runtime::standalone(settings, shutdown, |runtime, shutdown| {
+    comms_runtime::runtime::standalone(settings, shutdown, |runtime, shutdown| {
         run(runtime, shutdown)
     })
     .await

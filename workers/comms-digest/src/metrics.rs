@@ -19,27 +19,27 @@ pub struct DigestMetrics {
 
 pub fn digest() -> &'static DigestMetrics {
     static METRICS: LazyLock<DigestMetrics> = LazyLock::new(|| DigestMetrics {
-        builds: comms_shared::metrics::counter(
+        builds: comms_runtime::metrics::counter(
             "comms_digest_builds_total",
             "Report digest builds, by outcome",
             &["outcome"],
         ),
-        views: comms_shared::metrics::counter(
+        views: comms_runtime::metrics::counter(
             "comms_digest_views_total",
             "Report digest views recorded, first or repeat",
             &["view"],
         ),
-        collected: comms_shared::metrics::counter(
+        collected: comms_runtime::metrics::counter(
             "comms_digest_batch_events_total",
             "Batched notification events collected, by outcome",
             &["outcome"],
         ),
-        flushed: comms_shared::metrics::counter(
+        flushed: comms_runtime::metrics::counter(
             "comms_digest_batches_flushed_total",
             "Notification batches flushed, by reason",
             &["reason"],
         ),
-        flush_latency: comms_shared::metrics::histogram(
+        flush_latency: comms_runtime::metrics::histogram(
             "comms_digest_flush_latency_seconds",
             "Seconds from a batch's window end to its flush",
             &["reason"],

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use comms_shared::amqp::{Outgoing, Publisher};
-use comms_shared::clock::Clock;
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::amqp::{Outgoing, Publisher};
+use comms_runtime::clock::Clock;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use croner::Cron;
 use uuid::Uuid;
 

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use comms_shared::schema_shape::{keys, object_at, strings};
+use comms_runtime::schema_shape::{keys, object_at, strings};
 use serde_json::{Value, json};
 
 use super::{BATCH, BatchEvent, JOB_V1, REPORT, ReportJob};

@@ -23,9 +23,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use comms_shared::runtime::{Runtime, run_consumer};
-use comms_shared::settings::Settings;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::runtime::{Runtime, run_consumer};
+use comms_runtime::settings::Settings;
+use comms_runtime::shutdown::Shutdown;
 
 /// Runs the relay, the overdue check and the webhook consumer until `shutdown`. Calling it
 /// declares its readiness checks (the webhook consumer, the relay) at once, before `/readyz`
@@ -56,7 +56,7 @@ async fn work(runtime: Runtime, shutdown: Shutdown) -> anyhow::Result<()> {
 
 /// The `comms-events` binary: health endpoints plus [`run`].
 pub async fn run_standalone(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    comms_shared::runtime::standalone(settings, shutdown, |runtime, shutdown| {
+    comms_runtime::runtime::standalone(settings, shutdown, |runtime, shutdown| {
         run(runtime, shutdown)
     })
     .await

@@ -1,13 +1,13 @@
 //! `comms-events`: publishes lifecycle events (the outbox) to comms.events, emits task.overdue, and delivers signed webhooks. Thin: the CLI is comms-shared's, the work is the library's.
 
-use comms_shared::cli::WorkerArgs;
+use comms_runtime::cli::WorkerArgs;
 
 const ABOUT: &str = "Publishes lifecycle events (the outbox) to comms.events, emits task.overdue, and delivers signed webhooks";
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = WorkerArgs::parse_for("comms-events", ABOUT);
-    comms_shared::cli::main(
+    comms_runtime::cli::main(
         "comms-events",
         &args,
         |_| Ok(()),

@@ -1,8 +1,8 @@
 //! `task.overdue`: open tasks past their due time are stamped once (`overdue_at`); the database's
 //! task trigger turns the stamp into the event, in the same transaction.
 
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 
 /// Stamps overdue tasks now; returns how many became overdue.
 pub async fn check(pool: &sqlx::PgPool) -> Result<u64, sqlx::Error> {

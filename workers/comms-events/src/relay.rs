@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use comms_shared::amqp::{self, Outgoing, Publisher};
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::amqp::{self, Outgoing, Publisher};
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use futures_util::future::join_all;
 use lapin::types::{AMQPValue, FieldTable};
 
@@ -107,7 +107,7 @@ pub async fn round(runtime: &Runtime, publisher: &Publisher) -> Result<usize, Re
                 let mut headers = FieldTable::default();
                 headers.insert(
                     SCHEMA_HEADER.into(),
-                    AMQPValue::LongString(comms_shared::events::EVENT_V1.into()),
+                    AMQPValue::LongString(comms_domain::events::EVENT_V1.into()),
                 );
                 publisher.publish(Outgoing {
                     exchange: &exchange,

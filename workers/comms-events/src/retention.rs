@@ -1,10 +1,10 @@
 //! The scheduled retention run: every `retention.interval`, personal content past its retention
-//! is removed in small batches (`comms_shared::privacy::retention`, docs/privacy.md). Replicas
+//! is removed in small batches (`comms_domain::privacy::retention`, docs/privacy.md). Replicas
 //! take turns through the job's advisory lock; `0s` turns the schedule off.
 
-use comms_shared::privacy::retention;
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_domain::privacy::retention;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 
 /// Who the runs are recorded as.
 pub const ACTOR: &str = "comms-events";

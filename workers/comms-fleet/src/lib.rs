@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use comms_shared::cli::WorkerArgs;
-use comms_shared::clock::SystemClock;
-use comms_shared::runtime::Runtime;
-use comms_shared::settings::Settings;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::cli::WorkerArgs;
+use comms_runtime::clock::SystemClock;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::settings::Settings;
+use comms_runtime::shutdown::Shutdown;
 use secrecy::ExposeSecret;
 
 /// What `comms-fleet --check-config` checks beyond the shared settings: the gateway's.
@@ -40,7 +40,7 @@ pub struct Options {
 /// taken, a bad key) stops the whole process, with its reason.
 pub async fn run(settings: Settings, options: Options, shutdown: Shutdown) -> anyhow::Result<()> {
     preflight_services(&settings).await?;
-    let applied = comms_shared::db::migrate(&settings.database).await?;
+    let applied = comms_domain::schema::migrate(&settings.database).await?;
     tracing::info!(migrations.applied = applied, "database ready");
     let mut settings = settings;
     let sandbox = if options.with_sandbox {
@@ -50,7 +50,7 @@ pub async fn run(settings: Settings, options: Options, shutdown: Shutdown) -> an
     };
     let settings = Arc::new(settings);
 
-    let pool = comms_shared::db::connect_lazy(&settings.database)?;
+    let pool = comms_runtime::db::connect_lazy(&settings.database)?;
     let runtime = Runtime::new(settings.clone(), pool);
     // Every worker is created (declaring its readiness checks) before `/readyz` first answers.
     let (rt, stop) = (runtime.clone(), shutdown.clone());
@@ -68,7 +68,7 @@ pub async fn run(settings: Settings, options: Options, shutdown: Shutdown) -> an
     let (rt, stop) = (runtime.clone(), shutdown.clone());
     let sequences = comms_sequences::run(rt, stop);
     let sender = comms_sender::run(runtime.clone(), Arc::new(SystemClock), shutdown.clone());
-    let health = tokio::spawn(comms_shared::health::serve(
+    let health = tokio::spawn(comms_runtime::health::serve(
         settings.http.listen,
         runtime.health.clone(),
         shutdown.clone(),
@@ -133,7 +133,7 @@ async fn start_sandbox(
         settings.providers.sendgrid.webhook_public_key =
             Some(config.sendgrid_signer.public_key_base64().to_string());
     }
-    let defaults = comms_shared::settings::ProviderSettings::default();
+    let defaults = comms_runtime::settings::ProviderSettings::default();
     // Listening on every interface (a container) is reached on loopback from inside.
     let mut reachable = address;
     if reachable.ip().is_unspecified() {
@@ -163,14 +163,14 @@ async fn start_sandbox(
 /// Fails fast, with the commands that fix it, when the broker or database is not there.
 async fn preflight_services(settings: &Settings) -> anyhow::Result<()> {
     let mut missing = Vec::new();
-    if let Err(e) = comms_shared::amqp::connect(&settings.amqp, "comms-fleet-preflight").await {
+    if let Err(e) = comms_runtime::amqp::connect(&settings.amqp, "comms-fleet-preflight").await {
         missing.push(format!(
             "RabbitMQ is not reachable ({e}).\n  start it with: rabbitmq-server -detached && rabbitmqctl await_startup"
         ));
     }
     let mut admin = settings.database.clone();
     admin.acquire_timeout = std::time::Duration::from_secs(3);
-    if let Err(e) = comms_shared::db::migrate_check_reachable(&admin).await {
+    if let Err(e) = comms_runtime::db::migrate_check_reachable(&admin).await {
         missing.push(format!(
             "PostgreSQL is not reachable ({e}).\n  start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
         ));

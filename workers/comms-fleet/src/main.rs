@@ -7,7 +7,7 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     let options = comms_fleet::Options::parse();
     let args = options.worker.clone();
-    comms_shared::cli::main(
+    comms_runtime::cli::main(
         "comms-fleet",
         &args,
         comms_fleet::check_settings,

@@ -20,11 +20,11 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use comms_shared::amqp::Outgoing;
-use comms_shared::contract::{
+use comms_domain::contract::{
     CONTENT_TYPE, REASON_PAYLOAD_TOO_LARGE, RequestErrors, canonical_bytes, parse_send_request,
 };
-use comms_shared::webhook_body::{self, Format};
+use comms_domain::webhook_body::{self, Format};
+use comms_runtime::amqp::Outgoing;
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
 use tracing::Instrument;
@@ -95,7 +95,7 @@ pub async fn enqueue(
         otel.kind = "server",
         api.key_name = %auth.caller.name,
     );
-    comms_shared::trace_context::set_parent_from_http(&headers, &span);
+    comms_runtime::trace_context::set_parent_from_http(&headers, &span);
     submit(state, auth, body).instrument(span).await
 }
 
@@ -158,7 +158,7 @@ async fn submit(
         SUBMITTED_BY_HEADER.into(),
         AMQPValue::LongString(auth.caller.name.as_str().into()),
     );
-    comms_shared::trace_context::inject_current(&mut headers);
+    comms_runtime::trace_context::inject_current(&mut headers);
     let exchange = inner.topology.send_exchange();
     let published = inner
         .broker

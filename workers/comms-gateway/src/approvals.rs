@@ -3,7 +3,7 @@
 //!
 //! The key authenticates the calling app (a dashboard, say); the person deciding is named in the
 //! body as `decided_by` and must be the message's owner or a delegate the owner named. The rules
-//! are `comms_shared::approvals`, exactly the ones `commsctl approve` applies, and an approved
+//! are `comms_domain::approvals`, exactly the ones `commsctl approve` applies, and an approved
 //! message is handed back to `comms.send` the same way (decision committed first, then a confirmed
 //! publish; a lost publish is repaired by the senders' housekeeping).
 
@@ -12,7 +12,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use comms_shared::approvals::{self, ApprovalError, Decided, Decision};
+use comms_domain::approvals::{self, ApprovalError, Decided, Decision};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -150,13 +150,13 @@ fn refused(error: &ApprovalError) -> Response {
             (StatusCode::FORBIDDEN, "not_owner_or_delegate")
         }
         ApprovalError::Missing(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
-        ApprovalError::Db(error) if comms_shared::db_error::is_transient(error) => {
+        ApprovalError::Db(error) if comms_runtime::db_error::is_transient(error) => {
             tracing::warn!(%error, "approval decision could not be recorded");
             return unavailable();
         }
         // The database refused this decision's content: trying again cannot help.
         ApprovalError::Db(error) => {
-            let reason = comms_shared::db_error::refused_reason(error);
+            let reason = comms_runtime::db_error::refused_reason(error);
             tracing::warn!(%reason, "approval decision refused by the database");
             return reply::error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", &reason);
         }

@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::keys::{Role, hash_key};
 use crate::reply;
+use comms_domain::api_keys::{Role, hash_key};
 
 /// The key store, as the extractor needs it.
 #[derive(Clone)]

@@ -14,12 +14,12 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use comms_shared::amqp::{self, Outgoing, PublishError, Publisher};
-use comms_shared::health::Health;
-use comms_shared::queues::QueueDepth;
-use comms_shared::settings::AmqpSettings;
-use comms_shared::shutdown::Shutdown;
-use comms_shared::topology::Topology;
+use comms_runtime::amqp::{self, Outgoing, PublishError, Publisher};
+use comms_runtime::health::Health;
+use comms_runtime::queues::QueueDepth;
+use comms_runtime::settings::AmqpSettings;
+use comms_runtime::shutdown::Shutdown;
+use comms_runtime::topology::Topology;
 use prometheus::IntGauge;
 use tokio::sync::Mutex;
 
@@ -46,7 +46,7 @@ pub enum BrokerError {
 
 fn connected_gauge() -> &'static IntGauge {
     static GAUGE: LazyLock<IntGauge> = LazyLock::new(|| {
-        comms_shared::metrics::gauge(
+        comms_runtime::metrics::gauge(
             "comms_gateway_broker_connected",
             "1 while the gateway holds a usable broker connection",
             &[],
@@ -156,7 +156,7 @@ impl BrokerLink {
         };
         let mut depths = Vec::with_capacity(queues.len());
         for queue in queues {
-            depths.push(comms_shared::queues::depth(&channel, queue).await);
+            depths.push(comms_runtime::queues::depth(&channel, queue).await);
         }
         let _ = channel.close(200, "done".into()).await;
         depths

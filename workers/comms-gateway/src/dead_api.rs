@@ -1,6 +1,6 @@
 //! The dead-letter admin API, the HTTP twin of `commsctl dead` (docs/gateway.md#dead-letters),
 //! for `oncall` (and `owner`) keys: list, show, replay and purge, with the rules of
-//! `comms_shared::dead` — masked previews, replay through the normal path, every replay and purge
+//! `comms_domain::dead` — masked previews, replay through the normal path, every replay and purge
 //! audited with who acted (the person the body names, with the key's name) and why.
 
 use axum::Json;
@@ -8,7 +8,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use comms_shared::dead::{self, ActionRequest, DeadError, Filter};
+use comms_domain::dead::{self, ActionRequest, DeadError, Filter};
 use serde::Deserialize;
 use serde_json::json;
 

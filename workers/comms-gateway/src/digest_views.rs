@@ -2,7 +2,7 @@
 //! (template variable `view_url`, docs/digests.md).
 //!
 //! The token is signed with `digest.view_secret` over exactly what is acted on — the digest, the
-//! contact and the expiry (`comms_shared::digests::link`) — and checked before anything in it is
+//! contact and the expiry (`comms_domain::digests::link`) — and checked before anything in it is
 //! believed. A forged or altered link is refused with 403, an expired one with 410, and neither is
 //! recorded as a view. A genuine link records a row in `comms.digest_views` (every opening); the
 //! contact's first view of the digest is marked `first`, at most once (a unique index), and that
@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
-use comms_shared::digests::link::{self, LinkError, ViewLink};
+use comms_domain::digests::link::{self, LinkError, ViewLink};
 use secrecy::ExposeSecret;
 
 use crate::metrics::gateway as metrics;

@@ -4,7 +4,7 @@
 //!
 //! The key authenticates the calling app; the person deciding is named in the body as `by` and
 //! must be the digest's owner or a delegate the owner named. The rules are
-//! `comms_shared::digests::decide` and the reads `comms_shared::digests::view`, exactly what
+//! `comms_domain::digests::decide` and the reads `comms_domain::digests::view`, exactly what
 //! `commsctl` and the console use; after a decision the `digest.report` job that publishes (or
 //! builds again) is published with a confirm, as `commsctl digest approve|release` do.
 
@@ -13,8 +13,8 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use comms_shared::digests::decide::{self, DecideError};
-use comms_shared::digests::view;
+use comms_domain::digests::decide::{self, DecideError};
+use comms_domain::digests::view;
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;

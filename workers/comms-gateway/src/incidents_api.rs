@@ -1,7 +1,7 @@
 //! The incident admin API, the HTTP twin of `commsctl incident` (docs/incidents.md):
 //! `oncall` keys (and `owner` keys) declare, update, verify, resolve, list and show incidents;
 //! only `owner` keys record the decision that resumes automation. The rules are
-//! `comms_shared::incidents::ops`, exactly the ones `commsctl` applies, and an event is checked by
+//! `comms_domain::incidents::ops`, exactly the ones `commsctl` applies, and an event is checked by
 //! the worker's own decoder before it is published (confirmed) to `comms.incident`.
 
 use axum::Json;
@@ -10,8 +10,8 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use comms_shared::incidents::event::{EventType, IncidentEvent};
-use comms_shared::incidents::ops::{self, Change, Declaration, IncidentError};
+use comms_domain::incidents::event::{EventType, IncidentEvent};
+use comms_domain::incidents::ops::{self, Change, Declaration, IncidentError};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;

@@ -22,13 +22,13 @@ mod dead_api;
 mod digest_views;
 mod digests_api;
 mod incidents_api;
-pub mod keys;
 mod metrics;
 mod openapi;
 mod outgoing_webhooks_api;
 mod pause_api;
 mod privacy_api;
 mod reply;
+mod review_links;
 mod sequences_api;
 mod state;
 pub mod status_api;
@@ -40,9 +40,9 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use comms_shared::runtime::Runtime;
-use comms_shared::settings::Settings;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::settings::Settings;
+use comms_runtime::shutdown::Shutdown;
 use tokio::net::TcpListener;
 
 pub use api::SUBMITTED_BY_HEADER;
@@ -104,6 +104,7 @@ pub fn router(state: GatewayState, runtime: &Runtime) -> Router {
             post(digests_api::release),
         )
         .route("/digests/view/{token}", get(digest_views::view))
+        .route("/reviews/go/{token}", get(review_links::follow))
         .route("/v1/dead", get(dead_api::list))
         .route("/v1/dead/replay", post(dead_api::replay))
         .route("/v1/dead/purge", post(dead_api::purge))
@@ -116,7 +117,7 @@ pub fn router(state: GatewayState, runtime: &Runtime) -> Router {
         .merge(console::router())
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
-        .merge(comms_shared::health::router(runtime.health.clone()))
+        .merge(comms_runtime::health::router(runtime.health.clone()))
         .fallback(openapi::no_route)
         .layer(axum::middleware::map_response(openapi::json_errors))
 }
@@ -185,7 +186,7 @@ async fn bind_and_serve(runtime: Runtime, shutdown: Shutdown) -> anyhow::Result<
 /// What the gateway checks at start beyond the shared settings (its public URL, the SendGrid
 /// key), without connecting anywhere: `comms-gateway --check-config` runs it.
 pub fn check_settings(settings: &Settings) -> anyhow::Result<()> {
-    let pool = comms_shared::db::connect_lazy(&settings.database)?;
+    let pool = comms_runtime::db::connect_lazy(&settings.database)?;
     let runtime = Runtime::new(std::sync::Arc::new(settings.clone()), pool);
     GatewayState::new(&runtime).context("gateway settings")?;
     Ok(())
@@ -196,12 +197,12 @@ pub fn check_settings(settings: &Settings) -> anyhow::Result<()> {
 /// metrics routes on `http.listen` too, where probes and scrapers look for them.
 pub async fn run_standalone(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     let settings = std::sync::Arc::new(settings);
-    let pool = comms_shared::db::connect_lazy(&settings.database)?;
+    let pool = comms_runtime::db::connect_lazy(&settings.database)?;
     let runtime = Runtime::new(settings.clone(), pool);
     let health_state = runtime.health.clone();
     let gateway = run(runtime, shutdown.clone());
     let health = (settings.http.listen != settings.gateway.listen).then(|| {
-        tokio::spawn(comms_shared::health::serve(
+        tokio::spawn(comms_runtime::health::serve(
             settings.http.listen,
             health_state,
             shutdown.clone(),

@@ -1,6 +1,6 @@
 //! The admin API over webhooks out: `POST /v1/webhooks` registers an app's endpoint (the secret is
 //! in the answer, once) and `GET /v1/webhooks` lists them without secrets, for `oncall` and
-//! `owner` keys. The same checks as `commsctl webhooks add` (comms_shared::webhooks), including the
+//! `owner` keys. The same checks as `commsctl webhooks add` (comms_domain::webhooks), including the
 //! refusal of internal addresses. See docs/upstream.md.
 
 use axum::Json;
@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use comms_shared::webhooks::{NewWebhook, WebhookError, register};
+use comms_domain::webhooks::{NewWebhook, WebhookError, register};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -90,7 +90,7 @@ pub async fn add(
 
 /// `GET /v1/webhooks`
 pub async fn list(State(state): State<GatewayState>, _auth: Authorized<Oncall>) -> Response {
-    match comms_shared::webhooks::list(&state.inner().pool).await {
+    match comms_domain::webhooks::list(&state.inner().pool).await {
         Ok(all) => (StatusCode::OK, Json(json!({ "webhooks": all }))).into_response(),
         Err(error) => {
             tracing::warn!(%error, "webhook list failed");

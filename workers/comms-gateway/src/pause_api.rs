@@ -9,9 +9,9 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use comms_shared::contract::{Channel, Kind};
-use comms_shared::pause::Scope;
-use comms_shared::pause::store::{self, PauseError, PauseRequest};
+use comms_domain::contract::{Channel, Kind};
+use comms_domain::pause::Scope;
+use comms_domain::pause::store::{self, PauseError, PauseRequest};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -65,7 +65,7 @@ pub(crate) fn parse_scope(scope: Option<&str>, value: Option<&str>) -> Result<Sc
             .parse()
             .map(Scope::Client)
             .map_err(|_| "value: a client scope needs a client id (UUID)".to_string()),
-        "sequence" if comms_shared::sequences::valid_name(&value) => Ok(Scope::Sequence(value)),
+        "sequence" if comms_domain::sequences::valid_name(&value) => Ok(Scope::Sequence(value)),
         "sequence" => {
             Err("value: a sequence scope needs a sequence name ([a-z0-9_.-]{1,100})".into())
         }

@@ -1,6 +1,6 @@
 //! The privacy admin API, the HTTP twin of `commsctl contacts forget`, `commsctl message --reveal`
 //! and `commsctl audit access` (docs/privacy.md), for `owner` keys only:
-//! - `POST /v1/contacts/forget` erases a person ([`comms_shared::privacy::erase`]);
+//! - `POST /v1/contacts/forget` erases a person ([`comms_domain::privacy::erase`]);
 //! - `GET /v1/messages/{reference}/reveal?why=…` returns a message's full recipient and content,
 //!   recorded in the access log first;
 //! - `GET /v1/audit/access?who=&contact=&since=` lists the recorded reads.
@@ -14,8 +14,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use comms_shared::privacy::access::{self, Access, AccessFilter, Via};
-use comms_shared::privacy::erase::{self, EraseError, ForgetRequest, Subject};
+use comms_domain::privacy::access::{self, Access, AccessFilter, Via};
+use comms_domain::privacy::erase::{self, EraseError, ForgetRequest, Subject};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;

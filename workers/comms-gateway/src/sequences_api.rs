@@ -11,8 +11,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use comms_shared::outcomes::{self, OutcomeError};
-use comms_shared::sequences::{SequenceError, enrol};
+use comms_domain::outcomes::{self, OutcomeError};
+use comms_domain::sequences::{SequenceError, enrol};
 
 use crate::auth::{Authorized, Enqueue};
 use crate::reply;

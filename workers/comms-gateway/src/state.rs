@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use comms_shared::runtime::Runtime;
-use comms_shared::settings::Settings;
-use comms_shared::topology::Topology;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::settings::Settings;
+use comms_runtime::topology::Topology;
 use p256::ecdsa::VerifyingKey;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};

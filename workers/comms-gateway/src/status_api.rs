@@ -65,7 +65,7 @@ const COLUMNS: &str = "m.id, m.idempotency_key, m.channel, m.kind, m.record_type
         WHERE message_id = m.id GROUP BY event_type) t), '{}'::jsonb) AS state_times";
 
 /// Addresses are masked here as in every listing (docs/privacy.md).
-pub use comms_shared::privacy::mask_address;
+pub use comms_domain::privacy::mask_address;
 
 fn view(row: Row) -> Value {
     let times: BTreeMap<String, Value> =

@@ -1,12 +1,12 @@
 //! One-click unsubscribe (RFC 8058) for the `List-Unsubscribe` links the sender puts on outreach
 //! and review-request email. `POST /unsubscribe/{token}` opts the contact out of email; a `GET`
 //! (a person or a link scanner opening the URL) only shows a page with a button, and never
-//! unsubscribes. Tokens are HMAC-signed (`comms_shared::unsubscribe`), so a forged one is refused.
+//! unsubscribes. Tokens are HMAC-signed (`comms_domain::unsubscribe`), so a forged one is refused.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use comms_shared::unsubscribe;
+use comms_domain::unsubscribe;
 use secrecy::ExposeSecret;
 
 use crate::reply;

@@ -2,7 +2,7 @@
 //! workflow (the sender parks it in `awaiting_approval` with an owner task), and the owner's
 //! decision on it — approve, reject, or expiry — decides the whole notice.
 
-use comms_shared::amqp::{Outgoing, Publisher};
+use comms_runtime::amqp::{Outgoing, Publisher};
 use sqlx::PgPool;
 
 use crate::fanout::{FanoutError, Notice, notice_ids, proof_contact, proof_request};
@@ -39,7 +39,7 @@ pub(crate) async fn advance(
                 routing_key: "send.portal",
                 body: &body,
                 message_id: Some(key.clone()),
-                content_type: Some(comms_shared::contract::CONTENT_TYPE),
+                content_type: Some(comms_domain::contract::CONTENT_TYPE),
                 ..Outgoing::default()
             })
             .await?;

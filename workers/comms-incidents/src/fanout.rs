@@ -13,9 +13,9 @@
 
 use std::collections::BTreeMap;
 
-use comms_shared::amqp::{Outgoing, PublishError, Publisher};
-use comms_shared::incidents::notice_key;
-use comms_shared::runtime::Runtime;
+use comms_domain::incidents::notice_key;
+use comms_runtime::amqp::{Outgoing, PublishError, Publisher};
+use comms_runtime::runtime::Runtime;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -69,7 +69,7 @@ impl Notice {
             template["version"] = version.into();
         }
         let request = serde_json::json!({
-            "schema": comms_shared::contract::SEND_REQUEST_V1,
+            "schema": comms_domain::contract::SEND_REQUEST_V1,
             "idempotency_key": key,
             "channel": channel,
             "kind": "incident_notice",
@@ -99,7 +99,7 @@ async fn publish_all(
                     routing_key: &routing_key,
                     body,
                     message_id: Some(key.clone()),
-                    content_type: Some(comms_shared::contract::CONTENT_TYPE),
+                    content_type: Some(comms_domain::contract::CONTENT_TYPE),
                     ..Outgoing::default()
                 })
                 .await

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use comms_shared::pause::store::{self as pause_store, IncidentPause};
-use comms_shared::runtime::{Handler, Incoming, Outcome};
-use comms_shared::settings::Settings;
+use comms_domain::pause::store::{self as pause_store, IncidentPause};
+use comms_runtime::runtime::{Handler, Incoming, Outcome};
+use comms_runtime::settings::Settings;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use uuid::Uuid;

@@ -11,14 +11,14 @@ mod store;
 
 use std::sync::Arc;
 
-use comms_shared::amqp::Publisher;
-use comms_shared::runtime::{Runtime, run_consumer};
-use comms_shared::settings::Settings;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::amqp::Publisher;
+use comms_runtime::runtime::{Runtime, run_consumer};
+use comms_runtime::settings::Settings;
+use comms_runtime::shutdown::Shutdown;
 use tokio::sync::Notify;
 
-pub use comms_shared::incidents::event::{self, EventType, IncidentEvent};
-pub use comms_shared::incidents::ops;
+pub use comms_domain::incidents::event::{self, EventType, IncidentEvent};
+pub use comms_domain::incidents::ops;
 
 /// Who the worker records as the actor of what it does by itself.
 pub const ACTOR: &str = "comms-incidents";
@@ -36,7 +36,7 @@ pub fn run(
     work(runtime, queue, shutdown)
 }
 
-fn incident_queue(runtime: &Runtime) -> Option<comms_shared::topology::WorkQueue> {
+fn incident_queue(runtime: &Runtime) -> Option<comms_runtime::topology::WorkQueue> {
     let exchange = runtime.topology.incident_exchange();
     runtime
         .topology
@@ -47,7 +47,7 @@ fn incident_queue(runtime: &Runtime) -> Option<comms_shared::topology::WorkQueue
 
 async fn work(
     runtime: Runtime,
-    queue: Option<comms_shared::topology::WorkQueue>,
+    queue: Option<comms_runtime::topology::WorkQueue>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let queue = queue.ok_or_else(|| anyhow::anyhow!("the topology declares no incident queue"))?;
@@ -67,7 +67,7 @@ async fn work(
 
 /// The `comms-incidents` binary: health endpoints plus [`run`].
 pub async fn run_standalone(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    comms_shared::runtime::standalone(settings, shutdown, |runtime, shutdown| {
+    comms_runtime::runtime::standalone(settings, shutdown, |runtime, shutdown| {
         run(runtime, shutdown)
     })
     .await
@@ -102,7 +102,7 @@ async fn drive(runtime: Runtime, wake: Arc<Notify>, shutdown: Shutdown) {
 }
 
 async fn connect(runtime: &Runtime) -> Option<(lapin::Connection, Publisher)> {
-    let connection = comms_shared::amqp::connect(&runtime.settings.amqp, "comms-incidents-fanout")
+    let connection = comms_runtime::amqp::connect(&runtime.settings.amqp, "comms-incidents-fanout")
         .await
         .map_err(|error| tracing::warn!(%error, "fan-out cannot reach the broker"))
         .ok()?;

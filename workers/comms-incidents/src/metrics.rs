@@ -16,22 +16,22 @@ struct Metrics {
 
 fn metrics() -> &'static Metrics {
     static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
-        events: comms_shared::metrics::counter(
+        events: comms_runtime::metrics::counter(
             "comms_incident_events_total",
             "Incident events by type and outcome (accepted, replayed, older)",
             &["type", "outcome"],
         ),
-        notices: comms_shared::metrics::counter(
+        notices: comms_runtime::metrics::counter(
             "comms_incident_notices_total",
             "Incident notices fanned out, by purpose",
             &["purpose"],
         ),
-        first_notice: comms_shared::metrics::histogram(
+        first_notice: comms_runtime::metrics::histogram(
             "comms_incident_time_to_first_notice_seconds",
             "From an incident's start to its first notice published",
             &[],
         ),
-        resolution: comms_shared::metrics::histogram(
+        resolution: comms_runtime::metrics::histogram(
             "comms_incident_time_to_resolution_seconds",
             "From an incident's start to its resolution",
             &[],

@@ -6,7 +6,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::{ACTOR, metrics};
-use comms_shared::incidents::event::{Affected, EventType, IncidentEvent, TemplateRef};
+use comms_domain::incidents::event::{Affected, EventType, IncidentEvent, TemplateRef};
 
 /// Creates the incident if it is new and locks it; returns the latest sequence applied (0: none).
 pub async fn lock_incident(
@@ -149,7 +149,7 @@ pub async fn record_event(
 }
 
 /// Appends to the incident's timeline.
-pub use comms_shared::incidents::ops::log;
+pub use comms_domain::incidents::ops::log;
 
 /// The title of the owner's verify task (the words).
 pub fn verify_task_title(incident: Uuid) -> String {

@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use comms_shared::amqp::{Outgoing, Publisher, header_str};
-use comms_shared::runtime::{Handler, Incoming, Outcome};
-use comms_shared::settings::Settings;
+use comms_runtime::amqp::{Outgoing, Publisher, header_str};
+use comms_runtime::runtime::{Handler, Incoming, Outcome};
+use comms_runtime::settings::Settings;
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
@@ -21,7 +21,7 @@ use crate::store::{self, Matched, NewTask};
 pub struct RepliesHandler {
     pub(crate) pool: PgPool,
     pub(crate) settings: Arc<Settings>,
-    pub(crate) topology: comms_shared::topology::Topology,
+    pub(crate) topology: comms_runtime::topology::Topology,
     pub(crate) publisher: Mutex<Option<(lapin::Connection, Publisher)>>,
 }
 
@@ -42,7 +42,7 @@ impl Handler for RepliesHandler {
         match self.process(&inbound).await {
             Ok(outcome) => outcome,
             // Retried when the database was unavailable; rejected when it refused this reply.
-            Err(ReplyError::Db(error)) => comms_shared::db_error::outcome(&error),
+            Err(ReplyError::Db(error)) => comms_runtime::db_error::outcome(&error),
             Err(error) => Outcome::retry(format!("reply not recorded yet: {error}")),
         }
     }
@@ -70,7 +70,7 @@ impl RepliesHandler {
         // A reply to a message is a step in that message's trace (docs/operations.md).
         let step = match &matched {
             Some(m) => {
-                comms_shared::trace_context::message_step("reply", m.id, m.traceparent.as_deref())
+                comms_runtime::trace_context::message_step("reply", m.id, m.traceparent.as_deref())
             }
             None => tracing::Span::current(),
         };
@@ -277,7 +277,7 @@ impl RepliesHandler {
         let body = serde_json::to_vec(&request).unwrap_or_default();
         let mut link = self.publisher.lock().await;
         if link.as_ref().is_none_or(|(_, p)| !p.is_usable()) {
-            let connection = comms_shared::amqp::connect(&self.settings.amqp, "comms-replies")
+            let connection = comms_runtime::amqp::connect(&self.settings.amqp, "comms-replies")
                 .await
                 .map_err(|e| ReplyError::Broker(e.to_string()))?;
             let publisher = Publisher::open(&connection)
@@ -291,7 +291,7 @@ impl RepliesHandler {
         let exchange = self.topology.send_exchange();
         // The answer continues the trace of the reply that asked for it.
         let mut headers = lapin::types::FieldTable::default();
-        comms_shared::trace_context::inject_current(&mut headers);
+        comms_runtime::trace_context::inject_current(&mut headers);
         let published = publisher
             .publish(Outgoing {
                 exchange: &exchange,

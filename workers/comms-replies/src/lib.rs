@@ -10,9 +10,9 @@ mod store;
 use std::future::Future;
 use std::sync::Arc;
 
-use comms_shared::runtime::{Runtime, run_consumer};
-use comms_shared::settings::Settings;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::runtime::{Runtime, run_consumer};
+use comms_runtime::settings::Settings;
+use comms_runtime::shutdown::Shutdown;
 
 pub use classify::{HELP, OPT_IN, OPT_OUT};
 
@@ -40,7 +40,7 @@ async fn consume(runtime: Runtime, shutdown: Shutdown) -> anyhow::Result<()> {
 
 /// The `comms-replies` binary: health endpoints plus [`run`].
 pub async fn run_standalone(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    comms_shared::runtime::standalone(settings, shutdown, |runtime, shutdown| {
+    comms_runtime::runtime::standalone(settings, shutdown, |runtime, shutdown| {
         run(runtime, shutdown)
     })
     .await

@@ -1,6 +1,6 @@
 //! `comms-replies`: consumes `comms.replies` (inbound SMS and email). Thin: the CLI is comms-shared's, the work is the library's.
 
-use comms_shared::cli::WorkerArgs;
+use comms_runtime::cli::WorkerArgs;
 
 const ABOUT: &str =
     "Consumes comms.replies (inbound SMS and email): reply capture, STOP/START/HELP";
@@ -8,7 +8,7 @@ const ABOUT: &str =
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = WorkerArgs::parse_for("comms-replies", ABOUT);
-    comms_shared::cli::main(
+    comms_runtime::cli::main(
         "comms-replies",
         &args,
         |_| Ok(()),

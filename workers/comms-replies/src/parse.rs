@@ -2,11 +2,11 @@
 //!
 //! Twilio posts an inbound SMS as a form (or JSON); SendGrid Inbound Parse posts an email as
 //! multipart/form-data with the raw header block in a `headers` field. The body is read by the
-//! content type the gateway forwarded, through `comms_shared::webhook_body`, exactly as the
+//! content type the gateway forwarded, through `comms_domain::webhook_body`, exactly as the
 //! gateway read it to check the signature: what cannot be read as it says is refused, never
 //! guessed (a JSON body is never read as a form).
 
-use comms_shared::webhook_body::{self, BodyError};
+use comms_domain::webhook_body::{self, BodyError};
 use sha2::{Digest, Sha256};
 
 /// One inbound message, provider-neutral.

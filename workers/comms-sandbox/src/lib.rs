@@ -19,22 +19,23 @@ use tokio::task::JoinHandle;
 mod callbacks;
 pub mod cli;
 pub mod client;
+mod fault_routes;
 pub mod faults;
 mod ids;
 mod inbound;
 mod inspect;
-pub mod segments;
 mod sendgrid;
 pub mod signing;
 mod state;
 mod twilio;
 
 pub use client::{ClientError, SandboxClient};
+pub use faults::Channel;
 pub use faults::{CallbackStatus, Fault, FaultSpec};
 pub use ids::is_twilio_sid;
 pub use inbound::{InboundSent, InboundSpec};
 pub use signing::{KeyError, SendGridSigner};
-pub use state::{Channel, Provider, RecordedMessage};
+pub use state::{Provider, RecordedMessage};
 
 /// The Twilio auth token the sandbox expects (with [`DEFAULT_TWILIO_ACCOUNT_SID`]) on API calls
 /// and signs status callbacks with, unless configured otherwise. The fleet's default settings use
@@ -106,9 +107,11 @@ fn router(state: state::AppState) -> Router {
         )
         .route(
             "/sandbox/faults",
-            get(faults::list).post(faults::create).delete(faults::clear),
+            get(fault_routes::list)
+                .post(fault_routes::create)
+                .delete(fault_routes::clear),
         )
-        .route("/sandbox/faults/{id}", delete(faults::delete_one))
+        .route("/sandbox/faults/{id}", delete(fault_routes::delete_one))
         .route("/sandbox/inbound", post(inbound::simulate))
         .route("/sandbox/healthz", get(inspect::healthz))
         .route("/sandbox/signing-key", get(inspect::signing_key))

@@ -21,14 +21,6 @@ pub enum Provider {
     Sendgrid,
 }
 
-/// Which channel a fault applies to (`null` in the fault JSON means both).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Channel {
-    Sms,
-    Email,
-}
-
 /// One accepted message, as `GET /sandbox/messages` returns it. A SendGrid send with several
 /// recipients is recorded once per recipient, all sharing the same `id` (the `X-Message-Id`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

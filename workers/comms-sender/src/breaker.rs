@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use comms_shared::pause::store::{self, PauseRequest};
-use comms_shared::pause::{Scope, switch::PauseSwitch};
-use comms_shared::settings::PauseSettings;
+use comms_domain::pause::store::{self, PauseRequest};
+use comms_domain::pause::{Scope, switch::PauseSwitch};
+use comms_runtime::settings::PauseSettings;
 use sqlx::PgPool;
 
 pub struct Breaker {

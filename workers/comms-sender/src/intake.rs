@@ -8,8 +8,8 @@
 //! would otherwise be sent as an SMS through the email queue's consumer, out of reach of whatever
 //! the publisher meant by the key (docs/contract.md, "Publishing a request").
 
-use comms_shared::contract::{REASON_ROUTING_KEY_MISMATCH, ValidSendRequest, parse_send_request};
-use comms_shared::runtime::{Incoming, Outcome};
+use comms_domain::contract::{REASON_ROUTING_KEY_MISMATCH, ValidSendRequest, parse_send_request};
+use comms_runtime::runtime::{Incoming, Outcome};
 
 /// The delivery's request, or the rejection to settle it with.
 pub fn accept(incoming: &Incoming) -> Result<ValidSendRequest, Outcome> {

@@ -1,13 +1,14 @@
 //! The sender worker: consumes `comms.send.sms`, `comms.send.email` and `comms.send.portal`, and
 //! is the only path by which anything reaches a recipient.
 //!
-//! One [`handler::SendHandler`] serves the three queues; the shared runtime supplies everything
+//! One [`sender::SendHandler`] serves the three queues; the shared runtime supplies everything
 //! else (ack after commit, retry tiers, dead-lettering, reconnects, draining).
 
 mod breaker;
 mod group;
 pub mod handler;
 mod intake;
+mod one;
 mod outcomes;
 mod portal_recipient;
 pub mod portal_safe;
@@ -16,6 +17,8 @@ pub mod providers;
 mod quiet_hours;
 mod rate;
 pub mod render;
+mod review_link;
+pub mod sender;
 mod store;
 
 use std::future::Future;
@@ -23,16 +26,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::NaiveTime;
-use comms_shared::clock::{Clock, SystemClock};
-use comms_shared::pause::release::housekeeping;
-use comms_shared::pause::switch::{PauseSwitch, report, watch};
-use comms_shared::runtime::{Runtime, run_consumer};
-use comms_shared::settings::Settings;
-use comms_shared::shutdown::Shutdown;
-use comms_shared::topology::WorkQueue;
+use comms_domain::pause::release::housekeeping;
+use comms_domain::pause::switch::{PauseSwitch, report, watch};
+use comms_runtime::clock::{Clock, SystemClock};
+use comms_runtime::runtime::{Runtime, run_consumer};
+use comms_runtime::settings::Settings;
+use comms_runtime::shutdown::Shutdown;
+use comms_runtime::topology::WorkQueue;
 
-use crate::handler::SendHandler;
 pub use crate::preflight::approval_hash;
+use crate::sender::SendHandler;
 
 /// The channels the sender consumes, one queue each.
 pub const CHANNELS: [&str; 3] = ["sms", "email", "portal"];
@@ -124,7 +127,7 @@ async fn consume(
         switch.clone(),
         shutdown.clone(),
     ));
-    let approvals = tokio::spawn(comms_shared::approvals::housekeeping(
+    let approvals = tokio::spawn(comms_domain::approvals::housekeeping(
         runtime.clone(),
         shutdown.clone(),
     ));
@@ -158,7 +161,7 @@ async fn consume(
 
 /// The `comms-sender` binary: health endpoints plus [`run`] with the wall clock.
 pub async fn run_standalone(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    comms_shared::runtime::standalone(settings, shutdown, |runtime, shutdown| {
+    comms_runtime::runtime::standalone(settings, shutdown, |runtime, shutdown| {
         run(runtime, Arc::new(SystemClock), shutdown)
     })
     .await

@@ -4,15 +4,15 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use comms_shared::contract::Channel;
-use comms_shared::runtime::Outcome;
+use comms_domain::contract::Channel;
+use comms_runtime::runtime::Outcome;
 use serde_json::json;
 
-use crate::handler::SendHandler;
 use crate::preflight::Refusal;
 use crate::providers::Dispatch;
+use crate::sender::SendHandler;
 use crate::store::{self, DISPATCHABLE, Event, Message, Task, Transition};
-use comms_shared::pause::ActivePause;
+use comms_domain::pause::ActivePause;
 
 fn task(title: String, next_action: &str, hours: i64) -> Task {
     Task {

@@ -3,7 +3,7 @@
 //! phone number or email address is resolved to the contact that already owns it on its own
 //! channel. Only an address no contact owns yet becomes a new contact, as on the other channels.
 
-use comms_shared::contract::ValidSendRequest;
+use comms_domain::contract::ValidSendRequest;
 use sqlx::PgPool;
 use uuid::Uuid;
 

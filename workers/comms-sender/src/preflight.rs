@@ -3,7 +3,7 @@
 //! They run on every delivery, not only the first, because the world changes while a message
 //! waits: a contact opts out, an approval arrives, a record is deleted.
 
-use comms_shared::contract::{Channel, Kind, RecordType, ValidSendRequest};
+use comms_domain::contract::{Channel, Kind, RecordType, ValidSendRequest};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -11,7 +11,7 @@ use crate::render::Rendered;
 use crate::store::Message;
 
 /// The fingerprint an approval covers; shared with the approval workflow so both hash alike.
-pub use comms_shared::approvals::approval_hash;
+pub use comms_domain::approvals::approval_hash;
 
 /// A failed check: the reason code, a sentence for the timeline, and what the owner should do.
 #[derive(Debug, Clone)]

@@ -3,8 +3,8 @@
 //! Strict means a variable the template uses but the request did not send is an error, never an
 //! empty string: a message reading "Hi , your report is ready" is worse than no message.
 
-use comms_shared::contract::ValidSendRequest;
-use comms_shared::sms::{self, SmsAnalysis};
+use comms_domain::contract::ValidSendRequest;
+use comms_domain::sms::{self, SmsAnalysis};
 use minijinja::{Environment, UndefinedBehavior};
 use sqlx::PgPool;
 

@@ -6,7 +6,8 @@
 //! "no row changed" and stops.
 
 use chrono::{DateTime, Utc};
-use comms_shared::contract::{Channel, ValidSendRequest};
+use comms_domain::contract::{Channel, ValidSendRequest};
+use comms_domain::messages::DeliveryState;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::PgPool;
@@ -15,13 +16,7 @@ use uuid::Uuid;
 pub const ACTOR: &str = "comms-sender";
 
 /// States from which a message may still be dispatched.
-pub const DISPATCHABLE: &[&str] = &[
-    "received",
-    "deferred",
-    "awaiting_approval",
-    "held",
-    "retrying",
-];
+pub const DISPATCHABLE: &[&str] = DeliveryState::DISPATCHABLE_NAMES;
 
 /// One message as the sender needs it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -102,7 +97,7 @@ pub async fn record(
     .bind(ACTOR)
     .bind(&detail)
     // The handling span's context, so the status and reply workers continue this trace.
-    .bind(comms_shared::trace_context::current_traceparent())
+    .bind(comms_runtime::trace_context::current_traceparent())
     .fetch_optional(pool)
     .await?;
     if let Some(message) = inserted {
@@ -166,7 +161,7 @@ async fn resolve_contact(
     // An address erased after it had opted out (or was suppressed) comes back in that state, from
     // its keyed hash (docs/privacy.md): erasure forgets the person, not their opt-out.
     let hash =
-        comms_shared::privacy::address_hash(hash_key.expose_secret().as_bytes(), channel, &address);
+        comms_domain::privacy::address_hash(hash_key.expose_secret().as_bytes(), channel, &address);
     let created: Option<Uuid> = sqlx::query_scalar(
         "WITH c AS (INSERT INTO comms.contacts (name, time_zone) VALUES ($3, $4) RETURNING id)
          INSERT INTO comms.contact_channels (contact_id, channel, address, consent_state, consent_basis, consent_source, consent_at)
@@ -326,7 +321,7 @@ pub async fn transition(
     .await
     .inspect(|moved| {
         if moved.is_some() {
-            comms_shared::metrics::observe_final(&message.channel, transition.to, message.created_at);
+            comms_domain::messages::metrics::observe_final(&message.channel, transition.to, message.created_at);
         }
     })
 }

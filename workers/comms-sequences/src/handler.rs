@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use comms_shared::clock::Clock;
-use comms_shared::outcomes::{self, OutcomeError};
-use comms_shared::runtime::{Handler, Incoming, Outcome};
-use comms_shared::sequences::{SequenceError, enrol};
+use comms_domain::outcomes::{self, OutcomeError};
+use comms_domain::sequences::{SequenceError, enrol};
+use comms_runtime::clock::Clock;
+use comms_runtime::runtime::{Handler, Incoming, Outcome};
 use sqlx::PgPool;
 
 pub struct SequenceHandler {

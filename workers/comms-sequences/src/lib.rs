@@ -7,11 +7,14 @@
 //!   same way, once each.
 //! - **Consumer** ([`handler`]): `comms.sequence.jobs` carries enrolments (`sequence.enrol`) and
 //!   outcomes (`outcome.<type>`) from upstream; bad ones are rejected with their reason.
+//! - **Figures** ([`figures`]): every `sequences.figures_interval` the five figures owners are
+//!   judged on are read from the database into the `comms_figures_*` metrics.
 //!
 //! The sender stays the single owner of message state: consent, quiet hours, opt-outs, the pause
 //! switch (including `sequence:<name>`) and rate limits apply to every step. Why a binary of its
 //! own: docs/architecture.md.
 
+pub mod figures;
 pub mod handler;
 pub mod request;
 pub mod scheduler;
@@ -19,10 +22,10 @@ pub mod scheduler;
 use std::sync::Arc;
 
 use anyhow::Context;
-use comms_shared::clock::{Clock, SystemClock};
-use comms_shared::runtime::{Runtime, run_consumer};
-use comms_shared::settings::Settings;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::clock::{Clock, SystemClock};
+use comms_runtime::runtime::{Runtime, run_consumer};
+use comms_runtime::settings::Settings;
+use comms_runtime::shutdown::Shutdown;
 
 /// Runs the consumer and the scheduler until `shutdown`, on the wall clock. Calling it declares
 /// the consumer as a readiness check at once.
@@ -49,16 +52,18 @@ async fn work(runtime: Runtime, clock: Arc<dyn Clock>, shutdown: Shutdown) -> an
         clock.clone(),
         shutdown.clone(),
     ));
+    let figures = tokio::spawn(figures::run(runtime.clone(), shutdown.clone()));
     let handler = Arc::new(handler::SequenceHandler::new(runtime.pool.clone(), clock));
     let queue = runtime.topology.sequence_queue();
     run_consumer(runtime, queue, handler, shutdown).await;
     scheduler.await.context("the sequence scheduler crashed")?;
+    figures.await.context("the figures refresh crashed")?;
     Ok(())
 }
 
 /// The `comms-sequences` binary: health endpoints plus [`run`].
 pub async fn run_standalone(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    comms_shared::runtime::standalone(settings, shutdown, |runtime, shutdown| {
+    comms_runtime::runtime::standalone(settings, shutdown, |runtime, shutdown| {
         run(runtime, shutdown)
     })
     .await

@@ -26,7 +26,7 @@ pub struct StepRequest<'a> {
 impl StepRequest<'_> {
     pub fn body(&self) -> Vec<u8> {
         let request = json!({
-            "schema": comms_shared::contract::SEND_REQUEST_V1,
+            "schema": comms_domain::contract::SEND_REQUEST_V1,
             "idempotency_key": self.key,
             "channel": self.channel,
             "kind": self.kind,
@@ -67,10 +67,10 @@ mod tests {
             source: "crm",
             sequence: "winback",
             step: 2,
-            trigger: comms_shared::sequences::trigger("winback"),
+            trigger: comms_domain::sequences::trigger("winback"),
         }
         .body();
-        let valid = comms_shared::contract::parse_send_request(&body).expect("valid");
+        let valid = comms_domain::contract::parse_send_request(&body).expect("valid");
         assert_eq!(valid.trigger, "sequence:winback");
         assert_eq!(valid.template.version, Some(3));
     }

@@ -20,12 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use comms_shared::amqp::{self, Outgoing, Publisher};
-use comms_shared::clock::Clock;
-use comms_shared::runtime::Runtime;
-use comms_shared::sequences::store::{self, StepRow};
-use comms_shared::sequences::{exit, step_key, timing, trigger};
-use comms_shared::shutdown::Shutdown;
+use comms_domain::sequences::store::{self, StepRow};
+use comms_domain::sequences::{exit, step_key, timing, trigger};
+use comms_runtime::amqp::{self, Outgoing, Publisher};
+use comms_runtime::clock::Clock;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -362,13 +362,13 @@ pub struct Metrics {
 /// `comms_sequence_steps_published_total`, `comms_sequence_corrections_total`.
 pub fn metrics() -> &'static Metrics {
     static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| Metrics {
-        steps: comms_shared::metrics::counter(
+        steps: comms_runtime::metrics::counter(
             "comms_sequence_steps_published_total",
             "Sequence steps handed to comms.send (confirmed)",
             &[],
         )
         .with_label_values::<&str>(&[]),
-        corrections: comms_shared::metrics::counter(
+        corrections: comms_runtime::metrics::counter(
             "comms_sequence_corrections_total",
             "Rollback corrections handed to comms.send (confirmed)",
             &[],

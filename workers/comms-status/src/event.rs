@@ -6,6 +6,7 @@
 //! `failed`, and the three outcomes never replace one another, so late and out-of-order callbacks
 //! cannot regress a message.
 
+use comms_domain::messages::DeliveryState;
 use uuid::Uuid;
 
 /// A provider that sends status callbacks.
@@ -60,14 +61,10 @@ impl Target {
 /// (the sender has not recorded the dispatch yet; the callback waits) and `blocked`/`cancelled`
 /// (never dispatched).
 pub fn rank(state: &str) -> Option<u8> {
-    match state {
-        "received" | "deferred" | "awaiting_approval" | "held" | "retrying" => Some(0),
-        // `unknown_delivery`: the reconciler could not learn the outcome; a late event still
-        // moves it forward, exactly like `sent`.
-        "sent" | "unknown_delivery" => Some(1),
-        "delivered" | "undelivered" | "failed" => Some(2),
-        _ => None,
-    }
+    state
+        .parse::<DeliveryState>()
+        .ok()
+        .and_then(DeliveryState::callback_rank)
 }
 
 fn target_rank(target: Target) -> u8 {

@@ -17,10 +17,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use comms_shared::amqp::header_str;
-use comms_shared::runtime::{Handler, Incoming, Outcome};
-use comms_shared::topology::Topology;
-use comms_shared::webhook_body::{self, BodyError};
+use comms_domain::webhook_body::{self, BodyError};
+use comms_runtime::amqp::header_str;
+use comms_runtime::runtime::{Handler, Incoming, Outcome};
+use comms_runtime::topology::Topology;
 use sqlx::PgPool;
 
 use crate::event::{Provider, ProviderEvent};
@@ -118,7 +118,7 @@ fn parse(incoming: &Incoming) -> Result<Parsed, Outcome> {
             // A provider's reason goes into the append-only event log: no address may ride along
             // ("550 <dana@example.com> unknown"), docs/privacy.md.
             for event in &mut events {
-                event.reason = event.reason.as_deref().map(comms_shared::privacy::redact);
+                event.reason = event.reason.as_deref().map(comms_domain::privacy::redact);
             }
             Ok(Parsed {
                 provider,
@@ -169,10 +169,10 @@ fn note(provider: Provider, event: &ProviderEvent, applied: &Applied) {
                 .moved_to
                 .with_label_values(&[provider.as_str(), state])
                 .inc();
-            comms_shared::metrics::observe_final(&life.channel, state, life.created_at);
+            comms_domain::messages::metrics::observe_final(&life.channel, state, life.created_at);
         }
         // The step in the message's own trace, linked to the callback's (docs/operations.md).
-        let step = comms_shared::trace_context::message_step(
+        let step = comms_runtime::trace_context::message_step(
             "delivery.status",
             *message_id,
             life.traceparent.as_deref(),
@@ -194,7 +194,7 @@ impl StatusHandler {
                     applied.push(result);
                 }
                 // Retried when the database was unavailable; rejected when it refused the event.
-                Err(error) => return comms_shared::db_error::outcome(&error),
+                Err(error) => return comms_runtime::db_error::outcome(&error),
             }
         }
         self.conclude(parsed, &applied, retry_attempt)

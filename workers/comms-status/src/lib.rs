@@ -22,9 +22,9 @@ use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use comms_shared::runtime::{Runtime, run_consumer};
-use comms_shared::settings::Settings;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::runtime::{Runtime, run_consumer};
+use comms_runtime::settings::Settings;
+use comms_runtime::shutdown::Shutdown;
 
 pub use handler::StatusHandler;
 pub use watchdog::{AutoPause, FRESHNESS_REASON, check_freshness};
@@ -78,7 +78,7 @@ async fn consume(
 
 /// The `comms-status` binary: health endpoints plus [`run`].
 pub async fn run_standalone(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    comms_shared::runtime::standalone(settings, shutdown, |runtime, shutdown| {
+    comms_runtime::runtime::standalone(settings, shutdown, |runtime, shutdown| {
         run(runtime, shutdown)
     })
     .await

@@ -22,27 +22,27 @@ pub struct StatusMetrics {
 
 pub fn status() -> &'static StatusMetrics {
     static METRICS: LazyLock<StatusMetrics> = LazyLock::new(|| StatusMetrics {
-        events: comms_shared::metrics::counter(
+        events: comms_runtime::metrics::counter(
             "comms_status_events_total",
             "Provider status events, by provider and outcome",
             &["provider", "outcome"],
         ),
-        moved_to: comms_shared::metrics::counter(
+        moved_to: comms_runtime::metrics::counter(
             "comms_delivery_states_total",
             "Delivery states messages moved to on a provider's callback, by provider and state",
             &["provider", "state"],
         ),
-        parked: comms_shared::metrics::counter(
+        parked: comms_runtime::metrics::counter(
             "comms_status_unknown_parked_total",
             "Status callbacks parked because no message matched them in time",
             &["provider"],
         ),
-        auto_pauses: comms_shared::metrics::counter(
+        auto_pauses: comms_runtime::metrics::counter(
             "comms_status_auto_pauses_total",
             "Channels paused automatically because provider freshness was uncertain",
             &["channel"],
         ),
-        reconciled: comms_shared::metrics::counter(
+        reconciled: comms_runtime::metrics::counter(
             "comms_status_reconciled_total",
             "Messages sent without a final status that the reconciler asked their provider about, by provider and outcome",
             &["provider", "outcome"],

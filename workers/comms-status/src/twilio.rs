@@ -1,5 +1,5 @@
 //! Twilio status callbacks to [`ProviderEvent`]s. The body is read by its content type through
-//! `comms_shared::webhook_body` (a form, or JSON), exactly as the gateway read it to verify the
+//! `comms_domain::webhook_body` (a form, or JSON), exactly as the gateway read it to verify the
 //! signature; this module sees only the fields.
 //!
 //! | `MessageStatus` | canonical |
@@ -15,7 +15,7 @@
 //! The dedupe key is `MessageSid:MessageStatus`: Twilio sends each status of a message once, and
 //! a retried callback carries the same pair.
 
-use comms_shared::webhook_body::Fields;
+use comms_domain::webhook_body::Fields;
 use serde_json::json;
 
 use crate::event::{ConsentChange, Lookup, Provider, ProviderEvent, Target};
@@ -109,15 +109,15 @@ pub fn parse(fields: &Fields, raw: &[u8]) -> Result<ProviderEvent, String> {
 /// A form body, read as the handler reads one (for tests).
 #[cfg(test)]
 pub(crate) fn parse_form(body: &[u8]) -> Result<ProviderEvent, String> {
-    let form = Some(comms_shared::webhook_body::FORM);
+    let form = Some(comms_domain::webhook_body::FORM);
     let fields =
-        comms_shared::webhook_body::twilio_fields(form, body).map_err(|e| e.to_string())?;
+        comms_domain::webhook_body::twilio_fields(form, body).map_err(|e| e.to_string())?;
     parse(&fields, body)
 }
 
 #[cfg(test)]
 mod tests {
-    use comms_shared::webhook_body::{JSON, twilio_fields};
+    use comms_domain::webhook_body::{JSON, twilio_fields};
 
     use super::*;
 

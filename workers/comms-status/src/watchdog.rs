@@ -16,8 +16,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -30,7 +30,7 @@ pub const FRESHNESS_REASON: &str = "automatic: provider freshness uncertain";
 /// Who gets the task when a channel is paused, unless the caller names someone else.
 pub const DEFAULT_OWNER: &str = "on-call";
 /// The notification channel the pause switch listens on.
-pub use comms_shared::pause::NOTIFY_CHANNEL as PAUSE_NOTIFY_CHANNEL;
+pub use comms_domain::pause::NOTIFY_CHANNEL as PAUSE_NOTIFY_CHANNEL;
 
 /// A channel the watchdog just paused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -6,14 +6,14 @@
 mod commands;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use comms_shared::approvals::Decision;
-use comms_shared::settings::Settings;
+use comms_domain::approvals::Decision;
+use comms_runtime::settings::Settings;
 
 pub use commands::digest::DigestCommand;
 pub use commands::keys::KeysCommand;
 pub use commands::status::{StatusReport, status_report};
 pub use commands::templates::TemplatesCommand;
-pub use comms_shared::timeline::{MessageView, view as message_view};
+pub use comms_domain::timeline::{MessageView, view as message_view};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -111,7 +111,8 @@ pub enum Command {
     /// Outreach sequences: add, activate (the escalation owner), list, show, rollback, enrol, stop.
     #[command(subcommand)]
     Sequences(commands::sequences::SequencesCommand),
-    /// Reports: `report outcomes` (response time, approval time, report views, reviews, bookings).
+    /// Reports: `report outcomes` (response time, approval time, report views, reviews, bookings),
+    /// `report roi` (a client's booked-result summary for the portal, after approval).
     #[command(subcommand)]
     Report(commands::report::ReportCommand),
     /// Manage versioned templates.
@@ -169,7 +170,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
     let Some(command) = cli.command else {
         // clap guarantees a command unless --check-config was given.
-        comms_shared::cli::print_config("commsctl", settings, &mut std::io::stdout().lock())?;
+        comms_runtime::cli::print_config("commsctl", settings, &mut std::io::stdout().lock())?;
         return Ok(());
     };
     match command {
@@ -236,7 +237,7 @@ pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
         }
         Command::Report(command) => {
             let pool = database(settings).await?;
-            commands::report::run(&pool, command, cli.json).await
+            commands::report::run(&pool, settings, command, cli.json).await
         }
         Command::Templates(command) => {
             let pool = database(settings).await?;
@@ -294,7 +295,7 @@ pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
 
 async fn database(settings: &Settings) -> anyhow::Result<sqlx::PgPool> {
     use anyhow::Context;
-    comms_shared::db::connect(&settings.database).await.context(
+    comms_runtime::db::connect(&settings.database).await.context(
         "cannot reach PostgreSQL (is it running? `make services`; migrated? `commsctl migrate`)",
     )
 }

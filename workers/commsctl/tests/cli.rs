@@ -111,7 +111,7 @@ async fn pause_status_and_incident_show_name_the_incident_that_paused_a_client()
         .execute(&env.pool)
         .await
         .expect("link");
-    comms_shared::pause::store::pause_for_incident(
+    comms_domain::pause::store::pause_for_incident(
         &env.pool,
         client,
         incident,

@@ -1,9 +1,9 @@
 //! The owner's admin API on the gateway: owner keys only, the same owner-or-delegate rule as
 //! `commsctl`, clear refusals, and an approved message goes out through the sender.
 
-use comms_gateway::keys::{self, Role};
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_domain::api_keys::{self, Role};
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -17,10 +17,10 @@ async fn owners_decide_through_the_admin_api() {
     let shutdown = Shutdown::new();
     let runtime = Runtime::new(fleet.env.settings.clone(), fleet.env.pool.clone());
     let gateway = tokio::spawn(comms_gateway::serve(listener, runtime, shutdown.clone()));
-    let owner = keys::create(&fleet.env.pool, "dashboard", Role::Owner)
+    let owner = api_keys::create(&fleet.env.pool, "dashboard", Role::Owner)
         .await
         .expect("key");
-    let enqueue = keys::create(&fleet.env.pool, "crm", Role::Enqueue)
+    let enqueue = api_keys::create(&fleet.env.pool, "crm", Role::Enqueue)
         .await
         .expect("key");
     let http = reqwest::Client::new();

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use comms_shared::approvals::{self, Gate};
-use comms_shared::pause::Scope;
-use comms_shared::settings::Settings;
+use comms_domain::approvals::{self, Gate};
+use comms_domain::pause::Scope;
+use comms_runtime::settings::Settings;
 use comms_tests::eventually;
 use serde_json::json;
 

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use comms_gateway::keys::{self, Role};
+use comms_domain::api_keys::{self, Role};
 use comms_tests::fleet::SendFleet;
 use comms_tests::malformed::{self, Expect};
 use futures_util::StreamExt;
@@ -190,7 +190,7 @@ async fn post_case(gw: &Gateway, auth: &str, index: usize, client_id: Uuid) -> (
 async fn malformed_requests_over_http_get_a_named_4xx_and_never_a_5xx() {
     let size = corpus_size();
     let gw = Gateway::start(&[]).await;
-    let created = keys::create(&gw.env.pool, "crm", Role::Enqueue)
+    let created = api_keys::create(&gw.env.pool, "crm", Role::Enqueue)
         .await
         .expect("key");
     let auth = format!("Bearer {}", created.key);

@@ -2,8 +2,8 @@
 //! none of it may appear in a log line, in `internal.rejected_input.reason`, in the dead
 //! letter's `x-comms-reason` or in the API's answer. Each refusal still names its field.
 
-use comms_gateway::keys::{self, Role};
-use comms_shared::contract::MAX_PAYLOAD_BYTES;
+use comms_domain::api_keys::{self, Role};
+use comms_domain::contract::MAX_PAYLOAD_BYTES;
 use comms_tests::fleet::{SendFleet, sms_request};
 use comms_tests::logs::Captured;
 use serde_json::{Value, json};
@@ -173,7 +173,7 @@ async fn refusals_over_amqp_keep_personal_data_out_of_logs_and_reasons() {
 async fn refusals_over_http_keep_personal_data_out_of_logs_and_answers() {
     let (logs, _capture) = Captured::start();
     let gw = Gateway::start(&[]).await;
-    let created = keys::create(&gw.env.pool, "crm", Role::Enqueue)
+    let created = api_keys::create(&gw.env.pool, "crm", Role::Enqueue)
         .await
         .expect("key");
     for (field, _, body) in refusals(Uuid::new_v4()) {

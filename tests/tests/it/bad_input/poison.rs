@@ -2,7 +2,7 @@
 //! decided in groups: the poisoned one is refused alone with its reason, the 31 are sent at
 //! once, each with one attempt and no retry.
 
-use comms_shared::db_error::{DbFailure, classify};
+use comms_runtime::db_error::{DbFailure, classify};
 use comms_tests::TestEnv;
 use comms_tests::fleet::{SendFleet, sms_request};
 use serde_json::{Value, json};

@@ -1,9 +1,9 @@
 //! The status and replies workers classify database errors like the sender: a callback or a
 //! reply the database refuses for good is parked with its reason at once, never retried.
 
-use comms_shared::amqp::Outgoing;
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::amqp::Outgoing;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::TestEnv;
 use lapin::types::{AMQPValue, FieldTable};
 
@@ -31,7 +31,7 @@ async fn publish(env: &TestEnv, routing_key: &str, body: &[u8]) {
 }
 
 fn retries(queue: &str) -> u64 {
-    comms_shared::metrics::consumer()
+    comms_runtime::metrics::consumer()
         .handled
         .with_label_values(&[queue, "retry"])
         .get()

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use comms_gateway::keys::{self, Role};
-use comms_shared::pause::Scope;
-use comms_shared::pause::store;
+use comms_domain::api_keys::{self, Role};
+use comms_domain::pause::Scope;
+use comms_domain::pause::store;
 use comms_tests::eventually;
 use comms_tests::fleet::{SendFleet, sms_request};
 use reqwest::StatusCode;
@@ -289,5 +289,65 @@ async fn tasks_close_and_messages_show_their_timeline() {
         .await;
     assert!(nobody.body.contains("0 message(s)"), "exact match only");
     console.stop().await;
+    fleet.stop().await;
+}
+
+#[tokio::test]
+async fn the_console_pauses_and_resumes_one_sequence() {
+    let fleet = fleet().await;
+    let console = signed_in(&fleet, "olu", Role::Oncall).await;
+    let page = console.get("/console/pause").await;
+    assert!(
+        page.body.contains(r#"value="sequence""#),
+        "the pause form offers the sequence scope"
+    );
+    let form = [
+        ("scope", "sequence"),
+        ("value", "winback"),
+        ("reason", "wrong offer"),
+        ("for", ""),
+    ];
+    let confirm = console.post("/console/pause/confirm", &form).await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(
+        confirm
+            .body
+            .contains("Every step of sequence winback stops.")
+    );
+    let bad = console
+        .post(
+            "/console/pause",
+            &[
+                ("scope", "sequence"),
+                ("value", "Win Back"),
+                ("reason", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let paused = console.post("/console/pause", &form).await;
+    assert_eq!(paused.status, StatusCode::SEE_OTHER);
+    let on = store::active(&fleet.env.pool).await.expect("switch");
+    assert_eq!(
+        on.iter().map(|p| p.scope.clone()).collect::<Vec<_>>(),
+        vec![Scope::Sequence("winback".into())]
+    );
+    let resumed = console
+        .post(
+            "/console/resume",
+            &[
+                ("scope", "sequence"),
+                ("value", "winback"),
+                ("reason", "fixed"),
+            ],
+        )
+        .await;
+    assert_eq!(resumed.status, StatusCode::SEE_OTHER);
+    assert!(
+        store::active(&fleet.env.pool)
+            .await
+            .expect("switch")
+            .is_empty()
+    );
     fleet.stop().await;
 }

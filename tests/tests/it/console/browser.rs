@@ -7,7 +7,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use comms_gateway::keys::{self, Role};
+use comms_domain::api_keys::{self, Role};
 use comms_tests::eventually;
 use comms_tests::fleet::{SendFleet, sms_request};
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -170,9 +170,9 @@ async fn the_console_works_end_to_end_in_a_browser() {
         .approved_template("welcome", "sms", None, "Hi {{ name }}!")
         .await;
     let pool = fleet.env.pool.clone();
-    let oncall = keys::create(&pool, "olu", Role::Oncall).await.expect("key");
-    let owner = keys::create(&pool, "ana", Role::Owner).await.expect("key");
-    let app = keys::create(&pool, "crm", Role::Enqueue)
+    let oncall = api_keys::create(&pool, "olu", Role::Oncall).await.expect("key");
+    let owner = api_keys::create(&pool, "ana", Role::Owner).await.expect("key");
+    let app = api_keys::create(&pool, "crm", Role::Enqueue)
         .await
         .expect("key");
     let console = Console::start(&fleet.env).await;

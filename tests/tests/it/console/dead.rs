@@ -4,7 +4,7 @@
 //! action is audited with the key's name and the reason, and a form without its CSRF token is
 //! refused.
 
-use comms_gateway::keys::Role;
+use comms_domain::api_keys::Role;
 use reqwest::StatusCode;
 
 use super::actions::signed_in;

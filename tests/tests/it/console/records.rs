@@ -2,9 +2,9 @@
 //! and owners see, and the owner's decisions from the pages (resume an incident's automation,
 //! approve a digest, release a client's held digests) with their CSRF and role checks.
 
-use comms_gateway::keys::{self, Role};
-use comms_shared::incidents::ops;
-use comms_shared::pause::store;
+use comms_domain::api_keys::{self, Role};
+use comms_domain::incidents::ops;
+use comms_domain::pause::store;
 use comms_tests::TestEnv;
 use reqwest::StatusCode;
 use uuid::Uuid;
@@ -14,7 +14,7 @@ use super::{Console, audited};
 const INTERNAL: &str = "root cause: Bo's deploy script";
 
 async fn signed_in(env: &TestEnv, name: &str, role: Role) -> Console {
-    let key = keys::create(&env.pool, name, role).await.expect("key");
+    let key = api_keys::create(&env.pool, name, role).await.expect("key");
     let mut console = Console::start(env).await;
     let page = console.login(&key.key).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use comms_gateway::keys::{self, Role};
-use comms_shared::pause::store;
+use comms_domain::api_keys::{self, Role};
+use comms_domain::pause::store;
 use comms_tests::{TestEnv, eventually};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
@@ -20,7 +20,7 @@ fn sha256_hex(text: &str) -> String {
 #[tokio::test]
 async fn an_oncall_key_signs_in_and_out_with_a_locked_down_cookie() {
     let env = TestEnv::new().await;
-    let key = keys::create(&env.pool, "olu", Role::Oncall)
+    let key = api_keys::create(&env.pool, "olu", Role::Oncall)
         .await
         .expect("key");
     let mut console = Console::start(&env).await;
@@ -85,7 +85,7 @@ async fn an_oncall_key_signs_in_and_out_with_a_locked_down_cookie() {
 #[tokio::test]
 async fn enqueue_keys_and_unknown_keys_cannot_sign_in() {
     let env = TestEnv::new().await;
-    let app = keys::create(&env.pool, "crm", Role::Enqueue)
+    let app = api_keys::create(&env.pool, "crm", Role::Enqueue)
         .await
         .expect("key");
     let mut console = Console::start(&env).await;
@@ -113,7 +113,7 @@ async fn enqueue_keys_and_unknown_keys_cannot_sign_in() {
 #[tokio::test]
 async fn a_session_expires() {
     let env = TestEnv::with(&[("COMMS__GATEWAY__CONSOLE_SESSION_TTL", "2s")]).await;
-    let key = keys::create(&env.pool, "olu", Role::Oncall)
+    let key = api_keys::create(&env.pool, "olu", Role::Oncall)
         .await
         .expect("key");
     let mut console = Console::start(&env).await;
@@ -133,7 +133,7 @@ async fn a_session_expires() {
 #[tokio::test]
 async fn forms_without_the_csrf_token_change_nothing() {
     let env = TestEnv::new().await;
-    let key = keys::create(&env.pool, "olu", Role::Oncall)
+    let key = api_keys::create(&env.pool, "olu", Role::Oncall)
         .await
         .expect("key");
     let mut console = Console::start(&env).await;
@@ -170,7 +170,7 @@ async fn forms_without_the_csrf_token_change_nothing() {
 #[tokio::test]
 async fn roles_limit_pages_and_a_revoked_key_ends_its_sessions() {
     let env = TestEnv::new().await;
-    let key = keys::create(&env.pool, "olu", Role::Oncall)
+    let key = api_keys::create(&env.pool, "olu", Role::Oncall)
         .await
         .expect("key");
     let mut console = Console::start(&env).await;
@@ -188,7 +188,7 @@ async fn roles_limit_pages_and_a_revoked_key_ends_its_sessions() {
         vec![("olu".to_string(), false)]
     );
 
-    keys::revoke(&env.pool, "olu").await.expect("revoke");
+    api_keys::revoke(&env.pool, "olu").await.expect("revoke");
     assert!(
         console.get("/console").await.is_login_redirect(),
         "a revoked key's session stops at once"
@@ -200,7 +200,7 @@ async fn roles_limit_pages_and_a_revoked_key_ends_its_sessions() {
 #[tokio::test]
 async fn the_dead_letter_page_lists_refusals_with_their_reasons() {
     let env = TestEnv::new().await;
-    let key = keys::create(&env.pool, "olu", Role::Oncall)
+    let key = api_keys::create(&env.pool, "olu", Role::Oncall)
         .await
         .expect("key");
     sqlx::query(

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use comms_gateway::keys::{self, Role};
+use comms_domain::api_keys::{self, Role};
 use comms_tests::TestEnv;
 use reqwest::StatusCode;
 
@@ -42,7 +42,7 @@ async fn the_home_page_renders_in_under_100ms_with_a_million_messages() {
         .execute(&env.pool)
         .await
         .expect("analyze");
-    let key = keys::create(&env.pool, "olu", Role::Oncall)
+    let key = api_keys::create(&env.pool, "olu", Role::Oncall)
         .await
         .expect("key");
     let mut console = Console::start(&env).await;

@@ -2,9 +2,9 @@
 //! same rules as `commsctl dead`; other keys are refused; a replay or purge needs a reason and is
 //! audited with the person and the key.
 
-use comms_gateway::keys::{self, Role};
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_domain::api_keys::{self, Role};
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -19,10 +19,10 @@ async fn oncall_keys_list_show_replay_and_purge_dead_letters_over_http() {
     let shutdown = Shutdown::new();
     let runtime = Runtime::new(fleet.env.settings.clone(), pool.clone());
     let gateway = tokio::spawn(comms_gateway::serve(listener, runtime, shutdown.clone()));
-    let oncall = keys::create(pool, "pager", Role::Oncall)
+    let oncall = api_keys::create(pool, "pager", Role::Oncall)
         .await
         .expect("key");
-    let enqueue = keys::create(pool, "crm", Role::Enqueue).await.expect("key");
+    let enqueue = api_keys::create(pool, "crm", Role::Enqueue).await.expect("key");
     let http = reqwest::Client::new();
 
     let refused = http

@@ -6,11 +6,11 @@
 use chrono::{Duration as TimeDelta, Utc};
 use comms_digest::report::approve::approve;
 use comms_digest::report::build::Built;
-use comms_gateway::keys::{self, Role};
-use comms_shared::digests::link::{self, ViewLink};
-use comms_shared::digests::view;
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_domain::api_keys::{self, Role};
+use comms_domain::digests::link::{self, ViewLink};
+use comms_domain::digests::view;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::TestEnv;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -22,14 +22,14 @@ use super::sends;
 use crate::approvals::ctl_with;
 
 /// A gateway on a port of its own, for `env`; its base URL.
-struct Gateway {
-    base: String,
+pub(crate) struct Gateway {
+    pub(crate) base: String,
     shutdown: Shutdown,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Gateway {
-    async fn start(env: &TestEnv) -> Self {
+    pub(crate) async fn start(env: &TestEnv) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let shutdown = Shutdown::new();
@@ -42,7 +42,7 @@ impl Gateway {
         }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.task.await;
     }
@@ -65,13 +65,13 @@ async fn only_owner_keys_list_show_build_approve_and_release_digests_over_http()
         panic!("a draft")
     };
     let gateway = Gateway::start(&env).await;
-    let owner = keys::create(&env.pool, "dashboard", Role::Owner)
+    let owner = api_keys::create(&env.pool, "dashboard", Role::Owner)
         .await
         .expect("key");
-    let oncall = keys::create(&env.pool, "pager", Role::Oncall)
+    let oncall = api_keys::create(&env.pool, "pager", Role::Oncall)
         .await
         .expect("key");
-    let enqueue = keys::create(&env.pool, "crm", Role::Enqueue)
+    let enqueue = api_keys::create(&env.pool, "crm", Role::Enqueue)
         .await
         .expect("key");
     let http = reqwest::Client::new();
@@ -380,7 +380,7 @@ async fn a_recipients_signed_link_records_views_and_forged_altered_or_expired_li
         errors.is_empty(),
         "digest.viewed is a valid event: {errors:?} {event}"
     );
-    let event: comms_shared::events::LifecycleEvent =
+    let event: comms_domain::events::LifecycleEvent =
         serde_json::from_value(event).expect("a comms.event.v1");
     assert_eq!(event.digest.expect("the digest").id, digest_id);
     gateway.stop().await;

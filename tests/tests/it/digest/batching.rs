@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use comms_shared::clock::ManualClock;
+use comms_runtime::clock::ManualClock;
 use comms_tests::{TestEnv, eventually};
 use serde_json::{Value, json};
 use uuid::Uuid;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use comms_digest::job::ReportJob;
 use comms_digest::report::approve::approve;
 use comms_digest::report::build::{Built, build};
-use comms_shared::runtime::Runtime;
+use comms_runtime::runtime::Runtime;
 use comms_tests::TestEnv;
 use uuid::Uuid;
 

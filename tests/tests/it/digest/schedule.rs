@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use comms_shared::clock::ManualClock;
+use comms_runtime::clock::ManualClock;
 use comms_tests::{TestEnv, eventually};
 use serde_json::Value;
 use uuid::Uuid;

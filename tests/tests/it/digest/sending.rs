@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use comms_digest::report::approve::approve;
 use comms_digest::report::build::Built;
-use comms_shared::digests::{link, send_key};
+use comms_domain::digests::{link, send_key};
 use comms_tests::eventually;
 use comms_tests::fleet::SendFleet;
 use uuid::Uuid;
 
-use comms_shared::clock::ManualClock;
-use comms_shared::digests::view;
+use comms_domain::digests::view;
+use comms_runtime::clock::ManualClock;
 
 use super::reports::{run_build, setup};
 use super::{Worker, at};

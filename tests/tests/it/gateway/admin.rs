@@ -1,15 +1,15 @@
 //! The on-call admin API over the pause switch, and one-click unsubscribe links.
 
-use comms_gateway::keys::{self, Role};
-use comms_shared::pause::store;
-use comms_shared::unsubscribe::{Unsubscribe, sign};
+use comms_domain::api_keys::{self, Role};
+use comms_domain::pause::store;
+use comms_domain::unsubscribe::{Unsubscribe, sign};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::Gateway;
 
 async fn key(gw: &Gateway, name: &str, role: Role) -> String {
-    let created = keys::create(&gw.env.pool, name, role).await.expect("key");
+    let created = api_keys::create(&gw.env.pool, name, role).await.expect("key");
     format!("Bearer {}", created.key)
 }
 

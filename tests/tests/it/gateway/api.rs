@@ -2,8 +2,8 @@
 //! publishing (202, confirmed, canonical), idempotency, and the audit of every authenticated call.
 
 use clap::Parser;
-use comms_gateway::keys::{self, Role};
-use comms_shared::contract::{MAX_PAYLOAD_BYTES, canonical_bytes, parse_send_request};
+use comms_domain::api_keys::{self, Role};
+use comms_domain::contract::{MAX_PAYLOAD_BYTES, canonical_bytes, parse_send_request};
 use comms_tests::fleet::sms_request;
 use serde_json::json;
 use uuid::Uuid;
@@ -20,7 +20,7 @@ async fn post(gw: &Gateway, auth: Option<&str>, body: &serde_json::Value) -> req
 }
 
 async fn key(gw: &Gateway, name: &str, role: Role) -> String {
-    let created = keys::create(&gw.env.pool, name, role).await.expect("key");
+    let created = api_keys::create(&gw.env.pool, name, role).await.expect("key");
     format!("Bearer {}", created.key)
 }
 
@@ -51,7 +51,7 @@ async fn calls_without_a_valid_key_are_401() {
         401
     );
     let revoked = key(&gw, "old-crm", Role::Enqueue).await;
-    keys::revoke(&gw.env.pool, "old-crm").await.expect("revoke");
+    api_keys::revoke(&gw.env.pool, "old-crm").await.expect("revoke");
     let response = post(&gw, Some(&revoked), &request).await;
     assert_eq!(response.status(), 401);
     let body: serde_json::Value = response.json().await.expect("json");
@@ -283,7 +283,7 @@ async fn commsctl_keys_create_stores_only_a_hash_of_a_working_key() {
             .expect("stored");
     assert_eq!(role, "enqueue");
     assert_eq!(hash.len(), 64);
-    assert!(!hash.starts_with(keys::KEY_PREFIX));
+    assert!(!hash.starts_with(api_keys::KEY_PREFIX));
     let bad_role = commsctl::Cli::try_parse_from([
         "commsctl", "keys", "create", "--name", "x", "--role", "admin",
     ]);

@@ -8,7 +8,7 @@
 //! Ignored by `cargo test`: `make api-fuzz` runs it long (`API_FUZZ_EXAMPLES`, default 100 per
 //! operation) and `make api-fuzz-short` (in `make ci`) runs 5 per operation.
 
-use comms_gateway::keys::{self, Role};
+use comms_domain::api_keys::{self, Role};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -43,13 +43,13 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
         bin.display()
     );
     let gw = Gateway::start(&[]).await;
-    let enqueue = keys::create(&gw.env.pool, "fuzz-app", Role::Enqueue)
+    let enqueue = api_keys::create(&gw.env.pool, "fuzz-app", Role::Enqueue)
         .await
         .expect("enqueue key");
-    let oncall = keys::create(&gw.env.pool, "fuzz-oncall", Role::Oncall)
+    let oncall = api_keys::create(&gw.env.pool, "fuzz-oncall", Role::Oncall)
         .await
         .expect("oncall key");
-    let owner = keys::create(&gw.env.pool, "fuzz-owner", Role::Owner)
+    let owner = api_keys::create(&gw.env.pool, "fuzz-owner", Role::Owner)
         .await
         .expect("owner key");
     let examples = std::env::var("API_FUZZ_EXAMPLES").unwrap_or_else(|_| "5".into());

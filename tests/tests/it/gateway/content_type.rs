@@ -1,4 +1,4 @@
-//! A Twilio webhook's body is read by its content type in one place (`comms_shared::webhook_body`)
+//! A Twilio webhook's body is read by its content type in one place (`comms_domain::webhook_body`)
 //! and the signature must cover exactly what the workers will read: a form is signed as URL +
 //! sorted fields; JSON over a URL carrying `bodySHA256`, which must match the body; anything else
 //! is refused. SendGrid's endpoints take only their own content type.

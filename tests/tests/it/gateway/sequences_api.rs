@@ -1,8 +1,8 @@
 //! `POST /v1/enrolments` and `POST /v1/outcomes`: `enqueue` keys only, 201 then 200 (a no-op) for
 //! the same enrolment or outcome, 422 with the reason for a bad one.
 
-use comms_gateway::keys::{self, Role};
-use comms_shared::sequences::{definition::Definition, store};
+use comms_domain::api_keys::{self, Role};
+use comms_domain::sequences::{definition::Definition, store};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -67,14 +67,14 @@ async fn enrolments_and_outcomes_over_http_are_idempotent_and_refused_with_a_rea
 
     let enqueue = format!(
         "Bearer {}",
-        keys::create(pool, "crm", Role::Enqueue)
+        api_keys::create(pool, "crm", Role::Enqueue)
             .await
             .expect("key")
             .key
     );
     let oncall = format!(
         "Bearer {}",
-        keys::create(pool, "pager", Role::Oncall)
+        api_keys::create(pool, "pager", Role::Oncall)
             .await
             .expect("key")
             .key

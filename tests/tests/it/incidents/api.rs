@@ -1,11 +1,11 @@
 //! The incident admin API over real HTTP: `oncall` keys declare, verify and resolve; only
 //! `owner` keys resume automation, for the owner or a delegate; refusals are clear.
 
-use comms_gateway::keys::{self, Role};
-use comms_shared::approvals::Decision;
-use comms_shared::pause::Scope;
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_domain::api_keys::{self, Role};
+use comms_domain::approvals::Decision;
+use comms_domain::pause::Scope;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::eventually;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -26,13 +26,13 @@ async fn oncall_declares_verifies_and_resolves_and_only_the_owner_resumes_over_h
     let runtime = Runtime::new(f.fleet.env.settings.clone(), f.pool().clone());
     let gateway = tokio::spawn(comms_gateway::serve(listener, runtime, shutdown.clone()));
     let pool = f.pool();
-    let oncall = keys::create(pool, "pager", Role::Oncall)
+    let oncall = api_keys::create(pool, "pager", Role::Oncall)
         .await
         .expect("key");
-    let owner = keys::create(pool, "dashboard", Role::Owner)
+    let owner = api_keys::create(pool, "dashboard", Role::Owner)
         .await
         .expect("key");
-    let enqueue = keys::create(pool, "crm", Role::Enqueue).await.expect("key");
+    let enqueue = api_keys::create(pool, "crm", Role::Enqueue).await.expect("key");
     let http = reqwest::Client::new();
     let post = |path: String, key: &str, body: Value| {
         http.post(format!("{url}{path}"))

@@ -1,8 +1,8 @@
 //! An incident that affects several clients: each notice belongs to its recipient contact's
 //! client, so that client's own pauses hold it and the portal shows it to that client only.
 
-use comms_shared::approvals::Decision;
-use comms_shared::pause::Scope;
+use comms_domain::approvals::Decision;
+use comms_domain::pause::Scope;
 use comms_tests::eventually;
 use uuid::Uuid;
 

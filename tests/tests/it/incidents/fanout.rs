@@ -28,7 +28,7 @@ async fn fan_out_reaches_every_consented_contact_once_and_records_each_skip() {
     let id = Uuid::new_v4();
     f.event("incident.declared", &incident(id, 1, true, &[a, b, empty]))
         .await;
-    f.decide_proof(id, 1, comms_shared::approvals::Decision::Approve)
+    f.decide_proof(id, 1, comms_domain::approvals::Decision::Approve)
         .await;
     assert!(f.wait_notice(id, 1, "done").await);
     // 7 contacts x 2 channels - 2 skipped + 2 portal updates.
@@ -76,7 +76,7 @@ async fn a_worker_process_killed_with_sigkill_mid_fan_out_resumes_and_every_cont
     let id = Uuid::new_v4();
     f.event("incident.declared", &incident(id, 1, true, &[client]))
         .await;
-    f.decide_proof(id, 1, comms_shared::approvals::Decision::Approve)
+    f.decide_proof(id, 1, comms_domain::approvals::Decision::Approve)
         .await;
     // Kill the worker once part of the fan-out is committed, then start a new one.
     let progressed = eventually(WAIT, || async {

@@ -1,7 +1,7 @@
 //! The pause rule, the owner's decisions, replays and the portal view.
 
-use comms_shared::approvals::Decision;
-use comms_shared::pause::Scope;
+use comms_domain::approvals::Decision;
+use comms_domain::pause::Scope;
 use comms_tests::eventually;
 use comms_tests::fleet::sms_request;
 use serde_json::json;

@@ -1,8 +1,8 @@
 //! `commsctl incident …` driven as the on-call engineer and the owner would: declare, verify,
 //! resume-automation, resolve, show and list, against the real worker, broker and database.
 
-use comms_shared::approvals::Decision;
-use comms_shared::pause::Scope;
+use comms_domain::approvals::Decision;
+use comms_domain::pause::Scope;
 use comms_tests::eventually;
 use uuid::Uuid;
 

@@ -2,7 +2,7 @@
 //! whose portal update was the proof the owner approved — in `portal.incident_notices` and in
 //! `portal.updates`, and nothing internal.
 
-use comms_shared::approvals::Decision;
+use comms_domain::approvals::Decision;
 use comms_tests::eventually;
 use uuid::Uuid;
 

@@ -4,10 +4,10 @@
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use comms_shared::approvals::{self, Decision};
-use comms_shared::pause::Scope;
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_domain::approvals::{self, Decision};
+use comms_domain::pause::Scope;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::eventually;
 use comms_tests::fleet::SendFleet;
 use secrecy::ExposeSecret;
@@ -111,7 +111,7 @@ impl IncidentFleet {
 
     /// Starts the incident worker on a pool of its own (so stopping it drops its sessions).
     pub async fn start_worker(&mut self) {
-        let pool = comms_shared::db::connect(&self.fleet.env.settings.database)
+        let pool = comms_runtime::db::connect(&self.fleet.env.settings.database)
             .await
             .expect("worker pool");
         let runtime = Runtime::new(self.fleet.env.settings.clone(), pool.clone());

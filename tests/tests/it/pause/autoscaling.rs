@@ -2,7 +2,7 @@
 //! queues the ScaledObjects watch, so a long pause never scales the senders to their maximum
 //! (deploy/kubernetes/base/keda-auth.yaml, docs/operations.md).
 
-use comms_shared::pause::Scope;
+use comms_domain::pause::Scope;
 use comms_tests::eventually;
 
 use super::{WAIT, count_state, fleet, note};

@@ -3,9 +3,9 @@
 //! may reveal or erase over HTTP.
 
 use clap::Parser;
-use comms_gateway::keys::{self, Role};
-use comms_shared::privacy::access::{self, AccessFilter};
-use comms_shared::timeline;
+use comms_domain::api_keys::{self, Role};
+use comms_domain::privacy::access::{self, AccessFilter};
+use comms_domain::timeline;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -14,7 +14,7 @@ use crate::gateway::Gateway;
 const PHONE: &str = "+14155552671";
 
 async fn key(gw: &Gateway, name: &str, role: Role) -> String {
-    let created = keys::create(&gw.env.pool, name, role).await.expect("key");
+    let created = api_keys::create(&gw.env.pool, name, role).await.expect("key");
     format!("Bearer {}", created.key)
 }
 

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use clap::Parser;
-use comms_shared::clock::{Clock, ManualClock};
-use comms_shared::privacy::retention;
-use comms_shared::settings::RetentionSettings;
+use comms_domain::privacy::retention;
+use comms_runtime::clock::{Clock, ManualClock};
+use comms_runtime::settings::RetentionSettings;
 use comms_tests::TestEnv;
 use sqlx::PgPool;
 use uuid::Uuid;

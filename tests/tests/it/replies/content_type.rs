@@ -1,5 +1,5 @@
 //! The replies worker reads a Twilio inbound message by the content type the gateway forwarded,
-//! through the same `comms_shared::webhook_body` the gateway verified it with: a form body
+//! through the same `comms_domain::webhook_body` the gateway verified it with: a form body
 //! labelled JSON is never read as a form (no forged STOP), and what cannot be read is rejected
 //! with its reason and kept.
 

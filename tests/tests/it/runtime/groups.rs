@@ -3,9 +3,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use comms_shared::amqp::header_str;
-use comms_shared::runtime::{Handler, Incoming, Outcome, REASON_HEADER, Runtime, run_consumer};
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::amqp::header_str;
+use comms_runtime::runtime::{Handler, Incoming, Outcome, REASON_HEADER, Runtime, run_consumer};
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::eventually;
 
 use super::{Ledger, WAIT, env_with_ledger, ledger_rows, publish_job};

@@ -1,7 +1,7 @@
 //! Definitions: activation is the escalation owner's audited approval, refused without an
 //! escalation owner or a rollback path; an active version never changes.
 
-use comms_shared::sequences::{SequenceError, store};
+use comms_domain::sequences::{SequenceError, store};
 use serde_json::json;
 
 use super::{Seq, three_steps};

@@ -1,9 +1,9 @@
 //! Exits: a reply, an opt-out on the step's channel, a booked outcome and an owner's stop each end
 //! the enrolment before its next step, with the reason on the enrolment and in the timeline.
 
-use comms_shared::amqp::Outgoing;
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::amqp::Outgoing;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::eventually;
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
@@ -87,7 +87,7 @@ async fn a_reply_an_opt_out_a_booked_outcome_and_a_stop_each_end_the_enrolment_b
     )
     .await;
     assert!(
-        comms_shared::sequences::enrol::stop(
+        comms_domain::sequences::enrol::stop(
             &env.pool,
             stopped,
             "ana",

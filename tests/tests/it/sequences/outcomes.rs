@@ -1,8 +1,8 @@
 //! Outcomes: idempotent on their id, attributed to a message, sequence or record, refused with a
 //! reason when bad; the report's figures match hand-computed ones on a fixed data set.
 
-use comms_shared::outcomes::report::{self, Filter};
-use comms_shared::outcomes::{self, OutcomeError};
+use comms_domain::outcomes::report::{self, Filter};
+use comms_domain::outcomes::{self, OutcomeError};
 use comms_tests::{TestEnv, eventually};
 use serde_json::json;
 use uuid::Uuid;
@@ -150,6 +150,64 @@ async fn outcomes_are_idempotent_attributed_and_refused_with_a_reason() {
 async fn the_report_matches_hand_computed_figures_on_a_fixed_data_set() {
     let env = TestEnv::new().await;
     let pool = &env.pool;
+    let client = fixed_data_set(&env).await;
+    let filter = Filter {
+        from: Some(at("2026-11-01T00:00:00Z")),
+        to: Some(at("2026-11-20T00:00:00Z")),
+        ..Filter::default()
+    };
+    let figures = report::outcomes(pool, &filter).await.expect("report");
+    let owners: Vec<&str> = figures.iter().map(|f| f.owner.as_str()).collect();
+    assert_eq!(owners, ["ana", "sam"]);
+    let ana = &figures[0];
+    assert_eq!((ana.response.count, ana.response.done), (3, 2));
+    assert_eq!(ana.response.median_seconds, Some(120.0));
+    assert_eq!(ana.response.mean_seconds, Some(120.0));
+    assert_eq!(
+        (ana.approval.count, ana.approval.median_seconds),
+        (2, Some(1200.0))
+    );
+    assert_eq!((ana.booked.sales, ana.booked.meetings), (1, 1));
+    assert_eq!(ana.booked.value.get("USD"), Some(&1200.5));
+    assert_eq!(ana.booked.by_sequence.get("winback"), Some(&2));
+    assert_eq!(ana.booked.attributed_to_messages, 1);
+    assert_eq!(
+        (
+            ana.reviews.reviewed,
+            ana.reviews.declined,
+            ana.reviews.clicked
+        ),
+        (2, 1, 0)
+    );
+    assert_eq!(ana.reviews.mean_rating, Some(4.5));
+    assert_eq!(ana.report_views, 0);
+    let sam = &figures[1];
+    assert_eq!(
+        (sam.response.count, sam.response.median_seconds),
+        (1, Some(30.0))
+    );
+    assert_eq!(sam.booked.meetings, 1);
+    // One owner, one client.
+    let only = report::outcomes(
+        pool,
+        &Filter {
+            owner: Some("ana".into()),
+            client: Some(client),
+            ..filter.clone()
+        },
+    )
+    .await
+    .expect("report");
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].approval.count, 2);
+    env.teardown().await;
+}
+
+/// The report's fixed data set (Acme's owner ana and client-less sam, November 2026): replies
+/// answered after 60 s, 180 s and 30 s and one unanswered, approvals of 600 s, 1800 s and 10 s, a
+/// 1200.50 USD sale and two meetings, two reviews (4 and 5) and a decline. Returns Acme's id.
+pub async fn fixed_data_set(env: &TestEnv) -> Uuid {
+    let pool = &env.pool;
     let client: Uuid = sqlx::query_scalar(
         "INSERT INTO comms.clients (name, owner) VALUES ('Acme', 'ana') RETURNING id",
     )
@@ -271,54 +329,5 @@ async fn the_report_matches_hand_computed_figures_on_a_fixed_data_set() {
         .await
         .expect("review");
     }
-    let filter = Filter {
-        from: Some(at("2026-11-01T00:00:00Z")),
-        to: Some(at("2026-11-20T00:00:00Z")),
-        ..Filter::default()
-    };
-    let figures = report::outcomes(pool, &filter).await.expect("report");
-    let owners: Vec<&str> = figures.iter().map(|f| f.owner.as_str()).collect();
-    assert_eq!(owners, ["ana", "sam"]);
-    let ana = &figures[0];
-    assert_eq!((ana.response.count, ana.response.done), (3, 2));
-    assert_eq!(ana.response.median_seconds, Some(120.0));
-    assert_eq!(ana.response.mean_seconds, Some(120.0));
-    assert_eq!(
-        (ana.approval.count, ana.approval.median_seconds),
-        (2, Some(1200.0))
-    );
-    assert_eq!((ana.booked.sales, ana.booked.meetings), (1, 1));
-    assert_eq!(ana.booked.value.get("USD"), Some(&1200.5));
-    assert_eq!(ana.booked.by_sequence.get("winback"), Some(&2));
-    assert_eq!(ana.booked.attributed_to_messages, 1);
-    assert_eq!(
-        (
-            ana.reviews.reviewed,
-            ana.reviews.declined,
-            ana.reviews.clicked
-        ),
-        (2, 1, 0)
-    );
-    assert_eq!(ana.reviews.mean_rating, Some(4.5));
-    assert_eq!(ana.report_views, 0);
-    let sam = &figures[1];
-    assert_eq!(
-        (sam.response.count, sam.response.median_seconds),
-        (1, Some(30.0))
-    );
-    assert_eq!(sam.booked.meetings, 1);
-    // One owner, one client.
-    let only = report::outcomes(
-        pool,
-        &Filter {
-            owner: Some("ana".into()),
-            client: Some(client),
-            ..filter.clone()
-        },
-    )
-    .await
-    .expect("report");
-    assert_eq!(only.len(), 1);
-    assert_eq!(only[0].approval.count, 2);
-    env.teardown().await;
+    client
 }

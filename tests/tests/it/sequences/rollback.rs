@@ -2,8 +2,8 @@
 //! contacts who already got a step get the correction once, the escalation owner gets a task, the
 //! result is recorded, and rolling back again changes nothing.
 
-use comms_shared::pause::Scope;
-use comms_shared::sequences::store;
+use comms_domain::pause::Scope;
+use comms_domain::sequences::store;
 use comms_tests::eventually;
 
 use super::{Seq, WAIT, at, key, three_steps};

@@ -2,8 +2,8 @@
 //! the recipient's zone, are held by a `sequence:<name>` pause, and a killed scheduler neither
 //! loses nor doubles a step.
 
-use comms_shared::pause::Scope;
-use comms_shared::runtime::Runtime;
+use comms_domain::pause::Scope;
+use comms_runtime::runtime::Runtime;
 use comms_tests::eventually;
 
 use super::{Seq, WAIT, at, key, three_steps};
@@ -114,7 +114,7 @@ async fn a_kill_during_scheduling_neither_loses_nor_doubles_a_step() {
     let mut seq = Seq::prepare("2026-11-27T15:00:00Z").await;
     seq.active(&three_steps("winback")).await;
     let dana = seq.lead(PHONE, Some("America/New_York")).await;
-    let request = comms_shared::sequences::enrol::parse(
+    let request = comms_domain::sequences::enrol::parse(
         serde_json::json!({
             "contact_id": dana, "sequence": "winback",
             "record": { "type": "client", "id": seq.fleet.client_id },
@@ -124,7 +124,7 @@ async fn a_kill_during_scheduling_neither_loses_nor_doubles_a_step() {
         .as_bytes(),
     )
     .expect("valid");
-    let enrolled = comms_shared::sequences::enrol::enrol(
+    let enrolled = comms_domain::sequences::enrol::enrol(
         &seq.env().pool,
         &request,
         at("2026-11-27T15:00:00Z"),

@@ -1,9 +1,9 @@
 //! The status worker reads a callback by the content type the gateway forwarded
-//! (`x-comms-content-type`), through the same `comms_shared::webhook_body` the gateway verified it
+//! (`x-comms-content-type`), through the same `comms_domain::webhook_body` the gateway verified it
 //! with: JSON is read as JSON, a form as a form, and what its content type does not describe is
 //! rejected with its reason and kept — a form body labelled JSON is never read as a form.
 
-use comms_shared::amqp::Outgoing;
+use comms_runtime::amqp::Outgoing;
 use comms_tests::eventually;
 use lapin::types::{AMQPValue, FieldTable};
 

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use comms_gateway::keys::{self, Role};
+use comms_domain::api_keys::{self, Role};
+use comms_runtime::clock::SystemClock;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use comms_sandbox::{CallbackStatus, FaultSpec, RunningSandbox, SandboxConfig};
-use comms_shared::clock::SystemClock;
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
 use comms_tests::fleet::sms_request;
 use comms_tests::{TestEnv, eventually};
 use serde_json::json;
@@ -167,7 +167,7 @@ async fn an_sms_enqueued_over_http_is_driven_to_delivered_by_signed_callbacks() 
     let fleet = Fleet::start().await;
     let auth = format!(
         "Bearer {}",
-        keys::create(&fleet.env.pool, "crm", Role::Enqueue)
+        api_keys::create(&fleet.env.pool, "crm", Role::Enqueue)
             .await
             .expect("key")
             .key

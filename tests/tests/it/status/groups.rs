@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use comms_shared::runtime::{Handler, Incoming, Outcome};
+use comms_runtime::runtime::{Handler, Incoming, Outcome};
 use comms_status::StatusHandler;
 use comms_tests::TestEnv;
 use lapin::types::{AMQPValue, FieldTable};

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use comms_sandbox::{CallbackStatus, FaultSpec};
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::eventually;
 use comms_tests::fleet::{SendFleet, sms_request};
 use serde_json::json;

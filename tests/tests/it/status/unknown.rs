@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
-use comms_shared::runtime::{Handler, Incoming, Outcome};
+use comms_runtime::runtime::{Handler, Incoming, Outcome};
 use comms_status::StatusHandler;
 use comms_tests::eventually;
 use lapin::types::{AMQPValue, FieldTable};
@@ -19,7 +19,7 @@ fn incoming(body: &[u8], received_at: chrono::DateTime<Utc>, retry_attempt: u32)
     );
     headers.insert(
         "x-comms-content-type".into(),
-        AMQPValue::LongString(comms_shared::webhook_body::FORM.into()),
+        AMQPValue::LongString(comms_domain::webhook_body::FORM.into()),
     );
     let at = received_at.to_rfc3339_opts(SecondsFormat::Millis, true);
     headers.insert(

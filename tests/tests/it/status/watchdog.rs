@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use comms_shared::pause::Scope;
-use comms_shared::pause::store as pause_store;
+use comms_domain::pause::Scope;
+use comms_domain::pause::store as pause_store;
 use comms_status::{FRESHNESS_REASON, check_freshness};
 use comms_tests::TestEnv;
 use sqlx::postgres::PgListener;

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use comms_shared::events::LifecycleEvent;
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
+use comms_domain::events::LifecycleEvent;
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::{TestEnv, eventually};
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions};

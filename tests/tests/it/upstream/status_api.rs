@@ -1,7 +1,7 @@
 //! `GET /v1/messages/{id or key}` and `GET /v1/messages`: an app reads its own messages only,
 //! never a body or a full address, and pages stay stable while messages arrive.
 
-use comms_gateway::keys::{self, Role};
+use comms_domain::api_keys::{self, Role};
 use comms_tests::fleet::sms_request;
 use serde_json::Value;
 use uuid::Uuid;
@@ -10,7 +10,7 @@ use super::{event, recorded};
 use crate::gateway::Gateway;
 
 async fn key(gw: &Gateway, name: &str) -> String {
-    let created = keys::create(&gw.env.pool, name, Role::Enqueue)
+    let created = api_keys::create(&gw.env.pool, name, Role::Enqueue)
         .await
         .expect("key");
     format!("Bearer {}", created.key)
@@ -164,7 +164,7 @@ async fn the_admin_api_registers_webhooks_for_oncall_keys_and_refuses_internal_u
     let enqueue = key(&gw, "crm").await;
     let oncall = format!(
         "Bearer {}",
-        keys::create(&gw.env.pool, "pager", Role::Oncall)
+        api_keys::create(&gw.env.pool, "pager", Role::Oncall)
             .await
             .expect("key")
             .key

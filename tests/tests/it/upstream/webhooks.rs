@@ -11,10 +11,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use comms_shared::events::{WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER, verify_webhook};
-use comms_shared::runtime::Runtime;
-use comms_shared::shutdown::Shutdown;
-use comms_shared::webhooks::{NewWebhook, register};
+use comms_domain::events::{WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER, verify_webhook};
+use comms_domain::webhooks::{NewWebhook, register};
+use comms_runtime::runtime::Runtime;
+use comms_runtime::shutdown::Shutdown;
 use comms_tests::{TestEnv, eventually};
 use tokio::net::TcpListener;
 

@@ -12,9 +12,9 @@
 //! 6. an approved revision is published: one send request per contact and channel.
 
 use chrono::{DateTime, Utc};
-use comms_shared::amqp::Publisher;
-use comms_shared::approvals::approval_hash;
-use comms_shared::runtime::Runtime;
+use comms_domain::approvals::approval_hash;
+use comms_runtime::amqp::Publisher;
+use comms_runtime::runtime::Runtime;
 use serde_json::json;
 use uuid::Uuid;
 

@@ -152,7 +152,7 @@ impl Facts {
             "figures": self.figures,
             "as_of": as_of.format("%Y-%m-%d").to_string(),
             "caveat": caveat,
-            "view_url": comms_shared::digests::link::PLACEHOLDER,
+            "view_url": comms_domain::digests::link::PLACEHOLDER,
         })
     }
 }

@@ -2,7 +2,7 @@
 //! (email, portal), idempotency key `digest:<period>:<contact>:<channel>`.
 //!
 //! Each send carries the recipient's own signed report-view link (template variable `view_url`,
-//! `comms_shared::digests::link`), valid for `digest.view_ttl` from the first publish and stored
+//! `comms_domain::digests::link`), valid for `digest.view_ttl` from the first publish and stored
 //! with the send, so a replay hands over the same link and the sender can put it back to the
 //! placeholder the approved wording carries.
 //!
@@ -12,10 +12,10 @@
 //! key, so a replay, a rebuild or a restart never sends twice.
 
 use chrono::{DateTime, Utc};
-use comms_shared::amqp::{Outgoing, PublishError, Publisher};
-use comms_shared::digests::link::{self, ViewLink};
-use comms_shared::digests::send_key;
-use comms_shared::runtime::Runtime;
+use comms_domain::digests::link::{self, ViewLink};
+use comms_domain::digests::send_key;
+use comms_runtime::amqp::{Outgoing, PublishError, Publisher};
+use comms_runtime::runtime::Runtime;
 use secrecy::ExposeSecret;
 use serde_json::json;
 use uuid::Uuid;

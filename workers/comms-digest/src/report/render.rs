@@ -2,9 +2,9 @@
 //! approved template versions, and the sender's portal-safe check, so what the owner approves is
 //! byte for byte what goes out.
 
+use comms_domain::contract::{Kind, parse_send_request};
 use comms_sender::portal_safe::{self, Wording};
 use comms_sender::render::{self, Rendered};
-use comms_shared::contract::{Kind, parse_send_request};
 use serde_json::json;
 use sqlx::PgPool;
 

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use comms_shared::events::{
+use comms_domain::events::{
     WEBHOOK_EVENT_ID_HEADER, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER, sign_webhook,
 };
-use comms_shared::webhooks::check_url;
+use comms_domain::webhooks::check_url;
 use uuid::Uuid;
 
 use super::store::Webhook;

@@ -12,15 +12,15 @@
 mod deliver;
 mod store;
 
-use comms_shared::amqp::header_str;
-use comms_shared::events::LifecycleEvent;
-use comms_shared::runtime::{Handler, Incoming, Outcome, Runtime};
+use comms_domain::events::LifecycleEvent;
+use comms_runtime::amqp::header_str;
+use comms_runtime::runtime::{Handler, Incoming, Outcome, Runtime};
 use uuid::Uuid;
 
 pub use deliver::Attempt;
 pub use store::Webhook;
 
-pub use comms_shared::events::WEBHOOK_REPLAY_HEADER as REPLAY_HEADER;
+pub use comms_domain::events::WEBHOOK_REPLAY_HEADER as REPLAY_HEADER;
 
 /// Delivers events to webhooks.
 pub struct WebhookHandler {
@@ -54,14 +54,14 @@ impl WebhookHandler {
     ) -> Outcome {
         let hooks = match store::subscribed(&self.pool, event, replay).await {
             Ok(hooks) => hooks,
-            Err(error) => return comms_shared::db_error::outcome(&error),
+            Err(error) => return comms_runtime::db_error::outcome(&error),
         };
         let mut pending = 0usize;
         for hook in hooks {
             match self.deliver_one(&hook, event, body, replay.is_some()).await {
                 Ok(true) => {}
                 Ok(false) => pending += 1,
-                Err(error) => return comms_shared::db_error::outcome(&error),
+                Err(error) => return comms_runtime::db_error::outcome(&error),
             }
         }
         if pending == 0 {

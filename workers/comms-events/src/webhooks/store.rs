@@ -1,6 +1,6 @@
 //! The webhook tables: who subscribed, each delivery's state, failures and disabling.
 
-use comms_shared::events::LifecycleEvent;
+use comms_domain::events::LifecycleEvent;
 use sqlx::PgPool;
 use uuid::Uuid;
 

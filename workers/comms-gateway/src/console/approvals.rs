@@ -2,7 +2,7 @@
 //! delegate an owner named), with the rendered content, the recipient masked, the record and the
 //! age; approve, reject with a reason, or mark an AI draft reviewed.
 //!
-//! Decisions are `comms_shared::approvals::decide`, the rules `commsctl approve` and the admin API
+//! Decisions are `comms_domain::approvals::decide`, the rules `commsctl approve` and the admin API
 //! apply, with the key's name as the person deciding; an approved message is handed back to
 //! `comms.send` exactly as the admin API does it.
 
@@ -10,15 +10,15 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use comms_shared::approvals::{self, ApprovalError, Decision};
+use comms_domain::approvals::{self, ApprovalError, Decision};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::session::{Operator, see_other};
 use super::view;
-use crate::keys::Role;
 use crate::state::GatewayState;
+use comms_domain::api_keys::Role;
 
 #[derive(Debug, Serialize)]
 struct Card {
@@ -153,14 +153,14 @@ async fn refused(state: &GatewayState, operator: &Operator, error: &ApprovalErro
         ApprovalError::NotWaiting { .. } | ApprovalError::WrongGate { .. } => StatusCode::CONFLICT,
         ApprovalError::NotAllowed { .. } | ApprovalError::NotOwner { .. } => StatusCode::FORBIDDEN,
         ApprovalError::Missing(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        ApprovalError::Db(db) if comms_shared::db_error::is_transient(db) => {
+        ApprovalError::Db(db) if comms_runtime::db_error::is_transient(db) => {
             tracing::warn!(error = %db, "approval decision could not be recorded");
             return view::unavailable(Some(operator));
         }
         ApprovalError::Db(_) => StatusCode::UNPROCESSABLE_ENTITY,
     };
     let problem = match error {
-        ApprovalError::Db(db) => comms_shared::db_error::refused_reason(db),
+        ApprovalError::Db(db) => comms_runtime::db_error::refused_reason(db),
         other => other.to_string(),
     };
     render(

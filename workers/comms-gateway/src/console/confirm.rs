@@ -6,7 +6,7 @@ use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use comms_shared::pause::Scope;
+use comms_domain::pause::Scope;
 use minijinja::context;
 use sqlx::PgPool;
 

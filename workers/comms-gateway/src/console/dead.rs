@@ -1,9 +1,9 @@
 //! The dead-letter page: how many dead letters wait in `comms.dead`, the dead letters themselves
 //! (`internal.rejected_input`, after collecting `comms.dead` into it) with their queue and reason,
-//! masked like every dead-letter listing (`comms_shared::dead::mask`), and the replay and purge
+//! masked like every dead-letter listing (`comms_domain::dead::mask`), and the replay and purge
 //! forms. Payloads are not shown: they can hold personal data.
 //!
-//! Replay and purge call `comms_shared::dead::replay` and `purge`, the code behind
+//! Replay and purge call `comms_domain::dead::replay` and `purge`, the code behind
 //! `commsctl dead replay|purge` and `POST /v1/dead/replay|purge`: a reason is required, the action
 //! is audited in `internal.dead_letter_actions` with the key's name, and a replay goes through the
 //! normal path (pause, rate limits and idempotency apply). "Preview" is the dry run.
@@ -12,7 +12,7 @@ use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use comms_shared::dead::{self, ActionReport, ActionRequest, DeadError, Filter};
+use comms_domain::dead::{self, ActionReport, ActionRequest, DeadError, Filter};
 use minijinja::context;
 use serde::Deserialize;
 

@@ -1,9 +1,9 @@
 //! The digests page: report digests (state, client, period, why one is blocked), the clients whose
 //! digests are held, and one digest with its content, approval and sends with their delivery
-//! states — `comms_shared::digests::view`, what `commsctl digest list|show` print.
+//! states — `comms_domain::digests::view`, what `commsctl digest list|show` print.
 //!
 //! An owner key may approve a digest waiting for approval and release a client's held digests:
-//! `comms_shared::digests::decide`, with the key's name as who decided, then the `digest.report`
+//! `comms_domain::digests::decide`, with the key's name as who decided, then the `digest.report`
 //! job that publishes (or builds again) is enqueued, as `commsctl digest approve|release` do.
 
 use axum::Form;
@@ -11,17 +11,17 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use comms_shared::amqp::Outgoing;
-use comms_shared::digests::decide::{self, DecideError};
-use comms_shared::digests::{self, view as digest_view};
+use comms_domain::digests::decide::{self, DecideError};
+use comms_domain::digests::{self, view as digest_view};
+use comms_runtime::amqp::Outgoing;
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::session::{Operator, see_other};
 use super::view;
-use crate::keys::Role;
 use crate::state::GatewayState;
+use comms_domain::api_keys::Role;
 
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {

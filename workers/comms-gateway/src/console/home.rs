@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use comms_shared::queues::QueueDepth;
+use comms_runtime::queues::QueueDepth;
 use minijinja::{Value, context};
 use serde::Serialize;
 use sqlx::PgPool;

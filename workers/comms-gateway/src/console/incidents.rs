@@ -1,7 +1,7 @@
 //! The incidents page: the latest incidents (state, severity, affected clients, whether automation
 //! is paused, time to first notice and to resolution) and one incident's whole story — events,
 //! pauses, approvals, notices with their message counts per channel and state, skipped contacts by
-//! reason. It reads `comms_shared::incidents::ops::{list, show}`, what `commsctl incident list|show`
+//! reason. It reads `comms_domain::incidents::ops::{list, show}`, what `commsctl incident list|show`
 //! print, so internal notes (`summary_internal`) are never part of it.
 //!
 //! An owner key may record the decision that lifts an incident's client pauses: the same
@@ -12,15 +12,15 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use comms_shared::incidents::ops::{self as incidents, IncidentError};
+use comms_domain::incidents::ops::{self as incidents, IncidentError};
 use minijinja::context;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::session::{Operator, see_other};
 use super::view;
-use crate::keys::Role;
 use crate::state::GatewayState;
+use comms_domain::api_keys::Role;
 
 /// How many incidents the list shows, newest first.
 const LISTED: i64 = 100;

@@ -13,8 +13,8 @@ use subtle::ConstantTimeEq;
 
 use super::session::{self, COOKIE, LOGIN_COOKIE, Operator};
 use super::view;
-use crate::keys::{Role, generate_key};
 use crate::state::GatewayState;
+use comms_domain::api_keys::{Role, generate_key};
 
 /// How long the login form stays valid.
 const LOGIN_FORM_SECONDS: u64 = 600;

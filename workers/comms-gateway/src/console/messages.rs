@@ -1,5 +1,5 @@
 //! Finding messages and reading one's whole timeline (what `commsctl message` shows, from the
-//! same `comms_shared::timeline`).
+//! same `comms_domain::timeline`).
 //!
 //! Search is by idempotency key or id (straight to the message), or by recipient (an exact
 //! address, never a partial one), state or client, newest 50 first. Listings never show a
@@ -11,8 +11,8 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use comms_shared::privacy::access::{self, Access, Via};
-use comms_shared::timeline::{self, MessageSummary, SUMMARY_COLUMNS};
+use comms_domain::privacy::access::{self, Access, Via};
+use comms_domain::timeline::{self, MessageSummary, SUMMARY_COLUMNS};
 use minijinja::context;
 use serde::Deserialize;
 use uuid::Uuid;

@@ -3,7 +3,7 @@
 //!
 //! Server-rendered HTML from embedded minijinja templates, one module per page, with one small
 //! committed script (the home page's live refresh) and no front-end build. It calls the same code
-//! as `commsctl` and the admin API — `comms_shared::pause::store`, `approvals`, `tasks`,
+//! as `commsctl` and the admin API — `comms_domain::pause::store`, `approvals`, `tasks`,
 //! `timeline` — so a scope paused here is paused everywhere, by the same rules.
 //!
 //! Every page needs a session ([`session`]); every state-changing form is checked for its CSRF

@@ -3,7 +3,7 @@
 //! confirmation step ([`super::confirm`]) that says what will stop and how much is in flight,
 //! resume per scope, and after a resume the release progress of what the pause held.
 //!
-//! Changes go through `comms_shared::pause::store`, like `commsctl pause` and `POST /v1/pause`:
+//! Changes go through `comms_domain::pause::store`, like `commsctl pause` and `POST /v1/pause`:
 //! the same rules, the same history, the same `NOTIFY` that every sender applies at once. The
 //! actor recorded is the key's name.
 
@@ -12,8 +12,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use comms_shared::pause::Scope;
-use comms_shared::pause::store::{self, PauseError, PauseRequest};
+use comms_domain::pause::Scope;
+use comms_domain::pause::store::{self, PauseError, PauseRequest};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;

@@ -21,8 +21,8 @@ use uuid::Uuid;
 
 use super::view;
 use crate::auth::ApiCaller;
-use crate::keys::{Role, generate_key, hash_key};
 use crate::state::GatewayState;
+use comms_domain::api_keys::{Role, generate_key, hash_key};
 
 /// The session cookie.
 pub const COOKIE: &str = "comms_console";

@@ -1,12 +1,12 @@
 //! The tasks page: open owner tasks by owner and age (one owner's with `?owner=`), and closing
-//! one — through `comms_shared::tasks::close`, as `commsctl tasks done` does, so closing a reply
+//! one — through `comms_domain::tasks::close`, as `commsctl tasks done` does, so closing a reply
 //! task records the response time. The key's name is recorded as who closed it.
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use comms_shared::tasks::{self, TaskError};
+use comms_domain::tasks::{self, TaskError};
 use minijinja::context;
 use serde::Deserialize;
 use uuid::Uuid;

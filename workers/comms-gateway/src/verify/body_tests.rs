@@ -1,8 +1,8 @@
 //! Twilio's signature over exactly what the workers read: every content type, with and without
 //! `bodySHA256`, through the same reader the gateway and the workers use
-//! (`comms_shared::webhook_body`), including the forged-callback attack of issue 12.
+//! (`comms_domain::webhook_body`), including the forged-callback attack of issue 12.
 
-use comms_shared::webhook_body::{self, JSON};
+use comms_domain::webhook_body::{self, JSON};
 
 use super::tests::{T_TOKEN, T_URL, default_params, twilio_read};
 use super::twilio;

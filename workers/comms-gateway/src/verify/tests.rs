@@ -2,7 +2,7 @@
 //! twilio-python, twilio-node, twilio-go; SendGrid's: sendgrid-python, sendgrid-nodejs), copied
 //! from the team's providers reference, plus the negative cases those suites assert.
 
-use comms_shared::webhook_body::{self, Fields, Format, JSON};
+use comms_domain::webhook_body::{self, Fields, Format, JSON};
 
 use super::{sendgrid, twilio};
 

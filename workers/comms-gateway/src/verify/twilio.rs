@@ -9,7 +9,7 @@
 //!   new ones without notice;
 //! - a JSON body is signed over the URL alone, which must carry `bodySHA256`, and the body's
 //!   SHA-256 must match that parameter; JSON without it is refused, because the signature would
-//!   then cover nothing the workers read (`comms_shared::webhook_body` decides how a body is
+//!   then cover nothing the workers read (`comms_domain::webhook_body` decides how a body is
 //!   read, for the gateway and the workers alike);
 //! - like the SDKs, a signature computed over the URL with its port removed, or with the scheme's
 //!   default port added, is accepted, and so is one over the query percent-encoded the way a
@@ -18,7 +18,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use comms_shared::webhook_body::{Fields, Format};
+use comms_domain::webhook_body::{Fields, Format};
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
@@ -54,7 +54,7 @@ impl Refusal {
 }
 
 /// Checks that `signature` is Twilio's signature of a request to `url` whose body `raw` was read
-/// as `body` (by `comms_shared::webhook_body`, as the workers will read it):
+/// as `body` (by `comms_domain::webhook_body`, as the workers will read it):
 ///
 /// - a form: the URL followed by the sorted fields;
 /// - JSON: the URL alone, which must carry `bodySHA256`, equal to the SHA-256 of `raw`.

@@ -14,8 +14,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{SecondsFormat, Utc};
-use comms_shared::amqp::Outgoing;
-use comms_shared::webhook_body::BodyError;
+use comms_domain::webhook_body::BodyError;
+use comms_runtime::amqp::Outgoing;
 use lapin::types::{AMQPValue, FieldTable};
 use tracing::Instrument;
 
@@ -57,7 +57,7 @@ pub(crate) async fn publish(
     headers.insert(CONTENT_TYPE_HEADER.into(), text(payload.content_type));
     let received_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     headers.insert(RECEIVED_AT_HEADER.into(), text(&received_at));
-    comms_shared::trace_context::inject_current(&mut headers);
+    comms_runtime::trace_context::inject_current(&mut headers);
     let inner = state.inner();
     let exchange = inner.topology.provider_exchange();
     let routing_key = format!("{}.{}", payload.kind, payload.provider);
@@ -87,7 +87,7 @@ pub(crate) async fn accept(state: &GatewayState, payload: Verified<'_>, ok: Resp
         webhook.kind = kind,
     );
     if let Some(traceparent) = &payload.traceparent {
-        comms_shared::trace_context::set_parent_from_traceparent(traceparent, &span);
+        comms_runtime::trace_context::set_parent_from_traceparent(traceparent, &span);
     }
     match publish(state, payload).instrument(span).await {
         Ok(()) => {

@@ -9,7 +9,7 @@
 //!
 //! The workers read what the signature (or the secret) covers: the event batch is signed byte for
 //! byte and read as JSON whatever else arrives; Inbound Parse is authenticated as a whole request
-//! by its secret. A content type other than the endpoint's (`comms_shared::webhook_body`) is 415.
+//! by its secret. A content type other than the endpoint's (`comms_domain::webhook_body`) is 415.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use axum::http::header;
-use comms_shared::webhook_body::{self, SENDGRID_EVENTS, SENDGRID_INBOUND};
+use comms_domain::webhook_body::{self, SENDGRID_EVENTS, SENDGRID_INBOUND};
 
 use super::{Verified, accept, count, header_text, refused_body, refused_content};
 use crate::reply;

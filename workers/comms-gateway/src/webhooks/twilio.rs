@@ -4,7 +4,7 @@
 //! The signed URL is rebuilt from `gateway.public_url` plus the request's path and query, because
 //! behind a load balancer the URL the gateway sees is not the one Twilio called. A missing
 //! signature is 400 and a wrong one 403, as in Twilio's own middleware. The body is read by its
-//! content type (`comms_shared::webhook_body`: a form or JSON, anything else 415) before the
+//! content type (`comms_domain::webhook_body`: a form or JSON, anything else 415) before the
 //! signature is checked over what was read, so the workers act only on signed content.
 
 use axum::body::Bytes;
@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
 
-use comms_shared::webhook_body;
+use comms_domain::webhook_body;
 
 use super::{Verified, accept, count, header_text, refused_body, refused_content};
 use crate::reply;

@@ -11,9 +11,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::callbacks::{self, EmailCallback};
-use crate::faults::{self, Fault};
+use crate::fault_routes;
+use crate::faults::{Channel, Fault};
 use crate::ids;
-use crate::state::{AppState, Channel, Provider, RecordedMessage};
+use crate::state::{AppState, Provider, RecordedMessage};
 
 mod request;
 use request::{MailSend, validate};
@@ -142,7 +143,7 @@ pub(crate) async fn send_mail(
         .take_request_fault(Channel::Email, &recipients);
     if let Some(fault) = fault {
         tracing::info!(fault = %fault.id, "sendgrid send faulted");
-        return faults::respond(&state, &fault, fault_response).await;
+        return fault_routes::respond(&state, &fault, fault_response).await;
     }
 
     let message_id = ids::sendgrid_message_id();

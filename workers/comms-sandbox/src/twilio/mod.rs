@@ -11,9 +11,10 @@ use chrono::Utc;
 use serde_json::json;
 
 use crate::callbacks::{self, SmsCallback};
-use crate::faults::{self, Fault};
-use crate::state::{AppState, Channel, Provider, RecordedMessage};
-use crate::{ids, segments};
+use crate::fault_routes;
+use crate::faults::{Channel, Fault};
+use crate::ids;
+use crate::state::{AppState, Provider, RecordedMessage};
 
 pub(crate) mod request;
 use request::SmsRequest;
@@ -114,7 +115,7 @@ pub(crate) async fn create_message(
     let fault = state.faults().take_request_fault(Channel::Sms, &[&to]);
     if let Some(fault) = fault {
         tracing::info!(fault = %fault.id, "twilio send faulted");
-        return faults::respond(&state, &fault, fault_response).await;
+        return fault_routes::respond(&state, &fault, fault_response).await;
     }
 
     let sid = ids::twilio_sid("SM");
@@ -184,7 +185,7 @@ fn resource(
         "from": from,
         "messaging_service_sid": service_sid,
         "num_media": "0",
-        "num_segments": segments::count_segments(&message.body).to_string(),
+        "num_segments": comms_domain::sms::analyse(&message.body).segments.to_string(),
         "price": null,
         "price_unit": "USD",
         "sid": message.id,

@@ -5,16 +5,16 @@
 //! are recorded in one statement; holds, failures and retries each through the one-message
 //! outcome code, side by side.
 
-use comms_shared::pause::ActivePause;
-use comms_shared::runtime::Outcome;
+use comms_domain::pause::ActivePause;
+use comms_runtime::runtime::Outcome;
 use futures_util::future::join_all;
 use tracing::Instrument;
 
 use super::Decided;
 use super::write::{self, Accepted, NewMessage};
-use crate::handler::SendHandler;
 use crate::outcomes;
 use crate::providers::{Dispatch, Outbound};
+use crate::sender::SendHandler;
 use crate::store::Message;
 
 /// What became of one claimed message at the provider's door.
@@ -105,7 +105,7 @@ pub(super) async fn send_claimed(
                 };
                 (
                     index,
-                    outcome.unwrap_or_else(|e| comms_shared::db_error::outcome(&e)),
+                    outcome.unwrap_or_else(|e| comms_runtime::db_error::outcome(&e)),
                 )
             }),
     )

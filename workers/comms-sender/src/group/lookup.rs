@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use comms_shared::contract::{RecordType, ValidSendRequest};
+use comms_domain::contract::{RecordType, ValidSendRequest};
 use sqlx::PgPool;
 use uuid::Uuid;
 

@@ -20,17 +20,17 @@ mod write;
 
 use std::collections::{HashMap, HashSet};
 
-use comms_shared::contract::{Channel, Kind, RecordType, ValidSendRequest};
-use comms_shared::db_error;
-use comms_shared::pause::switch::Verdict;
-use comms_shared::runtime::{Handler, Incoming, Outcome};
+use comms_domain::contract::{Channel, Kind, RecordType, ValidSendRequest};
+use comms_domain::pause::switch::Verdict;
+use comms_runtime::db_error;
+use comms_runtime::runtime::{Incoming, Outcome};
 use futures_util::future::join_all;
 use tracing::Instrument;
 
-use crate::handler::{SendHandler, stage};
 use crate::portal_safe;
 use crate::preflight;
 use crate::render;
+use crate::sender::{SendHandler, stage};
 use write::NewMessage;
 
 /// Decides `deliveries`, one outcome each, in order.
@@ -59,7 +59,12 @@ pub async fn handle(handler: &SendHandler, deliveries: &[Incoming]) -> Vec<Outco
     let one_by_one = |indexes: Vec<usize>| {
         join_all(indexes.into_iter().map(|i| async move {
             let span = member_span(&deliveries[i]);
-            (i, handler.handle(&deliveries[i]).instrument(span).await)
+            (
+                i,
+                crate::one::handle(handler, &deliveries[i])
+                    .instrument(span)
+                    .await,
+            )
         }))
     };
     let ((decided, left), others) = tokio::join!(
@@ -87,7 +92,7 @@ fn ordinary(request: &ValidSendRequest, now: chrono::DateTime<chrono::Utc>) -> b
     matches!(request.channel, Channel::Sms | Channel::Email)
         && request.record.record_type != RecordType::Incident
         && !matches!(request.kind, Kind::Outreach | Kind::ReviewRequest)
-        && comms_shared::pause::sequence_of_trigger(&request.trigger).is_none()
+        && comms_domain::pause::sequence_of_trigger(&request.trigger).is_none()
         && !preflight::needs_approval(request)
         && !portal_safe::applies(request)
         && !request.ai_draft
@@ -96,7 +101,7 @@ fn ordinary(request: &ValidSendRequest, now: chrono::DateTime<chrono::Utc>) -> b
 
 fn metrics() -> &'static prometheus::Histogram {
     static SIZE: std::sync::LazyLock<prometheus::Histogram> = std::sync::LazyLock::new(|| {
-        comms_shared::metrics::histogram(
+        comms_runtime::metrics::histogram(
             "comms_sender_group_size",
             "New ordinary send requests decided together in one group",
             &[],
@@ -191,7 +196,7 @@ async fn send_together(
             clear_index.push(*index);
             let span = member_span(&deliveries[*index]);
             clear.push(NewMessage {
-                traceparent: comms_shared::trace_context::traceparent_of(&span),
+                traceparent: comms_runtime::trace_context::traceparent_of(&span),
                 span,
                 request,
                 contact_id: contact.contact_id,
@@ -255,7 +260,7 @@ fn member_span(delivery: &Incoming) -> tracing::Span {
         queue.name = %delivery.queue,
         message.amqp_id = delivery.message_id.as_deref().unwrap_or(""),
     );
-    comms_shared::trace_context::set_parent_from(&delivery.headers, &span);
+    comms_runtime::trace_context::set_parent_from(&delivery.headers, &span);
     span
 }
 

@@ -5,7 +5,7 @@
 //! new (a known key is left to the one-message path), it moves to `sent` only from `sending`, and
 //! every state change has its event in the same statement.
 
-use comms_shared::contract::ValidSendRequest;
+use comms_domain::contract::ValidSendRequest;
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;

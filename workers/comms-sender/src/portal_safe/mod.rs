@@ -21,7 +21,7 @@ mod patterns;
 #[cfg(test)]
 mod tests;
 
-use comms_shared::contract::{Channel, Kind, ValidSendRequest};
+use comms_domain::contract::{Channel, Kind, ValidSendRequest};
 use serde::Serialize;
 
 use patterns::Patterns;

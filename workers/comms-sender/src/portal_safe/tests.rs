@@ -1,6 +1,6 @@
 //! Each class of leak is caught, named once and located; clean wording passes.
 
-use comms_shared::contract::Kind;
+use comms_domain::contract::Kind;
 
 use super::{Problem, Wording, check};
 

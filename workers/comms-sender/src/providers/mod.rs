@@ -12,7 +12,7 @@ mod twilio;
 
 use std::time::Duration;
 
-use comms_shared::settings::Settings;
+use comms_runtime::settings::Settings;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use sqlx::PgPool;
 use tracing::Instrument;
@@ -82,11 +82,11 @@ impl Providers {
             .connect_timeout(Duration::from_secs(5))
             .build()?;
         let smtp = match settings.providers.email {
-            comms_shared::settings::EmailTransport::Smtp => Some(
+            comms_runtime::settings::EmailTransport::Smtp => Some(
                 smtp::transport(&settings.providers.smtp, settings.sender.provider_timeout)
                     .map_err(ProviderSetupError::Smtp)?,
             ),
-            comms_shared::settings::EmailTransport::Sendgrid => None,
+            comms_runtime::settings::EmailTransport::Sendgrid => None,
         };
         Ok(Self {
             http,
@@ -158,7 +158,7 @@ fn redact(reason: &str, to: &str) -> String {
     } else {
         reason.to_string()
     };
-    comms_shared::privacy::redact(&reason)
+    comms_domain::privacy::redact(&reason)
 }
 
 /// `Retry-After` as seconds or an HTTP date.

@@ -1,7 +1,7 @@
 //! SendGrid's v3 `mail/send`: bearer key, JSON body, `202 Accepted` with `X-Message-Id`.
 //! Our message id travels in `custom_args`, so event webhooks can be matched back to it.
 
-use comms_shared::settings::Settings;
+use comms_runtime::settings::Settings;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
@@ -26,9 +26,9 @@ pub(super) fn reply_headers(all: &Settings, message: &Outbound) -> (serde_json::
     let reply_to = format!("reply+{}@{domain}", message.message_id.simple());
     let mut headers = json!({ "Message-ID": format!("<comms.{}@{domain}>", message.message_id) });
     if message.kind == "outreach" || message.kind == "review_request" {
-        let token = comms_shared::unsubscribe::sign(
+        let token = comms_domain::unsubscribe::sign(
             all.replies.unsubscribe_secret.expose_secret().as_bytes(),
-            &comms_shared::unsubscribe::Unsubscribe {
+            &comms_domain::unsubscribe::Unsubscribe {
                 contact_id: message.contact_id,
                 channel: "email".into(),
             },

@@ -6,7 +6,7 @@
 //! itself (RFC 2045 §4): without it the UTF-8 charset and quoted-printable encoding it declares
 //! need not be honoured.
 
-use comms_shared::settings::{Settings, SmtpSettings, SmtpTls};
+use comms_runtime::settings::{Settings, SmtpSettings, SmtpTls};
 use lettre::message::Mailbox;
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue, MIME_VERSION_1_0};
 use lettre::transport::smtp::authentication::Credentials;

@@ -1,7 +1,7 @@
 //! Twilio's Messages API: `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`, form fields,
 //! HTTP basic auth with the account SID and auth token.
 
-use comms_shared::settings::TwilioSettings;
+use comms_runtime::settings::TwilioSettings;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
@@ -26,7 +26,7 @@ struct TwilioError {
 /// Twilio calls the URL exactly as given and signs it whole (query included), so the parameter
 /// comes back unchanged and cannot be forged.
 fn callback_url(configured: &str) -> String {
-    let Some(traceparent) = comms_shared::trace_context::current_traceparent() else {
+    let Some(traceparent) = comms_runtime::trace_context::current_traceparent() else {
         return configured.to_string();
     };
     let separator = if configured.contains('?') { '&' } else { '?' };

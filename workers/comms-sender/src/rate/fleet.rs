@@ -22,7 +22,7 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(1);
 const RETRY_STORE: Duration = Duration::from_secs(1);
 
 static LEASES: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
-    comms_shared::metrics::counter(
+    comms_runtime::metrics::counter(
         "comms_sender_rate_leases_total",
         "Lease requests to the fleet-wide rate budget, by result (granted, wait, unreachable)",
         &["channel", "result"],
@@ -30,7 +30,7 @@ static LEASES: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
 });
 
 static EXPIRED: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
-    comms_shared::metrics::counter(
+    comms_runtime::metrics::counter(
         "comms_sender_rate_tokens_expired_total",
         "Leased tokens of the fleet-wide rate budget that ran out unused in this replica",
         &["channel"],

@@ -14,7 +14,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use comms_shared::settings::{ChannelRate, RateSettings};
+use comms_runtime::settings::{ChannelRate, RateSettings};
 use governor::{DefaultKeyedRateLimiter, Jitter, Quota, RateLimiter};
 use sqlx::PgPool;
 
@@ -72,7 +72,7 @@ impl RateLimits {
                     && self.budget(channel, limits, account).try_take();
                 // Not taken: the dispatch waits in `until_ready`, which observes the wait.
                 if taken {
-                    comms_shared::metrics::observe_rate_wait(channel, Duration::ZERO);
+                    comms_domain::messages::metrics::observe_rate_wait(channel, Duration::ZERO);
                 }
                 taken
             }
@@ -92,7 +92,7 @@ impl RateLimits {
                 )
                 .await;
             self.budget(channel, limits, account).take().await;
-            comms_shared::metrics::observe_rate_wait(channel, started.elapsed());
+            comms_domain::messages::metrics::observe_rate_wait(channel, started.elapsed());
         }
     }
 

@@ -1,15 +1,15 @@
 //! `commsctl approvals` (what waits, what was decided, expiry, delegates), `commsctl approve`,
 //! `commsctl reject` and `commsctl review`: the owner's side of the approval workflow.
 //!
-//! The rules live in `comms_shared::approvals`, shared with the gateway's admin API; this file
+//! The rules live in `comms_domain::approvals`, shared with the gateway's admin API; this file
 //! only parses, prints, and hands an approved message back to the sender.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use comms_shared::amqp::Publisher;
-use comms_shared::approvals::{self, Decided, Decision};
-use comms_shared::settings::Settings;
-use comms_shared::topology::Topology;
+use comms_domain::approvals::{self, Decided, Decision};
+use comms_runtime::amqp::Publisher;
+use comms_runtime::settings::Settings;
+use comms_runtime::topology::Topology;
 use sqlx::PgPool;
 
 #[derive(Debug, Args)]
@@ -270,7 +270,7 @@ pub async fn decide(
 
 async fn republish(settings: &Settings, pool: &PgPool, decided: &Decided) -> anyhow::Result<()> {
     let topology = Topology::new(settings.amqp.namespace.clone());
-    let connection = comms_shared::amqp::connect(&settings.amqp, "commsctl")
+    let connection = comms_runtime::amqp::connect(&settings.amqp, "commsctl")
         .await
         .context("cannot reach RabbitMQ")?;
     let publisher = Publisher::open(&connection).await?;

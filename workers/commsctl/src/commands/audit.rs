@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use comms_shared::privacy::access::{self, AccessFilter};
+use comms_domain::privacy::access::{self, AccessFilter};
 use sqlx::PgPool;
 use uuid::Uuid;
 

@@ -1,5 +1,7 @@
 //! `commsctl clients add`: create a client record to attach messages to. The platform owns its
 //! records; this exists for first runs, demos and small installs without a CRM feed.
+//! `commsctl clients review-destination`: where the client's review requests send people
+//! (docs/outcomes.md, "Tracked review links").
 
 use clap::Subcommand;
 use sqlx::PgPool;
@@ -18,10 +20,32 @@ pub enum ClientsCommand {
         #[arg(long)]
         id: Option<Uuid>,
     },
+    /// Set where the client's tracked review links lead (an https:// review page).
+    ReviewDestination {
+        #[arg(long)]
+        client: Uuid,
+        #[arg(long)]
+        url: String,
+        /// Who sets it (default: the operator, $USER).
+        #[arg(long)]
+        by: Option<String>,
+    },
 }
 
 pub async fn run(pool: &PgPool, command: ClientsCommand, json: bool) -> anyhow::Result<()> {
-    let ClientsCommand::Add { name, owner, id } = command;
+    let (name, owner, id) = match command {
+        ClientsCommand::Add { name, owner, id } => (name, owner, id),
+        ClientsCommand::ReviewDestination { client, url, by } => {
+            let by = super::pause::operator(by);
+            comms_domain::outcomes::review_link::set_destination(pool, client, &url, &by).await?;
+            if json {
+                println!("{}", serde_json::json!({ "client": client, "set_by": by }));
+            } else {
+                println!("review destination of client {client} set by {by}");
+            }
+            return Ok(());
+        }
+    };
     let id: Uuid = sqlx::query_scalar(
         "INSERT INTO comms.clients (id, name, owner) VALUES (COALESCE($1, gen_random_uuid()), $2, $3)
          ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, owner = EXCLUDED.owner

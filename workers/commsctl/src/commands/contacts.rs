@@ -2,8 +2,8 @@
 //! only what the law requires (docs/privacy.md).
 
 use clap::{Args, Subcommand};
-use comms_shared::privacy::erase::{self, ForgetRequest, Subject};
-use comms_shared::settings::Settings;
+use comms_domain::privacy::erase::{self, ForgetRequest, Subject};
+use comms_runtime::settings::Settings;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use uuid::Uuid;

@@ -1,5 +1,5 @@
 //! `commsctl dead list|show|replay|purge`: the dead letters an operator can act on
-//! (docs/operations.md#dead-letters). The rules live in `comms_shared::dead`, shared with the
+//! (docs/operations.md#dead-letters). The rules live in `comms_domain::dead`, shared with the
 //! gateway's admin API; this file parses, connects and prints.
 //!
 //! Every command first collects what waits in `comms.dead` into `internal.rejected_input`, so the
@@ -7,10 +7,10 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use comms_shared::amqp::Publisher;
-use comms_shared::dead::{self, ActionReport, ActionRequest, DeadLetter, Filter};
-use comms_shared::settings::Settings;
-use comms_shared::topology::Topology;
+use comms_domain::dead::{self, ActionReport, ActionRequest, DeadLetter, Filter};
+use comms_runtime::amqp::Publisher;
+use comms_runtime::settings::Settings;
+use comms_runtime::topology::Topology;
 use sqlx::PgPool;
 
 #[derive(Debug, Subcommand)]
@@ -114,7 +114,7 @@ impl Scope {
 /// The broker link of one command: a confirm-mode publisher on the settings' namespace.
 async fn broker(settings: &Settings) -> anyhow::Result<(lapin::Connection, Publisher)> {
     let topology = Topology::new(settings.amqp.namespace.clone());
-    let connection = comms_shared::amqp::connect(&settings.amqp, "commsctl")
+    let connection = comms_runtime::amqp::connect(&settings.amqp, "commsctl")
         .await
         .context("cannot reach RabbitMQ")?;
     let publisher = Publisher::open(&connection).await?;

@@ -5,10 +5,10 @@
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use comms_shared::amqp::Publisher;
-use comms_shared::digests::{self, decide, view};
-use comms_shared::settings::Settings;
-use comms_shared::topology::Topology;
+use comms_domain::digests::{self, decide, view};
+use comms_runtime::amqp::Publisher;
+use comms_runtime::settings::Settings;
+use comms_runtime::topology::Topology;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -140,7 +140,7 @@ async fn enqueue(settings: &Settings, periods: &[Uuid], owner: &str) -> anyhow::
         return Ok(());
     }
     let topology = Topology::new(settings.amqp.namespace.clone());
-    let connection = comms_shared::amqp::connect(&settings.amqp, "commsctl")
+    let connection = comms_runtime::amqp::connect(&settings.amqp, "commsctl")
         .await
         .context("cannot reach RabbitMQ (is it running? `make services`)")?;
     let publisher = Publisher::open(&connection).await?;

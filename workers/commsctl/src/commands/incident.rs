@@ -3,15 +3,15 @@
 //!
 //! declare/update/verify/resolve publish an incident event to `comms.incident` exactly as incident
 //! tooling would (checked by the worker's own decoder first), then wait briefly for the worker to
-//! apply it. show/list/resume-automation use `comms_shared::incidents::ops`, as the gateway does.
+//! apply it. show/list/resume-automation use `comms_domain::incidents::ops`, as the gateway does.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use comms_shared::incidents::event::{Affected, EventType, Severity, TemplateRef};
-use comms_shared::incidents::ops::{self, Change, Declaration, Prepared};
-use comms_shared::settings::Settings;
+use comms_domain::incidents::event::{Affected, EventType, Severity, TemplateRef};
+use comms_domain::incidents::ops::{self, Change, Declaration, Prepared};
+use comms_runtime::settings::Settings;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 use uuid::Uuid;

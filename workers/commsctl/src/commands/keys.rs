@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use comms_gateway::keys::{self, Role};
+use comms_domain::api_keys::{self, Role};
 use sqlx::PgPool;
 
 #[derive(Debug, Subcommand)]
@@ -35,7 +35,7 @@ fn parse_role(text: &str) -> Result<Role, String> {
 pub async fn run(pool: &PgPool, command: KeysCommand, json: bool) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create { name, role } => {
-            let created = keys::create(pool, &name, role)
+            let created = api_keys::create(pool, &name, role)
                 .await
                 .context("creating the API key")?;
             if json {
@@ -53,7 +53,7 @@ pub async fn run(pool: &PgPool, command: KeysCommand, json: bool) -> anyhow::Res
             }
         }
         KeysCommand::List => {
-            let all = keys::list(pool).await.context("listing API keys")?;
+            let all = api_keys::list(pool).await.context("listing API keys")?;
             if json {
                 println!("{}", serde_json::to_string(&all)?);
             } else if all.is_empty() {
@@ -76,7 +76,7 @@ pub async fn run(pool: &PgPool, command: KeysCommand, json: bool) -> anyhow::Res
             }
         }
         KeysCommand::Revoke { name } => {
-            let count = keys::revoke(pool, &name).await?;
+            let count = api_keys::revoke(pool, &name).await?;
             if json {
                 println!("{}", serde_json::json!({ "name": name, "revoked": count }));
             } else {

@@ -3,8 +3,8 @@
 //! (`commsctl audit access`, docs/privacy.md).
 
 use anyhow::Context;
-use comms_shared::privacy::access::{self, Access, Revealed, Via};
-use comms_shared::timeline;
+use comms_domain::privacy::access::{self, Access, Revealed, Via};
+use comms_domain::timeline;
 use sqlx::PgPool;
 
 /// How the message is read: masked, or revealed by someone for a reason.

@@ -1,13 +1,13 @@
 //! `commsctl migrate`: create the database if missing and apply pending migrations.
 
 use anyhow::Context;
-use comms_shared::settings::Settings;
+use comms_runtime::settings::Settings;
 
 pub async fn run(settings: &Settings, json: bool) -> anyhow::Result<()> {
-    let applied = comms_shared::db::migrate(&settings.database)
+    let applied = comms_domain::schema::migrate(&settings.database)
         .await
         .context("migration failed (is PostgreSQL running? try `make services`)")?;
-    let total = comms_shared::db::MIGRATOR.iter().count();
+    let total = comms_domain::schema::MIGRATOR.iter().count();
     if json {
         println!(
             "{}",

@@ -4,8 +4,8 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use comms_shared::pause::store::{self, PauseRequest};
-use comms_shared::pause::{ActivePause, Scope};
+use comms_domain::pause::store::{self, PauseRequest};
+use comms_domain::pause::{ActivePause, Scope};
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -29,7 +29,7 @@ pub struct ScopeArgs {
 
 impl ScopeArgs {
     pub fn scope(&self) -> anyhow::Result<Scope> {
-        use comms_shared::contract::{Channel, Kind};
+        use comms_domain::contract::{Channel, Kind};
         if let Some(channel) = &self.channel {
             channel
                 .parse::<Channel>()
@@ -42,7 +42,7 @@ impl ScopeArgs {
             return Ok(Scope::Kind(kind.clone()));
         }
         if let Some(name) = &self.sequence {
-            if !comms_shared::sequences::valid_name(name) {
+            if !comms_domain::sequences::valid_name(name) {
                 anyhow::bail!("--sequence: expected a sequence name ([a-z0-9_.-]{{1,100}})");
             }
             return Ok(Scope::Sequence(name.clone()));

@@ -3,8 +3,8 @@
 //! would be removed and changes nothing; both are recorded in `comms.retention_runs`.
 
 use clap::Subcommand;
-use comms_shared::privacy::retention;
-use comms_shared::settings::Settings;
+use comms_domain::privacy::retention;
+use comms_runtime::settings::Settings;
 use sqlx::PgPool;
 
 #[derive(Debug, Subcommand)]

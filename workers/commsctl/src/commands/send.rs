@@ -2,10 +2,10 @@
 //! an upstream app would (exchange `comms.send`, routing key `send.<channel>`, confirmed).
 
 use anyhow::{Context, bail};
-use comms_shared::amqp::{Outgoing, Publisher};
-use comms_shared::contract::parse_send_request;
-use comms_shared::settings::Settings;
-use comms_shared::topology::Topology;
+use comms_runtime::amqp::{Outgoing, Publisher};
+use comms_domain::contract::{ValidSendRequest, parse_send_request};
+use comms_runtime::settings::Settings;
+use comms_runtime::topology::Topology;
 
 pub async fn run(settings: &Settings, file: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
@@ -21,19 +21,7 @@ pub async fn run(settings: &Settings, file: &std::path::Path, json: bool) -> any
             );
         }
     };
-    let (connection, publisher, topology) = broker(settings).await?;
-    let body = serde_json::to_vec(&request)?;
-    publisher
-        .publish(Outgoing {
-            exchange: &topology.send_exchange(),
-            routing_key: request.routing_key(),
-            body: &body,
-            message_id: Some(request.idempotency_key.clone()),
-            ..Outgoing::default()
-        })
-        .await
-        .context("the broker did not accept the request")?;
-    let _ = connection.close(200, "done".into()).await;
+    publish(settings, &request).await?;
     if json {
         println!(
             "{}",
@@ -50,12 +38,30 @@ pub async fn run(settings: &Settings, file: &std::path::Path, json: bool) -> any
     Ok(())
 }
 
+/// Publishes a valid request on `comms.send` as an upstream app would (confirmed).
+pub async fn publish(settings: &Settings, request: &ValidSendRequest) -> anyhow::Result<()> {
+    let (connection, publisher, topology) = broker(settings).await?;
+    let body = serde_json::to_vec(request)?;
+    publisher
+        .publish(Outgoing {
+            exchange: &topology.send_exchange(),
+            routing_key: request.routing_key(),
+            body: &body,
+            message_id: Some(request.idempotency_key.clone()),
+            ..Outgoing::default()
+        })
+        .await
+        .context("the broker did not accept the request")?;
+    let _ = connection.close(200, "done".into()).await;
+    Ok(())
+}
+
 /// A confirmed publisher on the fleet's topology (declared), for the commands that publish.
 pub async fn broker(
     settings: &Settings,
 ) -> anyhow::Result<(lapin::Connection, Publisher, Topology)> {
     let topology = Topology::new(settings.amqp.namespace.clone());
-    let connection = comms_shared::amqp::connect(&settings.amqp, "commsctl")
+    let connection = comms_runtime::amqp::connect(&settings.amqp, "commsctl")
         .await
         .context("cannot reach RabbitMQ (is it running? `make services`)")?;
     let publisher = Publisher::open(&connection).await?;

@@ -1,12 +1,12 @@
 //! `commsctl sequences`: add a draft version from a file, activate it (the escalation owner's
 //! approval), list, show, roll back, enrol a contact, stop an enrolment. The rules are
-//! `comms_shared::sequences`, the same the gateway and the worker apply (docs/sequences.md).
+//! `comms_domain::sequences`, the same the gateway and the worker apply (docs/sequences.md).
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use comms_shared::contract::RecordType;
-use comms_shared::sequences::enrol::{self, EnrolmentRecord, EnrolmentRequest};
-use comms_shared::sequences::{definition::Definition, parse_ref, store};
+use comms_domain::contract::RecordType;
+use comms_domain::sequences::enrol::{self, EnrolmentRecord, EnrolmentRequest};
+use comms_domain::sequences::{definition::Definition, parse_ref, store};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -189,6 +189,18 @@ pub async fn run(pool: &PgPool, command: SequencesCommand, json: bool) -> anyhow
                     counts.join(", ")
                 }
             );
+            let escalated: Vec<String> = view
+                .escalations
+                .iter()
+                .map(|(outcome, n)| format!("{n} {outcome}"))
+                .collect();
+            if !escalated.is_empty() {
+                println!(
+                    "steps escalated to {}: {}",
+                    view.sequence.escalation_owner.as_deref().unwrap_or("-"),
+                    escalated.join(", ")
+                );
+            }
             Ok(())
         }
         SequencesCommand::Rollback {

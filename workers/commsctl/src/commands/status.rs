@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use comms_shared::queues::{self, QueueDepth};
-use comms_shared::settings::Settings;
-use comms_shared::topology::Topology;
+use comms_runtime::queues::{self, QueueDepth};
+use comms_runtime::settings::Settings;
+use comms_runtime::topology::Topology;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -46,7 +46,7 @@ async fn broker_status(settings: &Settings, names: &[String]) -> (Reachability, 
     let unknown = |names: &[String]| names.iter().map(|n| QueueDepth::unknown(n)).collect();
     let connect = tokio::time::timeout(
         Duration::from_secs(5),
-        comms_shared::amqp::connect(&settings.amqp, "commsctl"),
+        comms_runtime::amqp::connect(&settings.amqp, "commsctl"),
     )
     .await;
     let connection = match connect {
@@ -78,7 +78,7 @@ async fn broker_status(settings: &Settings, names: &[String]) -> (Reachability, 
 }
 
 async fn database_status(settings: &Settings) -> (Reachability, Vec<StateCount>) {
-    let pool = match comms_shared::db::connect(&settings.database).await {
+    let pool = match comms_runtime::db::connect(&settings.database).await {
         Ok(pool) => pool,
         Err(e) => return (unreachable(e.to_string()), Vec::new()),
     };

@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use clap::Subcommand;
-use comms_shared::tasks;
+use comms_domain::tasks;
 use sqlx::PgPool;
 use uuid::Uuid;
 

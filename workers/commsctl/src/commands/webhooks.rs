@@ -7,10 +7,10 @@
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use comms_shared::amqp::Outgoing;
-use comms_shared::events::WEBHOOK_REPLAY_HEADER as REPLAY_HEADER;
-use comms_shared::settings::Settings;
-use comms_shared::webhooks::{NewWebhook, register};
+use comms_domain::events::WEBHOOK_REPLAY_HEADER as REPLAY_HEADER;
+use comms_domain::webhooks::{NewWebhook, register};
+use comms_runtime::amqp::Outgoing;
+use comms_runtime::settings::Settings;
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
 use sqlx::PgPool;
@@ -122,7 +122,7 @@ pub async fn run(
             }
         }
         WebhooksCommand::List => {
-            let all = comms_shared::webhooks::list(pool).await?;
+            let all = comms_domain::webhooks::list(pool).await?;
             if json {
                 println!("{}", serde_json::to_string(&all)?);
             } else if all.is_empty() {

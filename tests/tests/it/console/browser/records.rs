@@ -2,7 +2,7 @@
 //! its automation, reads a digest and approves it, each page checked by axe-core (and
 //! photographed with `make console-screenshots`). Part of `make console-e2e`.
 
-use comms_gateway::keys::{self, Role};
+use comms_domain::api_keys::{self, Role};
 use comms_tests::TestEnv;
 
 use super::super::records::{client, digest, incident, period};
@@ -16,7 +16,7 @@ async fn incidents_and_digests_work_in_a_browser() {
     let outage = incident(&env, acme).await;
     let june = period(&env, acme).await;
     let id = digest(&env, acme, june).await;
-    let owner = keys::create(&env.pool, "ana", Role::Owner)
+    let owner = api_keys::create(&env.pool, "ana", Role::Owner)
         .await
         .expect("key");
     let console = Console::start(&env).await;

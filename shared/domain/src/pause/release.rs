@@ -1,0 +1,196 @@
+//! Releasing held messages after a pause ends.
+//!
+//! Held messages keep their original request; releasing publishes it again to `comms.send` (with
+//! confirms) in the order the messages were created, then records the release. Publishing first
+//! means a crash in between leads to a second delivery, which the sender ignores, never to a
+//! message stuck without a queue entry. One process at a time releases (an advisory lock), so
+//! order is kept across the fleet; the sender keeps per-recipient order for released messages.
+
+use sqlx::PgPool;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use comms_runtime::amqp::{Outgoing, PublishError, Publisher};
+use comms_runtime::topology::Topology;
+
+use super::metrics::metrics;
+
+/// Advisory lock key held while releasing ("comms-rel" in ASCII).
+const RELEASE_LOCK: i64 = 0x636f_6d6d_732d_7265;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("publishing a released message: {0}")]
+    Publish(#[from] PublishError),
+}
+
+#[derive(sqlx::FromRow)]
+struct Held {
+    id: Uuid,
+    idempotency_key: String,
+    channel: String,
+    request: serde_json::Value,
+    traceparent: Option<String>,
+}
+
+/// Releases up to `batch` held messages no pause covers any more, oldest first. Returns how many
+/// were released (0 when another process holds the release lock).
+pub async fn release_held(
+    pool: &PgPool,
+    publisher: &Publisher,
+    topology: &Topology,
+    batch: i64,
+) -> Result<usize, ReleaseError> {
+    let mut lock_conn = pool.acquire().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(RELEASE_LOCK)
+        .fetch_one(&mut *lock_conn)
+        .await?;
+    if !locked {
+        return Ok(0);
+    }
+    let result = release_batch(pool, publisher, topology, batch).await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(RELEASE_LOCK)
+        .execute(&mut *lock_conn)
+        .await;
+    result
+}
+
+async fn release_batch(
+    pool: &PgPool,
+    publisher: &Publisher,
+    topology: &Topology,
+    batch: i64,
+) -> Result<usize, ReleaseError> {
+    let held: Vec<Held> = sqlx::query_as(
+        "SELECT m.id, m.idempotency_key, m.channel, m.request, m.traceparent FROM comms.messages m
+         WHERE m.delivery_state = 'held'
+           AND NOT EXISTS (
+               SELECT 1 FROM comms.pauses p
+               WHERE (p.expires_at IS NULL OR p.expires_at > now())
+                 AND (p.scope = 'global'
+                      OR (p.scope = 'channel' AND p.scope_value = m.channel)
+                      OR (p.scope = 'kind' AND p.scope_value = m.kind)
+                      OR (p.scope = 'client' AND p.scope_value = COALESCE(m.client_id::text, ''))
+                      OR (p.scope = 'sequence' AND m.trigger = 'sequence:' || p.scope_value)))
+         ORDER BY m.created_at, m.id
+         LIMIT $1",
+    )
+    .bind(batch)
+    .fetch_all(pool)
+    .await?;
+    let exchange = topology.send_exchange();
+    for message in &held {
+        let body = serde_json::to_vec(&message.request).unwrap_or_default();
+        let routing_key = format!("send.{}", message.channel);
+        // The release is a step in the message's trace, and the sender continues it from here.
+        let step = comms_runtime::trace_context::message_step(
+            "pause.release",
+            message.id,
+            message.traceparent.as_deref(),
+        );
+        let mut headers = lapin::types::FieldTable::default();
+        comms_runtime::trace_context::inject_span(&step, &mut headers);
+        publisher
+            .publish(Outgoing {
+                exchange: &exchange,
+                routing_key: &routing_key,
+                body: &body,
+                headers,
+                message_id: Some(message.idempotency_key.clone()),
+                ..Outgoing::default()
+            })
+            .instrument(step)
+            .await?;
+        sqlx::query(
+            "WITH moved AS (
+                 UPDATE comms.messages SET delivery_state = 'received', updated_at = now()
+                 WHERE id = $1 AND delivery_state = 'held'
+                 RETURNING id, source, owner)
+             INSERT INTO comms.message_events (message_id, event_type, actor, source, owner, reason, recovery_rule)
+             SELECT id, 'released', 'comms-fleet', source, owner,
+                    'the pause that held it ended; released in creation order',
+                    'goes through preflight, rate limits and the pause check again'
+             FROM moved",
+        )
+        .bind(message.id)
+        .execute(pool)
+        .await?;
+    }
+    Ok(held.len())
+}
+
+/// Updates the held-messages gauges (how many, and how old the oldest is).
+pub async fn count_held(pool: &PgPool) -> Result<i64, sqlx::Error> {
+    let (held, oldest): (i64, f64) = sqlx::query_as(
+        "SELECT count(*), COALESCE(extract(epoch FROM now() - min(created_at)), 0)::float8
+         FROM comms.messages WHERE delivery_state = 'held'",
+    )
+    .fetch_one(pool)
+    .await?;
+    metrics().held.with_label_values::<&str>(&[]).set(held);
+    metrics()
+        .oldest_held_seconds
+        .with_label_values::<&str>(&[])
+        .set(oldest);
+    Ok(held)
+}
+
+/// Runs until `shutdown`: records expiries, releases held messages no pause covers, and keeps
+/// the held gauge current. Every process that sends runs it; the advisory lock lets one act.
+pub async fn housekeeping(
+    runtime: comms_runtime::runtime::Runtime,
+    switch: super::switch::PauseSwitch,
+    shutdown: comms_runtime::shutdown::Shutdown,
+) {
+    let mut ticker = tokio::time::interval(runtime.settings.pause.poll_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut publisher: Option<(lapin::Connection, Publisher)> = None;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        match super::store::expire_due(&runtime.pool).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pauses.expired = n, "pause expired; scope resumed by itself"),
+            Err(error) => tracing::warn!(%error, "could not record pause expiries"),
+        }
+        let Ok(held) = count_held(&runtime.pool).await else {
+            continue;
+        };
+        if held == 0 || switch.is_blind() {
+            continue;
+        }
+        if publisher.as_ref().is_none_or(|(_, p)| !p.is_usable()) {
+            publisher = connect(&runtime).await;
+        }
+        let Some((_, channel)) = publisher.as_ref() else {
+            continue;
+        };
+        match release_held(&runtime.pool, channel, &runtime.topology, 500).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(messages.released = n, "held messages released"),
+            Err(error) => {
+                tracing::warn!(%error, "releasing held messages failed; will retry");
+                publisher = None;
+            }
+        }
+    }
+    if let Some((connection, _)) = publisher {
+        let _ = connection.close(200, "shutdown".into()).await;
+    }
+}
+
+async fn connect(
+    runtime: &comms_runtime::runtime::Runtime,
+) -> Option<(lapin::Connection, Publisher)> {
+    let connection = comms_runtime::amqp::connect(&runtime.settings.amqp, "comms-pause-release")
+        .await
+        .ok()?;
+    let publisher = Publisher::open(&connection).await.ok()?;
+    Some((connection, publisher))
+}

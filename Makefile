@@ -3,8 +3,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 FUZZ_CASES ?= 20000
+API_FUZZ_EXAMPLES ?= 100
+API_FUZZ_VENV := tests/api-fuzz/.venv
 
-.PHONY: corpus fuzz help build fmt fmt-check lint test ci run migrate services sandbox status bench deploy-check console-speed console-e2e console-screenshots
+.PHONY: api-fuzz api-fuzz-short api-fuzz-venv corpus fuzz help build fmt fmt-check lint test ci run migrate services sandbox status bench deploy-check console-speed console-e2e console-screenshots
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -24,7 +26,7 @@ lint: ## Clippy on everything, warnings are errors
 test: services ## Run every test against the local RabbitMQ and PostgreSQL
 	$(CARGO) test --workspace --locked
 
-ci: fmt-check lint deploy-check test corpus console-e2e ## What CI runs
+ci: fmt-check lint deploy-check test corpus api-fuzz-short console-e2e ## What CI runs
 
 services: ## Check that PostgreSQL and RabbitMQ answer (and say how to start them)
 	@scripts/check-services.sh
@@ -47,6 +49,16 @@ corpus: services ## The 10,000-input malformed-request corpus over AMQP and HTTP
 fuzz: services ## Long fuzz run: FUZZ_CASES (20000) cases per property, and the 10,000-input bad-request corpus twice over
 	FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --locked --release -p comms-tests --test fuzz
 	CORPUS_SIZE=10000 $(CARGO) test --locked --release -p comms-tests --test it bad_input::corpus -- --ignored
+
+api-fuzz-venv: ## Install schemathesis (PyPI) in tests/api-fuzz/.venv
+	@test -x $(API_FUZZ_VENV)/bin/python || python3 -m venv $(API_FUZZ_VENV)
+	@$(API_FUZZ_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/api-fuzz/requirements.txt
+
+api-fuzz: services api-fuzz-venv ## Fuzz the gateway from docs/openapi.json: API_FUZZ_EXAMPLES (100) per operation, 0 server errors, every answer as documented
+	API_FUZZ_EXAMPLES=$(API_FUZZ_EXAMPLES) $(CARGO) test --locked -p comms-tests --test it gateway::api_fuzz -- --ignored --nocapture
+
+api-fuzz-short: services api-fuzz-venv ## The same with 5 examples per operation, about 2 min (in make ci)
+	API_FUZZ_EXAMPLES=5 $(CARGO) test --locked -p comms-tests --test it gateway::api_fuzz -- --ignored --nocapture
 
 BENCH_BINS := -p comms-bench -p comms-sender -p comms-sandbox -p comms-gateway -p comms-status -p comms-events -p comms-digest -p comms-incidents
 

@@ -5,6 +5,7 @@
 
 mod actions;
 mod browser;
+mod dead;
 mod records;
 mod session;
 mod speed;

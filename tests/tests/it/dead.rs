@@ -50,6 +50,24 @@ pub(crate) async fn fleet_with_dead_letters() -> (SendFleet, Uuid) {
     (fleet, contact)
 }
 
+/// Fixes the first refused request: its contact now exists, with an SMS address.
+pub(crate) async fn fix_contact(fleet: &SendFleet, contact: Uuid) {
+    let pool = &fleet.env.pool;
+    sqlx::query("INSERT INTO comms.contacts (id, name) VALUES ($1, 'Dana')")
+        .bind(contact)
+        .execute(pool)
+        .await
+        .expect("contact");
+    sqlx::query(
+        "INSERT INTO comms.contact_channels (contact_id, channel, address, consent_state)
+         VALUES ($1, 'sms', '+14155550101', 'express')",
+    )
+    .bind(contact)
+    .execute(pool)
+    .await
+    .expect("address");
+}
+
 pub(crate) fn assert_masked(text: &str) {
     for personal in PERSONAL {
         assert!(
@@ -170,19 +188,7 @@ async fn dead_letters_are_listed_masked_replayed_once_when_fixed_and_purged_with
     assert!(unexplained.is_err(), "a replay needs a reason");
 
     // Fixed (the contact now exists), replayed: it goes out once, through the sender.
-    sqlx::query("INSERT INTO comms.contacts (id, name) VALUES ($1, 'Dana')")
-        .bind(contact)
-        .execute(pool)
-        .await
-        .expect("contact");
-    sqlx::query(
-        "INSERT INTO comms.contact_channels (contact_id, channel, address, consent_state)
-         VALUES ($1, 'sms', '+14155550101', 'express')",
-    )
-    .bind(contact)
-    .execute(pool)
-    .await
-    .expect("address");
+    fix_contact(&fleet, contact).await;
     let replay = [
         "dead",
         "replay",

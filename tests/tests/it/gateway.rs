@@ -5,6 +5,7 @@
 
 mod admin;
 mod api;
+mod api_fuzz;
 mod content_type;
 mod readiness;
 mod sequences_api;

@@ -9,6 +9,7 @@
 //! - **the operator console** at `/console` (`docs/console.md`), signed in with the same keys;
 //! - **report views** (`/digests/view/{token}`): signed links in report digests (`docs/digests.md`).
 //!
+//! `GET /openapi.json` describes every route (`docs/openapi.json`, [`openapi`]).
 //! `/healthz`, `/readyz` and `/metrics` are merged into the same router; the gateway is ready only
 //! while its broker link is up (`broker::BrokerLink::keep_ready`). See `docs/gateway.md`.
 
@@ -22,6 +23,7 @@ mod digest_views;
 mod digests_api;
 mod incidents_api;
 mod metrics;
+mod openapi;
 mod outgoing_webhooks_api;
 mod pause_api;
 mod privacy_api;
@@ -111,10 +113,13 @@ pub fn router(state: GatewayState, runtime: &Runtime) -> Router {
         .route("/v1/approvals/{id}/approve", post(approvals::approve))
         .route("/v1/approvals/{id}/reject", post(approvals::reject))
         .route("/v1/approvals/{id}/review", post(approvals::review))
+        .route("/openapi.json", get(openapi::document))
         .merge(console::router())
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
         .merge(comms_runtime::health::router(runtime.health.clone()))
+        .fallback(openapi::no_route)
+        .layer(axum::middleware::map_response(openapi::json_errors))
 }
 
 /// Serves the gateway on `listener` until `shutdown`, then lets in-flight requests finish.

@@ -53,6 +53,24 @@ fn spawn_until_stopping(state: &AppState, work: impl Future<Output = ()> + Send 
     });
 }
 
+/// The statuses an accepted SMS goes through (the last is final) and its error code, for the
+/// callback outcome a fault chose (none: `sent`, `delivered`).
+pub(crate) fn sms_statuses(
+    outcome: Option<&CallbackOutcome>,
+) -> (&'static [&'static str], Option<u32>) {
+    match outcome {
+        None => (&["sent", "delivered"], None),
+        Some(o) => match o.status {
+            CallbackStatus::Undelivered => (
+                &["sent", "undelivered"],
+                Some(o.error_code.unwrap_or(30003)),
+            ),
+            CallbackStatus::Failed => (&["failed"], Some(o.error_code.unwrap_or(30008))),
+            _ => (&["sent", "delivered"], None),
+        },
+    }
+}
+
 /// Queues `sent` then `delivered` (or the fault's outcome) for an accepted SMS. No gateway URL
 /// configured means no callbacks at all.
 pub(crate) fn schedule_sms(state: &AppState, job: SmsCallback) {
@@ -63,17 +81,7 @@ pub(crate) fn schedule_sms(state: &AppState, job: SmsCallback) {
         .status_callback
         .clone()
         .unwrap_or_else(|| format!("{gateway}/webhooks/twilio/status"));
-    let (statuses, error_code): (&[&str], Option<u32>) = match job.outcome.as_ref() {
-        None => (&["sent", "delivered"], None),
-        Some(o) => match o.status {
-            CallbackStatus::Undelivered => (
-                &["sent", "undelivered"],
-                Some(o.error_code.unwrap_or(30003)),
-            ),
-            CallbackStatus::Failed => (&["failed"], Some(o.error_code.unwrap_or(30008))),
-            _ => (&["sent", "delivered"], None),
-        },
-    };
+    let (statuses, error_code) = sms_statuses(job.outcome.as_ref());
     let state2 = state.clone();
     spawn_until_stopping(state, async move {
         for status in statuses {

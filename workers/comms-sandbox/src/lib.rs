@@ -96,6 +96,10 @@ fn router(state: state::AppState) -> Router {
             "/2010-04-01/Accounts/{account_sid}/Messages.json",
             post(twilio::create_message),
         )
+        .route(
+            "/2010-04-01/Accounts/{account_sid}/Messages/{resource}",
+            get(twilio::fetch_message),
+        )
         .route("/v3/mail/send", post(sendgrid::send_mail))
         .route(
             "/sandbox/messages",

@@ -41,6 +41,14 @@ pub struct RecordedMessage {
     #[serde(default)]
     pub request: Value,
     pub received_at: DateTime<Utc>,
+    /// Twilio only: the message's status at the provider as `GET …/Messages/{Sid}.json` answers
+    /// it — the final one at once (the sandbox's carrier answers instantly), whether or not its
+    /// callbacks reach the gateway.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Twilio only: the error code of an `undelivered` or `failed` message.
+    #[serde(default)]
+    pub error_code: Option<u32>,
 }
 
 /// Settings the handlers and callback tasks read; built once from [`SandboxConfig`].

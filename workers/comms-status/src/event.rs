@@ -160,5 +160,10 @@ mod tests {
         );
         assert_eq!(advance("blocked", Target::Delivered), None);
         assert_eq!(advance("sending", Target::Delivered), None);
+        assert_eq!(
+            advance("unknown_delivery", Target::Delivered),
+            Some(Target::Delivered)
+        );
+        assert_eq!(advance("unknown_delivery", Target::Sent), None);
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Consumes `comms.status` (verified provider callbacks the gateway published as `status.*`),
 //! turns Twilio statuses and SendGrid events into one canonical, forward-only delivery state per
-//! message, records suppressions and opt-outs, keeps the raw payloads internal, and runs the
-//! provider freshness watchdog that pauses a channel whose provider went quiet. See
+//! message, records suppressions and opt-outs, keeps the raw payloads internal, runs the
+//! provider freshness watchdog that pauses a channel whose provider went quiet, and reconciles
+//! messages left `sent` without a final status by asking their provider ([`reconcile`]). See
 //! `docs/gateway.md` for the mapping table and the rules.
 
 mod effects;
@@ -11,6 +12,7 @@ pub mod event;
 mod group;
 pub mod handler;
 mod metrics;
+pub mod reconcile;
 pub mod sendgrid;
 pub mod store;
 pub mod twilio;
@@ -36,7 +38,7 @@ pub fn build_handler(runtime: &Runtime) -> StatusHandler {
     }
 }
 
-/// Consumes `comms.status` and runs the freshness watchdog (tasks for [`watchdog::DEFAULT_OWNER`])
+/// Consumes `comms.status` and runs the freshness watchdog and the reconciler (tasks for [`watchdog::DEFAULT_OWNER`])
 /// until `shutdown`, then drains. Calling it declares the consumer as a readiness check at once.
 pub fn run(
     runtime: Runtime,
@@ -66,9 +68,11 @@ async fn consume(
         watchdog_owner,
         shutdown.clone(),
     ));
+    let reconciler = tokio::spawn(reconcile::run(runtime.clone(), shutdown.clone()));
     let queue = runtime.topology.status_queue();
     run_consumer(runtime, queue, handler, shutdown).await;
     watchdog.await.context("the freshness watchdog crashed")?;
+    reconciler.await.context("the reconciler crashed")?;
     Ok(())
 }
 

@@ -15,6 +15,9 @@ pub struct StatusMetrics {
     pub parked: IntCounterVec,
     /// Channels paused by the freshness watchdog.
     pub auto_pauses: IntCounterVec,
+    /// Messages the reconciler asked a provider about, by provider and outcome (`moved`,
+    /// `unknown_delivery`, `unchanged`, `error`).
+    pub reconciled: IntCounterVec,
 }
 
 pub fn status() -> &'static StatusMetrics {
@@ -38,6 +41,11 @@ pub fn status() -> &'static StatusMetrics {
             "comms_status_auto_pauses_total",
             "Channels paused automatically because provider freshness was uncertain",
             &["channel"],
+        ),
+        reconciled: comms_runtime::metrics::counter(
+            "comms_status_reconciled_total",
+            "Messages sent without a final status that the reconciler asked their provider about, by provider and outcome",
+            &["provider", "outcome"],
         ),
     });
     &METRICS

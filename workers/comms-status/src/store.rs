@@ -102,11 +102,39 @@ async fn find(
     Ok(None)
 }
 
+/// How a status event reached the worker (`comms.delivery_callbacks.via`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The provider's own callback, through the gateway.
+    Callback,
+    /// The reconciler asked the provider (`reconcile.rs`).
+    Reconciliation,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Callback => "callback",
+            Via::Reconciliation => "reconciliation",
+        }
+    }
+}
+
 /// Applies `event`, first seen by the gateway at `received_at`.
 pub async fn apply(
     pool: &PgPool,
     event: &ProviderEvent,
     received_at: DateTime<Utc>,
+) -> Result<Applied, sqlx::Error> {
+    apply_via(pool, event, received_at, Via::Callback).await
+}
+
+/// Like [`apply`], recording how the event reached the worker.
+pub async fn apply_via(
+    pool: &PgPool,
+    event: &ProviderEvent,
+    received_at: DateTime<Utc>,
+    via: Via,
 ) -> Result<Applied, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let Some(message) = find(&mut tx, event).await? else {
@@ -118,8 +146,8 @@ pub async fn apply(
         return Ok(Applied::NotYetSent);
     }
     let fresh: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO comms.delivery_callbacks (provider, event_key, message_id, channel, status, received_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO comms.delivery_callbacks (provider, event_key, message_id, channel, status, received_at, via)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (provider, event_key) DO NOTHING RETURNING id",
     )
     .bind(event.provider.as_str())
@@ -128,6 +156,7 @@ pub async fn apply(
     .bind(&message.channel)
     .bind(&event.status)
     .bind(received_at)
+    .bind(via.as_str())
     .fetch_optional(&mut *tx)
     .await?;
     if fresh.is_none() {

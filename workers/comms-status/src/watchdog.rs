@@ -2,9 +2,10 @@
 //! the messages we gave it, keep sending is flying blind, so the channel is paused automatically
 //! and a person is asked to look.
 //!
-//! A channel is stale when it has messages in `sent` (through a provider that sends callbacks:
-//! Twilio, SendGrid) dispatched longer than `status.freshness_window` ago, and not one status
-//! callback for that channel arrived within the window. Messages dispatched before the channel's
+//! A channel is stale when it has messages in `sent` or `unknown_delivery` (through a provider
+//! that sends callbacks: Twilio, SendGrid) dispatched longer than `status.freshness_window` ago,
+//! and not one status callback for that channel arrived within the window (a status the
+//! reconciler fetched is not a callback: it says nothing about whether callbacks still arrive). Messages dispatched before the channel's
 //! last resume do not count, so an on-call engineer's resume is not undone at the next tick by
 //! the same old messages. A channel that already has a pause is left alone.
 //!
@@ -59,7 +60,7 @@ pub async fn check_freshness(
     let stale: Vec<Stale> = sqlx::query_as(
         "SELECT m.channel, count(*) AS stale, min(m.dispatched_at) AS oldest
          FROM comms.messages m
-         WHERE m.delivery_state = 'sent'
+         WHERE m.delivery_state IN ('sent', 'unknown_delivery')
            AND m.provider IN ('twilio', 'sendgrid')
            AND m.dispatched_at < $1
            AND m.dispatched_at > COALESCE(
@@ -68,7 +69,8 @@ pub async fn check_freshness(
                     AND e.action IN ('resume', 'expire')),
                  '-infinity')
            AND NOT EXISTS (SELECT 1 FROM comms.delivery_callbacks cb
-                           WHERE cb.channel = m.channel AND cb.received_at >= $1)
+                           WHERE cb.channel = m.channel AND cb.received_at >= $1
+                             AND cb.via = 'callback')
            AND NOT EXISTS (SELECT 1 FROM comms.pauses p
                            WHERE p.scope = 'channel' AND p.scope_value = m.channel)
          GROUP BY m.channel

@@ -27,7 +27,7 @@ macro_rules! text_states {
         }
 
         impl $name {
-            /// Every state, in the order the database's CHECK constraint lists them.
+            /// Every state.
             pub const ALL: &'static [$name] = &[$($name::$variant,)+];
 
             /// The text the database stores.
@@ -84,6 +84,9 @@ text_states!(
         Blocked = "blocked",
         /// Withdrawn before it was sent (a rolled-back sequence step, a superseded notice).
         Cancelled = "cancelled",
+        /// Sent, but no final word came and the provider could not tell (reconciliation); a late
+        /// provider event still moves it on, and its owner has a task.
+        UnknownDelivery = "unknown_delivery",
     }
 );
 
@@ -153,7 +156,9 @@ impl DeliveryState {
             | DeliveryState::AwaitingApproval
             | DeliveryState::Held
             | DeliveryState::Retrying => Some(0),
-            DeliveryState::Sent => Some(1),
+            // `unknown_delivery`: the reconciler could not learn the outcome; a late event still
+            // moves it forward, exactly like `sent`.
+            DeliveryState::Sent | DeliveryState::UnknownDelivery => Some(1),
             DeliveryState::Delivered | DeliveryState::Undelivered | DeliveryState::Failed => {
                 Some(2)
             }

@@ -30,6 +30,7 @@ const FINISHED: &[&str] = &[
     "failed",
     "blocked",
     "cancelled",
+    "unknown_delivery",
 ];
 
 /// The classes of personal content, in the order a run works through them.

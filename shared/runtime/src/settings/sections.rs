@@ -283,6 +283,10 @@ pub struct StatusSettings {
     /// freshness uncertain, which pauses the channel.
     #[serde(with = "humantime_serde")]
     pub freshness_window: Duration,
+    /// A message `sent` this long without a final status is checked at its provider
+    /// (reconciliation, docs/reliability.md); `0s` turns reconciliation off.
+    #[serde(with = "humantime_serde")]
+    pub reconcile_after: Duration,
 }
 
 impl Default for StatusSettings {
@@ -290,6 +294,7 @@ impl Default for StatusSettings {
         Self {
             unknown_message_retry_for: Duration::from_secs(600),
             freshness_window: Duration::from_secs(1800),
+            reconcile_after: Duration::from_secs(600),
         }
     }
 }

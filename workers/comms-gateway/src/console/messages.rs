@@ -24,7 +24,7 @@ use crate::state::GatewayState;
 /// The most messages a search lists.
 const LIMIT: i64 = 50;
 
-const STATES: [&str; 12] = [
+const STATES: [&str; 13] = [
     "received",
     "deferred",
     "awaiting_approval",
@@ -37,6 +37,7 @@ const STATES: [&str; 12] = [
     "failed",
     "blocked",
     "cancelled",
+    "unknown_delivery",
 ];
 
 #[derive(Debug, Deserialize)]

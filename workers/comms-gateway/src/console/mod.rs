@@ -70,6 +70,8 @@ pub fn router() -> Router<GatewayState> {
         )
         .route("/console/messages/{reference}", get(messages::one))
         .route("/console/dead", get(dead::page))
+        .route("/console/dead/replay", post(dead::replay))
+        .route("/console/dead/purge", post(dead::purge))
         .route("/console/incidents", get(incidents::page))
         .route("/console/incidents/{id}", get(incidents::one))
         .route(

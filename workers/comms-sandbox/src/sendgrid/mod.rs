@@ -174,6 +174,8 @@ pub(crate) async fn send_mail(
                 headers: merge(&mail.headers, &p.headers),
                 request: raw.clone(),
                 received_at: now,
+                status: None,
+                error_code: None,
             });
             let outcome = state.faults().take_callback_outcome(Channel::Email, &email);
             callbacks::schedule_email(

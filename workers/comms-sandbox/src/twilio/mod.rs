@@ -120,7 +120,9 @@ pub(crate) async fn create_message(
 
     let sid = ids::twilio_sid("SM");
     let now = Utc::now();
-    state.record(RecordedMessage {
+    let outcome = state.faults().take_callback_outcome(Channel::Sms, &to);
+    let (statuses, error_code) = callbacks::sms_statuses(outcome.as_ref());
+    let recorded = RecordedMessage {
         provider: Provider::Twilio,
         id: sid.clone(),
         to: to.clone(),
@@ -131,46 +133,107 @@ pub(crate) async fn create_message(
         headers: None,
         request: params,
         received_at: now,
-    });
+        status: statuses.last().map(|s| (*s).to_owned()),
+        error_code,
+    };
+    let mut resource = resource(
+        &account_sid,
+        &recorded,
+        from.as_deref(),
+        service_sid.as_deref(),
+    );
+    // Created: the answer to the create call is the resource's first status.
+    resource["status"] = json!("queued");
+    resource["error_code"] = json!(null);
+    state.record(recorded);
     tracing::info!(%sid, "twilio message accepted");
 
-    let outcome = state.faults().take_callback_outcome(Channel::Sms, &to);
     callbacks::schedule_sms(
         &state,
         SmsCallback {
-            sid: sid.clone(),
-            account_sid: account_sid.clone(),
-            from: from.clone(),
-            to: to.clone(),
-            messaging_service_sid: service_sid.clone(),
+            sid,
+            account_sid,
+            from,
+            to,
+            messaging_service_sid: service_sid,
             status_callback,
             outcome,
         },
     );
+    (StatusCode::CREATED, Json(resource)).into_response()
+}
 
-    let uri = format!("/2010-04-01/Accounts/{account_sid}/Messages/{sid}");
-    let date = now.to_rfc2822();
-    let resource = json!({
+/// The Message resource as Twilio's API returns it.
+fn resource(
+    account_sid: &str,
+    message: &RecordedMessage,
+    from: Option<&str>,
+    service_sid: Option<&str>,
+) -> serde_json::Value {
+    let uri = format!("/2010-04-01/Accounts/{account_sid}/Messages/{}", message.id);
+    let date = message.received_at.to_rfc2822();
+    json!({
         "account_sid": account_sid,
         "api_version": "2010-04-01",
-        "body": body,
+        "body": message.body,
         "date_created": date,
         "date_sent": null,
         "date_updated": date,
         "direction": "outbound-api",
-        "error_code": null,
-        "error_message": null,
+        "error_code": message.error_code,
+        "error_message": message.error_code.and_then(known_message),
         "from": from,
         "messaging_service_sid": service_sid,
         "num_media": "0",
-        "num_segments": comms_domain::sms::analyse(&body).segments.to_string(),
+        "num_segments": comms_domain::sms::analyse(&message.body).segments.to_string(),
         "price": null,
         "price_unit": "USD",
-        "sid": sid,
-        "status": "queued",
+        "sid": message.id,
+        "status": message.status,
         "subresource_uris": { "media": format!("{uri}/Media.json") },
-        "to": to,
+        "to": message.to,
         "uri": format!("{uri}.json"),
-    });
-    (StatusCode::CREATED, Json(resource)).into_response()
+    })
+}
+
+/// `GET /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json`: the message's current status, as
+/// Twilio answers it (404 code 20404 for a SID it does not know).
+pub(crate) async fn fetch_message(
+    State(state): State<AppState>,
+    Path((account_sid, resource_name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refusal) = request::authenticate(&headers, state.config(), &account_sid) {
+        return refusal.into_response();
+    }
+    let not_found = || {
+        error(
+            StatusCode::NOT_FOUND,
+            20404,
+            format!(
+                "The requested resource /2010-04-01/Accounts/{account_sid}/Messages/{resource_name} was not found"
+            ),
+        )
+    };
+    let Some(sid) = resource_name.strip_suffix(".json") else {
+        return not_found();
+    };
+    let found = state
+        .messages()
+        .iter()
+        .find(|m| m.provider == Provider::Twilio && m.id == sid)
+        .cloned();
+    let Some(message) = found else {
+        return not_found();
+    };
+    let from = message.request.get("From").and_then(|v| v.as_str());
+    let service = message
+        .request
+        .get("MessagingServiceSid")
+        .and_then(|v| v.as_str());
+    (
+        StatusCode::OK,
+        Json(resource(&account_sid, &message, from, service)),
+    )
+        .into_response()
 }

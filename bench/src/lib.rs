@@ -2,8 +2,9 @@
 //! send throughput (1 and 2 sender processes), enqueue-to-sent latency at a fixed offered load,
 //! pause propagation under load, where a message's time goes, and the digest worker's notification
 //! batching (100,000 events for 10,000 keys, flushed); when named, webhook traffic, the incident
-//! fan-out, a large message table and the retention job. Everything runs on this
-//! machine's RabbitMQ and PostgreSQL, against the sandbox provider, on loopback only.
+//! fan-out, a large message table, the costs at growing table sizes and the retention job.
+//! Everything runs on this machine's RabbitMQ and PostgreSQL, against the sandbox provider, on
+//! loopback only.
 
 mod baseline;
 mod digest;
@@ -13,6 +14,7 @@ mod procs;
 mod retention_cost;
 mod scale;
 mod scenarios;
+mod size;
 mod stats;
 mod status;
 mod webhooks;
@@ -51,13 +53,16 @@ pub struct Knobs {
     /// Clients the incident affects; the recipients are spread evenly over them.
     #[arg(long, env = "BENCH_CLIENTS", default_value_t = 1000)]
     pub clients: usize,
-    /// Run one scenario only: status, pause, send, digest, or webhooks, incidents, scale,
-    /// retention (the last four run only when named).
+    /// Run one scenario only: status, pause, send, digest, or webhooks, incidents, scale, size,
+    /// retention (the last five run only when named).
     #[arg(long, env = "BENCH_ONLY")]
     pub only: Option<String>,
     /// Messages generated for `BENCH_ONLY=scale`.
     #[arg(long, env = "BENCH_SCALE_MESSAGES", default_value_t = 10_000_000)]
     pub scale_messages: i64,
+    /// Existing messages `BENCH_ONLY=size` measures at, comma-separated, ascending.
+    #[arg(long, env = "BENCH_SIZES", default_value = "0,1000000,10000000")]
+    pub sizes: String,
     /// Expired messages the retention job works through during `BENCH_ONLY=retention`.
     #[arg(long, env = "BENCH_RETENTION_BACKLOG", default_value_t = 300_000)]
     pub retention_backlog: i64,

@@ -49,9 +49,14 @@ impl Bench {
             .await
             .context("PostgreSQL is not reachable (make services)")?;
         let (namespace, database) = names();
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-            .execute(&admin)
-            .await?;
+        // BENCH_REUSE=1 keeps what an earlier run of the same BENCH_NAME left (a generated data
+        // set for BENCH_ONLY=size); otherwise every run starts from an empty database.
+        let reuse = std::env::var("BENCH_REUSE").is_ok_and(|v| v == "1");
+        if !reuse {
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                .execute(&admin)
+                .await?;
+        }
         admin.close().await;
         settings.database.url = format!("{server}/{database}").into();
         settings.database.max_connections = 4;
@@ -77,14 +82,18 @@ impl Bench {
         .await?;
 
         let client_id: Uuid = sqlx::query_scalar(
-            "INSERT INTO comms.clients (name, owner) VALUES ('Bench', 'bench') RETURNING id",
+            "WITH earlier AS (SELECT id FROM comms.clients WHERE name = 'Bench' AND owner = 'bench' LIMIT 1),
+                  made AS (INSERT INTO comms.clients (name, owner)
+                           SELECT 'Bench', 'bench' WHERE NOT EXISTS (SELECT 1 FROM earlier) RETURNING id)
+             SELECT id FROM earlier UNION ALL SELECT id FROM made",
         )
         .fetch_one(&pool)
         .await?;
         for (name, channel, subject) in [("note", "sms", None), ("mail", "email", Some("Update"))] {
             sqlx::query(
                 "INSERT INTO comms.templates (name, version, channel, subject, body, state, created_by, approved_by, approved_at)
-                 VALUES ($1, 1, $2, $3, 'Hi {{ name }}, your update {{ n }} is ready.', 'approved', 'bench', 'bench', now())",
+                 VALUES ($1, 1, $2, $3, 'Hi {{ name }}, your update {{ n }} is ready.', 'approved', 'bench', 'bench', now())
+                 ON CONFLICT (name, version) DO NOTHING",
             )
             .bind(name)
             .bind(channel)

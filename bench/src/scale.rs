@@ -1,8 +1,9 @@
 //! `BENCH_ONLY=scale`: do the hot lookups stay fast on a large `comms.messages`?
 //!
 //! The generator writes `BENCH_SCALE_MESSAGES` (default 10 million) finished messages with one
-//! event each, server-side (`generate_series`, in chunks of a million, triggers off for the load
-//! so the outbox is not filled), the newest 100 000 still holding content as within retention,
+//! event each, server-side (`generate_series`, in chunks of a million; each chunk's events are
+//! written from the insert's `RETURNING`; triggers off for the load so the outbox is not filled),
+//! the newest 100 000 still holding content as within retention,
 //! the rest already emptied by it. Then it times, over random keys, the three lookups that run on
 //! every message — `commsctl message <key>` (`timeline::view`), the sender's idempotency check
 //! (the group path's "which keys exist" and the one-message path's read by key) and the status
@@ -21,23 +22,54 @@ const SAMPLES: usize = 500;
 
 /// Generates `count` messages and measures the lookups; prints everything.
 pub async fn lookups(bench: &Bench, count: i64) -> anyhow::Result<()> {
-    let pool = &bench.pool;
-    let started = Instant::now();
-    generate(bench, count).await?;
-    let generated = started.elapsed().as_secs_f64();
+    let generated = grow(bench, 0, count, count).await?;
+    println!(
+        "scale: {count} messages and {count} events generated in {generated:.0} s ({})",
+        table_size(&bench.pool).await?
+    );
+    for (what, p50, p99) in time_lookups(&bench.pool, count).await? {
+        println!("  {what:<52} p50 {p50:.2} ms, p99 {p99:.2} ms ({SAMPLES} lookups)");
+    }
+    explain(&bench.pool, count).await
+}
+
+/// How many messages the generator has written to this database (its keys are numbered).
+pub async fn generated(pool: &PgPool) -> anyhow::Result<i64> {
+    let last: Option<String> = sqlx::query_scalar(
+        "SELECT max(idempotency_key) FROM comms.messages
+         WHERE idempotency_key >= 'scale-' AND idempotency_key < 'scale.'",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(last
+        .and_then(|k| k.trim_start_matches("scale-").parse().ok())
+        .unwrap_or(0))
+}
+
+/// `comms.messages` and `comms.message_events` on disk, with their indexes.
+pub async fn table_size(pool: &PgPool) -> anyhow::Result<String> {
     let (size,): (String,) = sqlx::query_as(
         "SELECT pg_size_pretty(pg_total_relation_size('comms.messages')
                                + pg_total_relation_size('comms.message_events'))",
     )
     .fetch_one(pool)
     .await?;
-    println!(
-        "scale: {count} messages and {count} events generated in {generated:.0} s ({size} with indexes)"
-    );
+    Ok(format!("{size} with indexes"))
+}
 
-    let keys: Vec<String> = (0..SAMPLES)
+/// The sample keys: spread over the `count` generated messages.
+fn sample_keys(count: i64) -> Vec<String> {
+    (0..SAMPLES)
         .map(|i| key((i as i64 * 7_919_993 + 13) % count + 1))
-        .collect();
+        .collect()
+}
+
+/// Times each hot lookup over random generated keys: `(what, p50 ms, p99 ms)`.
+pub async fn time_lookups(
+    pool: &PgPool,
+    count: i64,
+) -> anyhow::Result<Vec<(&'static str, f64, f64)>> {
+    let keys = sample_keys(count);
     let mut timeline = Vec::new();
     let mut exists = Vec::new();
     let mut by_key = Vec::new();
@@ -74,6 +106,7 @@ pub async fn lookups(bench: &Bench, count: i64) -> anyhow::Result<()> {
         .await?;
         by_provider.push(ms(at));
     }
+    let mut out = Vec::new();
     for (what, samples) in [
         (
             "commsctl message <key> (timeline::view, 2 queries)",
@@ -83,12 +116,14 @@ pub async fn lookups(bench: &Bench, count: i64) -> anyhow::Result<()> {
         ("sender: read by idempotency key", &mut by_key),
         ("status: find by (provider, provider id)", &mut by_provider),
     ] {
-        println!(
-            "  {what:<52} p50 {:.2} ms, p99 {:.2} ms ({SAMPLES} lookups)",
-            percentile(samples, 0.50),
-            percentile(samples, 0.99)
-        );
+        out.push((what, percentile(samples, 0.50), percentile(samples, 0.99)));
     }
+    Ok(out)
+}
+
+/// Prints `EXPLAIN (ANALYZE, BUFFERS)` of each hot lookup for one generated key.
+pub async fn explain(pool: &PgPool, count: i64) -> anyhow::Result<()> {
+    let keys = sample_keys(count);
     let sample = &keys[SAMPLES / 2];
     let id: uuid::Uuid =
         sqlx::query_scalar("SELECT id FROM comms.messages WHERE idempotency_key = $1")
@@ -154,20 +189,29 @@ fn ms(at: Instant) -> f64 {
     at.elapsed().as_secs_f64() * 1000.0
 }
 
-/// Writes the data set in chunks (one statement and commit each), then analyses it.
-async fn generate(bench: &Bench, count: i64) -> anyhow::Result<()> {
+/// Grows the data set from `from` to `to` generated messages (of a final `total`, which sets
+/// their times and which of them still hold content), in chunks (one statement and commit each),
+/// then analyses it. Returns the seconds it took.
+pub async fn grow(bench: &Bench, from: i64, to: i64, total: i64) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    if to <= from {
+        return Ok(0.0);
+    }
     let pool = &bench.pool;
     let contact: uuid::Uuid =
         sqlx::query_scalar("INSERT INTO comms.contacts (name) VALUES (NULL) RETURNING id")
             .fetch_one(pool)
             .await?;
-    let mut from = 1;
-    while from <= count {
-        let to = (from + CHUNK - 1).min(count);
+    let mut next = from + 1;
+    while next <= to {
+        let last = (next + CHUNK - 1).min(to);
         let at = Instant::now();
-        load_chunk(pool, bench, contact, from, to, count).await?;
-        println!("  rows {from}..{to} in {:.1} s", at.elapsed().as_secs_f64());
-        from = to + 1;
+        load_chunk(pool, bench, contact, next, last, total).await?;
+        println!(
+            "  rows {next}..{last} in {:.1} s",
+            at.elapsed().as_secs_f64()
+        );
+        next = last + 1;
     }
     sqlx::query("VACUUM (ANALYZE) comms.messages")
         .execute(pool)
@@ -175,7 +219,7 @@ async fn generate(bench: &Bench, count: i64) -> anyhow::Result<()> {
     sqlx::query("VACUUM (ANALYZE) comms.message_events")
         .execute(pool)
         .await?;
-    Ok(())
+    Ok(started.elapsed().as_secs_f64())
 }
 
 async fn load_chunk(
@@ -191,8 +235,10 @@ async fn load_chunk(
     sqlx::query("SET LOCAL session_replication_role = replica")
         .execute(&mut *tx)
         .await?;
+    // The events come from the insert's own RETURNING: one pass, no re-read of the messages.
     sqlx::query(
-        "INSERT INTO comms.messages (idempotency_key, channel, kind, contact_id, recipient_address,
+        "WITH m AS (
+         INSERT INTO comms.messages (idempotency_key, channel, kind, contact_id, recipient_address,
              owner, source, trigger, record_type, record_id, client_id, template_name,
              template_version, body, delivery_state, provider, provider_message_id, request,
              created_at, updated_at, dispatched_at, delivered_at, content_removed_at)
@@ -203,7 +249,10 @@ async fn load_chunk(
                 'delivered', 'twilio', 'SM' || lpad(g::text, 9, '0'), '{}'::jsonb,
                 t.at, t.at, t.at, t.at, CASE WHEN g > $4 - $5 THEN NULL ELSE t.at END
          FROM generate_series($1::bigint, $2::bigint) g
-         CROSS JOIN LATERAL (SELECT now() - make_interval(secs => ($4 - g)::double precision) AS at) t",
+         CROSS JOIN LATERAL (SELECT now() - make_interval(secs => ($4 - g)::double precision) AS at) t
+         RETURNING id, created_at)
+         INSERT INTO comms.message_events (message_id, event_type, actor, source, owner, reason, occurred_at)
+         SELECT id, 'delivered', 'comms-status', 'bench', 'bench', 'twilio delivered', created_at FROM m",
     )
     .bind(from)
     .bind(to)
@@ -211,15 +260,6 @@ async fn load_chunk(
     .bind(count)
     .bind(WITH_CONTENT)
     .bind(bench.client_id)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO comms.message_events (message_id, event_type, actor, source, owner, reason, occurred_at)
-         SELECT id, 'delivered', 'comms-status', 'bench', 'bench', 'twilio delivered', created_at
-         FROM comms.messages WHERE idempotency_key BETWEEN $1 AND $2",
-    )
-    .bind(key(from))
-    .bind(key(to))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -24,6 +24,10 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
         crate::scale::lookups(bench, knobs.scale_messages).await?;
         return Ok(Vec::new());
     }
+    if knobs.only.as_deref() == Some("size") {
+        crate::size::costs(bench, knobs).await?;
+        return Ok(Vec::new());
+    }
     if knobs.only.as_deref() == Some("retention") {
         return Ok(vec![retention_row(bench, knobs).await?]);
     }
@@ -304,7 +308,8 @@ pub(crate) async fn throughput_named(
     let rss = stop_senders(workers).await;
     waited?;
     let (first, last): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
-        "SELECT min(dispatched_at), max(dispatched_at) FROM comms.messages WHERE idempotency_key LIKE $1",
+        "SELECT min(dispatched_at), max(dispatched_at) FROM comms.messages
+         WHERE delivery_state = 'sent' AND idempotency_key LIKE $1",
     )
     .bind(format!("{prefix}%"))
     .fetch_one(&bench.pool)
@@ -317,6 +322,15 @@ pub(crate) async fn throughput_named(
 async fn latency(
     bench: &Bench,
     knobs: &Knobs,
+) -> anyhow::Result<(f64, f64, String, Vec<(String, f64)>)> {
+    latency_named(bench, knobs, "lat-").await
+}
+
+/// [`latency`] with the idempotency keys under `prefix`.
+pub(crate) async fn latency_named(
+    bench: &Bench,
+    knobs: &Knobs,
+    prefix: &str,
 ) -> anyhow::Result<(f64, f64, String, Vec<(String, f64)>)> {
     let workers = start_senders(bench, 1)?;
     let health = workers[0].1;
@@ -333,21 +347,22 @@ async fn latency(
         ticker.tick().await;
         let now = Utc::now().timestamp_millis();
         let batch: Vec<_> = (i..(i + per_tick).min(total))
-            .map(|n| bench.request(&format!("lat-{n:07}"), n, now))
+            .map(|n| bench.request(&format!("{prefix}{n:07}"), n, now))
             .collect();
         i += batch.len();
         bench.publish_bulk(&batch).await?;
     }
     let waited = bench
-        .wait_sent("lat-", total, Duration::from_secs(300))
+        .wait_sent(prefix, total, Duration::from_secs(300))
         .await;
     let stages = stage_means(health).await.unwrap_or_default();
     let rss = stop_senders(workers).await;
     waited?;
     let mut samples: Vec<f64> = sqlx::query_scalar(
         "SELECT (extract(epoch FROM dispatched_at) * 1000 - (request->'template'->'vars'->>'t')::float8)::float8
-         FROM comms.messages WHERE idempotency_key LIKE 'lat-%'",
+         FROM comms.messages WHERE delivery_state = 'sent' AND idempotency_key LIKE $1",
     )
+    .bind(format!("{prefix}%"))
     .fetch_all(&bench.pool)
     .await?;
     let p50 = percentile(&mut samples, 0.50);

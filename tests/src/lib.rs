@@ -120,6 +120,32 @@ impl TestEnv {
             .expect("publish confirmed");
     }
 
+    /// Publishes `body` to `comms.dead` as the broker does when a message on the SMS send queue
+    /// reaches its delivery limit (`x-first-death-*` headers, no runtime origin header).
+    pub async fn publish_broker_dead_letter(&self, body: &[u8]) {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-first-death-queue".into(),
+            lapin::types::AMQPValue::LongString(
+                self.topology.send_queue("sms").name.as_str().into(),
+            ),
+        );
+        headers.insert(
+            "x-first-death-reason".into(),
+            lapin::types::AMQPValue::LongString("delivery_limit".into()),
+        );
+        self.publisher
+            .publish(Outgoing {
+                exchange: &self.topology.dead_exchange(),
+                routing_key: "send.sms",
+                body,
+                headers,
+                ..Outgoing::default()
+            })
+            .await
+            .expect("published");
+    }
+
     /// Takes every message now in `queue` (acking them), returning bodies and headers.
     pub async fn drain(&self, queue: &str) -> Vec<(Vec<u8>, FieldTable)> {
         let channel = self.connection.create_channel().await.expect("channel");

@@ -9,10 +9,8 @@ mod api;
 use std::time::Duration;
 
 use comms_domain::dead::{self, Filter};
-use comms_runtime::amqp::Outgoing;
 use comms_tests::eventually;
 use comms_tests::fleet::{SendFleet, sms_request};
-use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -304,29 +302,9 @@ async fn the_brokers_dead_letters_are_collected_into_the_listing_once() {
     let topology = &fleet.env.topology;
     let sms_queue = topology.send_queue("sms").name;
     // What the broker does when a message reaches its queue's delivery limit.
-    let mut headers = FieldTable::default();
-    headers.insert(
-        "x-first-death-queue".into(),
-        AMQPValue::LongString(sms_queue.as_str().into()),
-    );
-    headers.insert(
-        "x-first-death-reason".into(),
-        AMQPValue::LongString("delivery_limit".into()),
-    );
     let body = serde_json::to_vec(&sms_request("crash-loop", "+14155550199", fleet.client_id))
         .expect("json");
-    fleet
-        .env
-        .publisher
-        .publish(Outgoing {
-            exchange: &topology.dead_exchange(),
-            routing_key: "send.sms",
-            body: &body,
-            headers,
-            ..Outgoing::default()
-        })
-        .await
-        .expect("published");
+    fleet.env.publish_broker_dead_letter(&body).await;
     let dead_queue = topology.dead_queue();
     assert!(
         eventually(WAIT, || async { fleet.env.depth(&dead_queue).await == 3 }).await,

@@ -47,3 +47,26 @@ pub async fn tables_holding(pool: &PgPool, needle: &str) -> Vec<(String, i64)> {
     }
     hits
 }
+
+/// Dead letters waiting in `comms.dead` whose body or headers hold `needle`. It reads every
+/// message without acking and closes its channel, so the broker puts them all back.
+pub async fn dead_letters_holding(env: &comms_tests::TestEnv, needle: &str) -> usize {
+    use lapin::options::BasicGetOptions;
+    let channel = env.connection.create_channel().await.expect("channel");
+    let queue = env.topology.dead_queue();
+    let mut hits = 0;
+    while let Some(message) = channel
+        .basic_get(queue.as_str().into(), BasicGetOptions::default())
+        .await
+        .expect("basic.get")
+    {
+        let headers = format!("{:?}", message.properties.headers());
+        let body = &message.delivery.data;
+        let in_body = body.windows(needle.len()).any(|w| w == needle.as_bytes());
+        if in_body || headers.contains(needle) {
+            hits += 1;
+        }
+    }
+    let _ = channel.close(200, "put back".into()).await;
+    hits
+}

@@ -37,7 +37,9 @@ struct Fleet {
 
 impl Fleet {
     async fn key(&self, name: &str, role: Role) -> String {
-        let created = api_keys::create(&self.env.pool, name, role).await.expect("key");
+        let created = api_keys::create(&self.env.pool, name, role)
+            .await
+            .expect("key");
         format!("Bearer {}", created.key)
     }
 

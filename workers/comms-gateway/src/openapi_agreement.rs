@@ -13,7 +13,7 @@ use serde_json::Value;
 const ROUTER_SOURCES: [&str; 3] = [
     include_str!("lib.rs"),
     include_str!("console/mod.rs"),
-    include_str!("../../../shared/src/health.rs"),
+    include_str!("../../../shared/runtime/src/health.rs"),
 ];
 
 const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];

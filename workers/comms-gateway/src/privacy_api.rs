@@ -14,6 +14,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use comms_domain::dead::DeadError;
 use comms_domain::privacy::access::{self, Access, AccessFilter, Via};
 use comms_domain::privacy::erase::{self, EraseError, ForgetRequest, Subject};
 use secrecy::ExposeSecret;
@@ -48,6 +49,14 @@ fn unavailable() -> Response {
     )
 }
 
+fn broker_unavailable() -> Response {
+    reply::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "broker_unavailable",
+        "the dead-letter queue could not be read, so nothing was erased; retry",
+    )
+}
+
 /// The person the caller names, with the key; the key's name alone otherwise.
 fn actor(person: Option<&str>, key_name: &str) -> String {
     match person.map(str::trim).filter(|p| !p.is_empty()) {
@@ -79,7 +88,15 @@ pub async fn forget(
     };
     let inner = state.inner();
     let key = inner.settings.privacy.hash_key.expose_secret().as_bytes();
-    match erase::forget(&inner.pool, key, &request).await {
+    // Dead letters waiting in comms.dead are erased too: no broker, no erasure (503, retry).
+    let publisher = match inner.broker.current().await {
+        Ok(publisher) => publisher,
+        Err(error) => {
+            tracing::warn!(%error, "erasure refused: comms.dead cannot be read");
+            return broker_unavailable();
+        }
+    };
+    match erase::forget(&inner.pool, &publisher, &inner.topology, key, &request).await {
         Ok(erasure) => {
             tracing::warn!(erasure.id = erasure.id, api.key = %auth.caller.name, "personal data erased through the admin API");
             Json(json!({ "erasure": erasure })).into_response()
@@ -91,9 +108,13 @@ pub async fn forget(
             "not_found",
             &format!("no contact {id}"),
         ),
-        Err(EraseError::Db(error)) => {
+        Err(EraseError::DeadQueue(DeadError::Db(error)) | EraseError::Db(error)) => {
             tracing::warn!(%error, "erasure failed");
             unavailable()
+        }
+        Err(EraseError::DeadQueue(error)) => {
+            tracing::warn!(%error, "erasure refused: comms.dead could not be collected");
+            broker_unavailable()
         }
     }
 }

@@ -11,8 +11,8 @@
 //! first affected client, which the sender parks in the ordinary approval workflow. The owner's
 //! decision on it decides the whole notice (docs/incidents.md).
 
-use comms_runtime::amqp::{Outgoing, PublishError, Publisher};
 use comms_domain::incidents::notice_key;
+use comms_runtime::amqp::{Outgoing, PublishError, Publisher};
 use comms_runtime::runtime::Runtime;
 use sqlx::PgPool;
 use uuid::Uuid;

@@ -21,10 +21,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use comms_domain::webhook_body::{Fields, Format};
 use comms_runtime::runtime::Runtime;
 use comms_runtime::settings::TwilioSettings;
 use comms_runtime::shutdown::Shutdown;
-use comms_domain::webhook_body::{Fields, Format};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use uuid::Uuid;

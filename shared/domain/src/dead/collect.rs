@@ -29,17 +29,26 @@ fn text(headers: &FieldTable, name: &str) -> Option<String> {
     }
 }
 
-/// Takes up to `max` messages from `comms.dead`; returns how many the broker had made (and were
-/// recorded now).
+/// What one [`collect`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// Messages taken from `comms.dead` (and acked).
+    pub taken: usize,
+    /// Of those, the broker's own dead letters, recorded now.
+    pub recorded: usize,
+}
+
+/// Takes up to `max` messages from `comms.dead`. Fewer than `max` taken means the queue was
+/// empty when it stopped.
 pub async fn collect(
     pool: &PgPool,
     publisher: &Publisher,
     topology: &Topology,
     max: usize,
-) -> Result<usize, DeadError> {
+) -> Result<Collected, DeadError> {
     let queue = topology.dead_queue();
     let channel = publisher.channel();
-    let mut recorded = 0;
+    let mut done = Collected::default();
     for _ in 0..max {
         let Some(message) = channel
             .basic_get(queue.as_str().into(), BasicGetOptions::default())
@@ -52,6 +61,7 @@ pub async fn collect(
         let first_death = text(&headers, "x-first-death-queue");
         if first_death.is_none() && text(&headers, ORIGIN_HEADER).is_some() {
             delivery.acker.ack(BasicAckOptions::default()).await?;
+            done.taken += 1;
             continue;
         }
         let origin = first_death.unwrap_or_else(|| queue.clone());
@@ -80,9 +90,10 @@ pub async fn collect(
         .execute(pool)
         .await;
         match stored {
-            Ok(done) => {
-                recorded += usize::try_from(done.rows_affected()).unwrap_or(0);
+            Ok(stored) => {
+                done.recorded += usize::try_from(stored.rows_affected()).unwrap_or(0);
                 delivery.acker.ack(BasicAckOptions::default()).await?;
+                done.taken += 1;
             }
             Err(error) => {
                 let _ = delivery
@@ -96,5 +107,5 @@ pub async fn collect(
             }
         }
     }
-    Ok(recorded)
+    Ok(done)
 }

@@ -22,7 +22,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 pub use act::{Action, ActionReport, ActionRequest, DeadError, purge, replay};
-pub use collect::{COLLECT_MAX, collect};
+pub use collect::{COLLECT_MAX, Collected, collect};
 
 /// Which dead letters a command means. Every field narrows; none means all.
 #[derive(Debug, Clone, Default, Serialize)]

@@ -7,6 +7,15 @@
 //! sendable again. Messages still waiting to go out are cancelled (with an appended `cancelled`
 //! event: the log is only ever appended to) before their content is removed. The audit row names
 //! who erased, when and why, and counts per table — never the contact, address or hash.
+//!
+//! Dead letters are part of "everywhere". A refused request holding the address may still wait in
+//! the `comms.dead` queue — the runtime's copy of a row already in `internal.rejected_input`, or a
+//! dead letter the broker made itself, which has no row until it is collected. The queue cannot
+//! be searched in place, so [`forget`] first collects all of it into `internal.rejected_input`
+//! (as `commsctl dead` does; nothing is lost, every dead letter stays listed there), until the
+//! broker reports it empty, and only then erases the rows — the collected ones with the rest. If
+//! the queue cannot be read, nothing is erased and the caller is told to retry: an erasure that
+//! reports success has reached the queue too.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +24,9 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{REMOVED, address_hash, normalise};
+use crate::dead::{self, DeadError};
+use comms_runtime::amqp::Publisher;
+use comms_runtime::topology::Topology;
 
 /// Whom to erase: everything held for an address, or for one contact (all its addresses).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +59,10 @@ pub enum EraseError {
     NoActor,
     #[error("no contact {0}")]
     UnknownContact(Uuid),
+    #[error(
+        "the dead-letter queue could not be collected, so nothing was erased ({0}); run it again when RabbitMQ is reachable"
+    )]
+    DeadQueue(#[from] DeadError),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -60,10 +76,13 @@ const WAITING: &[&str] = &[
     "retrying",
 ];
 
-/// Erases `request.subject` everywhere; returns the audit record. Running it again for the same
-/// person changes nothing more and records a second erasure with zero counts.
+/// Erases `request.subject` everywhere, the dead-letter queue included (through `publisher`'s
+/// channel, under `topology`); returns the audit record. Running it again for the same person
+/// changes nothing more and records a second erasure with zero counts.
 pub async fn forget(
     pool: &PgPool,
+    publisher: &Publisher,
+    topology: &Topology,
     hash_key: &[u8],
     request: &ForgetRequest,
 ) -> Result<Erasure, EraseError> {
@@ -73,9 +92,38 @@ pub async fn forget(
     if request.by.trim().is_empty() {
         return Err(EraseError::NoActor);
     }
+    let collected = collect_dead_queue(pool, publisher, topology).await?;
+    let mut counts = BTreeMap::new();
+    counts.insert("dead_letters_collected", collected);
+    erase_rows(pool, hash_key, request, counts).await
+}
+
+/// Moves everything waiting in `comms.dead` into `internal.rejected_input`, until the broker has
+/// none left; returns how many messages it took.
+async fn collect_dead_queue(
+    pool: &PgPool,
+    publisher: &Publisher,
+    topology: &Topology,
+) -> Result<u64, DeadError> {
+    let mut taken = 0;
+    loop {
+        let round = dead::collect(pool, publisher, topology, dead::COLLECT_MAX).await?;
+        taken += u64::try_from(round.taken).unwrap_or(u64::MAX);
+        if round.taken < dead::COLLECT_MAX {
+            return Ok(taken);
+        }
+    }
+}
+
+/// Everything [`forget`] does in the database, in one transaction.
+async fn erase_rows(
+    pool: &PgPool,
+    hash_key: &[u8],
+    request: &ForgetRequest,
+    mut counts: BTreeMap<&'static str, u64>,
+) -> Result<Erasure, EraseError> {
     let mut tx = pool.begin().await?;
     let (contacts, mut addresses) = resolve(&mut tx, &request.subject).await?;
-    let mut counts = BTreeMap::new();
 
     // What each channel's consent was, before anything changes.
     let channels: Vec<(String, String, String)> = sqlx::query_as(

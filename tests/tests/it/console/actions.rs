@@ -24,7 +24,7 @@ async fn fleet() -> SendFleet {
 }
 
 pub(super) async fn signed_in(fleet: &SendFleet, name: &str, role: Role) -> Console {
-    let key = keys::create(&fleet.env.pool, name, role)
+    let key = api_keys::create(&fleet.env.pool, name, role)
         .await
         .expect("key");
     let mut console = Console::start(&fleet.env).await;

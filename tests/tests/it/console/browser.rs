@@ -170,8 +170,12 @@ async fn the_console_works_end_to_end_in_a_browser() {
         .approved_template("welcome", "sms", None, "Hi {{ name }}!")
         .await;
     let pool = fleet.env.pool.clone();
-    let oncall = api_keys::create(&pool, "olu", Role::Oncall).await.expect("key");
-    let owner = api_keys::create(&pool, "ana", Role::Owner).await.expect("key");
+    let oncall = api_keys::create(&pool, "olu", Role::Oncall)
+        .await
+        .expect("key");
+    let owner = api_keys::create(&pool, "ana", Role::Owner)
+        .await
+        .expect("key");
     let app = api_keys::create(&pool, "crm", Role::Enqueue)
         .await
         .expect("key");

@@ -22,7 +22,9 @@ async fn oncall_keys_list_show_replay_and_purge_dead_letters_over_http() {
     let oncall = api_keys::create(pool, "pager", Role::Oncall)
         .await
         .expect("key");
-    let enqueue = api_keys::create(pool, "crm", Role::Enqueue).await.expect("key");
+    let enqueue = api_keys::create(pool, "crm", Role::Enqueue)
+        .await
+        .expect("key");
     let http = reqwest::Client::new();
 
     let refused = http

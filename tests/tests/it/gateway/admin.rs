@@ -9,7 +9,9 @@ use uuid::Uuid;
 use super::Gateway;
 
 async fn key(gw: &Gateway, name: &str, role: Role) -> String {
-    let created = api_keys::create(&gw.env.pool, name, role).await.expect("key");
+    let created = api_keys::create(&gw.env.pool, name, role)
+        .await
+        .expect("key");
     format!("Bearer {}", created.key)
 }
 

@@ -20,7 +20,9 @@ async fn post(gw: &Gateway, auth: Option<&str>, body: &serde_json::Value) -> req
 }
 
 async fn key(gw: &Gateway, name: &str, role: Role) -> String {
-    let created = api_keys::create(&gw.env.pool, name, role).await.expect("key");
+    let created = api_keys::create(&gw.env.pool, name, role)
+        .await
+        .expect("key");
     format!("Bearer {}", created.key)
 }
 
@@ -51,7 +53,9 @@ async fn calls_without_a_valid_key_are_401() {
         401
     );
     let revoked = key(&gw, "old-crm", Role::Enqueue).await;
-    api_keys::revoke(&gw.env.pool, "old-crm").await.expect("revoke");
+    api_keys::revoke(&gw.env.pool, "old-crm")
+        .await
+        .expect("revoke");
     let response = post(&gw, Some(&revoked), &request).await;
     assert_eq!(response.status(), 401);
     let body: serde_json::Value = response.json().await.expect("json");

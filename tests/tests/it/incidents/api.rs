@@ -32,7 +32,9 @@ async fn oncall_declares_verifies_and_resolves_and_only_the_owner_resumes_over_h
     let owner = api_keys::create(pool, "dashboard", Role::Owner)
         .await
         .expect("key");
-    let enqueue = api_keys::create(pool, "crm", Role::Enqueue).await.expect("key");
+    let enqueue = api_keys::create(pool, "crm", Role::Enqueue)
+        .await
+        .expect("key");
     let http = reqwest::Client::new();
     let post = |path: String, key: &str, body: Value| {
         http.post(format!("{url}{path}"))

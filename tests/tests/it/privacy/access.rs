@@ -14,7 +14,9 @@ use crate::gateway::Gateway;
 const PHONE: &str = "+14155552671";
 
 async fn key(gw: &Gateway, name: &str, role: Role) -> String {
-    let created = api_keys::create(&gw.env.pool, name, role).await.expect("key");
+    let created = api_keys::create(&gw.env.pool, name, role)
+        .await
+        .expect("key");
     format!("Bearer {}", created.key)
 }
 

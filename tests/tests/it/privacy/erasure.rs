@@ -9,7 +9,7 @@ use comms_tests::fleet::{SendFleet, sms_request};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::tables_holding;
+use super::{dead_letters_holding, tables_holding};
 
 const OPTED_OUT: &str = "+14155550177";
 const STILL_OK: &str = "+14155550188";
@@ -114,6 +114,20 @@ async fn forgetting_a_person_removes_every_trace_keeps_the_opt_out_and_the_event
     })
     .await;
     assert!(rejected, "both bad requests were kept as rejected input");
+    // A dead letter the broker made itself (a request for Dana that reached its queue's delivery
+    // limit): it is only in comms.dead, with no row, until something collects it.
+    let crashed = serde_json::to_vec(&request("dana-crash", OPTED_OUT, &fleet)).expect("json");
+    fleet.env.publish_broker_dead_letter(&crashed).await;
+    let dead_queue = fleet.env.topology.dead_queue();
+    let waiting = eventually(Duration::from_secs(30), || async {
+        fleet.env.depth(&dead_queue).await == 3
+    })
+    .await;
+    assert!(
+        waiting,
+        "two runtime copies and the broker's dead letter wait in comms.dead"
+    );
+    assert_eq!(dead_letters_holding(&fleet.env, OPTED_OUT).await, 2);
     // Dana answered STOP: the opt-out must outlive the erasure.
     sqlx::query(
         "UPDATE comms.contact_channels SET consent_state = 'opted_out' WHERE contact_id = $1",
@@ -132,7 +146,8 @@ async fn forgetting_a_person_removes_every_trace_keeps_the_opt_out_and_the_event
     forget(&fleet, OPTED_OUT).await;
     forget(&fleet, STILL_OK).await;
 
-    // No table or view the fleet keeps holds either address (raw, or form-encoded) or the name.
+    // No table or view the fleet keeps, and no dead letter waiting in comms.dead, holds either
+    // address (raw, or form-encoded) or the name.
     for needle in [
         OPTED_OUT,
         STILL_OK,
@@ -141,6 +156,11 @@ async fn forgetting_a_person_removes_every_trace_keeps_the_opt_out_and_the_event
         NAME,
     ] {
         assert_eq!(tables_holding(pool, needle).await, [], "{needle} is gone");
+        assert_eq!(
+            dead_letters_holding(&fleet.env, needle).await,
+            0,
+            "no dead letter holds {needle}"
+        );
     }
     // The event log was appended to at most, never changed, and still refuses changes.
     let events_after: Vec<String> =
@@ -180,6 +200,13 @@ async fn forgetting_a_person_removes_every_trace_keeps_the_opt_out_and_the_event
         ("maria", "erasure request #481")
     );
     assert!(!audit[0].2.contains(&dana.to_string()));
+    let collected: Vec<i64> = sqlx::query_scalar(
+        "SELECT (counts ->> 'dead_letters_collected')::int8 FROM comms.erasures ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("collected");
+    assert_eq!(collected, [3, 0], "the first erasure emptied comms.dead");
     let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM comms.erased_suppressions")
         .fetch_one(pool)
         .await

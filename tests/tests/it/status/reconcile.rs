@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use comms_sandbox::{CallbackStatus, FaultSpec};
 use comms_runtime::runtime::Runtime;
 use comms_runtime::shutdown::Shutdown;
+use comms_sandbox::{CallbackStatus, FaultSpec};
 use comms_tests::eventually;
 use comms_tests::fleet::{SendFleet, sms_request};
 use serde_json::json;

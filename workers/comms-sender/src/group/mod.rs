@@ -22,16 +22,16 @@ mod write;
 use std::collections::{HashMap, HashSet};
 
 use comms_domain::contract::{Channel, Kind, ValidSendRequest};
-use comms_runtime::db_error;
 use comms_domain::pause::switch::Verdict;
+use comms_runtime::db_error;
 use comms_runtime::runtime::{Incoming, Outcome};
 use futures_util::future::join_all;
 use tracing::Instrument;
 
-use crate::sender::{SendHandler, stage};
 use crate::portal_safe;
 use crate::preflight;
 use crate::render;
+use crate::sender::{SendHandler, stage};
 use write::NewMessage;
 
 /// Decides `deliveries`, one outcome each, in order.
@@ -60,7 +60,12 @@ pub async fn handle(handler: &SendHandler, deliveries: &[Incoming]) -> Vec<Outco
     let one_by_one = |indexes: Vec<usize>| {
         join_all(indexes.into_iter().map(|i| async move {
             let span = member_span(&deliveries[i]);
-            (i, crate::one::handle(handler, &deliveries[i]).instrument(span).await)
+            (
+                i,
+                crate::one::handle(handler, &deliveries[i])
+                    .instrument(span)
+                    .await,
+            )
         }))
     };
     let ((decided, left), others) = tokio::join!(

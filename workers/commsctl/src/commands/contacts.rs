@@ -4,6 +4,7 @@
 use clap::{Args, Subcommand};
 use comms_domain::privacy::erase::{self, ForgetRequest, Subject};
 use comms_runtime::settings::Settings;
+use comms_runtime::topology::Topology;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -11,7 +12,7 @@ use uuid::Uuid;
 #[derive(Debug, Subcommand)]
 pub enum ContactsCommand {
     /// Erase a person: addresses and name, rendered and inbound bodies, raw payloads, rejected
-    /// input and portal views that hold them. An opted-out address stays refused (as a keyed hash).
+    /// input, dead letters (comms.dead is collected first) and portal views that hold them. An opted-out address stays refused (as a keyed hash).
     Forget(ForgetArgs),
 }
 
@@ -55,7 +56,12 @@ pub async fn run(
         by: args.by,
     };
     let key = settings.privacy.hash_key.expose_secret().as_bytes();
-    let erasure = erase::forget(pool, key, &request).await?;
+    // Dead letters waiting in comms.dead are erased too, so the broker must be reachable.
+    let (connection, publisher) = super::dead::broker(settings).await?;
+    let topology = Topology::new(settings.amqp.namespace.clone());
+    let erased = erase::forget(pool, &publisher, &topology, key, &request).await;
+    let _ = connection.close(200, "done".into()).await;
+    let erasure = erased?;
     if json {
         println!("{}", serde_json::to_string_pretty(&erasure)?);
         return Ok(());

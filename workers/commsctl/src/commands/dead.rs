@@ -112,7 +112,7 @@ impl Scope {
 }
 
 /// The broker link of one command: a confirm-mode publisher on the settings' namespace.
-async fn broker(settings: &Settings) -> anyhow::Result<(lapin::Connection, Publisher)> {
+pub(crate) async fn broker(settings: &Settings) -> anyhow::Result<(lapin::Connection, Publisher)> {
     let topology = Topology::new(settings.amqp.namespace.clone());
     let connection = comms_runtime::amqp::connect(&settings.amqp, "commsctl")
         .await

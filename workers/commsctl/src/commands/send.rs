@@ -2,8 +2,8 @@
 //! an upstream app would (exchange `comms.send`, routing key `send.<channel>`, confirmed).
 
 use anyhow::{Context, bail};
-use comms_runtime::amqp::{Outgoing, Publisher};
 use comms_domain::contract::{ValidSendRequest, parse_send_request};
+use comms_runtime::amqp::{Outgoing, Publisher};
 use comms_runtime::settings::Settings;
 use comms_runtime::topology::Topology;
 

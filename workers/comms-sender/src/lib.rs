@@ -12,13 +12,13 @@ mod one;
 mod outcomes;
 mod portal_recipient;
 pub mod portal_safe;
-mod preflight;
 pub mod providers;
 mod quiet_hours;
 mod rate;
 pub mod render;
-mod review_link;
+mod rules;
 pub mod sender;
+mod settle;
 mod store;
 
 use std::future::Future;
@@ -34,8 +34,9 @@ use comms_runtime::settings::Settings;
 use comms_runtime::shutdown::Shutdown;
 use comms_runtime::topology::WorkQueue;
 
-pub use crate::preflight::approval_hash;
 use crate::sender::SendHandler;
+/// The fingerprint an approval covers; shared with the approval workflow so both hash alike.
+pub use comms_domain::approvals::approval_hash;
 
 /// The channels the sender consumes, one queue each.
 pub const CHANNELS: [&str; 3] = ["sms", "email", "portal"];

@@ -8,8 +8,8 @@ use comms_domain::contract::Channel;
 use comms_runtime::runtime::Outcome;
 use serde_json::json;
 
-use crate::preflight::Refusal;
 use crate::providers::Dispatch;
+use crate::rules::Refusal;
 use crate::sender::SendHandler;
 use crate::store::{self, DISPATCHABLE, Event, Message, Task, Transition};
 use comms_domain::pause::ActivePause;
@@ -278,7 +278,8 @@ pub async fn record_dispatch(
     }
 }
 
-async fn fail(
+/// Failed for good: not retried further, the owner decides.
+pub async fn fail(
     handler: &SendHandler,
     message: &Message,
     reason: String,
@@ -297,31 +298,4 @@ async fn fail(
     };
     store::transition(&handler.pool, message, transition).await?;
     Ok(Outcome::Ack)
-}
-
-/// A message found in `sending`: either another delivery is dispatching it right now, or a
-/// process died between the provider call and recording its outcome. In the second case we
-/// cannot know whether it went out, so it is failed for a person to check rather than risk a
-/// duplicate.
-pub async fn recover_sending(
-    handler: &SendHandler,
-    message: &Message,
-) -> Result<Outcome, sqlx::Error> {
-    let stuck_after = handler.settings.sender.provider_timeout * 3 + Duration::from_secs(5);
-    let age = (Utc::now() - message.updated_at)
-        .to_std()
-        .unwrap_or_default();
-    if age < stuck_after {
-        return Ok(Outcome::Defer {
-            after: Duration::from_secs(1),
-            reason: "another delivery is dispatching this message".into(),
-        });
-    }
-    fail(
-        handler,
-        message,
-        "dispatch_outcome_unknown: a dispatch started but its outcome was never recorded".into(),
-        "check the provider's log; if it did not go out, send again with a new idempotency key",
-    )
-    .await
 }

@@ -1,4 +1,5 @@
-//! Templates: find the approved version and render it strictly.
+//! Templates: render the approved version strictly (the version is found by
+//! [`crate::rules::facts`], the same for both of the sender's paths).
 //!
 //! Strict means a variable the template uses but the request did not send is an error, never an
 //! empty string: a message reading "Hi , your report is ready" is worse than no message.
@@ -64,29 +65,9 @@ pub struct TemplateRow {
 }
 
 /// Loads the requested (or latest approved) version and renders it with the request's vars.
+/// The version is found by the sender's one loader ([`crate::rules::facts::template`]).
 pub async fn render(pool: &PgPool, request: &ValidSendRequest) -> Result<Rendered, RenderError> {
-    let name = &request.template.name;
-    let row: Option<TemplateRow> = match request.template.version {
-        Some(version) => {
-            sqlx::query_as(
-                "SELECT name, version, channel, subject, body, state FROM comms.templates
-                 WHERE name = $1 AND version = $2",
-            )
-            .bind(name)
-            .bind(i32::try_from(version).unwrap_or(i32::MAX))
-            .fetch_optional(pool)
-            .await?
-        }
-        None => {
-            sqlx::query_as(
-                "SELECT name, version, channel, subject, body, state FROM comms.templates
-                 WHERE name = $1 ORDER BY (state = 'approved') DESC, version DESC LIMIT 1",
-            )
-            .bind(name)
-            .fetch_optional(pool)
-            .await?
-        }
-    };
+    let row = crate::rules::facts::template(pool, request).await?;
     render_row(row.as_ref(), request)
 }
 

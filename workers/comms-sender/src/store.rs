@@ -58,7 +58,7 @@ pub async fn record(
     hash_key: &SecretString,
 ) -> Result<(Message, bool), RecordError> {
     let (contact_id, address) = resolve_contact(pool, request, hash_key).await?;
-    let wire = serde_json::to_value(request.to_wire()).unwrap_or_default();
+    let wire = request.to_stored_json();
     let detail = json!({ "trigger": request.trigger, "kind": request.kind.as_str() });
     let inserted: Option<Message> = sqlx::query_as(&format!(
         "WITH m AS (

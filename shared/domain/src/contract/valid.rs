@@ -63,6 +63,14 @@ impl ValidSendRequest {
             .is_some_and(|c| c.basis.allows_outreach())
     }
 
+    /// The canonical wire form as JSON, as a message stores it (`comms.messages.request`), so
+    /// held and approved messages can be sent again as asked. Should it ever fail to serialise,
+    /// an empty object is stored (never JSON `null`), the same on every path that records.
+    pub fn to_stored_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.to_wire())
+            .unwrap_or_else(|_| serde_json::Value::Object(serde_json::Map::new()))
+    }
+
     /// The canonical wire form: schema marker set, UUIDs lower-case, timestamps in UTC.
     pub fn to_wire(&self) -> SendRequest {
         SendRequest {

@@ -44,11 +44,17 @@ pub async fn notice_clearance(pool: &PgPool, key: &str) -> Result<Option<String>
     .bind(sequence)
     .fetch_optional(pool)
     .await?;
-    Ok(match state.as_deref() {
-        Some("approved" | "done") => Some("approved".into()),
-        Some("rejected") => Some("rejected".into()),
+    Ok(state.as_deref().and_then(notice_decision).map(Into::into))
+}
+
+/// The approval decision a notice in `state` gives its send requests: `approved` once cleared
+/// (approved or done), `rejected` when its owner rejected it, `None` while it waits.
+pub fn notice_decision(state: &str) -> Option<&'static str> {
+    match state {
+        "approved" | "done" => Some("approved"),
+        "rejected" => Some("rejected"),
         _ => None,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -35,8 +35,8 @@ pub(super) async fn send_claimed(
             &message.channel,
             &message.kind,
             new.client_id,
-            crate::preflight::incident_exemption(new.request),
-            None,
+            crate::rules::incident_exemption(new.request),
+            comms_domain::pause::sequence_of_trigger(&new.request.trigger),
         ) {
             return Called::Held(pause);
         }

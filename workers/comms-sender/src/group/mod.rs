@@ -1,36 +1,33 @@
 //! Sending a group of deliveries at once: the path most messages take under load.
 //!
-//! A new, ordinary message — no approval (other than an incident notice's, which its notice's
-//! decision gives), no AI review, no portal wording, no `send_after` in the future, no quiet
-//! hours, a known contact who has not opted out, an existing record and an approved template that
-//! renders — is decided together with the others of its group: four or five reads for the group,
-//! one statement that records and claims them all, the provider calls side by
-//! side, one statement that records every acceptance. Each step is the same check as the
-//! one-message path in [`crate::one`], in the same order, with the pause check the last thing
-//! before the provider call; every effect is committed before the group's outcomes go back to the
-//! runtime, which acks each delivery only then.
+//! The group path applies no rule of its own. It loads the facts of the whole group with the one
+//! loader ([`crate::rules::facts`]: one statement per kind of fact for the group), asks the same
+//! [`crate::rules::Book::decide`] as the one-message path for each member, and sends together
+//! the members decided [`Decision::Dispatch`]: a rate token each without waiting, the same
+//! [`crate::rules::Book::gate`] over the pause switch's verdicts, one statement that records and
+//! claims them all, the provider calls side by side, one statement that records every
+//! acceptance. Every effect is committed before the group's outcomes go back to the runtime,
+//! which acks each delivery only then.
 //!
-//! Everything else — a duplicate or redelivery, anything that would be blocked, held, deferred or
-//! approved, a provider failure — is handed to the one-message path, which owns those rules. A
-//! message is never decided by both: the group records only keys that are new, and the one-message
-//! path runs for a key only after the group is done with it.
+//! Every member decided otherwise (blocked, deferred, waiting for approval, held), already
+//! recorded, without a token, or refused by a provider is handed to the one-message path, which
+//! records it; so is a kind whose effects the group does not batch ([`groupable`]). A message is
+//! never decided by both: the group records only keys that are new, and the one-message path
+//! runs for a key only after the group is done with it.
 
 mod dispatch;
-mod lookup;
 mod write;
 
 use std::collections::{HashMap, HashSet};
 
-use comms_domain::contract::{Channel, Kind, ValidSendRequest};
-use comms_domain::pause::switch::Verdict;
+use comms_domain::contract::{Channel, Kind, RecordType, ValidSendRequest};
 use comms_runtime::db_error;
 use comms_runtime::runtime::{Incoming, Outcome};
 use futures_util::future::join_all;
 use tracing::Instrument;
 
-use crate::portal_safe;
-use crate::preflight;
-use crate::render;
+use crate::rules::facts::{self, Member};
+use crate::rules::{self, Decision, Prepared};
 use crate::sender::{SendHandler, stage};
 use write::NewMessage;
 
@@ -41,7 +38,6 @@ pub async fn handle(handler: &SendHandler, deliveries: &[Incoming]) -> Vec<Outco
     let mut alone_now = Vec::new();
     let mut alone_after = Vec::new();
     let mut keys = HashSet::new();
-    let now = handler.clock.now();
     for (index, delivery) in deliveries.iter().enumerate() {
         match crate::intake::accept(delivery) {
             Err(refused) => outcomes[index] = Some(refused),
@@ -49,7 +45,7 @@ pub async fn handle(handler: &SendHandler, deliveries: &[Incoming]) -> Vec<Outco
             Ok(request) if !keys.insert(request.idempotency_key.clone()) => {
                 alone_after.push(index);
             }
-            Ok(request) if ordinary(&request, now) => candidates.push((index, request)),
+            Ok(request) if groupable(&request) => candidates.push((index, request)),
             Ok(_) => alone_now.push(index),
         }
     }
@@ -85,23 +81,21 @@ pub async fn handle(handler: &SendHandler, deliveries: &[Incoming]) -> Vec<Outco
         .collect()
 }
 
-/// A request the group path may decide: none of the rules that need the one-message path apply.
-/// A step of a sequence (trigger `sequence:<name>`), which a sequence pause holds, is not one.
-/// An SMS or email notice of an incident is one: the decision on its notice is its approval
-/// ([`lookup::Known::notice_cleared`]), and it passes its own incident's pauses.
-fn ordinary(request: &ValidSendRequest, now: chrono::DateTime<chrono::Utc>) -> bool {
+/// A request whose effects the group batches; the rules are [`crate::rules`]'s, not decided here.
+/// Left to the one-message path: the portal channel (its recipient is resolved to a contact and
+/// its wording checked on a recorded message), outreach and review requests (they keep the
+/// consent a request brings and carry a link signed over a recorded message's id), and what
+/// needs an approval or a review recorded on a message (an AI draft, any approval-gated kind but
+/// an incident notice, which its notice's decision covers); and a message attached to an
+/// incident but addressed by phone or email (the loader reads an incident message's client
+/// through its contact).
+fn groupable(request: &ValidSendRequest) -> bool {
     matches!(request.channel, Channel::Sms | Channel::Email)
         && !matches!(request.kind, Kind::Outreach | Kind::ReviewRequest)
-        && comms_domain::pause::sequence_of_trigger(&request.trigger).is_none()
-        && (!preflight::needs_approval(request) || incident_notice(request))
-        && !portal_safe::applies(request)
+        && (!rules::needs_approval(request) || rules::incident_exemption(request).is_some())
         && !request.ai_draft
-        && request.send_after.is_none_or(|at| at <= now)
-}
-
-/// An incident notice attached to its incident: cleared by the decision on its notice.
-fn incident_notice(request: &ValidSendRequest) -> bool {
-    preflight::incident_exemption(request).is_some()
+        && (request.record.record_type != RecordType::Incident
+            || request.recipient.contact_id().is_some())
 }
 
 fn metrics() -> &'static prometheus::Histogram {
@@ -129,9 +123,15 @@ async fn send_together(
         return (Vec::new(), Vec::new());
     }
     let t = std::time::Instant::now();
-    let requests: Vec<&ValidSendRequest> = candidates.iter().map(|(_, r)| r).collect();
-    let known = match lookup::load(&handler.pool, &requests).await {
-        Ok(known) => known,
+    let members: Vec<Member<'_>> = candidates
+        .iter()
+        .map(|(_, request)| Member {
+            request,
+            message: None,
+        })
+        .collect();
+    let all_facts = match facts::load(&handler.pool, &members).await {
+        Ok(all_facts) => all_facts,
         Err(error) if db_error::is_transient(&error) => {
             let decided = candidates
                 .iter()
@@ -147,27 +147,23 @@ async fn send_together(
             );
         }
     };
-    // Preflight and render from what was read; anything that would not pass goes alone, where
-    // it is recorded and refused with its reason.
+    // The same decision as one message; anything but "dispatch" goes alone, where it is decided
+    // again, recorded and settled.
+    let (book, now) = (handler.book(), handler.clock.now());
     let mut left = Vec::new();
     let mut ready = Vec::new();
-    for (index, request) in &candidates {
+    for ((index, request), facts) in candidates.iter().zip(all_facts) {
         // Already recorded: its state decides what happens, and the one-message path reads it.
-        if known.is_recorded(request) {
+        // No address on the channel: the one-message path records it (or refuses it).
+        let contact = facts.contact.as_ref().filter(|_| !facts.recorded);
+        let Some((contact_id, Some(address))) = contact.map(|c| (c.contact_id, c.address.clone()))
+        else {
             left.push(*index);
             continue;
-        }
-        let contact = known
-            .contact(request)
-            .filter(|c| !matches!(c.consent_state.as_str(), "opted_out" | "suppressed"));
-        let client = contact.and_then(|c| known.record_client(request, c.contact_id));
-        let rendered = render::render_row(known.template(request), request).ok();
-        // An incident notice whose notice is not cleared waits for its decision alone.
-        let cleared = !incident_notice(request) || known.notice_cleared(request);
-        match (contact, client, rendered) {
-            _ if !cleared => left.push(*index),
-            (Some(contact), Some(client_id), Some(rendered)) => {
-                ready.push((*index, request, contact, client_id, rendered));
+        };
+        match book.decide(request, &facts, now) {
+            Decision::Dispatch(prepared) if !prepared.keep_consent => {
+                ready.push((*index, request, contact_id, address, prepared));
             }
             _ => left.push(*index),
         }
@@ -195,30 +191,36 @@ async fn send_together(
         .enter(first.channel.as_str(), first.kind.as_str(), None)
         .await;
     let (mut clear, mut clear_index) = (Vec::new(), Vec::new());
-    for (index, request, contact, client_id, rendered) in &ready {
+    for (index, request, contact_id, address, prepared) in ready {
         let verdict = handler.switch.verdict_except(
             request.channel.as_str(),
             request.kind.as_str(),
-            *client_id,
-            preflight::incident_exemption(request),
-            None,
+            prepared.client_id,
+            rules::incident_exemption(request),
+            comms_domain::pause::sequence_of_trigger(&request.trigger),
         );
-        if verdict == Verdict::Clear {
-            clear_index.push(*index);
-            let span = member_span(&deliveries[*index]);
-            clear.push(NewMessage {
-                traceparent: comms_runtime::trace_context::traceparent_of(&span),
-                span,
-                request,
-                contact_id: contact.contact_id,
-                address: &contact.address,
-                client_id: *client_id,
-                rendered,
-                account: handler.providers.account(request.channel.as_str()),
-            });
-        } else {
-            left.push(*index);
-        }
+        // A new message was never held, so no older release of it can be pending.
+        let Decision::Send(Prepared {
+            client_id,
+            content: Some(rendered),
+            ..
+        }) = book.gate(prepared, false, verdict)
+        else {
+            left.push(index);
+            continue;
+        };
+        clear_index.push(index);
+        let span = member_span(&deliveries[index]);
+        clear.push(NewMessage {
+            traceparent: comms_runtime::trace_context::traceparent_of(&span),
+            span,
+            request,
+            contact_id,
+            address,
+            client_id,
+            rendered,
+            account: handler.providers.account(request.channel.as_str()),
+        });
     }
     let t = stage("group_rate_gate", t);
     let claimed = match write::record_and_claim(&handler.pool, &clear).await {

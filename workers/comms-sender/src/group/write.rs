@@ -6,7 +6,6 @@
 //! every state change has its event in the same statement.
 
 use comms_domain::contract::ValidSendRequest;
-use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -17,9 +16,9 @@ use crate::store::{ACTOR, Message};
 pub struct NewMessage<'a> {
     pub request: &'a ValidSendRequest,
     pub contact_id: Uuid,
-    pub address: &'a str,
+    pub address: String,
     pub client_id: Option<Uuid>,
-    pub rendered: &'a Rendered,
+    pub rendered: Rendered,
     /// The provider account it will go through (for the `dispatching` event).
     pub account: String,
     /// The span of this member's send, and its context as stored on the message.
@@ -196,7 +195,7 @@ impl<'a> Columns<'a> {
         self.channel.push(request.channel.as_str());
         self.kind.push(request.kind.as_str());
         self.contact_id.push(message.contact_id);
-        self.recipient_address.push(message.address);
+        self.recipient_address.push(&message.address);
         self.owner.push(&request.owner);
         self.source.push(&request.source);
         self.trigger.push(&request.trigger);
@@ -208,8 +207,7 @@ impl<'a> Columns<'a> {
         self.contains_roi.push(request.contains_roi);
         self.ai_draft.push(request.ai_draft);
         self.send_after.push(request.send_after);
-        self.request
-            .push(serde_json::to_value(request.to_wire()).unwrap_or_else(|_| json!({})));
+        self.request.push(request.to_stored_json());
         self.subject.push(message.rendered.subject.as_deref());
         self.body.push(&message.rendered.body);
         self.sms_encoding

@@ -46,7 +46,7 @@ async fn three_senders_keep_one_limit_together() {
     let fleet = SendFleet::without_sender(&[
         ("COMMS__RATE__SMS__PER_SECOND", per_second.as_str()),
         ("COMMS__RATE__SMS__BURST", burst.as_str()),
-        ("COMMS__CONSUMER__BATCH_MAX", "32"),
+        ("COMMS__CONSUMER__GROUP_MAX", "32"),
     ])
     .await;
     fleet

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 /// Groups of up to 40 from a queue the sender finds full.
 const GROUPED: &[(&str, &str)] = &[
-    ("COMMS__CONSUMER__BATCH_MAX", "40"),
+    ("COMMS__CONSUMER__GROUP_MAX", "40"),
     ("COMMS__CONSUMER__PREFETCH", "200"),
     ("COMMS__CONSUMER__CONCURRENCY", "80"),
 ];

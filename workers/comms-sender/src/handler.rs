@@ -11,11 +11,11 @@ impl Handler for SendHandler {
         crate::one::handle(self, incoming).await
     }
 
-    fn batches(&self) -> bool {
+    fn handles_groups(&self) -> bool {
         true
     }
 
-    async fn handle_batch(&self, deliveries: &[Incoming]) -> Vec<Outcome> {
+    async fn handle_group(&self, deliveries: &[Incoming]) -> Vec<Outcome> {
         crate::group::handle(self, deliveries).await
     }
 }

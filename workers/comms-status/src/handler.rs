@@ -54,7 +54,7 @@ impl Handler for StatusHandler {
         }
     }
 
-    fn batches(&self) -> bool {
+    fn handles_groups(&self) -> bool {
         true
     }
 
@@ -62,7 +62,7 @@ impl Handler for StatusHandler {
     /// transaction (`group::apply`). A delivery with an event matched by address only is applied
     /// one event at a time in its place in the order; if the group's transaction fails, each of
     /// its deliveries is applied on its own, so a poison event does not keep failing the others.
-    async fn handle_batch(&self, messages: &[Incoming]) -> Vec<Outcome> {
+    async fn handle_group(&self, messages: &[Incoming]) -> Vec<Outcome> {
         let parsed: Vec<Result<Parsed, Outcome>> = messages.iter().map(parse).collect();
         let mut outcomes: Vec<Option<Outcome>> = vec![None; messages.len()];
         let mut run = Vec::new();

@@ -117,8 +117,8 @@ async fn session<H: Handler>(
 
     let permits = Arc::new(Semaphore::new(settings.concurrency));
     // A group never outgrows what may be in flight, or it could never get its permits.
-    let batch_max = if handler.batches() {
-        settings.batch_max.min(settings.concurrency)
+    let group_max = if handler.handles_groups() {
+        settings.group_max.min(settings.concurrency)
     } else {
         1
     };
@@ -138,7 +138,7 @@ async fn session<H: Handler>(
         // Whatever else has already arrived joins the group; nothing waits for more.
         let mut group = vec![delivery];
         let mut failed = None;
-        while group.len() < batch_max {
+        while group.len() < group_max {
             match consumer.next().now_or_never() {
                 Some(Some(Ok(delivery))) => group.push(delivery),
                 Some(Some(Err(error))) => {
@@ -166,7 +166,7 @@ async fn session<H: Handler>(
             handler.clone(),
             queue.name.clone(),
             group,
-            batch_max > 1,
+            group_max > 1,
         );
         in_flight.spawn(async move {
             task.await;
@@ -204,7 +204,7 @@ async fn finish_in_flight(in_flight: &mut JoinSet<()>, grace: Duration, queue: &
 }
 
 /// Decides one group of deliveries (always of one when grouping is off: a handler that does not
-/// group, or `consumer.batch_max = 1`) and settles each delivery with its own outcome.
+/// group, or `consumer.group_max = 1`) and settles each delivery with its own outcome.
 async fn process_group<H: Handler>(
     runtime: Runtime,
     publisher: Publisher,
@@ -220,7 +220,7 @@ async fn process_group<H: Handler>(
     let metrics = crate::metrics::consumer();
     // While grouping is on, a handler that groups decides even a group of one as a group: its
     // group path is its fast path (fewer round trips), and what it cannot take it hands to
-    // `handle` itself. `consumer.batch_max = 1` turns grouping off: every delivery to `handle`.
+    // `handle` itself. `consumer.group_max = 1` turns grouping off: every delivery to `handle`.
     if let ([message], false) = (messages.as_slice(), grouping) {
         let span = message_span(&queue, message);
         let timer = metrics
@@ -240,7 +240,7 @@ async fn process_group<H: Handler>(
         .handler_seconds
         .with_label_values(&[&queue])
         .start_timer();
-    let outcomes = AssertUnwindSafe(handler.handle_batch(&messages))
+    let outcomes = AssertUnwindSafe(handler.handle_group(&messages))
         .catch_unwind()
         .instrument(span)
         .await;

@@ -95,18 +95,18 @@ impl Incoming {
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, message: &Incoming) -> impl Future<Output = Outcome> + Send;
 
-    /// Whether this handler decides deliveries in groups ([`Handler::handle_batch`]); the runtime
-    /// then hands it up to `consumer.batch_max` deliveries that have already arrived at once.
-    fn batches(&self) -> bool {
+    /// Whether this handler decides deliveries in groups ([`Handler::handle_group`]); the runtime
+    /// then hands it up to `consumer.group_max` deliveries that have already arrived at once.
+    fn handles_groups(&self) -> bool {
         false
     }
 
     /// Decides a group of deliveries, one outcome per delivery in the same order. A handler that
-    /// batches does its database work per group (one round trip instead of one per message) and
+    /// groups does its database work per group (one round trip instead of one per message) and
     /// still commits before it returns: every outcome is settled only after this returns.
     /// If it panics, the runtime decides each delivery of the group on its own with
     /// [`Handler::handle`], so one poison message cannot take its neighbours with it.
-    fn handle_batch(&self, messages: &[Incoming]) -> impl Future<Output = Vec<Outcome>> + Send {
+    fn handle_group(&self, messages: &[Incoming]) -> impl Future<Output = Vec<Outcome>> + Send {
         futures_util::future::join_all(messages.iter().map(|message| self.handle(message)))
     }
 }

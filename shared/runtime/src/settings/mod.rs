@@ -126,8 +126,8 @@ impl Settings {
         if self.consumer.concurrency == 0 {
             return invalid("consumer.concurrency", "must be at least 1");
         }
-        if self.consumer.batch_max == 0 {
-            return invalid("consumer.batch_max", "must be at least 1");
+        if self.consumer.group_max == 0 {
+            return invalid("consumer.group_max", "must be at least 1");
         }
         if self.rate.max_replicas == 0 {
             return invalid("rate.max_replicas", "must be at least 1");
@@ -227,6 +227,25 @@ mod tests {
     fn environment_overrides_defaults() {
         let settings = load(&[("COMMS__CONSUMER__PREFETCH", "7")]).expect("loads");
         assert_eq!(settings.consumer.prefetch, 7);
+    }
+
+    #[test]
+    fn the_group_size_is_group_max_and_batch_max_still_works() {
+        assert_eq!(load(&[]).expect("defaults").consumer.group_max, 32);
+        let new = load(&[("COMMS__CONSUMER__GROUP_MAX", "16")]).expect("loads");
+        assert_eq!(new.consumer.group_max, 16);
+        // The deprecated name still sets it.
+        let old = load(&[("COMMS__CONSUMER__BATCH_MAX", "8")]).expect("loads");
+        assert_eq!(old.consumer.group_max, 8);
+        let err = load(&[("COMMS__CONSUMER__BATCH_MAX", "0")]).expect_err("must fail");
+        assert!(err.to_string().contains("consumer.group_max"), "{err}");
+        // Both at once is ambiguous: refused, naming the setting.
+        let both = load(&[
+            ("COMMS__CONSUMER__GROUP_MAX", "16"),
+            ("COMMS__CONSUMER__BATCH_MAX", "8"),
+        ])
+        .expect_err("must fail");
+        assert!(both.to_string().contains("group_max"), "{both}");
     }
 
     #[test]

@@ -113,7 +113,12 @@ pub struct ConsumerSettings {
     /// For workers that handle deliveries in groups (the sender, the status worker): the most
     /// deliveries taken into one group. A group is whatever has arrived, never waited for, so a
     /// quiet queue still moves one message at a time. 1 turns grouping off.
-    pub batch_max: usize,
+    ///
+    /// `batch_max` (`COMMS__CONSUMER__BATCH_MAX`) is its deprecated earlier name and still
+    /// works; set one of the two, not both ("group" is the fleet's word for deliveries decided
+    /// together, "batch" the digest worker's notification batching).
+    #[serde(alias = "batch_max")]
+    pub group_max: usize,
     /// Broker-carried retries before a message is parked in `comms.dead`.
     pub max_retries: u32,
     /// How long in-flight messages may finish after SIGTERM before they are returned.
@@ -130,7 +135,7 @@ impl Default for ConsumerSettings {
         Self {
             prefetch: 128,
             concurrency: 64,
-            batch_max: 32,
+            group_max: 32,
             max_retries: 12,
             shutdown_grace: Duration::from_secs(20),
             reconnect_max_delay: Duration::from_secs(5),

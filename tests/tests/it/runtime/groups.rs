@@ -22,11 +22,11 @@ impl Handler for GroupedLedger {
         self.each.handle(message).await
     }
 
-    fn batches(&self) -> bool {
+    fn handles_groups(&self) -> bool {
         true
     }
 
-    async fn handle_batch(&self, messages: &[Incoming]) -> Vec<Outcome> {
+    async fn handle_group(&self, messages: &[Incoming]) -> Vec<Outcome> {
         self.group_sizes.lock().expect("sizes").push(messages.len());
         if messages
             .iter()
@@ -45,7 +45,7 @@ impl Handler for GroupedLedger {
 #[tokio::test]
 async fn a_panicking_group_is_decided_again_one_by_one() {
     let env = env_with_ledger(&[
-        ("COMMS__CONSUMER__BATCH_MAX", "16"),
+        ("COMMS__CONSUMER__GROUP_MAX", "16"),
         ("COMMS__CONSUMER__PREFETCH", "64"),
         ("COMMS__CONSUMER__CONCURRENCY", "32"),
     ])
@@ -92,7 +92,7 @@ async fn a_panicking_group_is_decided_again_one_by_one() {
         );
     }
     let sizes = handler.group_sizes.lock().expect("sizes").clone();
-    assert!(!sizes.is_empty(), "deliveries went through handle_batch");
+    assert!(!sizes.is_empty(), "deliveries went through handle_group");
     assert!(
         sizes.iter().all(|size| (1..=16).contains(size)),
         "{sizes:?}"

@@ -10,7 +10,7 @@ use super::{StatusRig, WAIT, publish_callback, seed_message};
 
 /// Groups of up to 16 out of a queue the worker finds full.
 const GROUPED: &[(&str, &str)] = &[
-    ("COMMS__CONSUMER__BATCH_MAX", "16"),
+    ("COMMS__CONSUMER__GROUP_MAX", "16"),
     ("COMMS__CONSUMER__CONCURRENCY", "32"),
     ("COMMS__CONSUMER__PREFETCH", "64"),
 ];

@@ -1,4 +1,4 @@
-//! One delivery group through `StatusHandler::handle_batch` against the same deliveries through
+//! One delivery group through `StatusHandler::handle_group` against the same deliveries through
 //! `handle`, one after the other, on two identical databases: the same outcomes and, message by
 //! message, the same rows — states, reasons, consent, timeline entries, tasks, callbacks, raw
 //! payloads. The group holds what makes ordering and dedupe matter: `sent` then `delivered` of one
@@ -251,7 +251,7 @@ async fn a_group_writes_what_its_deliveries_one_by_one_would() {
     let grouped = world().await;
     let one_by_one = world().await;
 
-    let outcomes = grouped.handler.handle_batch(&group).await;
+    let outcomes = grouped.handler.handle_group(&group).await;
     let mut expected = Vec::new();
     for delivery in &group {
         expected.push(one_by_one.handler.handle(delivery).await);
@@ -315,7 +315,7 @@ async fn a_group_writes_what_its_deliveries_one_by_one_would() {
     assert_eq!(transactions(&one_by_one).await, 6);
 
     // The broker delivers the whole group again: every event is a duplicate, nothing changes.
-    assert_eq!(grouped.handler.handle_batch(&group).await, outcomes);
+    assert_eq!(grouped.handler.handle_group(&group).await, outcomes);
     for (name, was) in names.iter().zip(&before) {
         assert_eq!(
             &written(&grouped, name).await,

@@ -11,7 +11,7 @@
 //!
 //! Every member decided otherwise (blocked, deferred, waiting for approval, held), already
 //! recorded, without a token, or refused by a provider is handed to the one-message path, which
-//! records it; so is a kind whose effects the group does not batch ([`groupable`]). A message is
+//! records it; so is a kind whose effects the group path does not take together ([`groupable`]). A message is
 //! never decided by both: the group records only keys that are new, and the one-message path
 //! runs for a key only after the group is done with it.
 
@@ -81,7 +81,7 @@ pub async fn handle(handler: &SendHandler, deliveries: &[Incoming]) -> Vec<Outco
         .collect()
 }
 
-/// A request whose effects the group batches; the rules are [`crate::rules`]'s, not decided here.
+/// A request whose effects the group path takes together; the rules are [`crate::rules`]'s, not decided here.
 /// Left to the one-message path: the portal channel (its recipient is resolved to a contact and
 /// its wording checked on a recorded message), outreach and review requests (they keep the
 /// consent a request brings and carry a link signed over a recorded message's id), and what

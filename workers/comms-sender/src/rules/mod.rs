@@ -12,7 +12,7 @@
 //!   limit immediately before the provider call (it cannot be loaded earlier: a pause applied
 //!   while a message waited for its rate token must stop it).
 //!
-//! Neither path applies a rule of its own: the group path only batches the reads and writes
+//! Neither path applies a rule of its own: the group path only groups the reads and writes
 //! around the same decisions, and hands a member whose decision is not to send to the one-message
 //! path, which records that decision.
 

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::providers::Dispatch;
 use crate::rules::Refusal;
+use crate::rules::answer::Answer;
 use crate::sender::SendHandler;
 use crate::store::{self, DISPATCHABLE, Event, Message, Task, Transition};
 use comms_domain::pause::ActivePause;
@@ -188,7 +189,7 @@ async fn hold_from(
     Ok(Outcome::Ack)
 }
 
-/// Records what the provider said.
+/// Records what the provider said, as [`crate::rules::Book::answer`] reads it.
 pub async fn record_dispatch(
     handler: &SendHandler,
     message: &Message,
@@ -196,8 +197,8 @@ pub async fn record_dispatch(
     dispatch: Dispatch,
 ) -> Result<Outcome, sqlx::Error> {
     const SENDING: &[&str] = &["sending"];
-    match dispatch {
-        Dispatch::Sent {
+    match handler.book().answer(dispatch, attempt) {
+        Answer::Sent {
             provider,
             provider_message_id,
         } => {
@@ -216,16 +217,12 @@ pub async fn record_dispatch(
             store::transition(&handler.pool, message, transition).await?;
             Ok(Outcome::Ack)
         }
-        Dispatch::Transient {
+        Answer::Retry {
             reason,
             retry_after,
             maybe_sent,
+            max,
         } => {
-            let max = i32::try_from(handler.settings.sender.max_attempts).unwrap_or(i32::MAX);
-            if attempt >= max {
-                let reason = format!("retries_exhausted: {reason}");
-                return fail(handler, message, reason, "check the provider and the address, then send again with a new idempotency key").await;
-            }
             tracing::warn!(message.id = %message.id, attempt, %reason, maybe_sent, "provider failed; retrying");
             let mut text = format!("attempt {attempt} of {max} failed: {reason}");
             if maybe_sent {
@@ -247,9 +244,13 @@ pub async fn record_dispatch(
                 after: retry_after,
             })
         }
-        Dispatch::Permanent { reason, opted_out } => {
+        Answer::Fail {
+            reason,
+            next_action,
+            opted_out,
+        } => {
             if opted_out {
-                tracing::info!(message.id = %message.id, %reason, "provider reports an opt-out");
+                tracing::info!(message.id = %message.id, "provider reports an opt-out");
                 if let Ok(channel) = message.channel.parse::<Channel>() {
                     store::opt_out_contact(
                         &handler.pool,
@@ -259,21 +260,8 @@ pub async fn record_dispatch(
                     )
                     .await?;
                 }
-                return fail(
-                    handler,
-                    message,
-                    "opted_out".into(),
-                    "the recipient unsubscribed at the provider: do not contact on this channel",
-                )
-                .await;
             }
-            fail(
-                handler,
-                message,
-                format!("provider_rejected: {reason}"),
-                "correct the address or content, then send again with a new idempotency key",
-            )
-            .await
+            fail(handler, message, reason, next_action).await
         }
     }
 }

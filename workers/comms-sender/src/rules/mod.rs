@@ -8,14 +8,16 @@
 //! - [`Book::decide`] is pure: request, facts and the time in, a [`Decision`] out. Every refusal,
 //!   hold, deferral and approval wait is a variant of it; [`crate::settle`] turns each into the
 //!   runtime's `Outcome` (and its recorded state change), in one match.
-//! - [`Book::gate`] is the last rule, as pure: the pause switch's verdict, read after the rate
-//!   limit immediately before the provider call (it cannot be loaded earlier: a pause applied
-//!   while a message waited for its rate token must stop it).
+//! - [`Book::gate`] is the last rule before the provider, as pure: the pause switch's verdict,
+//!   read after the rate limit immediately before the provider call (it cannot be loaded
+//!   earlier: a pause applied while a message waited for its rate token must stop it).
+//! - [`Book::answer`] reads the provider's answer: sent, retried, or failed for good.
 //!
 //! Neither path applies a rule of its own: the group path only groups the reads and writes
 //! around the same decisions, and hands a member whose decision is not to send to the one-message
 //! path, which records that decision.
 
+pub mod answer;
 mod decide;
 pub mod facts;
 #[cfg(test)]

@@ -213,3 +213,47 @@ fn the_gate_keeps_released_order_and_obeys_the_pause_switch() {
         assert_eq!(code(&decision), expected);
     }
 }
+
+#[test]
+fn a_providers_answer_is_sent_retried_or_failed_with_its_reason() {
+    use crate::providers::Dispatch;
+    use crate::rules::answer::Answer;
+    let settings = Settings::default();
+    let book = book(&settings);
+    let max = i32::try_from(settings.sender.max_attempts).expect("a small number");
+    let transient = || Dispatch::Transient {
+        reason: "twilio 503".into(),
+        retry_after: None,
+        maybe_sent: false,
+    };
+    let code = |answer: Answer| match answer {
+        Answer::Sent { .. } => "sent".to_string(),
+        Answer::Retry { .. } => "retry".to_string(),
+        Answer::Fail {
+            reason, opted_out, ..
+        } => format!("{reason} {opted_out}"),
+    };
+    let sent = Dispatch::Sent {
+        provider: "twilio",
+        provider_message_id: "SM1".into(),
+    };
+    assert_eq!(code(book.answer(sent, 1)), "sent");
+    assert_eq!(code(book.answer(transient(), max - 1)), "retry");
+    assert_eq!(
+        code(book.answer(transient(), max)),
+        "retries_exhausted: twilio 503 false"
+    );
+    let rejected = Dispatch::Permanent {
+        reason: "twilio 21211".into(),
+        opted_out: false,
+    };
+    assert_eq!(
+        code(book.answer(rejected, 1)),
+        "provider_rejected: twilio 21211 false"
+    );
+    let unsubscribed = Dispatch::Permanent {
+        reason: "twilio 21610".into(),
+        opted_out: true,
+    };
+    assert_eq!(code(book.answer(unsubscribed, 1)), "opted_out true");
+}

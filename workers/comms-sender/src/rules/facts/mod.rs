@@ -2,7 +2,8 @@
 //! one-message path loads a group of one.
 //!
 //! Six lookups, side by side, one statement each for the whole group, and only those the group
-//! needs (a lookup no member needs issues no statement): which keys are already recorded, the
+//! needs (a lookup no member needs issues no statement; a recorded message that can no longer be
+//! dispatched needs none, its state decides it): which keys are already recorded, the
 //! contacts with their consent and time zone, the records' clients (and the recipient contacts'
 //! clients of messages attached to an incident), the template versions, the incident notices'
 //! decisions and the approvals recorded on the messages. Then, for a review request, whether its
@@ -24,7 +25,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::render::TemplateRow;
-use crate::store::Message;
+use crate::store::{DISPATCHABLE, Message};
 
 /// One request to load facts for, with its message when it is already recorded.
 #[derive(Clone, Copy)]
@@ -80,14 +81,27 @@ pub struct Facts {
 
 /// Loads the facts of every member, in order.
 pub async fn load(pool: &PgPool, members: &[Member<'_>]) -> Result<Vec<Facts>, sqlx::Error> {
-    let requests: Vec<&ValidSendRequest> = members.iter().map(|m| m.request).collect();
+    // A recorded message that can no longer be dispatched is decided by its state alone (a
+    // redelivery or a duplicate): nothing else is read for it.
+    let open: Vec<Member<'_>> = members
+        .iter()
+        .filter(|m| {
+            m.message
+                .is_none_or(|x| DISPATCHABLE.contains(&x.delivery_state.as_str()))
+        })
+        .copied()
+        .collect();
+    if open.is_empty() {
+        return Ok(members.iter().map(state_only).collect());
+    }
+    let requests: Vec<&ValidSendRequest> = open.iter().map(|m| m.request).collect();
     let (recorded, contacts, records, templates, notices, approvals) = tokio::try_join!(
-        recorded(pool, members),
-        contacts(pool, members),
-        records(pool, members),
+        recorded(pool, &open),
+        contacts(pool, &open),
+        records(pool, &open),
         templates(pool, &requests),
         notices(pool, &requests),
-        approvals(pool, members),
+        approvals(pool, &open),
     )?;
     let mut all: Vec<Facts> = members
         .iter()
@@ -97,10 +111,7 @@ pub async fn load(pool: &PgPool, members: &[Member<'_>]) -> Result<Vec<Facts>, s
             let record_client = record_client(&records, request, contact.as_ref());
             let message = member.message.cloned();
             Facts {
-                unchanged_for: message
-                    .as_ref()
-                    .and_then(|m| (Utc::now() - m.updated_at).to_std().ok())
-                    .unwrap_or_default(),
+                unchanged_for: unchanged_for(member),
                 recorded: message.is_some() || recorded.contains(&request.idempotency_key),
                 approvals: message
                     .as_ref()
@@ -132,6 +143,24 @@ pub async fn load(pool: &PgPool, members: &[Member<'_>]) -> Result<Vec<Facts>, s
         facts.digest = digest;
     }
     Ok(all)
+}
+
+/// The facts of a member whose recorded state alone decides it.
+fn state_only(member: &Member<'_>) -> Facts {
+    Facts {
+        message: member.message.cloned(),
+        unchanged_for: unchanged_for(member),
+        recorded: member.message.is_some(),
+        ..Facts::default()
+    }
+}
+
+/// How long the member's recorded message has been in its state, by the wall clock.
+fn unchanged_for(member: &Member<'_>) -> Duration {
+    member
+        .message
+        .and_then(|m| (Utc::now() - m.updated_at).to_std().ok())
+        .unwrap_or_default()
 }
 
 /// The template version `request` names (or the latest, approved first), alone: how the digest

@@ -25,6 +25,7 @@ use comms_runtime::db_error;
 use comms_runtime::runtime::{Incoming, Outcome};
 use futures_util::future::join_all;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::rules::facts::{self, Member};
 use crate::rules::{self, Decision, Prepared};
@@ -112,6 +113,15 @@ fn metrics() -> &'static prometheus::Histogram {
 
 type Decided = Vec<(usize, Outcome)>;
 
+/// A member every rule let through, ready for its rate token and the pause switch.
+struct Ready<'a> {
+    index: usize,
+    request: &'a ValidSendRequest,
+    contact_id: Uuid,
+    address: String,
+    prepared: Prepared,
+}
+
 /// Sends what it can of `candidates` together. Returns the outcomes it decided and the indexes
 /// it leaves to the one-message path.
 async fn send_together(
@@ -123,105 +133,28 @@ async fn send_together(
         return (Vec::new(), Vec::new());
     }
     let t = std::time::Instant::now();
-    let members: Vec<Member<'_>> = candidates
-        .iter()
-        .map(|(_, request)| Member {
-            request,
-            message: None,
-        })
-        .collect();
-    let all_facts = match facts::load(&handler.pool, &members).await {
-        Ok(all_facts) => all_facts,
-        Err(error) if db_error::is_transient(&error) => {
-            let decided = candidates
-                .iter()
-                .map(|(index, _)| (*index, db_error::outcome(&error)))
-                .collect();
-            return (decided, Vec::new());
-        }
-        // One member's content broke the group's read: each is decided on its own.
-        Err(error) => {
-            return (
-                Vec::new(),
-                one_by_one(&error, candidates.iter().map(|c| c.0)),
-            );
-        }
-    };
-    // The same decision as one message; anything but "dispatch" goes alone, where it is decided
-    // again, recorded and settled.
-    let (book, now) = (handler.book(), handler.clock.now());
     let mut left = Vec::new();
-    let mut ready = Vec::new();
-    for ((index, request), facts) in candidates.iter().zip(all_facts) {
-        // Already recorded: its state decides what happens, and the one-message path reads it.
-        // No address on the channel: the one-message path records it (or refuses it).
-        let contact = facts.contact.as_ref().filter(|_| !facts.recorded);
-        let Some((contact_id, Some(address))) = contact.map(|c| (c.contact_id, c.address.clone()))
-        else {
-            left.push(*index);
-            continue;
-        };
-        match book.decide(request, &facts, now) {
-            Decision::Dispatch(prepared) if !prepared.keep_consent => {
-                ready.push((*index, request, contact_id, address, prepared));
-            }
-            _ => left.push(*index),
-        }
-    }
+    let ready = match decide(handler, &candidates, &mut left).await {
+        Ok(ready) => ready,
+        Err(unread) => return unread,
+    };
     let t = stage("group_preflight_render", t);
-    // The rate limit, without waiting: a message that finds no token goes alone and waits for
-    // one there, so a group never sends more at once than the limit allows.
-    ready.retain(|(index, request, ..)| {
-        let channel = request.channel.as_str();
-        let allowed = handler
-            .limits
-            .try_take(channel, &handler.providers.account(channel));
-        if !allowed {
-            left.push(*index);
-        }
-        allowed
-    });
-    // The pause switch, once for the group: one guard (so a pause being applied waits for these
-    // dispatches, and none starts after it), a verdict per message.
-    let Some((_, first, ..)) = ready.first() else {
+    let ready = take_tokens(handler, ready, &mut left);
+    // The pause switch, once for the group: one guard, held until every outcome is recorded (so
+    // a pause being applied waits for these dispatches, and none starts after it), a verdict
+    // per message.
+    let Some(first) = ready.first() else {
         return (Vec::new(), left);
     };
     let (_dispatching, _) = handler
         .switch
-        .enter(first.channel.as_str(), first.kind.as_str(), None)
+        .enter(
+            first.request.channel.as_str(),
+            first.request.kind.as_str(),
+            None,
+        )
         .await;
-    let (mut clear, mut clear_index) = (Vec::new(), Vec::new());
-    for (index, request, contact_id, address, prepared) in ready {
-        let verdict = handler.switch.verdict_except(
-            request.channel.as_str(),
-            request.kind.as_str(),
-            prepared.client_id,
-            rules::incident_exemption(request),
-            comms_domain::pause::sequence_of_trigger(&request.trigger),
-        );
-        // A new message was never held, so no older release of it can be pending.
-        let Decision::Send(Prepared {
-            client_id,
-            content: Some(rendered),
-            ..
-        }) = book.gate(prepared, false, verdict)
-        else {
-            left.push(index);
-            continue;
-        };
-        clear_index.push(index);
-        let span = member_span(&deliveries[index]);
-        clear.push(NewMessage {
-            traceparent: comms_runtime::trace_context::traceparent_of(&span),
-            span,
-            request,
-            contact_id,
-            address,
-            client_id,
-            rendered,
-            account: handler.providers.account(request.channel.as_str()),
-        });
-    }
+    let (clear, clear_index) = clear_of_pauses(handler, deliveries, ready, &mut left);
     let t = stage("group_rate_gate", t);
     let claimed = match write::record_and_claim(&handler.pool, &clear).await {
         Ok(claimed) => claimed,
@@ -262,6 +195,128 @@ async fn send_together(
     let decided = dispatch::send_claimed(handler, &mine).await;
     stage("group_provider_outcome", t);
     (decided, left)
+}
+
+/// Loads the group's facts and asks the rule book about each member: the members decided
+/// "dispatch"; the others go to `left`, where the one-message path decides them again, records
+/// and settles them. `Err` when the group's facts could not be read: what to answer instead.
+async fn decide<'a>(
+    handler: &SendHandler,
+    candidates: &'a [(usize, ValidSendRequest)],
+    left: &mut Vec<usize>,
+) -> Result<Vec<Ready<'a>>, (Decided, Vec<usize>)> {
+    let members: Vec<Member<'_>> = candidates
+        .iter()
+        .map(|(_, request)| Member {
+            request,
+            message: None,
+        })
+        .collect();
+    let all_facts = match facts::load(&handler.pool, &members).await {
+        Ok(all_facts) => all_facts,
+        Err(error) if db_error::is_transient(&error) => {
+            let decided = candidates
+                .iter()
+                .map(|(index, _)| (*index, db_error::outcome(&error)))
+                .collect();
+            return Err((decided, Vec::new()));
+        }
+        // One member's content broke the group's read: each is decided on its own.
+        Err(error) => {
+            return Err((
+                Vec::new(),
+                one_by_one(&error, candidates.iter().map(|c| c.0)),
+            ));
+        }
+    };
+    let (book, now) = (handler.book(), handler.clock.now());
+    let mut ready = Vec::new();
+    for ((index, request), facts) in candidates.iter().zip(all_facts) {
+        // Already recorded: its state decides what happens, and the one-message path reads it.
+        // No address on the channel: the one-message path records it (or refuses it).
+        let contact = facts.contact.as_ref().filter(|_| !facts.recorded);
+        let Some((contact_id, Some(address))) = contact.map(|c| (c.contact_id, c.address.clone()))
+        else {
+            left.push(*index);
+            continue;
+        };
+        match book.decide(request, &facts, now) {
+            Decision::Dispatch(prepared) if !prepared.keep_consent => ready.push(Ready {
+                index: *index,
+                request,
+                contact_id,
+                address,
+                prepared,
+            }),
+            _ => left.push(*index),
+        }
+    }
+    Ok(ready)
+}
+
+/// The rate limit, without waiting: a message that finds no token goes alone and waits for one
+/// there, so a group never sends more at once than the limit allows.
+fn take_tokens<'a>(
+    handler: &SendHandler,
+    mut ready: Vec<Ready<'a>>,
+    left: &mut Vec<usize>,
+) -> Vec<Ready<'a>> {
+    ready.retain(|member| {
+        let channel = member.request.channel.as_str();
+        let allowed = handler
+            .limits
+            .try_take(channel, &handler.providers.account(channel));
+        if !allowed {
+            left.push(member.index);
+        }
+        allowed
+    });
+    ready
+}
+
+/// The same gate as one message over each member's pause verdict: the members it clears, to
+/// record and claim, with their delivery indexes; the others go to `left`.
+fn clear_of_pauses<'a>(
+    handler: &SendHandler,
+    deliveries: &[Incoming],
+    ready: Vec<Ready<'a>>,
+    left: &mut Vec<usize>,
+) -> (Vec<NewMessage<'a>>, Vec<usize>) {
+    let book = handler.book();
+    let (mut clear, mut clear_index) = (Vec::new(), Vec::new());
+    for member in ready {
+        let request = member.request;
+        let verdict = handler.switch.verdict_except(
+            request.channel.as_str(),
+            request.kind.as_str(),
+            member.prepared.client_id,
+            rules::incident_exemption(request),
+            comms_domain::pause::sequence_of_trigger(&request.trigger),
+        );
+        // A new message was never held, so no older release of it can be pending.
+        let Decision::Send(Prepared {
+            client_id,
+            content: Some(rendered),
+            ..
+        }) = book.gate(member.prepared, false, verdict)
+        else {
+            left.push(member.index);
+            continue;
+        };
+        clear_index.push(member.index);
+        let span = member_span(&deliveries[member.index]);
+        clear.push(NewMessage {
+            traceparent: comms_runtime::trace_context::traceparent_of(&span),
+            span,
+            request,
+            contact_id: member.contact_id,
+            address: member.address,
+            client_id,
+            rendered,
+            account: handler.providers.account(request.channel.as_str()),
+        });
+    }
+    (clear, clear_index)
 }
 
 /// The span of one member's send, in the trace its request came with (the group's own span

@@ -105,20 +105,7 @@ async fn release_batch(
             })
             .instrument(step)
             .await?;
-        sqlx::query(
-            "WITH moved AS (
-                 UPDATE comms.messages SET delivery_state = 'received', updated_at = now()
-                 WHERE id = $1 AND delivery_state = 'held'
-                 RETURNING id, source, owner)
-             INSERT INTO comms.message_events (message_id, event_type, actor, source, owner, reason, recovery_rule)
-             SELECT id, 'released', 'comms-fleet', source, owner,
-                    'the pause that held it ended; released in creation order',
-                    'goes through preflight, rate limits and the pause check again'
-             FROM moved",
-        )
-        .bind(message.id)
-        .execute(pool)
-        .await?;
+        crate::messages::ledger::moves::release_held(pool, message.id).await?;
     }
     Ok(held.len())
 }

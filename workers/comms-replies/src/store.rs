@@ -1,6 +1,7 @@
 //! The replies worker's reads and writes: matching an inbound message to the outbound one it
 //! answers, and recording what it was (reply, auto-reply, opt-out, opt-in, help, unmatched) with
-//! its event and, where a person must act, an owner task.
+//! its event and, where a person must act, an owner task. The message's reply and opt-out states
+//! and its timeline entries are written through the ledger (`comms_domain::messages::ledger`).
 
 use comms_domain::messages::ledger;
 use sqlx::{PgPool, Postgres, Transaction};

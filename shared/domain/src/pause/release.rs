@@ -5,6 +5,8 @@
 //! means a crash in between leads to a second delivery, which the sender ignores, never to a
 //! message stuck without a queue entry. One process at a time releases (an advisory lock), so
 //! order is kept across the fleet; the sender keeps per-recipient order for released messages.
+//! The move `held → received` with its `released` event is the ledger's
+//! ([`crate::messages::ledger::moves::release_held`]).
 
 use sqlx::PgPool;
 use tracing::Instrument;

@@ -6,7 +6,9 @@
 //! channels hold *before* they are deleted, so an opted-out address is never, even for a moment,
 //! sendable again. Messages still waiting to go out are cancelled (with an appended `cancelled`
 //! event: the log is only ever appended to) before their content is removed. The audit row names
-//! who erased, when and why, and counts per table — never the contact, address or hash.
+//! who erased, when and why, and counts per table — never the contact, address or hash. The
+//! statements on message rows (the cancellation with its events, emptying the content) are the
+//! ledger's ([`crate::messages::ledger`]); this module decides whose and when.
 //!
 //! Dead letters are part of "everywhere". A refused request holding the address may still wait in
 //! the `comms.dead` queue — the runtime's copy of a row already in `internal.rejected_input`, or a

@@ -9,6 +9,9 @@
 //! it: a message keeps its state, times, reasons, owner and source, and loses its address, subject,
 //! body and request variables.
 //!
+//! The `message_bodies` statements are the ledger's ([`crate::messages::ledger::content`]), with
+//! every other write of a message row.
+//!
 //! Ages are measured from `now`, which the caller passes (the scheduled run the wall clock, tests
 //! a controlled clock).
 

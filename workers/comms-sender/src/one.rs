@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use comms_domain::contract::{Kind, ValidSendRequest};
+use comms_domain::messages::DeliveryState;
 use comms_domain::pause::switch::Verdict;
 use comms_domain::{digests, incidents};
 use comms_runtime::runtime::{Incoming, Outcome};
@@ -43,10 +44,10 @@ impl SendHandler {
                 Err(refused) => return Ok(Outcome::reject(format!("invalid_request: {refused}"))),
             };
         tracing::info!(message.id = %message.id, message.key = %message.idempotency_key, message.state = %message.delivery_state, "send request");
-        if message.delivery_state == "sending" {
+        if message.delivery_state == DeliveryState::Sending.as_str() {
             return outcomes::recover_sending(self, &message).await;
         }
-        if !DISPATCHABLE.contains(&message.delivery_state.as_str()) {
+        if !DeliveryState::DISPATCHABLE_NAMES.contains(&message.delivery_state.as_str()) {
             // Already sent, failed or blocked: a redelivery or a duplicate request changes nothing.
             return Ok(Outcome::Ack);
         }
@@ -205,7 +206,7 @@ impl SendHandler {
             attempt_delta: 1,
             ..Transition::new(
                 DISPATCHABLE,
-                "sending",
+                DeliveryState::Sending,
                 Event::new("dispatching", format!("dispatching through {account}"))
                     .recovery("if the outcome is never recorded, the message is failed as dispatch_outcome_unknown for the owner to check"),
             )

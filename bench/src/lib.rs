@@ -8,6 +8,7 @@
 
 mod baseline;
 mod digest;
+mod http_enqueue;
 mod incidents;
 mod load;
 mod procs;
@@ -54,7 +55,7 @@ pub struct Knobs {
     #[arg(long, env = "BENCH_CLIENTS", default_value_t = 1000)]
     pub clients: usize,
     /// Run one scenario only: status, pause, send, digest, or webhooks, incidents, scale, size,
-    /// retention (the last five run only when named).
+    /// retention, http (the last six run only when named).
     #[arg(long, env = "BENCH_ONLY")]
     pub only: Option<String>,
     /// Messages generated for `BENCH_ONLY=scale`.

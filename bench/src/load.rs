@@ -145,6 +145,13 @@ impl Bench {
 
     /// One send request; SMS and email alternate, recipients repeat over 1 000 addresses.
     pub fn request(&self, key: &str, i: usize, enqueued_ms: i64) -> (String, Vec<u8>) {
+        send_request(self.client_id, key, i, enqueued_ms)
+    }
+}
+
+/// [`Bench::request`] for a record of `client_id`, for callers that cannot hold the bench.
+pub fn send_request(client_id: Uuid, key: &str, i: usize, enqueued_ms: i64) -> (String, Vec<u8>) {
+    {
         let (channel, recipient, template) = if i.is_multiple_of(2) {
             (
                 "sms",
@@ -164,12 +171,14 @@ impl Bench {
             "kind": "transactional",
             "recipient": recipient,
             "template": { "name": template, "vars": { "name": "Dana", "n": i, "t": enqueued_ms } },
-            "record": { "type": "client", "id": self.client_id.to_string() },
+            "record": { "type": "client", "id": client_id.to_string() },
             "owner": "bench", "source": "bench", "trigger": "bench.run"
         });
         (format!("send.{channel}"), body.to_string().into_bytes())
     }
+}
 
+impl Bench {
     /// Publishes every request with confirms awaited in windows of 512.
     pub async fn publish_bulk(&self, requests: &[(String, Vec<u8>)]) -> anyhow::Result<()> {
         self.publish_to(&self.topology.send_exchange(), requests)

@@ -34,6 +34,12 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
     if knobs.only.as_deref() == Some("webhooks") {
         return Ok(vec![webhook_row(bench, knobs).await?]);
     }
+    if knobs.only.as_deref() == Some("http") {
+        crate::http_enqueue::report(
+            &crate::http_enqueue::enqueue(bench, knobs.rate_seconds as u64).await?,
+        )?;
+        return Ok(Vec::new());
+    }
     if knobs.only.as_deref() == Some("incidents") {
         return incident_rows(bench, knobs).await;
     }

@@ -9,6 +9,7 @@ mod content_type;
 mod e2e;
 mod groups;
 mod mapping;
+mod partial_loss;
 mod reconcile;
 mod unknown;
 mod watchdog;

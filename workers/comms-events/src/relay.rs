@@ -6,7 +6,7 @@
 //! failure before that commit leaves the rows unpublished: they go out again in a later round.
 //! Consumers de-duplicate on `event_id`.
 
-use std::time::Duration;
+use comms_runtime::runtime::rounds::{Rounds, run_rounds};
 
 use comms_runtime::amqp::{self, Outgoing, Publisher};
 use comms_runtime::runtime::Runtime;
@@ -32,54 +32,21 @@ pub enum RelayError {
 
 /// Relays until `shutdown`, reconnecting to the broker after any failure.
 pub async fn run(runtime: Runtime, shutdown: Shutdown) {
-    let interval = runtime.settings.events.relay_interval;
-    let mut publisher: Option<(lapin::Connection, Publisher)> = None;
-    let mut failures: u32 = 0;
-    loop {
-        if shutdown.is_cancelled() {
-            break;
-        }
-        let outcome = match publisher.as_ref().filter(|(_, p)| p.is_usable()) {
-            Some((_, p)) => round(&runtime, p).await,
-            None => match connect(&runtime).await {
-                Ok(opened) => {
-                    publisher = Some(opened);
-                    continue;
-                }
-                Err(error) => Err(error),
-            },
-        };
-        let wait = match outcome {
-            Ok(published) => {
-                failures = 0;
-                runtime.health.set(HEALTH_CHECK, true, "publishing");
-                if published >= runtime.settings.events.relay_batch as usize {
-                    continue; // more are waiting: no pause between full rounds
-                }
-                interval
-            }
-            Err(error) => {
-                failures = failures.saturating_add(1);
-                runtime
-                    .health
-                    .set(HEALTH_CHECK, false, format!("retrying: {error}"));
-                tracing::warn!(%error, "outbox relay round failed; events stay in the outbox and go out later");
-                publisher = None;
-                Duration::from_millis(200 * u64::from(failures.min(50)))
-            }
-        };
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(wait) => {}
-        }
-    }
-}
-
-async fn connect(runtime: &Runtime) -> Result<(lapin::Connection, Publisher), RelayError> {
-    let connection = amqp::connect(&runtime.settings.amqp, "comms-events-relay").await?;
-    let publisher = Publisher::open(&connection).await?;
-    runtime.topology.declare(publisher.channel()).await?;
-    Ok((connection, publisher))
+    let rounds = Rounds {
+        health_check: HEALTH_CHECK,
+        healthy: "publishing",
+        connection_name: "comms-events-relay",
+        interval: runtime.settings.events.relay_interval,
+        // More are waiting after a full round: no pause between full rounds.
+        full: runtime.settings.events.relay_batch as usize,
+        on_failure: "outbox relay round failed; events stay in the outbox and go out later",
+    };
+    let looping = runtime.clone();
+    run_rounds(looping, shutdown, rounds, |publisher| {
+        let runtime = runtime.clone();
+        async move { round(&runtime, &publisher).await }
+    })
+    .await;
 }
 
 /// One round: returns how many events were published.

@@ -63,16 +63,11 @@ pub async fn one_click(State(state): State<GatewayState>, Path(token): Path<Stri
         .await?
         .rows_affected();
         if changed > 0 {
-            sqlx::query(
-                "INSERT INTO comms.message_events (message_id, event_type, actor, source, reason, recovery_rule, detail)
-                 SELECT (SELECT id FROM comms.messages WHERE contact_id = $1 AND channel = $2 ORDER BY created_at DESC LIMIT 1),
-                        'opted_out', 'comms-gateway', 'one-click unsubscribe', 'List-Unsubscribe-Post',
-                        'never sent to on this channel until the contact opts back in',
-                        jsonb_build_object('contact_id', $1::text, 'channel', $2::text)",
+            comms_domain::messages::ledger::moves::unsubscribed(
+                &mut *tx,
+                who.contact_id,
+                &who.channel,
             )
-            .bind(who.contact_id)
-            .bind(&who.channel)
-            .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;

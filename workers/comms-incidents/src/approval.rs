@@ -2,6 +2,7 @@
 //! workflow (the sender parks it in `awaiting_approval` with an owner task), and the owner's
 //! decision on it — approve, reject, or expiry — decides the whole notice.
 
+use comms_domain::messages::DeliveryState;
 use comms_runtime::amqp::{Outgoing, Publisher};
 use sqlx::PgPool;
 
@@ -75,10 +76,14 @@ pub(crate) async fn advance(
     let Some((state, failure, decision, decided_by, reason)) = found else {
         return Ok(()); // the sender has not recorded the proof yet
     };
-    let (next, what) = match (decision.as_deref(), state.as_str()) {
+    let never_sent = matches!(
+        state.parse::<DeliveryState>(),
+        Ok(DeliveryState::Blocked | DeliveryState::Failed | DeliveryState::Cancelled)
+    );
+    let (next, what) = match (decision.as_deref(), never_sent) {
         (Some("approved"), _) => ("approved", "notice_approved"),
         (Some(_), _) => ("rejected", "notice_rejected"),
-        (None, "blocked" | "failed" | "cancelled") => ("rejected", "notice_not_sendable"),
+        (None, true) => ("rejected", "notice_not_sendable"),
         _ => return Ok(()),
     };
     let changed = sqlx::query(

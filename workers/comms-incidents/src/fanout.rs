@@ -205,7 +205,8 @@ async fn fan_out_locked(
         notice.cursor_client.unwrap_or(nil),
         notice.cursor_contact.unwrap_or(nil),
     );
-    let mut page = targets::page(pool, notice.incident_id, cursor, chunk).await?;
+    let mut pages = targets::Pages::new(notice.incident_id, chunk);
+    let mut page = pages.after(pool, cursor).await?;
     loop {
         let plan = targets::plan(&page);
         let batch: Vec<(String, &'static str, Vec<u8>)> = plan
@@ -225,7 +226,7 @@ async fn fan_out_locked(
             if finished {
                 Ok(Vec::new())
             } else {
-                targets::page(pool, notice.incident_id, next_cursor, chunk).await
+                pages.after(pool, next_cursor).await
             }
         });
         published?;

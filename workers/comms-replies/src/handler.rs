@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use comms_domain::messages::ledger;
+use comms_domain::messages::{OptOutState, ReplyState};
 use comms_runtime::amqp::{Outgoing, Publisher, header_str};
 use comms_runtime::runtime::{Handler, Incoming, Outcome};
 use comms_runtime::settings::Settings;
@@ -120,10 +122,7 @@ impl RepliesHandler {
         let m = matched.as_ref();
         match classification {
             "reply" => {
-                sqlx::query("UPDATE comms.messages SET reply_state = 'replied', updated_at = now() WHERE id = $1")
-                    .bind(m.map(|m| m.id))
-                    .execute(&mut *tx)
-                    .await?;
+                ledger::moves::set_reply(&mut *tx, m.map(|m| m.id), ReplyState::Replied).await?;
                 store::event(
                     &mut tx,
                     m,
@@ -171,10 +170,7 @@ impl RepliesHandler {
             }
             "auto_reply" => {
                 if let Some(m) = m {
-                    sqlx::query("UPDATE comms.messages SET reply_state = 'auto_reply', updated_at = now() WHERE id = $1 AND reply_state = 'none'")
-                        .bind(m.id)
-                        .execute(&mut *tx)
-                        .await?;
+                    ledger::moves::set_reply(&mut *tx, Some(m.id), ReplyState::AutoReply).await?;
                 }
                 store::event(
                     &mut tx,
@@ -201,10 +197,7 @@ impl RepliesHandler {
                 )
                 .await?;
                 if let (Some(m), true) = (m, classification == "opt_out") {
-                    sqlx::query("UPDATE comms.messages SET opt_out_state = 'opted_out', updated_at = now() WHERE id = $1")
-                        .bind(m.id)
-                        .execute(&mut *tx)
-                        .await?;
+                    ledger::moves::set_opt_out(&mut *tx, m.id, OptOutState::OptedOut).await?;
                 }
                 let event_type = if classification == "opt_out" {
                     "opted_out"

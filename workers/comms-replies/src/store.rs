@@ -1,7 +1,9 @@
 //! The replies worker's reads and writes: matching an inbound message to the outbound one it
 //! answers, and recording what it was (reply, auto-reply, opt-out, opt-in, help, unmatched) with
-//! its event and, where a person must act, an owner task.
+//! its event and, where a person must act, an owner task. The message's reply and opt-out states
+//! and its timeline entries are written through the ledger (`comms_domain::messages::ledger`).
 
+use comms_domain::messages::ledger;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
@@ -147,19 +149,19 @@ pub async fn event(
     reason: &str,
     detail: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO comms.message_events (message_id, event_type, actor, source, owner, reason, recovery_rule, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    ledger::append_event(
+        &mut **tx,
+        ledger::Entry {
+            message_id: message.map(|m| m.id),
+            event_type,
+            actor: ACTOR,
+            source,
+            owner: message.map(|m| m.owner.as_str()),
+            reason,
+            recovery_rule: Some(recovery_rule(event_type)),
+            detail: &detail,
+        },
     )
-    .bind(message.map(|m| m.id))
-    .bind(event_type)
-    .bind(ACTOR)
-    .bind(source)
-    .bind(message.map(|m| m.owner.as_str()))
-    .bind(reason)
-    .bind(recovery_rule(event_type))
-    .bind(detail)
-    .execute(&mut **tx)
     .await?;
     Ok(())
 }

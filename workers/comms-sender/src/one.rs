@@ -8,6 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use comms_domain::contract::ValidSendRequest;
+use comms_domain::messages::DeliveryState;
 use comms_runtime::runtime::{Incoming, Outcome};
 
 use crate::outcomes;
@@ -109,7 +110,7 @@ impl SendHandler {
             attempt_delta: 1,
             ..Transition::new(
                 DISPATCHABLE,
-                "sending",
+                DeliveryState::Sending,
                 Event::new("dispatching", format!("dispatching through {account}"))
                     .recovery("if the outcome is never recorded, the message is failed as dispatch_outcome_unknown for the owner to check"),
             )

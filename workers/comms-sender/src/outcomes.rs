@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use comms_domain::contract::Channel;
+use comms_domain::messages::DeliveryState;
 use comms_runtime::runtime::Outcome;
 use serde_json::json;
 
@@ -40,7 +41,7 @@ pub async fn block(
         )),
         ..Transition::new(
             DISPATCHABLE,
-            "blocked",
+            DeliveryState::Blocked,
             Event::new("blocked", format!("{}: {}", refusal.code, refusal.detail))
                 .recovery("not sent; a corrected request with a new idempotency key sends it"),
         )
@@ -71,7 +72,7 @@ pub async fn portal_unsafe(
         task: Some(task("Portal wording is not portal-safe".into(), NEXT, 24)),
         ..Transition::new(
             DISPATCHABLE,
-            "blocked",
+            DeliveryState::Blocked,
             Event::new("blocked", format!("portal_unsafe: {listed}"))
                 .recovery("not sent and not offered for approval; a rewritten request with a new idempotency key is checked again")
                 .detail(json!({ "problems": problems })),
@@ -88,7 +89,12 @@ pub async fn await_approval(
     reason: &'static str,
     content_hash: &str,
 ) -> Result<Outcome, sqlx::Error> {
-    const WAITING_FROM: &[&str] = &["received", "deferred", "held", "retrying"];
+    const WAITING_FROM: &[DeliveryState] = &[
+        DeliveryState::Received,
+        DeliveryState::Deferred,
+        DeliveryState::Held,
+        DeliveryState::Retrying,
+    ];
     let next_action = if reason == "ai_draft_needs_review" {
         "review the AI draft and mark it safe, or reject it"
     } else {
@@ -103,7 +109,7 @@ pub async fn await_approval(
         )),
         ..Transition::new(
             WAITING_FROM,
-            "awaiting_approval",
+            DeliveryState::AwaitingApproval,
             Event::new("approval_requested", reason)
                 .recovery(
                     "dispatched through the sender once approved; never without an approval record",
@@ -123,13 +129,14 @@ pub async fn defer(
     now: DateTime<Utc>,
     reason: &'static str,
 ) -> Result<Outcome, sqlx::Error> {
-    let already = message.delivery_state == "deferred" && message.send_after == Some(until);
+    let already = message.delivery_state == DeliveryState::Deferred.as_str()
+        && message.send_after == Some(until);
     if !already {
         let transition = Transition {
             send_after: Some(until),
             ..Transition::new(
                 DISPATCHABLE,
-                "deferred",
+                DeliveryState::Deferred,
                 Event::new(
                     "deferred",
                     format!("{reason}: waits until {}", until.to_rfc3339()),
@@ -153,7 +160,7 @@ pub async fn hold_claimed(
     message: &Message,
     pause: &ActivePause,
 ) -> Result<Outcome, sqlx::Error> {
-    hold_from(handler, message, pause, &["sending"], -1).await
+    hold_from(handler, message, pause, &[DeliveryState::Sending], -1).await
 }
 
 /// Caught by the pause switch: held durably, not sent, not counted as an attempt.
@@ -162,7 +169,12 @@ pub async fn hold(
     message: &Message,
     pause: &ActivePause,
 ) -> Result<Outcome, sqlx::Error> {
-    const HOLD_FROM: &[&str] = &["received", "deferred", "awaiting_approval", "retrying"];
+    const HOLD_FROM: &[DeliveryState] = &[
+        DeliveryState::Received,
+        DeliveryState::Deferred,
+        DeliveryState::AwaitingApproval,
+        DeliveryState::Retrying,
+    ];
     hold_from(handler, message, pause, HOLD_FROM, 0).await
 }
 
@@ -170,7 +182,7 @@ async fn hold_from(
     handler: &SendHandler,
     message: &Message,
     pause: &ActivePause,
-    from: &[&str],
+    from: &[DeliveryState],
     attempt_delta: i32,
 ) -> Result<Outcome, sqlx::Error> {
     let scope = pause.scope.to_string();
@@ -179,7 +191,7 @@ async fn hold_from(
         attempt_delta,
         ..Transition::new(
             from,
-            "held",
+            DeliveryState::Held,
             Event::new("held", format!("paused ({scope}) by {}: {}", pause.actor, pause.reason))
                 .recovery("released in creation order through preflight and rate limits when the pause ends")
                 .detail(json!({ "pause_id": pause.id, "scope": pause.scope.name(), "scope_value": pause.scope.value(), "automatic": pause.automatic })),
@@ -196,7 +208,7 @@ pub async fn record_dispatch(
     attempt: i32,
     dispatch: Dispatch,
 ) -> Result<Outcome, sqlx::Error> {
-    const SENDING: &[&str] = &["sending"];
+    const SENDING: &[DeliveryState] = &[DeliveryState::Sending];
     match handler.book().answer(dispatch, attempt) {
         Answer::Sent {
             provider,
@@ -208,7 +220,7 @@ pub async fn record_dispatch(
                 provider_message_id: Some(provider_message_id.clone()),
                 ..Transition::new(
                     SENDING,
-                    "sent",
+                    DeliveryState::Sent,
                     Event::new("sent", format!("accepted by {provider}")).detail(
                         json!({ "provider_message_id": provider_message_id, "attempt": attempt }),
                     ),
@@ -232,7 +244,7 @@ pub async fn record_dispatch(
                 failure_reason: Some(reason.clone()),
                 ..Transition::new(
                     SENDING,
-                    "retrying",
+                    DeliveryState::Retrying,
                     Event::new("retry_scheduled", text)
                         .recovery("retried by the broker with exponential backoff and the provider's Retry-After; failed after the last attempt")
                         .detail(json!({ "attempt": attempt, "maybe_sent": maybe_sent, "retry_after_secs": retry_after.map(|d| d.as_secs()) })),
@@ -279,8 +291,8 @@ pub async fn fail(
         next_action: Some(next_action.to_string()),
         task: Some(task("Message failed".into(), next_action, 4)),
         ..Transition::new(
-            &["sending"],
-            "failed",
+            &[DeliveryState::Sending],
+            DeliveryState::Failed,
             Event::new("failed", reason).recovery("not retried further; the owner decides"),
         )
     };

@@ -15,9 +15,9 @@
 //!
 //! Rollback corrections (`seq:<enrolment>:correction`) go out the same way.
 
+use comms_runtime::runtime::rounds::{Rounds, open_publisher, run_rounds};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use comms_domain::sequences::store::{self, StepRow};
@@ -303,55 +303,29 @@ async fn corrections(
 /// Runs rounds every `sequences.interval` (by the wall clock; "due" is by `clock`) until
 /// `shutdown`, reconnecting after any failure.
 pub async fn run(runtime: Runtime, clock: Arc<dyn Clock>, shutdown: Shutdown) {
-    let interval = runtime.settings.sequences.interval;
-    let mut publisher: Option<(lapin::Connection, Publisher)> = None;
-    let mut failures: u32 = 0;
-    loop {
-        if shutdown.is_cancelled() {
-            break;
+    let rounds = Rounds {
+        health_check: "sequence-scheduler",
+        healthy: "scheduling",
+        connection_name: "comms-sequences",
+        interval: runtime.settings.sequences.interval,
+        full: runtime.settings.sequences.batch as usize,
+        on_failure: "sequence round failed; the steps stay due and go out later",
+    };
+    let looping = runtime.clone();
+    run_rounds(looping, shutdown, rounds, |publisher| {
+        let (runtime, now) = (runtime.clone(), clock.now());
+        async move {
+            round(&runtime, &publisher, now)
+                .await
+                .map(|done| done.total())
         }
-        let outcome = match publisher.as_ref().filter(|(_, p)| p.is_usable()) {
-            Some((_, p)) => round(&runtime, p, clock.now()).await,
-            None => match connect(&runtime).await {
-                Ok(opened) => {
-                    publisher = Some(opened);
-                    continue;
-                }
-                Err(error) => Err(error),
-            },
-        };
-        let wait = match outcome {
-            Ok(done) => {
-                failures = 0;
-                runtime.health.set("sequence-scheduler", true, "scheduling");
-                if done.total() >= runtime.settings.sequences.batch as usize {
-                    continue;
-                }
-                interval
-            }
-            Err(error) => {
-                failures = failures.saturating_add(1);
-                runtime
-                    .health
-                    .set("sequence-scheduler", false, format!("retrying: {error}"));
-                tracing::warn!(%error, "sequence round failed; the steps stay due and go out later");
-                publisher = None;
-                Duration::from_millis(200 * u64::from(failures.min(50)))
-            }
-        };
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(wait) => {}
-        }
-    }
+    })
+    .await;
 }
 
 /// A confirm-mode publisher on a connection of its own, with the topology declared.
 pub async fn connect(runtime: &Runtime) -> Result<(lapin::Connection, Publisher), ScheduleError> {
-    let connection = amqp::connect(&runtime.settings.amqp, "comms-sequences").await?;
-    let publisher = Publisher::open(&connection).await?;
-    runtime.topology.declare(publisher.channel()).await?;
-    Ok((connection, publisher))
+    Ok(open_publisher(runtime, "comms-sequences").await?)
 }
 
 pub struct Metrics {

@@ -6,7 +6,7 @@
 //! `failed`, and the three outcomes never replace one another, so late and out-of-order callbacks
 //! cannot regress a message.
 
-use comms_domain::messages::DeliveryState;
+use comms_domain::messages::{DeliveryState, OptOutState};
 use uuid::Uuid;
 
 /// A provider that sends status callbacks.
@@ -43,13 +43,18 @@ pub enum Target {
 }
 
 impl Target {
-    pub fn as_str(self) -> &'static str {
+    /// The delivery state a message moves to.
+    pub fn state(self) -> DeliveryState {
         match self {
-            Target::Sent => "sent",
-            Target::Delivered => "delivered",
-            Target::Undelivered => "undelivered",
-            Target::Failed => "failed",
+            Target::Sent => DeliveryState::Sent,
+            Target::Delivered => DeliveryState::Delivered,
+            Target::Undelivered => DeliveryState::Undelivered,
+            Target::Failed => DeliveryState::Failed,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.state().as_str()
     }
 
     pub fn is_failure(self) -> bool {
@@ -90,11 +95,16 @@ pub enum ConsentChange {
 }
 
 impl ConsentChange {
-    pub fn as_str(self) -> &'static str {
+    /// The opt-out state the message records.
+    pub fn opt_out_state(self) -> OptOutState {
         match self {
-            ConsentChange::Suppressed => "suppressed",
-            ConsentChange::OptedOut => "opted_out",
+            ConsentChange::Suppressed => OptOutState::Suppressed,
+            ConsentChange::OptedOut => OptOutState::OptedOut,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.opt_out_state().as_str()
     }
 }
 

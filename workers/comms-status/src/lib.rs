@@ -12,6 +12,7 @@ pub mod event;
 mod group;
 pub mod handler;
 mod metrics;
+pub mod partial_loss;
 pub mod reconcile;
 pub mod sendgrid;
 pub mod store;
@@ -27,6 +28,7 @@ use comms_runtime::settings::Settings;
 use comms_runtime::shutdown::Shutdown;
 
 pub use handler::StatusHandler;
+pub use partial_loss::{PartialLoss, Threshold, check_partial_loss};
 pub use watchdog::{AutoPause, FRESHNESS_REASON, check_freshness};
 
 /// The handler, from the runtime's settings.

@@ -2,7 +2,7 @@
 
 use std::sync::LazyLock;
 
-use prometheus::IntCounterVec;
+use prometheus::{GaugeVec, IntCounterVec};
 
 pub struct StatusMetrics {
     /// Status events by provider and outcome (`applied`, `recorded`, `duplicate`, `unknown`,
@@ -18,6 +18,11 @@ pub struct StatusMetrics {
     /// Messages the reconciler asked a provider about, by provider and outcome (`moved`,
     /// `unknown_delivery`, `unchanged`, `error`).
     pub reconciled: IntCounterVec,
+    /// Share of the messages dispatched between two freshness windows and one ago still without
+    /// a final status, by channel (the partial-loss check).
+    pub missing_share: GaugeVec,
+    /// Partial-loss tasks opened, by channel.
+    pub partial_losses: IntCounterVec,
 }
 
 pub fn status() -> &'static StatusMetrics {
@@ -46,6 +51,16 @@ pub fn status() -> &'static StatusMetrics {
             "comms_status_reconciled_total",
             "Messages sent without a final status that the reconciler asked their provider about, by provider and outcome",
             &["provider", "outcome"],
+        ),
+        missing_share: comms_runtime::metrics::float_gauge(
+            "comms_status_missing_status_ratio",
+            "Share of a channel's messages dispatched one to two freshness windows ago that still have no final status",
+            &["channel"],
+        ),
+        partial_losses: comms_runtime::metrics::counter(
+            "comms_status_partial_loss_total",
+            "Owner tasks opened because part of a channel's messages had no delivery status",
+            &["channel"],
         ),
     });
     &METRICS

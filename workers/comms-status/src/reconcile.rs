@@ -21,6 +21,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use comms_domain::messages::{DeliveryState, ledger};
 use comms_domain::webhook_body::{Fields, Format};
 use comms_runtime::runtime::Runtime;
 use comms_runtime::settings::TwilioSettings;
@@ -248,33 +249,26 @@ async fn unknown(
         )
     };
     let mut tx = pool.begin().await?;
-    let owner: Option<(String, String, Uuid)> = sqlx::query_as(
-        "UPDATE comms.messages SET delivery_state = 'unknown_delivery', failure_reason = $2,
-             next_action = $3, updated_at = now()
-         WHERE id = $1 AND delivery_state = 'sent'
-         RETURNING owner, record_type, record_id",
-    )
-    .bind(id)
-    .bind(&reason)
-    .bind(next_action)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let owner = ledger::moves::mark_unknown_delivery(&mut *tx, id, &reason, next_action).await?;
     let Some((owner, record_type, record_id)) = owner else {
         // A callback moved it meanwhile.
         tx.rollback().await?;
         remember(pool, id, why).await?;
         return Ok(Checked::Unchanged("unchanged"));
     };
-    sqlx::query(
-        "INSERT INTO comms.message_events (message_id, event_type, actor, source, owner, reason, detail)
-         VALUES ($1, 'unknown_delivery', $2, 'reconciliation', $3, $4, $5)",
+    ledger::append_event(
+        &mut *tx,
+        ledger::Entry {
+            message_id: Some(id),
+            event_type: "unknown_delivery",
+            actor: ACTOR,
+            source: "reconciliation",
+            owner: Some(&owner),
+            reason: &reason,
+            recovery_rule: None,
+            detail: &serde_json::json!({ "via": Via::Reconciliation.as_str(), "result": why }),
+        },
     )
-    .bind(id)
-    .bind(ACTOR)
-    .bind(&owner)
-    .bind(&reason)
-    .bind(serde_json::json!({ "via": Via::Reconciliation.as_str(), "result": why }))
-    .execute(&mut *tx)
     .await?;
     sqlx::query(
         "INSERT INTO comms.tasks (owner, title, next_action, reason, due_at, record_type, record_id, message_id)
@@ -295,7 +289,7 @@ async fn unknown(
         .await?;
     tx.commit().await?;
     tracing::info!(message.id = %id, result = why, "delivery unknown after reconciliation; owner task opened");
-    Ok(Checked::Moved("unknown_delivery"))
+    Ok(Checked::Moved(DeliveryState::UnknownDelivery.as_str()))
 }
 
 /// How often the reconciler looks: a tenth of `after`, between 1 s and 1 min.

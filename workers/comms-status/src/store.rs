@@ -16,6 +16,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use comms_domain::messages::{DeliveryState, ledger};
+
 use crate::effects::{self, ConsentUpdate, MATCHED_COLUMNS, Matched, OwnerTask, TimelineEntry};
 use crate::event::ProviderEvent;
 
@@ -141,7 +143,7 @@ pub async fn apply_via(
         tx.rollback().await?;
         return Ok(Applied::Unknown);
     };
-    if message.delivery_state == "sending" {
+    if message.delivery_state == DeliveryState::Sending.as_str() {
         tx.rollback().await?;
         return Ok(Applied::NotYetSent);
     }
@@ -166,21 +168,14 @@ pub async fn apply_via(
 
     let effects = effects::decide(&message, event);
     if let Some(step) = &effects.state_move {
-        sqlx::query(
-            "UPDATE comms.messages SET delivery_state = $2,
-                 failure_reason = COALESCE($3, failure_reason),
-                 next_action = $4,
-                 delivered_at = CASE WHEN $2 = 'delivered' THEN COALESCE(delivered_at, $5) ELSE delivered_at END,
-                 dispatched_at = CASE WHEN $2 = 'sent' THEN COALESCE(dispatched_at, now()) ELSE dispatched_at END,
-                 updated_at = now()
-             WHERE id = $1",
+        ledger::moves::apply_callback(
+            &mut *tx,
+            message.id,
+            step.to.state(),
+            step.failure_reason.as_deref(),
+            step.next_action,
+            received_at,
         )
-        .bind(message.id)
-        .bind(step.to.as_str())
-        .bind(&step.failure_reason)
-        .bind(step.next_action)
-        .bind(received_at)
-        .execute(&mut *tx)
         .await?;
     }
     let mut timeline = effects.timeline.iter();
@@ -249,20 +244,19 @@ async fn append_event(
     event: &ProviderEvent,
     entry: &TimelineEntry,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO comms.message_events
-             (message_id, event_type, actor, source, owner, reason, recovery_rule, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    ledger::append_event(
+        &mut **tx,
+        ledger::Entry {
+            message_id: Some(message.id),
+            event_type: entry.event_type,
+            actor: ACTOR,
+            source: event.provider.as_str(),
+            owner: Some(&message.owner),
+            reason: &entry.reason,
+            recovery_rule: entry.recovery_rule,
+            detail: &entry.detail,
+        },
     )
-    .bind(message.id)
-    .bind(entry.event_type)
-    .bind(ACTOR)
-    .bind(event.provider.as_str())
-    .bind(&message.owner)
-    .bind(&entry.reason)
-    .bind(entry.recovery_rule)
-    .bind(&entry.detail)
-    .execute(&mut **tx)
     .await?;
     Ok(())
 }
@@ -289,13 +283,6 @@ pub(crate) async fn update_consent(
     .bind(&consent.source)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(
-        "UPDATE comms.messages SET opt_out_state = $2, updated_at = now()
-         WHERE id = $1 AND opt_out_state <> $2 AND NOT ($2 = 'suppressed' AND opt_out_state = 'opted_out')",
-    )
-    .bind(message.id)
-    .bind(state)
-    .execute(&mut **tx)
-    .await?;
+    ledger::moves::set_opt_out(&mut **tx, message.id, consent.change.opt_out_state()).await?;
     Ok(())
 }

@@ -196,6 +196,21 @@ pub async fn run(runtime: Runtime, owner: String, shutdown: Shutdown) {
         if let Err(error) = check_freshness(&runtime.pool, window, &owner, Utc::now()).await {
             tracing::warn!(%error, "freshness check failed; trying again at the next tick");
         }
+        let threshold = crate::partial_loss::Threshold {
+            ratio: runtime.settings.status.partial_loss_ratio,
+            min_messages: runtime.settings.status.partial_loss_min,
+        };
+        let checked = crate::partial_loss::check_partial_loss(
+            &runtime.pool,
+            window,
+            threshold,
+            &owner,
+            Utc::now(),
+        )
+        .await;
+        if let Err(error) = checked {
+            tracing::warn!(%error, "partial-loss check failed; trying again at the next tick");
+        }
     }
     tracing::info!("freshness watchdog stopped");
 }

@@ -9,6 +9,8 @@ use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::messages::{DeliveryState, ledger};
+
 use super::{ApprovalError, FLEET_ACTOR, Gate, approval_hash, approval_seconds, may_decide};
 
 /// What a person decides.
@@ -53,7 +55,7 @@ pub struct Decided {
 impl Decided {
     /// Whether the message must go back to `comms.send` ([`super::republish`]).
     pub fn goes_on(&self) -> bool {
-        self.state == "received"
+        self.state == DeliveryState::Received.as_str()
     }
 }
 
@@ -82,7 +84,7 @@ struct Apply<'a> {
     actor: &'a str,
     on_behalf_of: Option<&'a str>,
     reason: Option<&'a str>,
-    to: &'static str,
+    to: DeliveryState,
     failure_reason: Option<&'static str>,
     next_action: Option<&'static str>,
     event_reason: String,
@@ -123,7 +125,7 @@ pub async fn decide(
     .fetch_optional(&mut *tx)
     .await?;
     let message = message.ok_or_else(|| ApprovalError::NotFound(reference.to_string()))?;
-    if message.delivery_state != "awaiting_approval" {
+    if message.delivery_state != DeliveryState::AwaitingApproval.as_str() {
         return Err(ApprovalError::NotWaiting {
             id: message.id,
             state: message.delivery_state,
@@ -175,7 +177,7 @@ pub async fn decide(
             actor,
             on_behalf_of,
             reason: Some(reason.trim()),
-            to: "blocked",
+            to: DeliveryState::Blocked,
             failure_reason: Some("approval_rejected"),
             next_action: Some("revise the message and send it again with a new idempotency key"),
             event_reason: format!("rejected by {by}: {}", reason.trim()),
@@ -196,7 +198,7 @@ fn goes_on<'a>(actor: &'a str, on_behalf_of: Option<&'a str>) -> Apply<'a> {
         actor,
         on_behalf_of,
         reason: None,
-        to: "received",
+        to: DeliveryState::Received,
         failure_reason: None,
         next_action: None,
         event_reason: String::new(),
@@ -246,7 +248,7 @@ pub async fn expire_due(
             actor: FLEET_ACTOR,
             on_behalf_of: None,
             reason: None,
-            to: "blocked",
+            to: DeliveryState::Blocked,
             failure_reason: Some("approval_expired"),
             next_action: Some(
                 "decide sooner next time: send the message again with a new idempotency key if it is still needed",
@@ -315,16 +317,13 @@ async fn apply_decision(
     .bind(requested_at)
     .fetch_one(&mut *conn)
     .await?;
-    sqlx::query(
-        "UPDATE comms.messages SET delivery_state = $2,
-             failure_reason = COALESCE($3, failure_reason), next_action = $4, updated_at = now()
-         WHERE id = $1",
+    ledger::moves::decide_approval(
+        &mut *conn,
+        message.id,
+        apply.to,
+        apply.failure_reason,
+        apply.next_action,
     )
-    .bind(message.id)
-    .bind(apply.to)
-    .bind(apply.failure_reason)
-    .bind(apply.next_action)
-    .execute(&mut *conn)
     .await?;
     sqlx::query(
         "UPDATE comms.tasks SET state = $2, done_at = now(), done_by = $3
@@ -351,25 +350,24 @@ async fn apply_decision(
         .await?;
     }
     let approval_seconds = seconds.unwrap_or(0.0);
-    sqlx::query(
-        "INSERT INTO comms.message_events
-             (message_id, event_type, actor, source, owner, reason, recovery_rule, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    ledger::append_event(
+        &mut *conn,
+        ledger::Entry {
+            message_id: Some(message.id),
+            event_type: apply.decision,
+            actor: apply.actor,
+            source: &message.source,
+            owner: Some(&message.owner),
+            reason: &apply.event_reason,
+            recovery_rule: Some(apply.recovery),
+            detail: &json!({
+                "content_hash": hash,
+                "on_behalf_of": apply.on_behalf_of,
+                "requested_at": requested_at,
+                "approval_seconds": approval_seconds,
+            }),
+        },
     )
-    .bind(message.id)
-    .bind(apply.decision)
-    .bind(apply.actor)
-    .bind(&message.source)
-    .bind(&message.owner)
-    .bind(&apply.event_reason)
-    .bind(apply.recovery)
-    .bind(json!({
-        "content_hash": hash,
-        "on_behalf_of": apply.on_behalf_of,
-        "requested_at": requested_at,
-        "approval_seconds": approval_seconds,
-    }))
-    .execute(&mut *conn)
     .await?;
     Ok(Decided {
         message_id: message.id,
@@ -382,7 +380,7 @@ async fn apply_decision(
         requested_at,
         decided_at,
         approval_seconds,
-        state: apply.to,
+        state: apply.to.as_str(),
         channel: message.channel.clone(),
         created_at: message.created_at,
         traceparent: message.traceparent.clone(),

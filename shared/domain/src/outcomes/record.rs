@@ -8,6 +8,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{OutcomeError, OutcomeRequest, check};
+use crate::messages::ledger;
 
 /// What recording did.
 #[derive(Debug, Clone, Serialize)]
@@ -165,18 +166,23 @@ pub async fn record(
         .or(review.map(|r| r.result.as_str()))
         .unwrap_or_default();
     if let Some(m) = &message {
-        sqlx::query(
-            "INSERT INTO comms.message_events (message_id, event_type, actor, source, owner, reason, detail)
-             VALUES ($1, 'outcome_recorded', 'comms-outcomes', $2, $3, $4,
-                     jsonb_build_object('outcome_id', $5::text, 'type', $6::text))",
+        let reason = format!("{} {result}", request.outcome_type);
+        ledger::append_event(
+            &mut *tx,
+            ledger::Entry {
+                message_id: Some(m.id),
+                event_type: "outcome_recorded",
+                actor: "comms-outcomes",
+                source: request.source.trim(),
+                owner: Some(&owner),
+                reason: &reason,
+                recovery_rule: None,
+                detail: &serde_json::json!({
+                    "outcome_id": request.outcome_id.trim(),
+                    "type": request.outcome_type,
+                }),
+            },
         )
-        .bind(m.id)
-        .bind(request.source.trim())
-        .bind(&owner)
-        .bind(format!("{} {result}", request.outcome_type))
-        .bind(request.outcome_id.trim())
-        .bind(&request.outcome_type)
-        .execute(&mut *tx)
         .await?;
     }
     let mut exited = Vec::new();

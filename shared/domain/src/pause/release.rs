@@ -5,6 +5,8 @@
 //! means a crash in between leads to a second delivery, which the sender ignores, never to a
 //! message stuck without a queue entry. One process at a time releases (an advisory lock), so
 //! order is kept across the fleet; the sender keeps per-recipient order for released messages.
+//! The move `held → received` with its `released` event is the ledger's
+//! ([`crate::messages::ledger::moves::release_held`]).
 
 use sqlx::PgPool;
 use tracing::Instrument;
@@ -105,20 +107,7 @@ async fn release_batch(
             })
             .instrument(step)
             .await?;
-        sqlx::query(
-            "WITH moved AS (
-                 UPDATE comms.messages SET delivery_state = 'received', updated_at = now()
-                 WHERE id = $1 AND delivery_state = 'held'
-                 RETURNING id, source, owner)
-             INSERT INTO comms.message_events (message_id, event_type, actor, source, owner, reason, recovery_rule)
-             SELECT id, 'released', 'comms-fleet', source, owner,
-                    'the pause that held it ended; released in creation order',
-                    'goes through preflight, rate limits and the pause check again'
-             FROM moved",
-        )
-        .bind(message.id)
-        .execute(pool)
-        .await?;
+        crate::messages::ledger::moves::release_held(pool, message.id).await?;
     }
     Ok(held.len())
 }

@@ -6,7 +6,9 @@
 //! channels hold *before* they are deleted, so an opted-out address is never, even for a moment,
 //! sendable again. Messages still waiting to go out are cancelled (with an appended `cancelled`
 //! event: the log is only ever appended to) before their content is removed. The audit row names
-//! who erased, when and why, and counts per table — never the contact, address or hash.
+//! who erased, when and why, and counts per table — never the contact, address or hash. The
+//! statements on message rows (the cancellation with its events, emptying the content) are the
+//! ledger's ([`crate::messages::ledger`]); this module decides whose and when.
 //!
 //! Dead letters are part of "everywhere". A refused request holding the address may still wait in
 //! the `comms.dead` queue — the runtime's copy of a row already in `internal.rejected_input`, or a
@@ -25,6 +27,7 @@ use uuid::Uuid;
 
 use super::{REMOVED, address_hash, normalise};
 use crate::dead::{self, DeadError};
+use crate::messages::ledger;
 use comms_runtime::amqp::Publisher;
 use comms_runtime::topology::Topology;
 
@@ -66,15 +69,6 @@ pub enum EraseError {
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
 }
-
-/// States a message may still leave: erasure cancels them rather than leave them unsendable.
-const WAITING: &[&str] = &[
-    "received",
-    "deferred",
-    "awaiting_approval",
-    "held",
-    "retrying",
-];
 
 /// Erases `request.subject` everywhere, the dead-letter queue included (through `publisher`'s
 /// channel, under `topology`); returns the audit record. Running it again for the same person
@@ -165,42 +159,17 @@ async fn erase_rows(
     addresses.sort();
     addresses.dedup();
 
-    let waiting: Vec<String> = WAITING.iter().map(|s| (*s).to_string()).collect();
-    let cancelled = sqlx::query(
-        "WITH c AS (
-             UPDATE comms.messages SET delivery_state = 'cancelled', failure_reason = 'erased',
-                 next_action = NULL, updated_at = now()
-             WHERE contact_id = ANY($1) AND delivery_state = ANY($2)
-             RETURNING id, source, owner)
-         INSERT INTO comms.message_events (message_id, event_type, actor, source, owner, reason, recovery_rule)
-         SELECT id, 'cancelled', 'privacy', source, owner, 'erased: the recipient''s personal data was erased',
-                'never sent; a new request needs the person''s address again'
-         FROM c",
-    )
-    .bind(&contacts)
-    .bind(&waiting)
-    .execute(&mut *tx)
-    .await?;
-    counts.insert("messages_cancelled", cancelled.rows_affected());
+    // A message that has not gone out is cancelled rather than left unsendable.
+    let cancelled = ledger::moves::cancel_erased(&mut *tx, &contacts).await?;
+    counts.insert("messages_cancelled", cancelled);
 
     let messages: Vec<Uuid> =
         sqlx::query_scalar("SELECT id FROM comms.messages WHERE contact_id = ANY($1)")
             .bind(&contacts)
             .fetch_all(&mut *tx)
             .await?;
-    let emptied = sqlx::query(
-        "UPDATE comms.messages SET recipient_address = $2, subject = NULL, body = NULL,
-             request = comms.scrub_request(request, contact_id),
-             content_removed_at = COALESCE(content_removed_at, now())
-         WHERE id = ANY($1)
-           AND (recipient_address <> $2 OR body IS NOT NULL OR subject IS NOT NULL
-                OR request -> 'recipient' <> jsonb_build_object('contact_id', contact_id))",
-    )
-    .bind(&messages)
-    .bind(REMOVED)
-    .execute(&mut *tx)
-    .await?;
-    counts.insert("messages", emptied.rows_affected());
+    let emptied = ledger::content::erase(&mut *tx, &messages, REMOVED).await?;
+    counts.insert("messages", emptied);
 
     let portal = sqlx::query(
         "DELETE FROM comms.portal_updates WHERE contact_id = ANY($1) OR message_id = ANY($2)",

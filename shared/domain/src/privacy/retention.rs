@@ -9,6 +9,9 @@
 //! it: a message keeps its state, times, reasons, owner and source, and loses its address, subject,
 //! body and request variables.
 //!
+//! The `message_bodies` statements are the ledger's ([`crate::messages::ledger::content`]), with
+//! every other write of a message row.
+//!
 //! Ages are measured from `now`, which the caller passes (the scheduled run the wall clock, tests
 //! a controlled clock).
 
@@ -19,18 +22,20 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use super::REMOVED;
+use crate::messages::DeliveryState;
+use crate::messages::ledger::{self, content};
 use comms_runtime::settings::RetentionSettings;
 use comms_runtime::shutdown::Shutdown;
 
 /// States after which a message's content is no longer needed to send it.
-const FINISHED: &[&str] = &[
-    "sent",
-    "delivered",
-    "undelivered",
-    "failed",
-    "blocked",
-    "cancelled",
-    "unknown_delivery",
+const FINISHED: &[DeliveryState] = &[
+    DeliveryState::Sent,
+    DeliveryState::Delivered,
+    DeliveryState::Undelivered,
+    DeliveryState::Failed,
+    DeliveryState::Blocked,
+    DeliveryState::Cancelled,
+    DeliveryState::UnknownDelivery,
 ];
 
 /// The classes of personal content, in the order a run works through them.
@@ -80,18 +85,8 @@ pub fn cutoffs(
 /// One class's count of expired rows (dry run) and its batch statement.
 fn statements(class: &str) -> (&'static str, &'static str) {
     match class {
-        "message_bodies" => (
-            "SELECT count(*) FROM comms.messages
-             WHERE content_removed_at IS NULL AND channel <> 'portal' AND created_at < $1
-               AND delivery_state = ANY($2)",
-            "UPDATE comms.messages m SET recipient_address = $4, subject = NULL, body = NULL,
-                 request = comms.scrub_request(m.request, m.contact_id), content_removed_at = $5
-             FROM (SELECT id FROM comms.messages
-                   WHERE content_removed_at IS NULL AND channel <> 'portal' AND created_at < $1
-                     AND delivery_state = ANY($2)
-                   ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED) b
-             WHERE m.id = b.id",
-        ),
+        // A message's row is written by the ledger (crate::messages::ledger::content).
+        "message_bodies" => (content::EXPIRED_BODIES_COUNT, content::EXPIRED_BODIES_BATCH),
         "raw_payloads" => (
             "SELECT count(*) FROM internal.provider_payloads WHERE received_at < $1",
             "DELETE FROM internal.provider_payloads WHERE id IN (
@@ -179,7 +174,7 @@ async fn work(
     stop: Option<&Shutdown>,
     report: &mut RetentionReport,
 ) -> Result<(), sqlx::Error> {
-    let finished: Vec<String> = FINISHED.iter().map(|s| (*s).to_string()).collect();
+    let finished = ledger::names(FINISHED);
     let batch = i64::from(settings.batch_size);
     for (class, cutoff) in report.cutoffs.clone() {
         let (count, change) = statements(class);

@@ -6,19 +6,12 @@
 //! `bounce` for the last two); a stop and a rollback always do.
 
 use sqlx::{Postgres, Transaction};
+
+use crate::messages::ledger;
 use uuid::Uuid;
 
 /// Who writes sequence events.
 pub const ACTOR: &str = "comms-sequences";
-
-/// States of a step message that has not gone out yet (the sender may still dispatch it).
-const UNSENT: &[&str] = &[
-    "received",
-    "deferred",
-    "awaiting_approval",
-    "held",
-    "retrying",
-];
 
 /// Why an enrolment must end before its next step (on `channel`), if it must.
 pub async fn check(
@@ -114,53 +107,19 @@ pub async fn timeline(
     detail: &str,
     actor: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO comms.message_events (message_id, event_type, actor, source, owner, reason, detail)
-         SELECT m.id, 'sequence_exited', $3, 'comms-sequences', e.owner, $2,
-                jsonb_build_object('enrolment', e.id, 'sequence', e.sequence_name,
-                                   'version', e.sequence_version, 'detail', $4::text)
-         FROM comms.sequence_enrolments e
-         JOIN comms.sequence_sends s ON s.enrolment_id = e.id
-         JOIN comms.messages m ON m.idempotency_key = s.idempotency_key
-         WHERE e.id = $1 ORDER BY s.step DESC LIMIT 1",
-    )
-    .bind(enrolment)
-    .bind(reason)
-    .bind(actor)
-    .bind(detail)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    ledger::moves::sequence_exited(&mut **tx, enrolment, reason, detail, actor).await
 }
 
 /// Cancels the step messages of `enrolments` that have not gone out yet (a quiet-hours deferral,
-/// a hold, a retry), each with a `cancelled` event. Returns how many.
+/// a hold, a retry: a dispatchable state), each with a `cancelled` event. Returns how many.
 pub async fn cancel_unsent(
     tx: &mut Transaction<'_, Postgres>,
     enrolments: &[Uuid],
     reason: &str,
     actor: &str,
 ) -> Result<i64, sqlx::Error> {
-    let unsent: Vec<String> = UNSENT.iter().map(|s| (*s).to_string()).collect();
-    let done = sqlx::query(
-        "WITH cancelled AS (
-             UPDATE comms.messages m SET delivery_state = 'cancelled',
-                 failure_reason = 'sequence_rolled_back', next_action = NULL, updated_at = now()
-             FROM comms.sequence_sends s
-             WHERE s.enrolment_id = ANY($1) AND m.idempotency_key = s.idempotency_key
-               AND m.delivery_state = ANY($4)
-             RETURNING m.id, m.owner)
-         INSERT INTO comms.message_events (message_id, event_type, actor, source, owner, reason)
-         SELECT id, 'cancelled', $3, 'comms-sequences', owner, 'sequence_rolled_back: ' || $2
-         FROM cancelled",
-    )
-    .bind(enrolments)
-    .bind(reason)
-    .bind(actor)
-    .bind(&unsent)
-    .execute(&mut **tx)
-    .await?;
-    Ok(i64::try_from(done.rows_affected()).unwrap_or(i64::MAX))
+    let done = ledger::moves::cancel_sequence_unsent(&mut **tx, enrolments, reason, actor).await?;
+    Ok(i64::try_from(done).unwrap_or(i64::MAX))
 }
 
 /// `comms_sequence_exits_total{reason}`.

@@ -9,6 +9,7 @@
 
 mod consumer;
 pub mod reconnect;
+pub mod rounds;
 mod settle;
 mod standalone;
 

@@ -129,6 +129,13 @@ impl Settings {
         if self.consumer.group_max == 0 {
             return invalid("consumer.group_max", "must be at least 1");
         }
+        let ratio = self.status.partial_loss_ratio;
+        if !(ratio > 0.0 && ratio <= 1.0) {
+            return invalid("status.partial_loss_ratio", "must be above 0 and at most 1");
+        }
+        if self.status.partial_loss_min < 1 {
+            return invalid("status.partial_loss_min", "must be at least 1");
+        }
         if self.rate.max_replicas == 0 {
             return invalid("rate.max_replicas", "must be at least 1");
         }
@@ -256,6 +263,20 @@ mod tests {
         assert!(err.to_string().contains("database.url"), "{err}");
         let err = load(&[("COMMS__HTTP__LISTEN", "nowhere")]).expect_err("must fail");
         assert!(err.to_string().contains("http.listen"), "{err}");
+    }
+
+    #[test]
+    fn the_partial_loss_threshold_is_a_share_and_a_count() {
+        let settings = load(&[("COMMS__STATUS__PARTIAL_LOSS_RATIO", "0.05")]).expect("loads");
+        assert!((settings.status.partial_loss_ratio - 0.05).abs() < f64::EPSILON);
+        for (key, value) in [
+            ("COMMS__STATUS__PARTIAL_LOSS_RATIO", "0"),
+            ("COMMS__STATUS__PARTIAL_LOSS_RATIO", "1.5"),
+            ("COMMS__STATUS__PARTIAL_LOSS_MIN", "0"),
+        ] {
+            let err = load(&[(key, value)]).expect_err("must fail");
+            assert!(err.to_string().contains("status.partial_loss"), "{err}");
+        }
     }
 
     #[test]

@@ -292,6 +292,11 @@ pub struct StatusSettings {
     /// (reconciliation, docs/reliability.md); `0s` turns reconciliation off.
     #[serde(with = "humantime_serde")]
     pub reconcile_after: Duration,
+    /// The partial-loss check opens a task when at least this share of a channel's messages
+    /// dispatched one to two freshness windows ago still has no final status.
+    pub partial_loss_ratio: f64,
+    /// ... and at least this many were dispatched in that band.
+    pub partial_loss_min: i64,
 }
 
 impl Default for StatusSettings {
@@ -300,6 +305,8 @@ impl Default for StatusSettings {
             unknown_message_retry_for: Duration::from_secs(600),
             freshness_window: Duration::from_secs(1800),
             reconcile_after: Duration::from_secs(600),
+            partial_loss_ratio: 0.2,
+            partial_loss_min: 20,
         }
     }
 }

@@ -44,6 +44,25 @@ async fn fan_out_reaches_every_consented_contact_once_and_records_each_skip() {
     .await
     .expect("duplicates");
     assert_eq!(duplicates, 0);
+    // SMS and email notices take the sender's group path: each is recorded and claimed in one
+    // statement, so its `received` and `dispatching` events share a transaction time; the
+    // one-message path records and claims in separate transactions.
+    let (notices, grouped): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE r.occurred_at = d.occurred_at)
+         FROM comms.messages m
+         JOIN comms.message_events r ON r.message_id = m.id AND r.event_type = 'received'
+         JOIN comms.message_events d ON d.message_id = m.id AND d.event_type = 'dispatching'
+         WHERE m.record_id = $1 AND m.channel IN ('sms', 'email')",
+    )
+    .bind(id)
+    .fetch_one(f.pool())
+    .await
+    .expect("paths");
+    assert_eq!(notices, 7 * 2 - 2, "every SMS and email notice dispatched");
+    assert_eq!(
+        grouped, notices,
+        "every SMS and email notice took the group path"
+    );
     let mut skips: Vec<(Option<Uuid>, String, String)> = sqlx::query_as(
         "SELECT s.contact_id, s.channel, s.reason FROM comms.incident_skips s
          JOIN comms.incident_notices n ON n.id = s.notice_id WHERE n.incident_id = $1",

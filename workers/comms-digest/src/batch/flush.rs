@@ -8,8 +8,8 @@
 //! so a bucket never produces two messages. The bucket lock also keeps collectors out while its
 //! events are read, so an event is never left behind in a bucket that already went out.
 
+use comms_runtime::runtime::rounds::{Rounds, open_publisher, run_rounds};
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use comms_runtime::amqp::{self, Outgoing, Publisher};
@@ -147,53 +147,23 @@ pub async fn round(
 
 /// Flushes every `digest.flush_interval` until `shutdown`, reconnecting after any failure.
 pub async fn run(runtime: Runtime, clock: Arc<dyn Clock>, shutdown: Shutdown) {
-    let interval = runtime.settings.digest.flush_interval;
-    let mut publisher: Option<(lapin::Connection, Publisher)> = None;
-    let mut failures: u32 = 0;
-    loop {
-        if shutdown.is_cancelled() {
-            break;
-        }
-        let outcome = match publisher.as_ref().filter(|(_, p)| p.is_usable()) {
-            Some((_, p)) => round(&runtime, p, clock.now()).await,
-            None => match connect(&runtime).await {
-                Ok(opened) => {
-                    publisher = Some(opened);
-                    continue;
-                }
-                Err(error) => Err(error),
-            },
-        };
-        let wait = match outcome {
-            Ok(flushed) => {
-                failures = 0;
-                runtime.health.set("digest-flush", true, "flushing");
-                if flushed >= runtime.settings.digest.flush_batch as usize {
-                    continue;
-                }
-                interval
-            }
-            Err(error) => {
-                failures = failures.saturating_add(1);
-                runtime
-                    .health
-                    .set("digest-flush", false, format!("retrying: {error}"));
-                tracing::warn!(%error, "batch flush failed; the buckets stay due and go out later");
-                publisher = None;
-                Duration::from_millis(200 * u64::from(failures.min(50)))
-            }
-        };
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(wait) => {}
-        }
-    }
+    let rounds = Rounds {
+        health_check: "digest-flush",
+        healthy: "flushing",
+        connection_name: "comms-digest",
+        interval: runtime.settings.digest.flush_interval,
+        full: runtime.settings.digest.flush_batch as usize,
+        on_failure: "batch flush failed; the buckets stay due and go out later",
+    };
+    let looping = runtime.clone();
+    run_rounds(looping, shutdown, rounds, |publisher| {
+        let (runtime, now) = (runtime.clone(), clock.now());
+        async move { round(&runtime, &publisher, now).await }
+    })
+    .await;
 }
 
 /// A confirm-mode publisher on a connection of its own, with the topology declared.
 pub async fn connect(runtime: &Runtime) -> Result<(lapin::Connection, Publisher), FlushError> {
-    let connection = amqp::connect(&runtime.settings.amqp, "comms-digest").await?;
-    let publisher = Publisher::open(&connection).await?;
-    runtime.topology.declare(publisher.channel()).await?;
-    Ok((connection, publisher))
+    Ok(open_publisher(runtime, "comms-digest").await?)
 }

@@ -11,6 +11,7 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use comms_domain::messages::DeliveryState;
 use comms_domain::privacy::access::{self, Access, Via};
 use comms_domain::timeline::{self, MessageSummary, SUMMARY_COLUMNS};
 use minijinja::context;
@@ -24,21 +25,10 @@ use crate::state::GatewayState;
 /// The most messages a search lists.
 const LIMIT: i64 = 50;
 
-const STATES: [&str; 13] = [
-    "received",
-    "deferred",
-    "awaiting_approval",
-    "held",
-    "retrying",
-    "sending",
-    "sent",
-    "delivered",
-    "undelivered",
-    "failed",
-    "blocked",
-    "cancelled",
-    "unknown_delivery",
-];
+/// Every delivery state, in the order the search form lists them.
+fn states() -> Vec<&'static str> {
+    DeliveryState::ALL.iter().map(|s| s.as_str()).collect()
+}
 
 #[derive(Debug, Deserialize)]
 pub struct SearchForm {
@@ -67,7 +57,7 @@ fn render(
         "Messages",
         Some(operator),
         "messages.html",
-        context! { found, by, problem, states => STATES, limit => LIMIT },
+        context! { found, by, problem, states => states(), limit => LIMIT },
     )
 }
 
@@ -138,7 +128,7 @@ pub async fn search(
             .fetch_all(pool)
             .await
         }
-        "state" if STATES.contains(&q) => {
+        "state" if q.parse::<DeliveryState>().is_ok() => {
             sqlx::query_as(&format!(
                 "SELECT {SUMMARY_COLUMNS} FROM comms.messages WHERE delivery_state = $1
                  ORDER BY created_at DESC LIMIT $2"
@@ -160,7 +150,7 @@ pub async fn search(
         }
         _ => {
             let problem = match by {
-                "state" => format!("Pick a state: one of {}.", STATES.join(", ")),
+                "state" => format!("Pick a state: one of {}.", states().join(", ")),
                 "client" => "A client is searched by its id (a UUID).".to_string(),
                 _ => "Search by idempotency key, id, recipient, state or client.".to_string(),
             };

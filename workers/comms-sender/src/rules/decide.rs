@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::{Book, Decision, Facts, Prepared, Refusal};
 use crate::portal_safe;
 use crate::render::{self, Rendered};
-use crate::store::DISPATCHABLE;
+use comms_domain::messages::DeliveryState;
 
 impl Book<'_> {
     /// What happens to `request` given `facts`, at `now`: a refusal, a wait or
@@ -33,7 +33,7 @@ impl Book<'_> {
             if message.delivery_state == "sending" {
                 return self.in_flight(facts);
             }
-            if !DISPATCHABLE.contains(&message.delivery_state.as_str()) {
+            if !DeliveryState::DISPATCHABLE_NAMES.contains(&message.delivery_state.as_str()) {
                 return Decision::Settled;
             }
         }

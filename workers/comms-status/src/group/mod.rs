@@ -20,6 +20,7 @@ mod writes;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use comms_domain::messages::DeliveryState;
 use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
@@ -170,7 +171,9 @@ fn match_events(
                 .and_then(|id| messages.get(&id));
             applied[delivery_index][event_index] = match found {
                 None => Applied::Unknown,
-                Some(message) if message.delivery_state == "sending" => Applied::NotYetSent,
+                Some(message) if message.delivery_state == DeliveryState::Sending.as_str() => {
+                    Applied::NotYetSent
+                }
                 Some(message) => {
                     if !seen.insert((event.provider.as_str(), event.event_key.as_str())) {
                         Applied::Duplicate

@@ -1,6 +1,10 @@
 //! What a delivery group writes, gathered event by event and then written with one statement per
 //! table (`unnest` of column arrays), in the order the events came.
 //!
+//! The statements of `comms.messages` and `comms.message_events` are the ledger's
+//! (`comms_domain::messages::ledger::batch`); the tasks and payloads statements are this
+//! worker's own.
+//!
 //! A message that moves twice in one group (`sent`, then `delivered`) gets one `UPDATE` carrying
 //! the effect of both moves, as the per-event path's two updates would have left it: the last
 //! state and next action, the failure reason of a failure move (or the one it had),
@@ -9,6 +13,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use comms_domain::messages::ledger::batch;
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -17,25 +22,10 @@ use crate::event::{ProviderEvent, Target};
 use crate::store::{self, ACTOR};
 
 /// Every move of one message in the group, folded into one update.
-struct FoldedMove {
-    message_id: Uuid,
-    state: &'static str,
-    failure_reason: Option<String>,
-    next_action: Option<&'static str>,
-    delivered_at: Option<DateTime<Utc>>,
-    dispatched: bool,
-}
+type FoldedMove = batch::CallbackMove;
 
-#[derive(Default)]
-struct TimelineRows {
-    message_ids: Vec<Uuid>,
-    event_types: Vec<&'static str>,
-    sources: Vec<&'static str>,
-    owners: Vec<String>,
-    reasons: Vec<String>,
-    recovery_rules: Vec<Option<&'static str>>,
-    details: Vec<serde_json::Value>,
-}
+/// The group's timeline entries, one array per column.
+type TimelineRows = batch::Entries;
 
 #[derive(Default)]
 struct TaskRows {
@@ -80,7 +70,7 @@ impl<'a> Writes<'a> {
             let index = *self.move_of.entry(message.id).or_insert_with(|| {
                 self.moves.push(FoldedMove {
                     message_id: message.id,
-                    state: step.to.as_str(),
+                    to: step.to.state(),
                     failure_reason: None,
                     next_action: None,
                     delivered_at: None,
@@ -89,7 +79,7 @@ impl<'a> Writes<'a> {
                 self.moves.len() - 1
             });
             let folded = &mut self.moves[index];
-            folded.state = step.to.as_str();
+            folded.to = step.to.state();
             if step.failure_reason.is_some() {
                 folded.failure_reason.clone_from(&step.failure_reason);
             }
@@ -147,13 +137,13 @@ impl<'a> Writes<'a> {
         self.consent
             .sort_by(|(a, _), (b, _)| (a.contact_id, &a.channel).cmp(&(b.contact_id, &b.channel)));
         if !self.moves.is_empty() {
-            update_messages(tx, &self.moves).await?;
+            batch::apply_callback_moves(&mut **tx, &self.moves).await?;
         }
         for (message, consent) in &self.consent {
             store::update_consent(tx, message, consent).await?;
         }
         if !self.timeline.message_ids.is_empty() {
-            append_timeline(tx, &self.timeline).await?;
+            batch::append_events(&mut **tx, ACTOR, &self.timeline).await?;
         }
         if !self.tasks.message_ids.is_empty() {
             open_tasks(tx, &self.tasks).await?;
@@ -163,64 +153,6 @@ impl<'a> Writes<'a> {
         }
         Ok(())
     }
-}
-
-async fn update_messages(
-    tx: &mut Transaction<'_, Postgres>,
-    moves: &[FoldedMove],
-) -> Result<(), sqlx::Error> {
-    let ids: Vec<Uuid> = moves.iter().map(|m| m.message_id).collect();
-    let states: Vec<&str> = moves.iter().map(|m| m.state).collect();
-    let reasons: Vec<Option<&str>> = moves.iter().map(|m| m.failure_reason.as_deref()).collect();
-    let next_actions: Vec<Option<&str>> = moves.iter().map(|m| m.next_action).collect();
-    let delivered: Vec<Option<DateTime<Utc>>> = moves.iter().map(|m| m.delivered_at).collect();
-    let dispatched: Vec<bool> = moves.iter().map(|m| m.dispatched).collect();
-    sqlx::query(
-        "UPDATE comms.messages m SET delivery_state = c.state,
-             failure_reason = COALESCE(c.failure_reason, m.failure_reason),
-             next_action = c.next_action,
-             delivered_at = COALESCE(m.delivered_at, c.delivered_at),
-             dispatched_at = CASE WHEN c.dispatched THEN COALESCE(m.dispatched_at, now()) ELSE m.dispatched_at END,
-             updated_at = now()
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bool[])
-              AS c(id, state, failure_reason, next_action, delivered_at, dispatched)
-         WHERE m.id = c.id",
-    )
-    .bind(&ids)
-    .bind(&states)
-    .bind(&reasons)
-    .bind(&next_actions)
-    .bind(&delivered)
-    .bind(&dispatched)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn append_timeline(
-    tx: &mut Transaction<'_, Postgres>,
-    rows: &TimelineRows,
-) -> Result<(), sqlx::Error> {
-    // Ordered by position so the identity column numbers the entries in event order.
-    sqlx::query(
-        "INSERT INTO comms.message_events
-             (message_id, event_type, actor, source, owner, reason, recovery_rule, detail)
-         SELECT e.message_id, e.event_type, $1, e.source, e.owner, e.reason, e.recovery_rule, e.detail
-         FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[])
-              WITH ORDINALITY AS e(message_id, event_type, source, owner, reason, recovery_rule, detail, position)
-         ORDER BY e.position",
-    )
-    .bind(ACTOR)
-    .bind(&rows.message_ids)
-    .bind(&rows.event_types)
-    .bind(&rows.sources)
-    .bind(&rows.owners)
-    .bind(&rows.reasons)
-    .bind(&rows.recovery_rules)
-    .bind(&rows.details)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 async fn open_tasks(

@@ -25,7 +25,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::render::TemplateRow;
-use crate::store::{DISPATCHABLE, Message};
+use crate::store::Message;
+use comms_domain::messages::DeliveryState;
 
 /// One request to load facts for, with its message when it is already recorded.
 #[derive(Clone, Copy)]
@@ -87,7 +88,7 @@ pub async fn load(pool: &PgPool, members: &[Member<'_>]) -> Result<Vec<Facts>, s
         .iter()
         .filter(|m| {
             m.message
-                .is_none_or(|x| DISPATCHABLE.contains(&x.delivery_state.as_str()))
+                .is_none_or(|x| DeliveryState::DISPATCHABLE_NAMES.contains(&x.delivery_state.as_str()))
         })
         .copied()
         .collect();

@@ -1,0 +1,148 @@
+//! The group paths' writes: one statement (`unnest` of column arrays) for a whole group, so a
+//! group of a hundred costs what one message does. The sender's `sent` outcomes, and the status
+//! worker's moves and timeline entries.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::messages::DeliveryState;
+
+/// One provider acceptance to record.
+pub struct Accepted {
+    pub message_id: Uuid,
+    pub provider: &'static str,
+    pub provider_message_id: String,
+    pub attempt: i32,
+}
+
+/// Moves each accepted message from `sending` to `sent` with the provider's id and its `sent`
+/// event written by `actor`. Returns how many moved (a message no longer `sending` is left as it
+/// is). The rows are given in id order — the order the status worker locks them in — so the two
+/// wait for each other rather than deadlock over a callback that arrives while its message is
+/// being recorded (should PostgreSQL still pick another order and detect a deadlock, each side
+/// falls back to recording its messages one by one).
+pub async fn mark_sent<'e>(
+    db: impl PgExecutor<'e>,
+    accepted: &[Accepted],
+    actor: &str,
+) -> Result<u64, sqlx::Error> {
+    let mut accepted: Vec<&Accepted> = accepted.iter().collect();
+    accepted.sort_by_key(|a| a.message_id);
+    let ids: Vec<Uuid> = accepted.iter().map(|a| a.message_id).collect();
+    let providers: Vec<&str> = accepted.iter().map(|a| a.provider).collect();
+    let provider_ids: Vec<&str> = accepted
+        .iter()
+        .map(|a| a.provider_message_id.as_str())
+        .collect();
+    let attempts: Vec<i32> = accepted.iter().map(|a| a.attempt).collect();
+    let result = sqlx::query(
+        "WITH u AS (
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[])
+                 WITH ORDINALITY AS u(id, provider, provider_message_id, attempt, ord)),
+         moved AS (
+             UPDATE comms.messages m SET delivery_state = 'sent', next_action = NULL,
+                 provider = u.provider, provider_message_id = u.provider_message_id,
+                 dispatched_at = now(), updated_at = now()
+             FROM u WHERE m.id = u.id AND m.delivery_state = 'sending'
+             RETURNING m.id, m.source, m.owner, u.provider, u.provider_message_id, u.attempt, u.ord)
+         INSERT INTO comms.message_events (message_id, event_type, actor, source, owner, reason, detail)
+         SELECT id, 'sent', $5, source, owner, 'accepted by ' || provider,
+             jsonb_build_object('provider_message_id', provider_message_id, 'attempt', attempt)
+         FROM moved ORDER BY ord",
+    )
+    .bind(&ids)
+    .bind(&providers)
+    .bind(&provider_ids)
+    .bind(&attempts)
+    .bind(actor)
+    .execute(db)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Every move a group of provider callbacks makes to one message, folded into one update.
+pub struct CallbackMove {
+    pub message_id: Uuid,
+    pub to: DeliveryState,
+    pub failure_reason: Option<String>,
+    pub next_action: Option<&'static str>,
+    /// Set by a move to `delivered`: when the callback said so (kept if already set).
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// Set by a move to `sent`: `dispatched_at` is set if it was not.
+    pub dispatched: bool,
+}
+
+/// Applies each folded callback move (the caller decided them; see the status worker's
+/// `effects::decide`).
+pub async fn apply_callback_moves<'e>(
+    db: impl PgExecutor<'e>,
+    moves: &[CallbackMove],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = moves.iter().map(|m| m.message_id).collect();
+    let states: Vec<&str> = moves.iter().map(|m| m.to.as_str()).collect();
+    let reasons: Vec<Option<&str>> = moves.iter().map(|m| m.failure_reason.as_deref()).collect();
+    let next_actions: Vec<Option<&str>> = moves.iter().map(|m| m.next_action).collect();
+    let delivered: Vec<Option<DateTime<Utc>>> = moves.iter().map(|m| m.delivered_at).collect();
+    let dispatched: Vec<bool> = moves.iter().map(|m| m.dispatched).collect();
+    sqlx::query(
+        "UPDATE comms.messages m SET delivery_state = c.state,
+             failure_reason = COALESCE(c.failure_reason, m.failure_reason),
+             next_action = c.next_action,
+             delivered_at = COALESCE(m.delivered_at, c.delivered_at),
+             dispatched_at = CASE WHEN c.dispatched THEN COALESCE(m.dispatched_at, now()) ELSE m.dispatched_at END,
+             updated_at = now()
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bool[])
+              AS c(id, state, failure_reason, next_action, delivered_at, dispatched)
+         WHERE m.id = c.id",
+    )
+    .bind(&ids)
+    .bind(&states)
+    .bind(&reasons)
+    .bind(&next_actions)
+    .bind(&delivered)
+    .bind(&dispatched)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Timeline entries of a group, one array per column, in the order they are to be numbered.
+#[derive(Default)]
+pub struct Entries {
+    pub message_ids: Vec<Uuid>,
+    pub event_types: Vec<&'static str>,
+    pub sources: Vec<&'static str>,
+    pub owners: Vec<String>,
+    pub reasons: Vec<String>,
+    pub recovery_rules: Vec<Option<&'static str>>,
+    pub details: Vec<serde_json::Value>,
+}
+
+/// Appends every entry of `rows`, written by `actor`, in their order.
+pub async fn append_events<'e>(
+    db: impl PgExecutor<'e>,
+    actor: &str,
+    rows: &Entries,
+) -> Result<(), sqlx::Error> {
+    // Ordered by position so the identity column numbers the entries in event order.
+    sqlx::query(
+        "INSERT INTO comms.message_events
+             (message_id, event_type, actor, source, owner, reason, recovery_rule, detail)
+         SELECT e.message_id, e.event_type, $1, e.source, e.owner, e.reason, e.recovery_rule, e.detail
+         FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[])
+              WITH ORDINALITY AS e(message_id, event_type, source, owner, reason, recovery_rule, detail, position)
+         ORDER BY e.position",
+    )
+    .bind(actor)
+    .bind(&rows.message_ids)
+    .bind(&rows.event_types)
+    .bind(&rows.sources)
+    .bind(&rows.owners)
+    .bind(&rows.reasons)
+    .bind(&rows.recovery_rules)
+    .bind(&rows.details)
+    .execute(db)
+    .await?;
+    Ok(())
+}

@@ -271,8 +271,7 @@ impl<'a> Columns<'a> {
         self.contains_roi.push(request.contains_roi);
         self.ai_draft.push(request.ai_draft);
         self.send_after.push(request.send_after);
-        self.request
-            .push(request.to_stored_json());
+        self.request.push(request.to_stored_json());
         self.subject.push(message.content.subject);
         self.body.push(message.content.body);
         self.sms_encoding.push(message.content.sms_encoding);

@@ -87,8 +87,9 @@ pub async fn load(pool: &PgPool, members: &[Member<'_>]) -> Result<Vec<Facts>, s
     let open: Vec<Member<'_>> = members
         .iter()
         .filter(|m| {
-            m.message
-                .is_none_or(|x| DeliveryState::DISPATCHABLE_NAMES.contains(&x.delivery_state.as_str()))
+            m.message.is_none_or(|x| {
+                DeliveryState::DISPATCHABLE_NAMES.contains(&x.delivery_state.as_str())
+            })
         })
         .copied()
         .collect();

@@ -1,7 +1,8 @@
 //! The replies worker's reads and writes: matching an inbound message to the outbound one it
 //! answers, and recording what it was (reply, auto-reply, opt-out, opt-in, help, unmatched) with
-//! its event and, where a person must act, an owner task. The message's reply and opt-out states
-//! and its timeline entries are written through the ledger (`comms_domain::messages::ledger`).
+//! its event and, where a person must act, an owner task. The message's reply and opt-out states,
+//! its timeline entries and its owner tasks are written through the ledger
+//! (`comms_domain::messages::ledger`).
 
 use comms_domain::messages::ledger;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -199,23 +200,22 @@ pub async fn task(
         reason,
         due,
     } = spec;
-    let due = chrono::Duration::from_std(due).unwrap_or(chrono::Duration::hours(4));
-    sqlx::query(
-        "INSERT INTO comms.tasks (owner, title, next_action, reason, due_at, record_type, record_id, message_id, inbound_id)
-         VALUES ($1, $2, $3, $4, now() + $5, $6, $7, $8, $9)",
+    let due_in = chrono::Duration::from_std(due).unwrap_or(chrono::Duration::hours(4));
+    ledger::tasks::open(
+        &mut **tx,
+        &ledger::tasks::MessageTask {
+            owner,
+            title,
+            next_action,
+            reason,
+            due_in,
+            record_type: matched.map(|m| m.record_type.as_str()),
+            record_id: matched.map(|m| m.record_id),
+            message_id: matched.map(|m| m.id),
+            inbound_id: Some(inbound_id),
+        },
     )
-    .bind(owner)
-    .bind(title)
-    .bind(next_action)
-    .bind(reason)
-    .bind(due)
-    .bind(matched.map(|m| m.record_type.as_str()))
-    .bind(matched.map(|m| m.record_id))
-    .bind(matched.map(|m| m.id))
-    .bind(inbound_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Sets the SMS consent of the sender's number, creating the contact if we never wrote to it

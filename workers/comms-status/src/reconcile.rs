@@ -270,17 +270,20 @@ async fn unknown(
         },
     )
     .await?;
-    sqlx::query(
-        "INSERT INTO comms.tasks (owner, title, next_action, reason, due_at, record_type, record_id, message_id)
-         VALUES ($1, 'Delivery unknown: the provider never said', $2, $3, now() + interval '24 hours', $4, $5, $6)",
+    ledger::tasks::open(
+        &mut *tx,
+        &ledger::tasks::MessageTask {
+            owner: &owner,
+            title: "Delivery unknown: the provider never said",
+            next_action,
+            reason: &reason,
+            due_in: ledger::tasks::due_in_a_day(),
+            record_type: Some(&record_type),
+            record_id: Some(record_id),
+            message_id: Some(id),
+            inbound_id: None,
+        },
     )
-    .bind(&owner)
-    .bind(next_action)
-    .bind(&reason)
-    .bind(&record_type)
-    .bind(record_id)
-    .bind(id)
-    .execute(&mut *tx)
     .await?;
     sqlx::query("UPDATE comms.reconciliations SET last_result = $2 WHERE message_id = $1")
         .bind(id)

@@ -216,26 +216,27 @@ pub async fn apply_via(
     })
 }
 
-/// A task for the message's owner: the next action, due within a day.
+/// A task for the message's owner: the next action, due within a day (the ledger writes it).
 async fn open_task(
     tx: &mut Transaction<'_, Postgres>,
     message: &Matched,
     task: &OwnerTask,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO comms.tasks (owner, title, next_action, reason, due_at, record_type, record_id, message_id)
-         VALUES ($1, $2, $3, $4, now() + interval '24 hours', $5, $6, $7)",
+    ledger::tasks::open(
+        &mut **tx,
+        &ledger::tasks::MessageTask {
+            owner: &message.owner,
+            title: &task.title,
+            next_action: task.next_action,
+            reason: &task.reason,
+            due_in: ledger::tasks::due_in_a_day(),
+            record_type: Some(&message.record_type),
+            record_id: Some(message.record_id),
+            message_id: Some(message.id),
+            inbound_id: None,
+        },
     )
-    .bind(&message.owner)
-    .bind(&task.title)
-    .bind(task.next_action)
-    .bind(&task.reason)
-    .bind(&message.record_type)
-    .bind(message.record_id)
-    .bind(message.id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    .await
 }
 
 async fn append_event(

@@ -335,18 +335,20 @@ async fn apply_decision(
     .execute(&mut *conn)
     .await?;
     if let (Some(title), Some(next_action)) = (apply.new_task, apply.next_action) {
-        sqlx::query(
-            "INSERT INTO comms.tasks (owner, title, next_action, reason, due_at, record_type, record_id, message_id)
-             VALUES ($1, $2, $3, $4, now() + interval '24 hours', $5, $6, $7)",
+        ledger::tasks::open(
+            &mut *conn,
+            &ledger::tasks::MessageTask {
+                owner: &message.owner,
+                title,
+                next_action,
+                reason: &apply.event_reason,
+                due_in: ledger::tasks::due_in_a_day(),
+                record_type: Some(&message.record_type),
+                record_id: Some(message.record_id),
+                message_id: Some(message.id),
+                inbound_id: None,
+            },
         )
-        .bind(&message.owner)
-        .bind(title)
-        .bind(next_action)
-        .bind(&apply.event_reason)
-        .bind(&message.record_type)
-        .bind(message.record_id)
-        .bind(message.id)
-        .execute(&mut *conn)
         .await?;
     }
     let approval_seconds = seconds.unwrap_or(0.0);

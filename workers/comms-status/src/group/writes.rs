@@ -1,8 +1,8 @@
 //! What a delivery group writes, gathered event by event and then written with one statement per
 //! table (`unnest` of column arrays), in the order the events came.
 //!
-//! The statements of `comms.messages` and `comms.message_events` are the ledger's
-//! (`comms_domain::messages::ledger::batch`); the tasks and payloads statements are this
+//! The statements of `comms.messages`, `comms.message_events` and the owner tasks are the
+//! ledger's (`comms_domain::messages::ledger::{batch, tasks}`); the payloads statement is this
 //! worker's own.
 //!
 //! A message that moves twice in one group (`sent`, then `delivered`) gets one `UPDATE` carrying
@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use comms_domain::messages::ledger::batch;
+use comms_domain::messages::ledger::{batch, tasks};
 use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
@@ -27,16 +27,8 @@ type FoldedMove = batch::CallbackMove;
 /// The group's timeline entries, one array per column.
 type TimelineRows = batch::Entries;
 
-#[derive(Default)]
-struct TaskRows {
-    owners: Vec<String>,
-    titles: Vec<String>,
-    next_actions: Vec<&'static str>,
-    reasons: Vec<String>,
-    record_types: Vec<String>,
-    record_ids: Vec<Uuid>,
-    message_ids: Vec<Uuid>,
-}
+/// The group's owner tasks, one array per column.
+type TaskRows = tasks::Tasks;
 
 #[derive(Default)]
 struct PayloadRows<'a> {
@@ -146,37 +138,13 @@ impl<'a> Writes<'a> {
             batch::append_events(&mut **tx, ACTOR, &self.timeline).await?;
         }
         if !self.tasks.message_ids.is_empty() {
-            open_tasks(tx, &self.tasks).await?;
+            tasks::open_many(&mut **tx, &self.tasks).await?;
         }
         if !self.payloads.message_ids.is_empty() {
             keep_payloads(tx, &self.payloads).await?;
         }
         Ok(())
     }
-}
-
-async fn open_tasks(
-    tx: &mut Transaction<'_, Postgres>,
-    rows: &TaskRows,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO comms.tasks (owner, title, next_action, reason, due_at, record_type, record_id, message_id)
-         SELECT t.owner, t.title, t.next_action, t.reason, now() + interval '24 hours',
-                t.record_type, t.record_id, t.message_id
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::uuid[], $7::uuid[])
-              WITH ORDINALITY AS t(owner, title, next_action, reason, record_type, record_id, message_id, position)
-         ORDER BY t.position",
-    )
-    .bind(&rows.owners)
-    .bind(&rows.titles)
-    .bind(&rows.next_actions)
-    .bind(&rows.reasons)
-    .bind(&rows.record_types)
-    .bind(&rows.record_ids)
-    .bind(&rows.message_ids)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 async fn keep_payloads(

@@ -1,5 +1,5 @@
 //! The one owner of writes to a message's life: every change of `comms.messages` and every entry
-//! of `comms.message_events` goes through a function here, whichever worker makes it (sender,
+//! of `comms.message_events` — and every owner task about a message in `comms.tasks` — goes through a function here, whichever worker makes it (sender,
 //! status worker, replies, gateway, approvals, the pause release, privacy, sequences, outcomes).
 //!
 //! Workers say *what* happened — a typed [`DeliveryState`] move with its [`Event`] and, where a
@@ -18,7 +18,9 @@
 //!   outcomes, the status worker's moves and timeline entries;
 //! - [`moves`] — the other named moves: callbacks, the reconciler, replies and opt-outs, the pause
 //!   release, approval decisions, cancellations by erasure and sequence rollback;
-//! - [`content`] — emptying personal content (retention, erasure): a privacy decision, stored here.
+//! - [`content`] — emptying personal content (retention, erasure): a privacy decision, stored here;
+//! - [`tasks`] — owner tasks about a message, for writers that move it by other statements (the
+//!   status worker, replies, approval decisions); operational tasks stay with their worker.
 //!
 //! Statements are runtime-checked `sqlx::query` (not `query!`): see docs/architecture.md,
 //! "A message's life".
@@ -27,6 +29,7 @@ pub mod batch;
 pub mod content;
 pub mod moves;
 pub mod record;
+pub mod tasks;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;

@@ -13,7 +13,6 @@
 
 use comms_domain::incidents::notice_key;
 use comms_runtime::amqp::{Outgoing, PublishError, Publisher};
-use comms_runtime::runtime::Runtime;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -97,29 +96,23 @@ async fn publish_all(
     Ok(())
 }
 
-/// One pass: proofs for notices that need approval, decisions taken, approved notices fanned out.
-pub async fn step(runtime: &Runtime, publisher: &Publisher) -> Result<(), FanoutError> {
-    let pool = &runtime.pool;
-    let exchange = runtime.topology.send_exchange();
-    let waiting: Vec<Notice> = sqlx::query_as(&format!(
+/// Notices whose proof waits for (or just got) the owner's decision, oldest first.
+pub(crate) async fn awaiting_approval(pool: &PgPool) -> Result<Vec<Notice>, sqlx::Error> {
+    sqlx::query_as(&format!(
         "SELECT {NOTICE_COLUMNS} FROM comms.incident_notices n JOIN comms.incidents i ON i.id = n.incident_id
          WHERE n.state = 'awaiting_approval' ORDER BY n.created_at LIMIT 100"
     ))
     .fetch_all(pool)
-    .await?;
-    for notice in &waiting {
-        crate::approval::advance(pool, publisher, &exchange, notice).await?;
-    }
-    let approved: Vec<Uuid> = sqlx::query_scalar(
+    .await
+}
+
+/// Approved notices still to fan out (or to finish after a restart), oldest first.
+pub(crate) async fn approved(pool: &PgPool) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
         "SELECT id FROM comms.incident_notices WHERE state = 'approved' ORDER BY created_at LIMIT 100",
     )
     .fetch_all(pool)
-    .await?;
-    let chunk = runtime.settings.incidents.chunk_size.max(1);
-    for id in approved {
-        fan_out(pool, publisher, &exchange, id, chunk).await?;
-    }
-    Ok(())
+    .await
 }
 
 pub(crate) async fn load(pool: &PgPool, id: Uuid) -> Result<Notice, sqlx::Error> {
@@ -159,7 +152,7 @@ pub(crate) fn notice_ids(notice: &Notice) -> (Uuid, Uuid, String) {
 }
 
 /// Fans one approved notice out, chunk by chunk, from where it stopped.
-async fn fan_out(
+pub(crate) async fn fan_out(
     pool: &PgPool,
     publisher: &Publisher,
     exchange: &str,

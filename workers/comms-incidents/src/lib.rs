@@ -92,7 +92,7 @@ async fn drive(runtime: Runtime, wake: Arc<Notify>, shutdown: Shutdown) {
         let Some((_, channel)) = publisher.as_ref() else {
             continue;
         };
-        if let Err(error) = fanout::step(&runtime, channel).await {
+        if let Err(error) = step(&runtime, channel).await {
             tracing::warn!(%error, "incident fan-out step failed; will retry");
             publisher = None;
         }
@@ -109,4 +109,18 @@ async fn connect(runtime: &Runtime) -> Option<(lapin::Connection, Publisher)> {
         .ok()?;
     let publisher = Publisher::open(&connection).await.ok()?;
     Some((connection, publisher))
+}
+
+/// One pass: proofs for notices that need approval, decisions taken, approved notices fanned out.
+async fn step(runtime: &Runtime, publisher: &Publisher) -> Result<(), fanout::FanoutError> {
+    let pool = &runtime.pool;
+    let exchange = runtime.topology.send_exchange();
+    for notice in &fanout::awaiting_approval(pool).await? {
+        approval::advance(pool, publisher, &exchange, notice).await?;
+    }
+    let chunk = runtime.settings.incidents.chunk_size.max(1);
+    for id in fanout::approved(pool).await? {
+        fanout::fan_out(pool, publisher, &exchange, id, chunk).await?;
+    }
+    Ok(())
 }

@@ -10,12 +10,13 @@ pub mod handler;
 mod intake;
 mod one;
 mod outcomes;
-mod portal_recipient;
 pub mod portal_safe;
 pub mod providers;
 mod quiet_hours;
 mod rate;
 pub mod render;
+/// A request rendered with its template version looked up as the sender looks it up.
+pub use rules::facts::render as render_request;
 mod rules;
 pub mod sender;
 mod settle;

@@ -7,7 +7,6 @@
 use comms_domain::contract::ValidSendRequest;
 use comms_domain::sms::{self, SmsAnalysis};
 use minijinja::{Environment, UndefinedBehavior};
-use sqlx::PgPool;
 
 /// The content that will go out.
 #[derive(Debug, Clone)]
@@ -64,14 +63,8 @@ pub struct TemplateRow {
     pub state: String,
 }
 
-/// Loads the requested (or latest approved) version and renders it with the request's vars.
-/// The version is found by the sender's one loader ([`crate::rules::facts::template`]).
-pub async fn render(pool: &PgPool, request: &ValidSendRequest) -> Result<Rendered, RenderError> {
-    let row = crate::rules::facts::template(pool, request).await?;
-    render_row(row.as_ref(), request)
-}
-
-/// Checks that `row` (the version [`render`] would load for `request`) may be used, and renders it.
+/// Checks that `row` (the version the sender's loader found for `request`,
+/// [`crate::rules::facts::template`]) may be used, and renders it.
 pub fn render_row(
     row: Option<&TemplateRow>,
     request: &ValidSendRequest,

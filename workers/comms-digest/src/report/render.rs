@@ -58,10 +58,12 @@ pub async fn render(
     });
     let bytes = serde_json::to_vec(&request).unwrap_or_default();
     let request = parse_send_request(&bytes).map_err(|e| refused("invalid_vars", e.to_string()))?;
-    let rendered = render::render(pool, &request).await.map_err(|e| match e {
-        render::RenderError::Db(db) => RenderFailure::Db(db),
-        other => refused(other.code(), other.to_string()),
-    })?;
+    let rendered = comms_sender::render_request(pool, &request)
+        .await
+        .map_err(|e| match e {
+            render::RenderError::Db(db) => RenderFailure::Db(db),
+            other => refused(other.code(), other.to_string()),
+        })?;
     let problems = portal_safe::check(
         &Wording {
             kind: Kind::ReportDigest,

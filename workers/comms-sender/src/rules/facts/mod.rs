@@ -165,8 +165,17 @@ fn unchanged_for(member: &Member<'_>) -> Duration {
         .unwrap_or_default()
 }
 
-/// The template version `request` names (or the latest, approved first), alone: how the digest
-/// worker renders (through [`crate::render::render`]).
+/// Loads the requested (or latest approved) version through the one loader and renders it with
+/// the request's vars: how the digest worker renders a report (`comms_sender::render_request`).
+pub async fn render(
+    pool: &PgPool,
+    request: &ValidSendRequest,
+) -> Result<crate::render::Rendered, crate::render::RenderError> {
+    let row = template(pool, request).await?;
+    crate::render::render_row(row.as_ref(), request)
+}
+
+/// The template version `request` names (or the latest, approved first), alone.
 pub async fn template(
     pool: &PgPool,
     request: &ValidSendRequest,

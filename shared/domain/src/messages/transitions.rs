@@ -95,6 +95,7 @@ mod tests {
         let fixed: &[(&str, &[DeliveryState], DeliveryState)] = &[
             ("record::record_and_claim", &[Received], Sending),
             ("batch::mark_sent", &[Sending], Sent),
+            ("batch::claim_released", &[Received], Sending),
             ("moves::mark_unknown_delivery", &[Sent], UnknownDelivery),
             ("moves::release_held", &[Held], Received),
             ("moves::decide_approval", &[AwaitingApproval], Received),

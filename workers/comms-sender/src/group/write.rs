@@ -33,7 +33,7 @@ pub struct NewMessage<'a> {
     pub traceparent: Option<String>,
 }
 
-const DISPATCH_RECOVERY: &str = "if the outcome is never recorded, the message is failed as dispatch_outcome_unknown for the owner to check";
+pub const DISPATCH_RECOVERY: &str = "if the outcome is never recorded, the message is failed as dispatch_outcome_unknown for the owner to check";
 
 /// Records each message already claimed for dispatch (`sending`, attempt 1, rendered content
 /// stored) with its `received` and `dispatching` events, in one statement
@@ -51,21 +51,25 @@ pub async fn record_and_claim(
             contact_id: message.contact_id,
             address: &message.address,
             client_id: message.client_id,
-            content: record::Content {
-                template_version: message.rendered.template_version,
-                subject: message.rendered.subject.as_deref(),
-                body: &message.rendered.body,
-                sms_encoding: message.rendered.sms.map(|s| s.encoding.as_str()),
-                sms_segments: message
-                    .rendered
-                    .sms
-                    .map(|s| i32::try_from(s.segments).unwrap_or(i32::MAX)),
-            },
+            content: content(&message.rendered),
             account: &message.account,
             traceparent: message.traceparent.as_deref(),
         })
         .collect();
     record::record_and_claim(pool, &rows, ACTOR, DISPATCH_RECOVERY).await
+}
+
+/// The stored form of a rendered content.
+pub fn content(rendered: &Rendered) -> record::Content<'_> {
+    record::Content {
+        template_version: rendered.template_version,
+        subject: rendered.subject.as_deref(),
+        body: &rendered.body,
+        sms_encoding: rendered.sms.map(|s| s.encoding.as_str()),
+        sms_segments: rendered
+            .sms
+            .map(|s| i32::try_from(s.segments).unwrap_or(i32::MAX)),
+    }
 }
 
 /// Moves each accepted message from `sending` to `sent` with the provider's id and its `sent`

@@ -12,6 +12,7 @@ mod http_enqueue;
 mod incidents;
 mod load;
 mod procs;
+mod release;
 mod retention_cost;
 mod scale;
 mod scenarios;
@@ -54,8 +55,11 @@ pub struct Knobs {
     /// Clients the incident affects; the recipients are spread evenly over them.
     #[arg(long, env = "BENCH_CLIENTS", default_value_t = 1000)]
     pub clients: usize,
+    /// Held messages of the release-after-resume run (`BENCH_ONLY=release`).
+    #[arg(long, env = "BENCH_HELD", default_value_t = 100_000)]
+    pub held: usize,
     /// Run one scenario only: status, pause, send, digest, or webhooks, incidents, scale, size,
-    /// retention, http (the last six run only when named).
+    /// retention, http, release (the last seven run only when named).
     #[arg(long, env = "BENCH_ONLY")]
     pub only: Option<String>,
     /// Messages generated for `BENCH_ONLY=scale`.

@@ -174,16 +174,7 @@ pub async fn save_rendered(
     rendered: &crate::render::Rendered,
     client_id: Option<Uuid>,
 ) -> Result<(), sqlx::Error> {
-    let content = ledger::record::Content {
-        template_version: rendered.template_version,
-        subject: rendered.subject.as_deref(),
-        body: &rendered.body,
-        sms_encoding: rendered.sms.map(|s| s.encoding.as_str()),
-        sms_segments: rendered
-            .sms
-            .map(|s| i32::try_from(s.segments).unwrap_or(i32::MAX)),
-    };
-    ledger::record::save_content(pool, id, content, client_id).await
+    ledger::record::save_content(pool, id, rendered.stored(), client_id).await
 }
 
 /// Marks the contact opted out on `channel` (a provider told us the recipient unsubscribed).

@@ -86,7 +86,7 @@ pub async fn claim(
         .iter()
         .map(|(member, message_id)| batch::ReleasedClaim {
             message_id: *message_id,
-            content: super::write::content(&member.rendered),
+            content: member.rendered.stored(),
             client_id: member.client_id,
             account: &member.account,
         })

@@ -51,25 +51,12 @@ pub async fn record_and_claim(
             contact_id: message.contact_id,
             address: &message.address,
             client_id: message.client_id,
-            content: content(&message.rendered),
+            content: message.rendered.stored(),
             account: &message.account,
             traceparent: message.traceparent.as_deref(),
         })
         .collect();
     record::record_and_claim(pool, &rows, ACTOR, DISPATCH_RECOVERY).await
-}
-
-/// The stored form of a rendered content.
-pub fn content(rendered: &Rendered) -> record::Content<'_> {
-    record::Content {
-        template_version: rendered.template_version,
-        subject: rendered.subject.as_deref(),
-        body: &rendered.body,
-        sms_encoding: rendered.sms.map(|s| s.encoding.as_str()),
-        sms_segments: rendered
-            .sms
-            .map(|s| i32::try_from(s.segments).unwrap_or(i32::MAX)),
-    }
 }
 
 /// Moves each accepted message from `sending` to `sent` with the provider's id and its `sent`

@@ -6,6 +6,7 @@
 //! Everything runs on this machine's RabbitMQ and PostgreSQL, against the sandbox provider, on
 //! loopback only.
 
+mod backlog;
 mod baseline;
 mod digest;
 mod http_enqueue;
@@ -58,8 +59,11 @@ pub struct Knobs {
     /// Held messages of the release-after-resume run (`BENCH_ONLY=release`).
     #[arg(long, env = "BENCH_HELD", default_value_t = 100_000)]
     pub held: usize,
+    /// Requests waiting in the send queues when the sender of `BENCH_ONLY=backlog` starts.
+    #[arg(long, env = "BENCH_BACKLOG", default_value_t = 1_000_000)]
+    pub backlog: usize,
     /// Run one scenario only: status, pause, send, digest, or webhooks, incidents, scale, size,
-    /// retention, http, release (the last seven run only when named).
+    /// retention, http, release, backlog (the last eight run only when named).
     #[arg(long, env = "BENCH_ONLY")]
     pub only: Option<String>,
     /// Messages generated for `BENCH_ONLY=scale`.

@@ -52,6 +52,18 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
         );
         return Ok(vec![crate::release::row(&run)]);
     }
+    if knobs.only.as_deref() == Some("backlog") {
+        let run = crate::backlog::measure(bench, knobs.messages, knobs.backlog).await?;
+        println!(
+            "backlog of {}: drained at {:.0} msg/s = {:.2} of the normal rate ({:.0} msg/s); sender peak RSS {:.1} MiB",
+            run.messages,
+            run.drain_rate,
+            run.drain_rate / run.normal_rate,
+            run.normal_rate,
+            run.peak_rss_mib
+        );
+        return Ok(vec![crate::backlog::row(&run)]);
+    }
     if knobs.only.as_deref() == Some("incidents") {
         return incident_rows(bench, knobs).await;
     }

@@ -21,6 +21,7 @@ mod size;
 mod stats;
 mod status;
 mod webhooks;
+mod whole_loop;
 
 use std::time::Instant;
 
@@ -62,8 +63,11 @@ pub struct Knobs {
     /// Requests waiting in the send queues when the sender of `BENCH_ONLY=backlog` starts.
     #[arg(long, env = "BENCH_BACKLOG", default_value_t = 1_000_000)]
     pub backlog: usize,
+    /// Seconds each offered rate of `BENCH_ONLY=loop` is held.
+    #[arg(long, env = "BENCH_LOOP_SECONDS", default_value_t = 60)]
+    pub loop_seconds: u64,
     /// Run one scenario only: status, pause, send, digest, or webhooks, incidents, scale, size,
-    /// retention, http, release, backlog (the last eight run only when named).
+    /// retention, http, release, backlog, loop (the last nine run only when named).
     #[arg(long, env = "BENCH_ONLY")]
     pub only: Option<String>,
     /// Messages generated for `BENCH_ONLY=scale`.

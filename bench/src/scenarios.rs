@@ -64,6 +64,10 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
         );
         return Ok(vec![crate::backlog::row(&run)]);
     }
+    if knobs.only.as_deref() == Some("loop") {
+        crate::whole_loop::report(&crate::whole_loop::measure(bench, knobs.loop_seconds).await?);
+        return Ok(Vec::new());
+    }
     if knobs.only.as_deref() == Some("incidents") {
         return incident_rows(bench, knobs).await;
     }

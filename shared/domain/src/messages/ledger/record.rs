@@ -23,10 +23,16 @@ pub struct Recorded {
     pub held_by_pause: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The claim holding the message in `sending` (none outside `sending`, or for a claim made
+    /// before claims had ids: [`super::calls`]).
+    pub dispatch_claim: Option<Uuid>,
+    /// When the provider call of the current (or last) claim started; none in `sending` means
+    /// it never started.
+    pub call_started_at: Option<DateTime<Utc>>,
 }
 
 /// The columns of [`Recorded`], for a read of it.
-pub const RECORDED_COLUMNS: &str = "id, idempotency_key, channel, kind, contact_id, recipient_address, delivery_state, send_after, held_by_pause, created_at, updated_at";
+pub const RECORDED_COLUMNS: &str = "id, idempotency_key, channel, kind, contact_id, recipient_address, delivery_state, send_after, held_by_pause, created_at, updated_at, dispatch_claim, call_started_at";
 
 /// A request to record, addressed to a known contact.
 pub struct NewMessage<'a> {
@@ -140,13 +146,15 @@ pub struct Claimed<'a> {
 }
 
 /// Records each message already claimed for dispatch (`sending`, attempt 1, rendered content
-/// stored) with its `received` and `dispatching` events (the latter with `recovery`). Rows are
+/// stored, held by `claim`, its call not started: [`super::calls::mark_started`] says when it
+/// starts) with its `received` and `dispatching` events (the latter with `recovery`). Rows are
 /// inserted in key order, so two groups holding the same keys wait on each other in one order
 /// only (never a deadlock). Returns the messages it created; a message whose idempotency key
 /// already exists is not among them.
 pub async fn record_and_claim(
     pool: &PgPool,
     messages: &[Claimed<'_>],
+    claim: Uuid,
     actor: &str,
     recovery: &str,
 ) -> Result<Vec<Recorded>, sqlx::Error> {
@@ -170,16 +178,16 @@ pub async fn record_and_claim(
                  recipient_address, owner, source, trigger, record_type, record_id, template_name,
                  template_version, contains_roi, ai_draft, send_after, request, subject, body,
                  sms_encoding, sms_segments, client_id, traceparent, delivery_state,
-                 attempt_count)
+                 attempt_count, dispatch_claim)
              SELECT idempotency_key, channel, kind, contact_id, recipient_address, owner, source,
                  trigger, record_type, record_id, template_name, template_version, contains_roi,
                  ai_draft, send_after, request, subject, body, sms_encoding, sms_segments,
-                 client_id, traceparent, 'sending', 1
+                 client_id, traceparent, 'sending', 1, $26
              FROM input ORDER BY idempotency_key
              ON CONFLICT (idempotency_key) DO NOTHING
              RETURNING id, idempotency_key, channel, kind, contact_id, recipient_address,
-                 delivery_state, send_after, held_by_pause, created_at, updated_at, owner, source,
-                 trigger),
+                 delivery_state, send_after, held_by_pause, created_at, updated_at, dispatch_claim,
+                 call_started_at, owner, source, trigger),
          e AS (
              INSERT INTO comms.message_events
                  (message_id, event_type, actor, source, owner, reason, recovery_rule, detail)
@@ -193,7 +201,8 @@ pub async fn record_and_claim(
              ) AS ev(step, event_type, reason, recovery_rule, detail)
              ORDER BY i.ord, ev.step)
          SELECT id, idempotency_key, channel, kind, contact_id, recipient_address,
-             delivery_state, send_after, held_by_pause, created_at, updated_at
+             delivery_state, send_after, held_by_pause, created_at, updated_at, dispatch_claim,
+             call_started_at
          FROM m",
     )
     .bind(&columns.idempotency_key)
@@ -221,6 +230,7 @@ pub async fn record_and_claim(
     .bind(actor)
     .bind(recovery)
     .bind(&columns.traceparent)
+    .bind(claim)
     .fetch_all(pool)
     .await
 }

@@ -38,8 +38,13 @@ pub(super) async fn send_claimed(
     claimed: &[(usize, &Message, &NewMessage<'_>)],
 ) -> Decided {
     let ids: Vec<Uuid> = claimed.iter().map(|(_, message, _)| message.id).collect();
+    let t = std::time::Instant::now();
     let marked: HashSet<Uuid> = match write::mark_calls(&handler.pool, claim, &ids).await {
-        Ok(marked) => marked.into_iter().collect(),
+        // (Its time is also part of the caller's `group_provider_outcome`.)
+        Ok(marked) => {
+            crate::sender::stage("group_call_mark", t);
+            marked.into_iter().collect()
+        }
         // Nothing was called: each message stays claimed with its call not started, and the
         // broker's next delivery of it releases it and sends it again.
         Err(error) => {

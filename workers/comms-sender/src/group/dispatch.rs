@@ -31,12 +31,13 @@ enum Called {
 }
 
 /// Sends every claimed message (delivery index, message, what was claimed) and records each
-/// outcome; returns the outcome of every delivery.
+/// outcome; returns the outcome of every delivery it decided, and the indexes of the members it
+/// leaves to the one-message path.
 pub(super) async fn send_claimed(
     handler: &SendHandler,
     claim: Uuid,
     claimed: &[(usize, &Message, &NewMessage<'_>)],
-) -> Decided {
+) -> (Decided, Vec<usize>) {
     let ids: Vec<Uuid> = claimed.iter().map(|(_, message, _)| message.id).collect();
     let t = std::time::Instant::now();
     let marked: HashSet<Uuid> = match write::mark_calls(&handler.pool, claim, &ids).await {
@@ -49,26 +50,22 @@ pub(super) async fn send_claimed(
         // broker's next delivery of it releases it and sends it again.
         Err(error) => {
             tracing::warn!(%error, group.size = ids.len(), "marking the group's provider calls failed; none was called");
-            return claimed
-                .iter()
-                .map(|(index, ..)| {
-                    (
-                        *index,
-                        Outcome::retry("the provider calls could not be marked"),
-                    )
-                })
-                .collect();
+            let retry = |(index, ..): &(usize, _, _)| {
+                let outcome = Outcome::retry("the provider calls could not be marked");
+                (*index, outcome)
+            };
+            return (claimed.iter().map(retry).collect(), Vec::new());
         }
     };
-    // A message not marked was released meanwhile by another delivery of it, which sends it.
+    // A message not marked was released meanwhile by another delivery of it (or its claim,
+    // not yet durable, was lost with a crash of the database): the one-message path decides it
+    // from what is recorded.
     type Member<'m, 'n> = &'m (usize, &'m Message, &'m NewMessage<'n>);
-    let (claimed, released): (Vec<Member<'_, '_>>, Vec<Member<'_, '_>>) = claimed
+    let (claimed, unmarked): (Vec<Member<'_, '_>>, Vec<Member<'_, '_>>) = claimed
         .iter()
         .partition(|(_, message, _)| marked.contains(&message.id));
-    let mut decided: Decided = released
-        .iter()
-        .map(|(index, ..)| (*index, Outcome::Ack))
-        .collect();
+    let left = unmarked.iter().map(|(index, ..)| *index).collect();
+    let mut decided: Decided = Vec::new();
     let called = join_all(claimed.iter().map(|(_, message, new)| async move {
         if let Some(pause) = handler.switch.pending_cover_except(
             &message.channel,
@@ -151,7 +148,7 @@ pub(super) async fn send_claimed(
     )
     .await;
     decided.extend(recorded);
-    decided
+    (decided, left)
 }
 
 fn outbound(message: &Message, new: &NewMessage<'_>) -> Outbound {

@@ -194,7 +194,8 @@ async fn send_together(
             .filter(|at| !taken[*at])
             .map(|at| clear_index[at]),
     );
-    let decided = dispatch::send_claimed(handler, claim, &mine).await;
+    let (decided, unmarked) = dispatch::send_claimed(handler, claim, &mine).await;
+    left.extend(unmarked);
     stage("group_provider_outcome", t);
     (decided, left)
 }

@@ -5,9 +5,10 @@
 //! [`crate::rules::Book::decide`] as the one-message path for each member, and sends together
 //! the members decided [`Decision::Dispatch`]: a rate token each without waiting, the same
 //! [`crate::rules::Book::gate`] over the pause switch's verdicts, one statement that records and
-//! claims them all, the provider calls side by side, one statement that records every
-//! acceptance. Every effect is committed before the group's outcomes go back to the runtime,
-//! which acks each delivery only then.
+//! claims them all, one that marks their provider calls as started (committed before the first
+//! call), the calls side by side, one statement that records every acceptance. Every effect is
+//! committed before the group's outcomes go back to the runtime, which acks each delivery only
+//! then.
 //!
 //! Every member decided otherwise (blocked, deferred, waiting for approval, held), already
 //! recorded, without a token, or refused by a provider is handed to the one-message path, which
@@ -165,6 +166,7 @@ async fn send_together(
         .await;
     let clear = clear_of_pauses(handler, deliveries, ready, &mut left);
     let t = stage("group_rate_gate", t);
+    let claim = Uuid::new_v4();
     let again: Vec<(&NewMessage<'_>, Uuid)> = clear
         .again
         .iter()
@@ -172,8 +174,8 @@ async fn send_together(
         .map(|(member, id)| (member, *id))
         .collect();
     let claimed = tokio::try_join!(
-        write::record_and_claim(&handler.pool, &clear.new),
-        released::claim(&handler.pool, &again, write::DISPATCH_RECOVERY),
+        write::record_and_claim(&handler.pool, &clear.new, claim),
+        released::claim(&handler.pool, &again, claim),
     );
     let (claimed_new, claimed_again) = match claimed {
         Ok(claimed) => claimed,
@@ -231,7 +233,8 @@ async fn send_together(
             .filter(|at| !taken[*at])
             .map(|at| clear.again_index[at]),
     );
-    let decided = dispatch::send_claimed(handler, &mine).await;
+    let (decided, unmarked) = dispatch::send_claimed(handler, claim, &mine).await;
+    left.extend(unmarked);
     stage("group_provider_outcome", t);
     (decided, left)
 }

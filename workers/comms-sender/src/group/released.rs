@@ -15,7 +15,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::write::NewMessage;
-use crate::store::{ACTOR, Message};
+use crate::store::{ACTOR, DISPATCH_RECOVERY, Message};
 
 /// The recorded, still `received` messages of the candidates that came as releases, by
 /// idempotency key. One statement, only when the group holds a release.
@@ -75,12 +75,13 @@ pub async fn behind_older(
     Ok(waiting.into_iter().collect())
 }
 
-/// Claims the released members for dispatch in one statement
+/// Claims the released members for dispatch by the group's `claim` in one statement
 /// ([`batch::claim_released`]); returns those claimed (another delivery may have been first).
+/// The group marks their calls with the new members' ([`super::write`]).
 pub async fn claim(
     pool: &PgPool,
     members: &[(&NewMessage<'_>, Uuid)],
-    recovery: &str,
+    claim: Uuid,
 ) -> Result<Vec<Message>, sqlx::Error> {
     let claims: Vec<batch::ReleasedClaim<'_>> = members
         .iter()
@@ -91,5 +92,5 @@ pub async fn claim(
             account: &member.account,
         })
         .collect();
-    batch::claim_released(pool, &claims, ACTOR, recovery).await
+    batch::claim_released(pool, &claims, claim, ACTOR, DISPATCH_RECOVERY).await
 }

@@ -71,14 +71,15 @@ pub struct ReleasedClaim<'a> {
     pub account: &'a str,
 }
 
-/// Claims each released message (`received` after a pause's release) for dispatch in one
-/// statement: `sending`, one more attempt, its rendered content stored, its `dispatching` event
-/// with `recovery`. Rows are locked in id order (as [`mark_sent`] does). Returns the messages it
+/// Claims each released message (`received` after a pause's release) for dispatch by `claim` in
+/// one statement: `sending`, one more attempt, its call not started yet, its rendered content
+/// stored, its `dispatching` event with `recovery`. Rows are locked in id order (as [`mark_sent`] does). Returns the messages it
 /// claimed; one that is no longer `received` — another delivery of it got there first — is not
 /// among them.
 pub async fn claim_released<'e>(
     db: impl PgExecutor<'e>,
     claims: &[ReleasedClaim<'_>],
+    claim: Uuid,
     actor: &str,
     recovery: &str,
 ) -> Result<Vec<Recorded>, sqlx::Error> {
@@ -101,7 +102,8 @@ pub async fn claim_released<'e>(
              UPDATE comms.messages m SET delivery_state = 'sending',
                  attempt_count = m.attempt_count + 1, subject = u.subject, body = u.body,
                  template_version = u.template_version, sms_encoding = u.sms_encoding,
-                 sms_segments = u.sms_segments, client_id = u.client_id, updated_at = now()
+                 sms_segments = u.sms_segments, client_id = u.client_id, dispatch_claim = $11,
+                 call_started_at = NULL, updated_at = now()
              FROM u WHERE m.id = u.id AND m.delivery_state = 'received'
              RETURNING m.*, u.account, u.ord),
          e AS (
@@ -121,6 +123,7 @@ pub async fn claim_released<'e>(
     .bind(column(|c| Some(c.account.to_string())))
     .bind(actor)
     .bind(recovery)
+    .bind(claim)
     .fetch_all(db)
     .await
 }

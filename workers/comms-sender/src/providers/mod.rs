@@ -311,4 +311,21 @@ mod tests {
         headers.insert(RETRY_AFTER, "soon".parse().expect("header"));
         assert_eq!(retry_after(&headers), None);
     }
+
+    #[test]
+    fn answers_are_sorted_by_what_they_say_about_the_provider() {
+        use reqwest::StatusCode;
+        for failing in [500, 502, 503, 401, 403] {
+            let status = StatusCode::from_u16(failing).expect("status");
+            assert_eq!(health_of(status), Health::Failing, "{failing}");
+            assert!(is_transient(status), "{failing} is retried");
+        }
+        assert_eq!(health_of(StatusCode::TOO_MANY_REQUESTS), Health::Degraded);
+        assert!(is_transient(StatusCode::TOO_MANY_REQUESTS));
+        // A refusal of one message says the provider works.
+        for fine in [200, 201, 400, 404, 422] {
+            let status = StatusCode::from_u16(fine).expect("status");
+            assert_eq!(health_of(status), Health::Up, "{fine}");
+        }
+    }
 }

@@ -271,3 +271,140 @@ async fn a_message_whose_outcome_at_the_first_is_unknown_never_goes_to_the_secon
     fleet.stop().await;
     let _ = second.shutdown().await;
 }
+
+#[tokio::test]
+async fn email_fails_over_from_sendgrid_to_the_smtp_relay() {
+    let sink = comms_tests::smtp_sink::SmtpSink::start().await;
+    let port = sink.port().to_string();
+    let fleet = SendFleet::start(&[
+        ("COMMS__PROVIDERS__EMAIL_ORDER", "sendgrid,smtp"),
+        ("COMMS__PROVIDERS__SMTP__HOST", "127.0.0.1"),
+        ("COMMS__PROVIDERS__SMTP__PORT", port.as_str()),
+        ("COMMS__PROVIDERS__SMTP__TLS", "none"),
+        ("COMMS__SENDER__MAX_ATTEMPTS", "10"),
+    ])
+    .await;
+    fleet
+        .approved_template("note", "email", Some("A note"), "Hello {{ name }}")
+        .await;
+    // SendGrid is down for the whole test.
+    fleet
+        .sandbox()
+        .add_fault(&FaultSpec {
+            status: Some(503),
+            ..FaultSpec::default()
+        })
+        .await
+        .expect("fault");
+    let keys: Vec<String> = (0..8).map(|i| format!("mail-{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        fleet
+            .send(&serde_json::json!({
+                "idempotency_key": key, "channel": "email", "kind": "transactional",
+                "recipient": { "email": format!("dana{i}@example.com"), "name": "Dana" },
+                "template": { "name": "note", "vars": { "name": "Dana" } },
+                "record": { "type": "client", "id": fleet.client_id.to_string() },
+                "owner": "ana", "source": "crm", "trigger": "client.note"
+            }))
+            .await;
+    }
+    for key in &keys {
+        assert!(
+            fleet.reaches(key, "sent").await,
+            "{key}: {:?}",
+            timeline(&fleet, key).await
+        );
+    }
+    assert!(
+        fleet
+            .sandbox()
+            .messages()
+            .await
+            .expect("records")
+            .is_empty()
+    );
+    let mails = sink.received();
+    for i in 0..keys.len() {
+        let to = format!("To: dana{i}@example.com");
+        let copies = mails.iter().filter(|m| m.contains(&to)).count();
+        assert_eq!(copies, 1, "dana{i} got {copies} mails through the relay");
+    }
+    let via_smtp: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM comms.messages WHERE channel = 'email' AND provider = 'smtp'",
+    )
+    .fetch_one(&fleet.env.pool)
+    .await
+    .expect("messages");
+    assert_eq!(via_smtp, keys.len() as i64);
+    fleet.stop().await;
+}
+
+/// The whole way back: the second account's signed status callbacks reach the gateway, are
+/// verified with that account's token, and the status worker moves each failed-over message to
+/// `delivered`, found by provider and SID as before failover.
+#[tokio::test]
+async fn callbacks_from_the_second_account_deliver_the_failed_over_messages() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let gateway = format!("http://{}", listener.local_addr().expect("addr"));
+    let callback = format!("{gateway}/webhooks/twilio/status");
+    let closed = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", probe.local_addr().expect("addr"))
+    };
+    let mut config = SandboxConfig::generated()
+        .expect("signing key")
+        .with_gateway(gateway.clone());
+    config.twilio_account_sid = SECOND_SID.into();
+    config.twilio_auth_token = SECOND_TOKEN.into();
+    let second = RunningSandbox::start(config).await.expect("second sandbox");
+    let fleet = fleet(
+        &second,
+        &[
+            ("COMMS__PROVIDERS__TWILIO__BASE_URL", &closed),
+            ("COMMS__GATEWAY__PUBLIC_URL", &gateway),
+            (
+                "COMMS__PROVIDERS__TWILIO_SECONDARY__STATUS_CALLBACK",
+                &callback,
+            ),
+        ],
+    )
+    .await;
+    let runtime =
+        comms_runtime::runtime::Runtime::new(fleet.env.settings.clone(), fleet.env.pool.clone());
+    let shutdown = comms_runtime::shutdown::Shutdown::new();
+    let workers = [
+        tokio::spawn(comms_gateway::serve(
+            listener,
+            runtime.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(comms_status::run(runtime, shutdown.clone())),
+    ];
+    for i in 0..5 {
+        let key = format!("fo-{i}");
+        fleet
+            .send(&sms_request(&key, &phone(i), fleet.client_id))
+            .await;
+    }
+    // `sent` may not be seen at all: the callback can come first.
+    for i in 0..5 {
+        let key = format!("fo-{i}");
+        assert!(
+            eventually(WAIT, || async {
+                fleet.state(&key).await.as_deref() == Some("delivered")
+            })
+            .await,
+            "{key} delivered; its timeline: {:?}",
+            timeline(&fleet, &key).await
+        );
+    }
+    assert_eq!(accepted(&second.client()).await.len(), 5);
+    shutdown.cancel();
+    for worker in workers {
+        worker.await.expect("worker").expect("stops cleanly");
+    }
+    fleet.stop().await;
+    let _ = second.shutdown().await;
+}

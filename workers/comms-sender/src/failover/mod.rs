@@ -285,6 +285,10 @@ impl Chain {
             return None;
         }
         self.active = active;
+        // One provider: nothing to fail over to (the circuit breaker alone acts), nothing to say.
+        if self.names.len() == 1 {
+            return None;
+        }
         let from = self.names[self.last_active];
         if let Some(to) = active {
             self.last_active = to;

@@ -112,6 +112,15 @@ impl Providers {
             );
             return;
         };
+        if to == switch.from {
+            // Back from "every provider failing" to the one that had the traffic: no change.
+            tracing::warn!(
+                channel,
+                provider = to,
+                "a provider of the channel answers again"
+            );
+            return;
+        }
         metrics::failovers()
             .with_label_values(&[channel, switch.from, to])
             .inc();

@@ -86,3 +86,39 @@ pub async fn close(pool: &PgPool, id: Uuid, by: &str) -> Result<Closed, TaskErro
         response_seconds,
     })
 }
+
+/// An operational task (about no one message): for `owner`, unless an open task with the same
+/// `title` is already theirs. Returns whether it was opened.
+///
+/// Several workers can see the same episode (every sender replica fails over on its own), and
+/// the owner wants one task per episode: the check and the insert run under a transaction-scoped
+/// advisory lock on the title, so two writers cannot both find "none open".
+pub async fn open_once(
+    pool: &PgPool,
+    owner: &str,
+    title: &str,
+    next_action: &str,
+    reason: &str,
+    due_in: chrono::Duration,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('comms.tasks:' || $1))")
+        .bind(title)
+        .execute(&mut *tx)
+        .await?;
+    let opened = sqlx::query(
+        "INSERT INTO comms.tasks (owner, title, next_action, reason, due_at)
+         SELECT $1, $2, $3, $4, now() + $5
+         WHERE NOT EXISTS (SELECT 1 FROM comms.tasks WHERE owner = $1 AND title = $2 AND state = 'open')",
+    )
+    .bind(owner)
+    .bind(title)
+    .bind(next_action)
+    .bind(reason)
+    .bind(due_in)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(opened == 1)
+}

@@ -139,6 +139,10 @@ mod tests {
                 "amqps://fleet:amqp-pass-3@mq.internal/%2f",
             ),
             ("COMMS__PROVIDERS__TWILIO__AUTH_TOKEN", "twilio-token-4"),
+            (
+                "COMMS__PROVIDERS__TWILIO_SECONDARY__AUTH_TOKEN",
+                "twilio-token-10",
+            ),
             ("COMMS__PROVIDERS__SENDGRID__API_KEY", "SG.sendgrid-key-5"),
             ("COMMS__PROVIDERS__SMTP__PASSWORD", "smtp-pass-6"),
             ("COMMS__GATEWAY__INBOUND_SECRET", "inbound-secret-7"),
@@ -158,6 +162,7 @@ mod tests {
             "inbound-secret-7",
             "unsubscribe-secret-8",
             "otlp-pass-9",
+            "twilio-token-10",
         ] {
             assert!(!text.contains(secret), "{secret} printed:\n{text}");
         }
@@ -165,6 +170,7 @@ mod tests {
             "database.url = \"postgres://app:********@db.internal:5432/comms?sslpassword=********\"",
             "amqp.url = \"amqps://fleet:********@mq.internal/%2f\"",
             "providers.twilio.auth_token = \"********\"",
+            "providers.twilio_secondary.auth_token = \"********\"",
             "providers.smtp.password = \"********\"",
             "log.otlp_endpoint = \"https://user:********@collector.internal:4318/\"",
             "consumer.prefetch = 128",

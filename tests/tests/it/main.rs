@@ -6,6 +6,7 @@ mod bad_input;
 mod console;
 mod dead;
 mod digest;
+mod failover;
 mod first_run;
 mod foundation;
 mod gateway;

@@ -38,7 +38,9 @@ pub(crate) struct Inner {
     pub keys: ApiKeys,
     /// `gateway.public_url` without a trailing slash: the base of the URLs Twilio signs.
     pub public_url: String,
-    pub twilio_token: SecretString,
+    /// Every configured Twilio account as `(AccountSid, auth token)`, the primary first: a
+    /// callback is verified with the token of the account that sent the message.
+    pub twilio_accounts: Vec<(String, SecretString)>,
     /// `None` when no key is configured: signed events are then refused with 503.
     pub sendgrid_key: Option<VerifyingKey>,
     /// SHA-256 of `gateway.inbound_secret`, compared in constant time with the path's.
@@ -74,7 +76,11 @@ impl GatewayState {
                 broker: BrokerLink::new(settings.amqp.clone(), runtime.topology.clone()),
                 keys: ApiKeys::new(runtime.pool.clone()),
                 public_url,
-                twilio_token: settings.providers.twilio.auth_token.clone(),
+                twilio_accounts: settings
+                    .providers
+                    .twilio_accounts()
+                    .map(|a| (a.account_sid.clone(), a.auth_token.clone()))
+                    .collect(),
                 sendgrid_key,
                 inbound_secret_hash,
                 settings,

@@ -1,9 +1,16 @@
-//! The circuit breaker: a channel whose provider keeps failing is paused automatically, through
+//! The circuit breaker: a channel whose providers keep failing is paused automatically, through
 //! the same pause switch an on-call engineer uses, with an owner task. It never resumes by itself
 //! unless `pause.breaker_auto_resume` says so.
+//!
+//! With a list of providers (`crate::failover`), a failing provider first moves the traffic to
+//! the next one; the channel is paused only when every provider of the list is failing and the
+//! failures in a row have reached `pause.breaker_failures`. With one provider that is the rule
+//! of before failover: N failures in a row pause the channel.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use crate::failover::Failover;
 
 use comms_domain::pause::store::{self, PauseRequest};
 use comms_domain::pause::{Scope, switch::PauseSwitch};
@@ -12,6 +19,7 @@ use sqlx::PgPool;
 
 pub struct Breaker {
     threshold: u32,
+    failover: Arc<Failover>,
     settings: PauseSettings,
     failures: Mutex<HashMap<String, u32>>,
     /// Channels this breaker paused, with the switch's generation at that moment: until the
@@ -21,9 +29,10 @@ pub struct Breaker {
 }
 
 impl Breaker {
-    pub fn new(settings: &PauseSettings) -> Self {
+    pub fn new(settings: &PauseSettings, failover: Arc<Failover>) -> Self {
         Self {
             threshold: settings.breaker_failures,
+            failover,
             settings: settings.clone(),
             failures: Mutex::new(HashMap::new()),
             tripped: Mutex::new(HashMap::new()),
@@ -54,7 +63,10 @@ impl Breaker {
             *run
         };
         let scope = Scope::Channel(channel.to_string());
-        if run < self.threshold || switch.active().iter().any(|p| p.scope == scope) {
+        if run < self.threshold
+            || !self.failover.all_failing(channel)
+            || switch.active().iter().any(|p| p.scope == scope)
+        {
             return;
         }
         // Claimed before the pause is written, under one lock: concurrent failures of the same
@@ -103,6 +115,8 @@ impl Breaker {
                     tracing::error!(%error, "could not open the on-call task for an automatic pause");
                 }
                 self.success(channel);
+                // Whoever resumes the channel starts again from its first provider.
+                self.failover.reset(channel);
             }
             Err(error) => {
                 // Not paused after all: the next failure may try again.

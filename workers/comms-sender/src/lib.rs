@@ -5,6 +5,7 @@
 //! else (ack after commit, retry tiers, dead-lettering, reconnects, draining).
 
 mod breaker;
+mod failover;
 mod group;
 pub mod handler;
 mod intake;
@@ -67,12 +68,14 @@ pub fn build_handler(
         .default_time_zone
         .parse()
         .map_err(|_| anyhow::anyhow!("sender.default_time_zone is not an IANA time zone"))?;
+    let providers =
+        providers::Providers::new(settings.clone(), runtime.pool.clone(), clock.clone())
+            .context("building the providers")?;
     Ok(SendHandler {
         pool: runtime.pool.clone(),
-        providers: providers::Providers::new(settings.clone(), runtime.pool.clone())
-            .context("building the provider HTTP client")?,
+        breaker: breaker::Breaker::new(&settings.pause, providers.failover()),
+        providers,
         limits: rate::RateLimits::new(&settings.rate, runtime.pool.clone()),
-        breaker: breaker::Breaker::new(&settings.pause),
         switch,
         settings,
         clock,

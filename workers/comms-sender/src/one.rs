@@ -15,7 +15,7 @@ use comms_domain::messages::DeliveryState;
 use comms_runtime::runtime::{Incoming, Outcome};
 
 use crate::outcomes;
-use crate::providers::{Dispatch, Outbound};
+use crate::providers::{Dispatch, Outbound, Routed};
 use crate::rules::facts::{self, Member};
 use crate::rules::{self, Book, Decision, Prepared};
 use crate::sender::{SendHandler, stage};
@@ -119,7 +119,19 @@ impl SendHandler {
         now: DateTime<Utc>,
         t: std::time::Instant,
     ) -> Result<Outcome, sqlx::Error> {
-        let account = self.providers.account(&message.channel);
+        // The provider first: the rate limit is its account's, the claim's event names it. A
+        // message whose last attempt may have reached a provider goes there or nowhere.
+        let pinned = store::pinned_provider(&self.pool, message).await?;
+        let retry = message.delivery_state == DeliveryState::Retrying.as_str();
+        let pin = pinned.as_ref().map(|p| p.provider.as_str());
+        let route = match self.providers.route(&message.channel, pin, retry) {
+            Routed::To(route) => route,
+            Routed::Away { provider } => {
+                let age = pinned.map(|p| p.age).unwrap_or_default();
+                return outcomes::pinned_away(self, message, &provider, age).await;
+            }
+        };
+        let account = route.account.clone();
         self.limits.until_ready(&message.channel, &account).await;
         let t = stage("timing_rate", t);
         let older_release_pending = self.older_release_pending(message).await?;
@@ -154,8 +166,9 @@ impl SendHandler {
             ..Transition::new(
                 DISPATCHABLE,
                 DeliveryState::Sending,
-                Event::new("dispatching", format!("dispatching through {account}"))
-                    .recovery(DISPATCH_RECOVERY),
+                Event::new("dispatching", route.describe())
+                    .recovery(DISPATCH_RECOVERY)
+                    .detail(route.detail()),
             )
         };
         let Some(attempt) = store::transition(&self.pool, message, claim).await? else {
@@ -188,7 +201,7 @@ impl SendHandler {
             subject: rendered.subject,
             body: rendered.body,
         };
-        let dispatch: Dispatch = self.providers.dispatch(&outbound).await;
+        let dispatch: Dispatch = self.providers.dispatch_via(&route, &outbound).await;
         let t = stage("provider", t);
         match &dispatch {
             Dispatch::Transient { reason, .. } => {
@@ -198,7 +211,7 @@ impl SendHandler {
             }
             _ => self.breaker.success(&message.channel),
         }
-        let outcome = outcomes::record_dispatch(self, message, attempt, dispatch).await;
+        let outcome = outcomes::record_dispatch(self, message, attempt, dispatch, route.name).await;
         stage("outcome", t);
         outcome
     }

@@ -201,12 +201,15 @@ async fn hold_from(
     Ok(Outcome::Ack)
 }
 
-/// Records what the provider said, as [`crate::rules::Book::answer`] reads it.
+/// Records what provider `via` (its name in the channel's order) said, as
+/// [`crate::rules::Book::answer`] reads it. A retry that may follow a copy at the provider names
+/// `via` in its event: the message is pinned there ([`crate::store::pinned_provider`]).
 pub async fn record_dispatch(
     handler: &SendHandler,
     message: &Message,
     attempt: i32,
     dispatch: Dispatch,
+    via: &str,
 ) -> Result<Outcome, sqlx::Error> {
     const SENDING: &[DeliveryState] = &[DeliveryState::Sending];
     match handler.book().answer(dispatch, attempt) {
@@ -214,15 +217,20 @@ pub async fn record_dispatch(
             provider,
             provider_message_id,
         } => {
-            tracing::info!(message.id = %message.id, provider, attempt, "sent");
+            tracing::info!(message.id = %message.id, provider = via, attempt, "sent");
+            let text = if via == provider {
+                format!("accepted by {provider}")
+            } else {
+                format!("accepted by {provider} ({via})")
+            };
             let transition = Transition {
                 provider: Some(provider),
                 provider_message_id: Some(provider_message_id.clone()),
                 ..Transition::new(
                     SENDING,
                     DeliveryState::Sent,
-                    Event::new("sent", format!("accepted by {provider}")).detail(
-                        json!({ "provider_message_id": provider_message_id, "attempt": attempt }),
+                    Event::new("sent", text).detail(
+                        json!({ "provider_message_id": provider_message_id, "attempt": attempt, "provider": via }),
                     ),
                 )
             };
@@ -238,7 +246,7 @@ pub async fn record_dispatch(
             tracing::warn!(message.id = %message.id, attempt, %reason, maybe_sent, "provider failed; retrying");
             let mut text = format!("attempt {attempt} of {max} failed: {reason}");
             if maybe_sent {
-                text.push_str(" (the provider may have accepted it before the failure: a retry can duplicate it)");
+                text.push_str(&format!(" (the provider may have accepted it before the failure: a retry can duplicate it; it is retried only through {via})"));
             }
             let transition = Transition {
                 failure_reason: Some(reason.clone()),
@@ -247,7 +255,7 @@ pub async fn record_dispatch(
                     DeliveryState::Retrying,
                     Event::new("retry_scheduled", text)
                         .recovery("retried by the broker with exponential backoff and the provider's Retry-After; failed after the last attempt")
-                        .detail(json!({ "attempt": attempt, "maybe_sent": maybe_sent, "retry_after_secs": retry_after.map(|d| d.as_secs()) })),
+                        .detail(json!({ "attempt": attempt, "maybe_sent": maybe_sent, "retry_after_secs": retry_after.map(|d| d.as_secs()), "provider": via })),
                 )
             };
             store::transition(&handler.pool, message, transition).await?;
@@ -294,6 +302,48 @@ pub async fn fail(
             &[DeliveryState::Sending],
             DeliveryState::Failed,
             Event::new("failed", reason).recovery("not retried further; the owner decides"),
+        )
+    };
+    store::transition(&handler.pool, message, transition).await?;
+    Ok(Outcome::Ack)
+}
+
+/// A message pinned to `provider` (its last attempt may have reached it) while that provider is
+/// failing and another is not: never sent elsewhere. It waits for its provider; once its outcome
+/// has been unknown for the window of `dispatch_outcome_unknown` (`age` past it), it is failed
+/// as such, with a task for its owner to check that provider.
+pub async fn pinned_away(
+    handler: &SendHandler,
+    message: &Message,
+    provider: &str,
+    age: Duration,
+) -> Result<Outcome, sqlx::Error> {
+    let window = crate::failover::pinned_wait(handler.settings.sender.provider_timeout);
+    if age < window {
+        return Ok(Outcome::Defer {
+            after: Duration::from_secs(2),
+            reason: format!(
+                "its last attempt may have reached {provider}, which is failing: not sent elsewhere"
+            ),
+        });
+    }
+    let next_action = format!(
+        "check {provider}'s log for this message; if it did not go out, send again with a new idempotency key"
+    );
+    let reason = format!(
+        "dispatch_outcome_unknown: its last attempt may have reached {provider}, which is failing; not sent through another provider"
+    );
+    tracing::warn!(message.id = %message.id, provider, "pinned to a failing provider: failed as dispatch_outcome_unknown");
+    let transition = Transition {
+        failure_reason: Some("dispatch_outcome_unknown".into()),
+        next_action: Some(next_action.clone()),
+        task: Some(task("Message failed".into(), &next_action, 4)),
+        ..Transition::new(
+            &[DeliveryState::Retrying],
+            DeliveryState::Failed,
+            Event::new("failed", reason)
+                .recovery("not retried further and not sent elsewhere; the owner decides")
+                .detail(json!({ "provider": provider })),
         )
     };
     store::transition(&handler.pool, message, transition).await?;

@@ -179,6 +179,40 @@ pub async fn transition(
     Ok(moved)
 }
 
+/// The provider a message's last attempt may have reached (a timeout after the request was
+/// sent), and how long ago: the message goes to that provider or nowhere
+/// (docs/reliability.md#provider-failover).
+#[derive(Debug, Clone)]
+pub struct Pinned {
+    pub provider: String,
+    pub age: std::time::Duration,
+}
+
+/// The message's [`Pinned`] provider, read from its latest `retry_scheduled` event that says
+/// `maybe_sent` (only a message waiting for a retry can have one).
+pub async fn pinned_provider(
+    pool: &PgPool,
+    message: &Message,
+) -> Result<Option<Pinned>, sqlx::Error> {
+    if message.delivery_state != DeliveryState::Retrying.as_str() {
+        return Ok(None);
+    }
+    let found: Option<(String, f64)> = sqlx::query_as(
+        "SELECT detail->>'provider', EXTRACT(EPOCH FROM now() - occurred_at)::float8
+         FROM comms.message_events
+         WHERE message_id = $1 AND event_type = 'retry_scheduled'
+           AND detail->>'maybe_sent' = 'true' AND detail ? 'provider'
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(message.id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(found.map(|(provider, seconds)| Pinned {
+        provider,
+        age: std::time::Duration::from_secs_f64(seconds.max(0.0)),
+    }))
+}
+
 /// Stores the rendered content on the message, so approvers and the timeline see what goes out.
 pub async fn save_rendered(
     pool: &PgPool,

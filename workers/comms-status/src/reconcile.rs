@@ -10,7 +10,9 @@
 //!   through the same transaction ([`store::apply_via`]), with the same dedupe key
 //!   (`Sid:status`), so a late callback is a duplicate and a status reached either way counts once.
 //!   A status that is not final yet (`queued`, `sent` …) is asked again after another
-//!   `reconcile_after`. A SID Twilio does not know (404) is `unknown_delivery`.
+//!   `reconcile_after`. A SID Twilio does not know (404) is `unknown_delivery`. A message that
+//!   failed over to the second account (`providers.twilio_secondary`; its `sent` event names the
+//!   provider) is asked of that account.
 //! - **SendGrid**: its API offers no status per message, so the message becomes
 //!   `unknown_delivery` with a task for its owner. A late event still moves it on.
 //!
@@ -24,7 +26,7 @@ use chrono::{DateTime, Utc};
 use comms_domain::messages::{DeliveryState, ledger};
 use comms_domain::webhook_body::{Fields, Format};
 use comms_runtime::runtime::Runtime;
-use comms_runtime::settings::TwilioSettings;
+use comms_runtime::settings::{ProviderSettings, TwilioSettings};
 use comms_runtime::shutdown::Shutdown;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
@@ -58,13 +60,15 @@ struct Due {
     id: Uuid,
     provider: String,
     provider_message_id: Option<String>,
+    /// The provider's name in the channel's order, from the `sent` event (`twilio_secondary` …).
+    via: Option<String>,
 }
 
 /// Asks the providers about every message due as of `now` (at most [`BATCH`]).
 pub async fn reconcile(
     pool: &PgPool,
     http: &reqwest::Client,
-    twilio: &TwilioSettings,
+    providers: &ProviderSettings,
     after: Duration,
     now: DateTime<Utc>,
 ) -> Result<Round, sqlx::Error> {
@@ -84,7 +88,10 @@ pub async fn reconcile(
                  SET checks = comms.reconciliations.checks + 1, last_checked_at = now()
                  WHERE comms.reconciliations.last_checked_at < $1
              RETURNING message_id)
-         SELECT m.id, m.provider, m.provider_message_id
+         SELECT m.id, m.provider, m.provider_message_id,
+                (SELECT e.detail->>'provider' FROM comms.message_events e
+                  WHERE e.message_id = m.id AND e.event_type = 'sent'
+                  ORDER BY e.id DESC LIMIT 1) AS via
          FROM comms.messages m JOIN claimed c ON c.message_id = m.id",
     )
     .bind(cutoff)
@@ -95,7 +102,14 @@ pub async fn reconcile(
     for message in due {
         round.checked += 1;
         let result = match (message.provider.as_str(), &message.provider_message_id) {
-            ("twilio", Some(sid)) => twilio_check(pool, http, twilio, message.id, sid).await?,
+            ("twilio", Some(sid)) => {
+                let account = message
+                    .via
+                    .as_deref()
+                    .and_then(|via| providers.twilio_account(via))
+                    .unwrap_or(&providers.twilio);
+                twilio_check(pool, http, account, message.id, sid).await?
+            }
             ("twilio", None) => unknown(pool, message.id, NOT_FOUND, after).await?,
             _ => unknown(pool, message.id, NO_STATUS_API, after).await?,
         };
@@ -309,7 +323,7 @@ pub async fn run(runtime: Runtime, shutdown: Shutdown) {
         return;
     }
     let http = reqwest::Client::new();
-    let twilio = runtime.settings.providers.twilio.clone();
+    let providers = runtime.settings.providers.clone();
     let mut ticks = tokio::time::interval(interval(after));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -317,7 +331,7 @@ pub async fn run(runtime: Runtime, shutdown: Shutdown) {
             () = shutdown.cancelled() => break,
             _ = ticks.tick() => {}
         }
-        match reconcile(&runtime.pool, &http, &twilio, after, Utc::now()).await {
+        match reconcile(&runtime.pool, &http, &providers, after, Utc::now()).await {
             Ok(round) if round.checked > 0 => {
                 tracing::info!(
                     checked = round.checked,

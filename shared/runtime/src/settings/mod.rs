@@ -169,6 +169,7 @@ impl Settings {
                 return invalid(key, "must be an http:// or https:// URL");
             }
         }
+        self.providers.validate().map_err(SettingsError::Invalid)?;
         if self.approvals.expire_after.is_zero() {
             return invalid("approvals.expire_after", "must be longer than zero");
         }

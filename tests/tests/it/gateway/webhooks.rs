@@ -89,6 +89,61 @@ async fn twilio_requests_without_a_valid_signature_are_refused_and_not_published
     gw.stop().await;
 }
 
+/// Failover's second Twilio account signs its callbacks with its own token: they are verified
+/// with it (chosen by the form's `AccountSid`, or found by trying each configured token), and a
+/// token no configured account has is still refused.
+#[tokio::test]
+async fn callbacks_of_the_second_twilio_account_are_verified_with_its_token() {
+    const SECOND: &str = "ACbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    let gw = Gateway::start(&[
+        ("COMMS__PROVIDERS__TWILIO_SECONDARY__ACCOUNT_SID", SECOND),
+        (
+            "COMMS__PROVIDERS__TWILIO_SECONDARY__AUTH_TOKEN",
+            "second-token",
+        ),
+    ])
+    .await;
+    let path = "/webhooks/twilio/status";
+    let url = format!("{}{path}", gw.url);
+    let mut second = STATUS;
+    second[5] = ("AccountSid", SECOND);
+    let signed = comms_sandbox::signing::twilio_signature("second-token", &url, &second);
+    assert_eq!(
+        gw.twilio(path, &second, Sig::Is(signed.clone()))
+            .await
+            .status(),
+        200
+    );
+    // Naming the other account does not stop the right token from being found: the signature
+    // decides, and it covers the AccountSid too.
+    let mut misnamed = STATUS;
+    misnamed[0] = ("MessageSid", "SM11111111111111111111111111111111");
+    let by_second = comms_sandbox::signing::twilio_signature("second-token", &url, &misnamed);
+    assert_eq!(
+        gw.twilio(path, &misnamed, Sig::Is(by_second))
+            .await
+            .status(),
+        200
+    );
+    // The primary account's callbacks still verify with the primary token.
+    assert_eq!(gw.twilio(path, &STATUS, Sig::Valid).await.status(), 200);
+    // A token neither account has: refused, nothing published for it.
+    let stranger = comms_sandbox::signing::twilio_signature("another-token", &url, &second);
+    assert_eq!(
+        gw.twilio(path, &second, Sig::Is(stranger)).await.status(),
+        403
+    );
+    // Tampering with a second-account callback breaks its signature like any other.
+    let mut tampered = second;
+    tampered[2] = ("MessageStatus", "failed");
+    assert_eq!(
+        gw.twilio(path, &tampered, Sig::Is(signed)).await.status(),
+        403
+    );
+    assert_eq!(gw.status_queue().await.len(), 3);
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn the_query_string_is_part_of_the_signed_url() {
     let gw = Gateway::start(&[]).await;

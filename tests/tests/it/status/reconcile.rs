@@ -149,12 +149,12 @@ async fn a_sid_twilio_does_not_know_is_unknown_and_a_young_message_is_left_alone
     .await
     .expect("age");
     let http = reqwest::Client::new();
-    let twilio = fleet.env.settings.providers.twilio.clone();
+    let providers = fleet.env.settings.providers.clone();
     let round_now = || async {
         comms_status::reconcile::reconcile(
             pool,
             &http,
-            &twilio,
+            &providers,
             Duration::from_secs(600),
             Utc::now(),
         )

@@ -6,20 +6,25 @@
 //! signature is 400 and a wrong one 403, as in Twilio's own middleware. The body is read by its
 //! content type (`comms_domain::webhook_body`: a form or JSON, anything else 415) before the
 //! signature is checked over what was read, so the workers act only on signed content.
+//!
+//! With a second Twilio account (`providers.twilio_secondary`, failover), each account signs its
+//! callbacks with its own auth token: the token of the account the form's `AccountSid` names is
+//! tried first, then every other configured token, each over exactly the same URL and fields.
+//! The `AccountSid` only orders the attempts; it is itself covered by the signature.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use comms_domain::webhook_body;
 
 use super::{Verified, accept, count, header_text, refused_body, refused_content};
 use crate::reply;
 use crate::state::GatewayState;
-use crate::verify::twilio::{SIGNATURE_HEADER, verify};
+use crate::verify::twilio::{Refusal, SIGNATURE_HEADER, verify};
 
 /// What Twilio expects from an inbound-message webhook when we do not reply inline.
 const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
@@ -71,8 +76,7 @@ async fn handle(
     };
     let path = uri.path_and_query().map_or(uri.path(), |pq| pq.as_str());
     let url = format!("{}{path}", state.inner().public_url);
-    let token = state.inner().twilio_token.expose_secret().as_bytes();
-    if let Err(refusal) = verify(token, &url, &fields, &body, signature) {
+    if let Err(refusal) = verify_any(state, &url, &fields, &body, signature) {
         count("twilio", kind, refusal.code());
         tracing::info!(
             webhook.provider = "twilio",
@@ -96,6 +100,52 @@ async fn handle(
         traceparent: signed_traceparent(uri),
     };
     accept(state, payload, ok).await
+}
+
+/// [`verify`] with each configured account's token, the one `AccountSid` names first; the first
+/// success wins, otherwise the refusal of the first attempt.
+fn verify_any(
+    state: &GatewayState,
+    url: &str,
+    fields: &webhook_body::Fields,
+    body: &[u8],
+    signature: &str,
+) -> Result<(), Refusal> {
+    let named = fields
+        .fields
+        .iter()
+        .find(|(name, _)| name == "AccountSid")
+        .map(|(_, value)| value.as_str());
+    let accounts = &state.inner().twilio_accounts;
+    let mut ordered: Vec<&SecretString> = Vec::with_capacity(accounts.len());
+    ordered.extend(
+        accounts
+            .iter()
+            .filter(|(sid, _)| Some(sid.as_str()) == named)
+            .map(|(_, t)| t),
+    );
+    ordered.extend(
+        accounts
+            .iter()
+            .filter(|(sid, _)| Some(sid.as_str()) != named)
+            .map(|(_, t)| t),
+    );
+    let mut first = None;
+    for token in ordered {
+        match verify(
+            token.expose_secret().as_bytes(),
+            url,
+            fields,
+            body,
+            signature,
+        ) {
+            Ok(()) => return Ok(()),
+            Err(refusal) => {
+                first.get_or_insert(refusal);
+            }
+        }
+    }
+    Err(first.unwrap_or(Refusal::InvalidSignature))
 }
 
 /// The `traceparent` query parameter of the signed URL (the sender adds it to `StatusCallback`;

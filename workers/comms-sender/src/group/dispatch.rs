@@ -25,7 +25,8 @@ use uuid::Uuid;
 
 /// What became of one claimed message at the provider's door.
 enum Called {
-    Dispatched(Dispatch),
+    /// The provider's name in the channel's order, and its answer.
+    Dispatched(&'static str, Dispatch),
     /// A pending pause covered it: never sent.
     Held(ActivePause),
 }
@@ -78,18 +79,19 @@ pub(super) async fn send_claimed(
         }
         let outbound = outbound(message, new);
         let dispatch = handler.providers.dispatch(&outbound);
-        Called::Dispatched(dispatch.instrument(new.span.clone()).await)
+        let (via, dispatch) = dispatch.instrument(new.span.clone()).await;
+        Called::Dispatched(via, dispatch)
     }))
     .await;
 
     let (mut sent, mut accepted, mut others) = (Vec::new(), Vec::new(), Vec::new());
     for ((index, message, _), called) in claimed.iter().zip(called) {
-        let dispatch = match called {
+        let (via, dispatch) = match called {
             Called::Held(pause) => {
                 others.push((*index, *message, Err(pause)));
                 continue;
             }
-            Called::Dispatched(dispatch) => dispatch,
+            Called::Dispatched(via, dispatch) => (via, dispatch),
         };
         match &dispatch {
             Dispatch::Transient { reason, .. } => {
@@ -110,11 +112,12 @@ pub(super) async fn send_claimed(
                 accepted.push(Accepted {
                     message_id: message.id,
                     provider,
+                    via,
                     provider_message_id,
                     attempt: 1,
                 });
             }
-            other => others.push((*index, *message, Ok(other))),
+            other => others.push((*index, *message, Ok((via, other)))),
         }
     }
 
@@ -128,7 +131,7 @@ pub(super) async fn send_claimed(
                     provider: accepted.provider,
                     provider_message_id: accepted.provider_message_id,
                 };
-                others.push((index, message, Ok(dispatch)));
+                others.push((index, message, Ok((accepted.via, dispatch))));
             }
         }
     }
@@ -137,7 +140,9 @@ pub(super) async fn send_claimed(
             .into_iter()
             .map(|(index, message, result)| async move {
                 let outcome = match result {
-                    Ok(dispatch) => outcomes::record_dispatch(handler, message, 1, dispatch).await,
+                    Ok((via, dispatch)) => {
+                        outcomes::record_dispatch(handler, message, 1, dispatch, via).await
+                    }
                     Err(pause) => outcomes::hold_claimed(handler, message, &pause).await,
                 };
                 (

@@ -1,17 +1,25 @@
-//! The providers a message can leave through, behind one call: [`Providers::dispatch`].
+//! The providers a message can leave through, behind one call: [`Providers::dispatch`] (or
+//! [`Providers::route`] then [`Providers::dispatch_via`], when the caller records the route).
 //!
 //! Each provider turns its API's answer into a [`Dispatch`] that says what the sender must do
 //! next: record the provider id, retry (with the provider's `Retry-After` when it gave one), or
-//! fail permanently with the provider's reason. Base URLs come from settings, so the sandbox and
-//! the real services are one setting apart.
+//! fail permanently with the provider's reason; and into a [`Health`] that says what the answer
+//! means for the provider itself, which failover (`crate::failover`, `route.rs`) acts on. Base
+//! URLs come from settings, so the sandbox and the real services are one setting apart.
 
 mod portal;
+mod route;
 mod sendgrid;
 mod smtp;
 mod twilio;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use route::{Route, Routed};
+
+use crate::failover::{Failover, Health};
+use comms_runtime::clock::Clock;
 use comms_runtime::settings::Settings;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use sqlx::PgPool;
@@ -61,63 +69,114 @@ pub enum ProviderSetupError {
     Http(#[from] reqwest::Error),
     #[error("SMTP relay: {0}")]
     Smtp(String),
+    #[error("{0}")]
+    Order(String),
 }
 
-/// Every provider the sender can use, with their HTTP client.
+/// Every provider the sender can use, with their HTTP client and the failover state.
 #[derive(Clone)]
 pub struct Providers {
     http: reqwest::Client,
     smtp: Option<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
-    settings: std::sync::Arc<Settings>,
+    settings: Arc<Settings>,
     pool: PgPool,
+    failover: Arc<Failover>,
 }
 
 impl Providers {
     pub fn new(
-        settings: std::sync::Arc<Settings>,
+        settings: Arc<Settings>,
         pool: PgPool,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, ProviderSetupError> {
         let http = reqwest::Client::builder()
             .timeout(settings.sender.provider_timeout)
             .connect_timeout(Duration::from_secs(5))
             .build()?;
-        let smtp = match settings.providers.email {
-            comms_runtime::settings::EmailTransport::Smtp => Some(
+        let sms = settings
+            .providers
+            .sms_providers()
+            .map_err(ProviderSetupError::Order)?;
+        let email = settings
+            .providers
+            .email_providers()
+            .map_err(ProviderSetupError::Order)?;
+        let smtp = if email.contains(&"smtp") {
+            Some(
                 smtp::transport(&settings.providers.smtp, settings.sender.provider_timeout)
                     .map_err(ProviderSetupError::Smtp)?,
-            ),
-            comms_runtime::settings::EmailTransport::Sendgrid => None,
+            )
+        } else {
+            None
         };
+        let failover = Arc::new(Failover::new(
+            clock,
+            &[("sms", sms), ("email", email)],
+            settings.pause.breaker_failures,
+            settings.providers.failback_after,
+        ));
+        route::publish_gauges(&failover);
         Ok(Self {
             http,
             smtp,
             settings,
             pool,
+            failover,
         })
     }
 
-    /// The account a channel's rate limit is kept for.
+    /// The failover state (the circuit breaker asks it whether every provider is failing).
+    pub fn failover(&self) -> Arc<Failover> {
+        self.failover.clone()
+    }
+
+    /// The account a channel's rate limit is kept for: that of the provider taking its traffic.
     pub fn account(&self, channel: &str) -> String {
-        match channel {
-            "sms" => format!("twilio:{}", self.settings.providers.twilio.account_sid),
-            "email" if self.smtp.is_some() => "smtp".into(),
-            "email" => "sendgrid".into(),
-            _ => "portal".into(),
+        match self.failover.current(channel) {
+            Some(name) => self.account_of(name),
+            None => "portal".into(),
         }
     }
 
-    /// Calls the channel's provider, in a span of its own (a child of the message's): its
-    /// context is what a Twilio status callback carries back (see `twilio::callback_url`).
-    /// A failure's reason goes into the append-only event log, so any address the provider
-    /// echoed in it is redacted first (docs/privacy.md).
-    pub async fn dispatch(&self, message: &Outbound) -> Dispatch {
+    /// The rate-limit account of provider `name` (two Twilio names on one account share it).
+    pub fn account_of(&self, name: &str) -> String {
+        match self.settings.providers.twilio_account(name) {
+            Some(twilio) => format!("twilio:{}", twilio.account_sid),
+            None => name.to_string(),
+        }
+    }
+
+    /// Routes and sends a new `message` (the route is decided here, unpinned: the group path);
+    /// returns the provider name it went to with the answer.
+    pub async fn dispatch(&self, message: &Outbound) -> (&'static str, Dispatch) {
+        match self.route(&message.channel, None, false) {
+            Routed::To(route) => (route.name, self.dispatch_via(&route, message).await),
+            // Unreachable without a pin; answered like a refused connection, to be retried.
+            Routed::Away { provider } => (
+                "none",
+                Dispatch::Transient {
+                    reason: format!("{provider} is failing"),
+                    retry_after: None,
+                    maybe_sent: false,
+                },
+            ),
+        }
+    }
+
+    /// Calls provider `name` of the message's channel, in a span of its own (a child of the
+    /// message's): its context is what a Twilio status callback carries back (see
+    /// `twilio::callback_url`). A failure's reason goes into the append-only event log, so any
+    /// address the provider echoed in it is redacted first (docs/privacy.md).
+    async fn call_redacted(&self, name: &str, message: &Outbound) -> (Dispatch, Health) {
         let span = tracing::info_span!(
             "provider.call",
             otel.kind = "client",
             message.id = %message.message_id,
             channel = %message.channel,
+            provider = name,
         );
-        match self.call(message).instrument(span).await {
+        let (dispatch, health) = self.call(name, message).instrument(span).await;
+        let dispatch = match dispatch {
             Dispatch::Transient {
                 reason,
                 retry_after,
@@ -132,23 +191,44 @@ impl Providers {
                 opted_out,
             },
             sent => sent,
-        }
+        };
+        (dispatch, health)
     }
 
-    async fn call(&self, message: &Outbound) -> Dispatch {
-        match message.channel.as_str() {
-            "sms" => twilio::send(&self.http, &self.settings.providers.twilio, message).await,
-            "email" => match &self.smtp {
+    async fn call(&self, name: &str, message: &Outbound) -> (Dispatch, Health) {
+        let providers = &self.settings.providers;
+        match (message.channel.as_str(), name) {
+            ("sms", _) => match providers.twilio_account(name) {
+                Some(account) => twilio::send(&self.http, account, message).await,
+                None => unknown(name),
+            },
+            ("email", "smtp") => match &self.smtp {
                 Some(relay) => smtp::send(relay, &self.settings, message).await,
-                None => sendgrid::send(&self.http, &self.settings, message).await,
+                None => unknown(name),
             },
-            "portal" => portal::publish(&self.pool, message).await,
-            other => Dispatch::Permanent {
-                reason: format!("no provider for channel {other}"),
-                opted_out: false,
-            },
+            ("email", "sendgrid") => sendgrid::send(&self.http, &self.settings, message).await,
+            ("portal", _) => (portal::publish(&self.pool, message).await, Health::Up),
+            (other, _) => (
+                Dispatch::Permanent {
+                    reason: format!("no provider for channel {other}"),
+                    opted_out: false,
+                },
+                Health::Up,
+            ),
         }
     }
+}
+
+/// A provider name settings validation let through but this build cannot call.
+fn unknown(name: &str) -> (Dispatch, Health) {
+    (
+        Dispatch::Transient {
+            reason: format!("provider {name} is not configured"),
+            retry_after: None,
+            maybe_sent: false,
+        },
+        Health::Failing,
+    )
 }
 
 /// `reason` without the recipient's address, in whatever form a provider wrote it.
@@ -173,8 +253,9 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// Classifies a transport error: a timeout may have reached the provider, a refused connection
-/// did not.
-fn transport_failure(provider: &str, error: &reqwest::Error) -> Dispatch {
+/// did not. A failure before anything was sent is failover-class; one after it only counts
+/// toward the breaker (the message itself stays with this provider: docs/reliability.md).
+fn transport_failure(provider: &str, error: &reqwest::Error) -> (Dispatch, Health) {
     let maybe_sent = !error.is_connect() && !error.is_builder();
     let what = if error.is_timeout() {
         "timed out"
@@ -183,20 +264,39 @@ fn transport_failure(provider: &str, error: &reqwest::Error) -> Dispatch {
     } else {
         "transport error"
     };
-    Dispatch::Transient {
+    let dispatch = Dispatch::Transient {
         reason: format!("{provider} {what}"),
         retry_after: None,
         maybe_sent,
-    }
+    };
+    let health = if maybe_sent {
+        Health::Degraded
+    } else {
+        Health::Failing
+    };
+    (dispatch, health)
 }
 
 /// 429 and 5xx are worth retrying; so are 401/403 (a credentials problem an operator fixes
 /// while the message waits, rather than a reason to lose it).
 fn is_transient(status: reqwest::StatusCode) -> bool {
-    status.as_u16() == 429
-        || status.is_server_error()
-        || status.as_u16() == 401
-        || status.as_u16() == 403
+    status.as_u16() == 429 || is_failover_class(status)
+}
+
+/// 5xx and 401/403 say the provider (or our account there) is failing: the next message goes
+/// to the next provider. A 429 only counts toward the breaker; other 4xx refuse one message.
+fn health_of(status: reqwest::StatusCode) -> Health {
+    if is_failover_class(status) {
+        Health::Failing
+    } else if status.as_u16() == 429 {
+        Health::Degraded
+    } else {
+        Health::Up
+    }
+}
+
+fn is_failover_class(status: reqwest::StatusCode) -> bool {
+    status.is_server_error() || status.as_u16() == 401 || status.as_u16() == 403
 }
 
 #[cfg(test)]
@@ -210,5 +310,22 @@ mod tests {
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
         headers.insert(RETRY_AFTER, "soon".parse().expect("header"));
         assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn answers_are_sorted_by_what_they_say_about_the_provider() {
+        use reqwest::StatusCode;
+        for failing in [500, 502, 503, 401, 403] {
+            let status = StatusCode::from_u16(failing).expect("status");
+            assert_eq!(health_of(status), Health::Failing, "{failing}");
+            assert!(is_transient(status), "{failing} is retried");
+        }
+        assert_eq!(health_of(StatusCode::TOO_MANY_REQUESTS), Health::Degraded);
+        assert!(is_transient(StatusCode::TOO_MANY_REQUESTS));
+        // A refusal of one message says the provider works.
+        for fine in [200, 201, 400, 404, 422] {
+            let status = StatusCode::from_u16(fine).expect("status");
+            assert_eq!(health_of(status), Health::Up, "{fine}");
+        }
     }
 }

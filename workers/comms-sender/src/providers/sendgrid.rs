@@ -6,7 +6,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Dispatch, Outbound, is_transient, retry_after, transport_failure};
+use super::{Dispatch, Health, Outbound, health_of, is_transient, retry_after, transport_failure};
 
 #[derive(Deserialize, Default)]
 struct Errors {
@@ -43,7 +43,11 @@ pub(super) fn reply_headers(all: &Settings, message: &Outbound) -> (serde_json::
     (headers, reply_to)
 }
 
-pub async fn send(http: &reqwest::Client, all: &Settings, message: &Outbound) -> Dispatch {
+pub async fn send(
+    http: &reqwest::Client,
+    all: &Settings,
+    message: &Outbound,
+) -> (Dispatch, Health) {
     let settings = &all.providers.sendgrid;
     let (headers, reply_to) = reply_headers(all, message);
     let url = format!("{}/v3/mail/send", settings.base_url.trim_end_matches('/'));
@@ -80,16 +84,14 @@ pub async fn send(http: &reqwest::Client, all: &Settings, message: &Outbound) ->
             .get("x-message-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        return match id {
-            Some(id) => Dispatch::Sent {
+        let provider_message_id = id.unwrap_or_else(|| format!("comms-{}", message.message_id));
+        return (
+            Dispatch::Sent {
                 provider: "sendgrid",
-                provider_message_id: id,
+                provider_message_id,
             },
-            None => Dispatch::Sent {
-                provider: "sendgrid",
-                provider_message_id: format!("comms-{}", message.message_id),
-            },
-        };
+            Health::Up,
+        );
     }
     let errors: Errors = response.json().await.unwrap_or_default();
     let detail: Vec<String> = errors
@@ -98,7 +100,7 @@ pub async fn send(http: &reqwest::Client, all: &Settings, message: &Outbound) ->
         .filter_map(|e| e.message)
         .collect();
     let reason = format!("sendgrid {}: {}", status.as_u16(), detail.join("; "));
-    if is_transient(status) {
+    let dispatch = if is_transient(status) {
         Dispatch::Transient {
             reason,
             retry_after: wait,
@@ -109,5 +111,6 @@ pub async fn send(http: &reqwest::Client, all: &Settings, message: &Outbound) ->
             reason,
             opted_out: false,
         }
-    }
+    };
+    (dispatch, health_of(status))
 }

@@ -14,7 +14,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
-use super::{Dispatch, Outbound, sendgrid};
+use super::{Dispatch, Health, Outbound, sendgrid};
 
 /// Builds the relay connection from settings (it connects lazily, per send, from a pool).
 pub fn transport(
@@ -65,11 +65,14 @@ macro_rules! raw_header {
 raw_header!(ListUnsubscribe, "List-Unsubscribe");
 raw_header!(ListUnsubscribePost, "List-Unsubscribe-Post");
 
+/// Sends one mail. A relay that answers (accepting or refusing this message for good) is up; a
+/// transient refusal or a failed connection is failover-class; a timeout (the relay may have
+/// queued the mail) only counts toward the breaker.
 pub async fn send(
     relay: &AsyncSmtpTransport<Tokio1Executor>,
     all: &Settings,
     message: &Outbound,
-) -> Dispatch {
+) -> (Dispatch, Health) {
     let (headers, reply_to) = sendgrid::reply_headers(all, message);
     let text = |key: &str| {
         headers
@@ -86,10 +89,11 @@ pub async fn send(
     let (from, to, reply) = match (from, mailbox(&message.to), mailbox(&reply_to)) {
         (Ok(from), Ok(to), Ok(reply)) => (from, to, reply),
         _ => {
-            return Dispatch::Permanent {
+            let refused = Dispatch::Permanent {
                 reason: "smtp: an address could not be used".into(),
                 opted_out: false,
             };
+            return (refused, Health::Up);
         }
     };
     let message_id = text("Message-ID");
@@ -109,27 +113,41 @@ pub async fn send(
     let email = match builder.body(message.body.clone()) {
         Ok(email) => email,
         Err(e) => {
-            return Dispatch::Permanent {
+            let refused = Dispatch::Permanent {
                 reason: format!("smtp: message could not be built: {e}"),
                 opted_out: false,
             };
+            return (refused, Health::Up);
         }
     };
     match relay.send(email).await {
-        Ok(_) => Dispatch::Sent {
-            provider: "smtp",
-            provider_message_id: message_id
-                .unwrap_or_else(|| format!("<comms.{}>", message.message_id)),
-        },
-        Err(e) if e.is_permanent() => Dispatch::Permanent {
-            reason: format!("smtp relay refused: {e}"),
-            opted_out: false,
-        },
-        Err(e) => Dispatch::Transient {
-            reason: format!("smtp relay: {e}"),
-            retry_after: None,
-            // After DATA the relay may have queued it before the connection failed.
-            maybe_sent: e.is_timeout(),
-        },
+        Ok(_) => (
+            Dispatch::Sent {
+                provider: "smtp",
+                provider_message_id: message_id
+                    .unwrap_or_else(|| format!("<comms.{}>", message.message_id)),
+            },
+            Health::Up,
+        ),
+        Err(e) if e.is_permanent() => (
+            Dispatch::Permanent {
+                reason: format!("smtp relay refused: {e}"),
+                opted_out: false,
+            },
+            Health::Up,
+        ),
+        Err(e) => (
+            Dispatch::Transient {
+                reason: format!("smtp relay: {e}"),
+                retry_after: None,
+                // After DATA the relay may have queued it before the connection failed.
+                maybe_sent: e.is_timeout(),
+            },
+            if e.is_timeout() {
+                Health::Degraded
+            } else {
+                Health::Failing
+            },
+        ),
     }
 }

@@ -5,7 +5,7 @@ use comms_runtime::settings::TwilioSettings;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::{Dispatch, Outbound, is_transient, retry_after, transport_failure};
+use super::{Dispatch, Health, Outbound, health_of, is_transient, retry_after, transport_failure};
 
 /// Twilio's error code for a recipient who replied STOP.
 pub const UNSUBSCRIBED_RECIPIENT: i64 = 21610;
@@ -37,17 +37,24 @@ pub async fn send(
     http: &reqwest::Client,
     settings: &TwilioSettings,
     message: &Outbound,
-) -> Dispatch {
+) -> (Dispatch, Health) {
     let url = format!(
         "{}/2010-04-01/Accounts/{}/Messages.json",
         settings.base_url.trim_end_matches('/'),
         settings.account_sid
     );
-    let mut form = vec![
-        ("To", message.to.as_str()),
-        ("From", settings.from.as_str()),
-        ("Body", message.body.as_str()),
-    ];
+    let mut form = vec![("To", message.to.as_str()), ("Body", message.body.as_str())];
+    // A Messaging Service picks the number itself; a `From` given as well wins at Twilio.
+    let service = settings
+        .messaging_service_sid
+        .as_deref()
+        .filter(|s| !s.trim().is_empty());
+    if let Some(service) = service {
+        form.push(("MessagingServiceSid", service));
+    }
+    if service.is_none() || !settings.from.trim().is_empty() {
+        form.push(("From", settings.from.as_str()));
+    }
     let callback = settings.status_callback.as_deref().map(callback_url);
     if let Some(callback) = &callback {
         form.push(("StatusCallback", callback.as_str()));
@@ -69,15 +76,23 @@ pub async fn send(
     let wait = retry_after(response.headers());
     if status.is_success() {
         return match response.json::<Created>().await {
-            Ok(created) => Dispatch::Sent {
-                provider: "twilio",
-                provider_message_id: created.sid,
-            },
-            Err(e) => Dispatch::Transient {
-                reason: format!("twilio accepted the message but its answer was unreadable: {e}"),
-                retry_after: None,
-                maybe_sent: true,
-            },
+            Ok(created) => (
+                Dispatch::Sent {
+                    provider: "twilio",
+                    provider_message_id: created.sid,
+                },
+                Health::Up,
+            ),
+            Err(e) => (
+                Dispatch::Transient {
+                    reason: format!(
+                        "twilio accepted the message but its answer was unreadable: {e}"
+                    ),
+                    retry_after: None,
+                    maybe_sent: true,
+                },
+                Health::Degraded,
+            ),
         };
     }
     let error: TwilioError = response.json().await.unwrap_or_default();
@@ -90,7 +105,7 @@ pub async fn send(
             .unwrap_or_default(),
         error.message.unwrap_or_else(|| "no message".into())
     );
-    if is_transient(status) {
+    let dispatch = if is_transient(status) {
         Dispatch::Transient {
             reason,
             retry_after: wait,
@@ -101,5 +116,6 @@ pub async fn send(
             reason,
             opted_out: error.code == Some(UNSUBSCRIBED_RECIPIENT),
         }
-    }
+    };
+    (dispatch, health_of(status))
 }

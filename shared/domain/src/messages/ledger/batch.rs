@@ -13,6 +13,8 @@ use crate::messages::ledger::record::{Content, RECORDED_COLUMNS, Recorded};
 pub struct Accepted {
     pub message_id: Uuid,
     pub provider: &'static str,
+    /// The provider's name in the channel's order (`twilio_secondary`, …), kept in the event.
+    pub via: &'static str,
     pub provider_message_id: String,
     pub attempt: i32,
 }
@@ -37,19 +39,21 @@ pub async fn mark_sent<'e>(
         .map(|a| a.provider_message_id.as_str())
         .collect();
     let attempts: Vec<i32> = accepted.iter().map(|a| a.attempt).collect();
+    let vias: Vec<&str> = accepted.iter().map(|a| a.via).collect();
     let result = sqlx::query(
         "WITH u AS (
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[])
-                 WITH ORDINALITY AS u(id, provider, provider_message_id, attempt, ord)),
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $6::text[])
+                 WITH ORDINALITY AS u(id, provider, provider_message_id, attempt, via, ord)),
          moved AS (
              UPDATE comms.messages m SET delivery_state = 'sent', next_action = NULL,
                  provider = u.provider, provider_message_id = u.provider_message_id,
                  dispatched_at = now(), updated_at = now()
              FROM u WHERE m.id = u.id AND m.delivery_state = 'sending'
-             RETURNING m.id, m.source, m.owner, u.provider, u.provider_message_id, u.attempt, u.ord)
+             RETURNING m.id, m.source, m.owner, u.provider, u.provider_message_id, u.attempt, u.via, u.ord)
          INSERT INTO comms.message_events (message_id, event_type, actor, source, owner, reason, detail)
-         SELECT id, 'sent', $5, source, owner, 'accepted by ' || provider,
-             jsonb_build_object('provider_message_id', provider_message_id, 'attempt', attempt)
+         SELECT id, 'sent', $5, source, owner,
+             'accepted by ' || provider || CASE WHEN via = provider THEN '' ELSE ' (' || via || ')' END,
+             jsonb_build_object('provider_message_id', provider_message_id, 'attempt', attempt, 'provider', via)
          FROM moved ORDER BY ord",
     )
     .bind(&ids)
@@ -57,6 +61,7 @@ pub async fn mark_sent<'e>(
     .bind(&provider_ids)
     .bind(&attempts)
     .bind(actor)
+    .bind(&vias)
     .execute(db)
     .await?;
     Ok(result.rows_affected())

@@ -60,6 +60,9 @@ pub struct Knobs {
     /// Held messages of the release-after-resume run (`BENCH_ONLY=release`).
     #[arg(long, env = "BENCH_HELD", default_value_t = 100_000)]
     pub held: usize,
+    /// Addresses the held messages of `BENCH_ONLY=release` are spread over.
+    #[arg(long, env = "BENCH_RELEASE_RECIPIENTS", default_value_t = 1000)]
+    pub release_recipients: usize,
     /// Requests waiting in the send queues when the sender of `BENCH_ONLY=backlog` starts.
     #[arg(long, env = "BENCH_BACKLOG", default_value_t = 1_000_000)]
     pub backlog: usize,

@@ -6,6 +6,10 @@
 //! kind of sender holds every one; the pause is lifted and the release rate is the held count
 //! over the time from the resume's commit to the last of them recorded `sent`. The run fails
 //! unless every held message is sent exactly once (one `dispatching` event each).
+//!
+//! Released messages keep their creation order per recipient, so the figure depends on how many
+//! held messages each recipient has: `BENCH_RELEASE_RECIPIENTS` (1 000 by default, 100 held
+//! messages each at 100 000) spreads them over that many addresses.
 
 use std::time::Duration;
 
@@ -19,13 +23,19 @@ use crate::stats::Row;
 /// What one release run measured.
 pub struct Release {
     pub held: usize,
+    pub recipients: usize,
     pub live_rate: f64,
     pub release_rate: f64,
     pub seconds: f64,
     pub rss: String,
 }
 
-pub async fn measure(bench: &Bench, live: usize, held: usize) -> anyhow::Result<Release> {
+pub async fn measure(
+    bench: &Bench,
+    live: usize,
+    held: usize,
+    recipients: usize,
+) -> anyhow::Result<Release> {
     let (live_rate, _) = crate::scenarios::throughput_named(bench, "rl-live-", live, 1).await?;
     println!("live send, 1 sender, {live} msgs: {live_rate:.0} msg/s");
     store::pause(
@@ -40,8 +50,14 @@ pub async fn measure(bench: &Bench, live: usize, held: usize) -> anyhow::Result<
     )
     .await?;
     let requests: Vec<_> = (0..held)
-        .map(|i| bench.request(&format!("rl-held-{i:07}"), i, 0))
-        .collect();
+        .map(|i| {
+            spread(
+                bench.request(&format!("rl-held-{i:07}"), i, 0),
+                i,
+                recipients,
+            )
+        })
+        .collect::<anyhow::Result<_>>()?;
     bench.publish_bulk(&requests).await?;
     let senders = crate::scenarios::start_senders(bench, 1)?;
     let waited = async {
@@ -73,11 +89,29 @@ pub async fn measure(bench: &Bench, live: usize, held: usize) -> anyhow::Result<
     let seconds = (last - resumed).num_milliseconds().max(1) as f64 / 1000.0;
     Ok(Release {
         held,
+        recipients,
         live_rate,
         release_rate: held as f64 / seconds,
         seconds,
         rss,
     })
+}
+
+/// The request addressed to one of `recipients` addresses (recipient `i % recipients`): how many
+/// held messages each recipient has decides how much the per-recipient order costs.
+fn spread(
+    (routing_key, body): (String, Vec<u8>),
+    i: usize,
+    recipients: usize,
+) -> anyhow::Result<(String, Vec<u8>)> {
+    let mut request: serde_json::Value = serde_json::from_slice(&body)?;
+    let n = i % recipients.max(1);
+    request["recipient"] = if routing_key == "send.sms" {
+        serde_json::json!({ "phone": format!("+1415{n:07}") })
+    } else {
+        serde_json::json!({ "email": format!("held{n}@example.com") })
+    };
+    Ok((routing_key, serde_json::to_vec(&request)?))
 }
 
 /// Waits until `count` messages of this run are in `state`.
@@ -110,8 +144,8 @@ async fn wait_state(
 pub fn row(run: &Release) -> Row {
     Row {
         scenario: format!(
-            "release after resume, {} held, 1 sender (vs live sending of the same run)",
-            run.held
+            "release after resume, {} held for {} recipients, 1 sender (vs live sending of the same run)",
+            run.held, run.recipients
         ),
         throughput: Some(run.release_rate),
         unit: "msg/s",

@@ -41,7 +41,9 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
         return Ok(Vec::new());
     }
     if knobs.only.as_deref() == Some("release") {
-        let run = crate::release::measure(bench, knobs.messages, knobs.held).await?;
+        let run =
+            crate::release::measure(bench, knobs.messages, knobs.held, knobs.release_recipients)
+                .await?;
         println!(
             "release after resume: {} held messages sent in {:.1} s, {:.0} msg/s = {:.2} of live sending ({:.0} msg/s)",
             run.held,

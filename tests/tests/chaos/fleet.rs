@@ -68,8 +68,9 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 impl Fleet {
-    /// Starts everything and waits until every worker is ready.
-    pub async fn start(dir: PathBuf) -> Self {
+    /// Starts everything and waits until every worker is ready; the workers export their traces
+    /// to `otlp` when given.
+    pub async fn start(dir: PathBuf, otlp: Option<&str>) -> Self {
         std::fs::create_dir_all(&dir).expect("run folder");
         let broker = tokio::task::block_in_place(PrivateBroker::start);
         let proxy = Proxy::start(broker_addr(&broker.url)).await;
@@ -177,6 +178,10 @@ impl Fleet {
             ("COMMS__PAUSE__BREAKER_AUTO_RESUME", "5s"),
             ("COMMS__APPROVALS__CHECK_INTERVAL", "5s"),
         ]);
+        let mut common = common;
+        if let Some(endpoint) = otlp {
+            common.push(("COMMS__LOG__OTLP_ENDPOINT".into(), endpoint.to_string()));
+        }
         let mut procs = vec![sandbox];
         for (name, binary) in [
             ("gateway", "comms-gateway"),

@@ -49,7 +49,34 @@ pub async fn unsettled(pool: &PgPool, keys: &[String]) -> String {
     if missing > 0 {
         parts.push(format!("{missing} not recorded yet"));
     }
-    parts.join(", ")
+    let mut text = parts.join(", ");
+    // A few left: which, and what last happened to each.
+    let few: Vec<(String, String, String, Option<String>)> = sqlx::query_as(&format!(
+        "SELECT m.idempotency_key, m.delivery_state, e.event_type, e.reason
+         FROM comms.messages m
+         LEFT JOIN LATERAL (SELECT event_type, reason FROM comms.message_events
+                            WHERE message_id = m.id ORDER BY id DESC LIMIT 1) e ON true
+         WHERE m.idempotency_key = ANY($1) AND NOT {SETTLED} LIMIT 4"
+    ))
+    .bind(keys)
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    if (1..=3).contains(
+        &rows
+            .iter()
+            .filter(|(s, _)| s != "settled")
+            .map(|(_, n)| n)
+            .sum::<i64>(),
+    ) {
+        for (key, state, event, reason) in few {
+            let reason: String = reason.unwrap_or_default().chars().take(100).collect();
+            text.push_str(&format!(
+                "\n            {key} {state}, last event {event}: {reason}"
+            ));
+        }
+    }
+    text
 }
 
 /// One message as the run checks it.

@@ -15,7 +15,9 @@
 //! Settings: `CHAOS_MESSAGES` (2000), `CHAOS_FAULTS` (a comma-separated subset of the fault
 //! names, default all), `CHAOS_RATE` (offered messages per second, 100), `CHAOS_SETTLE_SECS`
 //! (the longest wait for a phase to settle, 150), `CHAOS_REPORT` (a file to write the Markdown
-//! table to), `CHAOS_KEEP=1` (keep the run's folder with the logs even when it passes).
+//! table to), `CHAOS_KEEP=1` (keep the run's folder with the logs even when it passes),
+//! `CHAOS_TRACES=0` (no trace export; by default the workers export their traces to the run's own
+//! collector, and the privacy check searches them too).
 
 mod faults;
 mod fleet;
@@ -23,6 +25,7 @@ mod ledger;
 mod privacy;
 mod procs;
 mod report;
+mod traces;
 mod traffic;
 
 use std::sync::Arc;
@@ -129,7 +132,13 @@ async fn chaos() {
             .join(", "),
         dir.display()
     );
-    let mut fleet = Fleet::start(dir.clone()).await;
+    std::fs::create_dir_all(&dir).expect("run folder");
+    let traces = if setting("CHAOS_TRACES", 1u8) == 1 {
+        Some(traces::Traces::start(dir.join("traces.txt")).await)
+    } else {
+        None
+    };
+    let mut fleet = Fleet::start(dir.clone(), traces.as_ref().map(|t| t.endpoint.as_str())).await;
     println!(
         "[{:>5.1}s] the fleet is ready",
         started.elapsed().as_secs_f64()
@@ -308,24 +317,28 @@ async fn chaos() {
         ],
     };
     fleet.stop();
-    let files = fleet.worker_logs();
+    let mut files = fleet.worker_logs();
+    files.extend(traces.as_ref().map(|t| t.path.clone()));
+    let spans = traces.as_ref().map(traces::Traces::spans);
     let (hits, bytes) = privacy::scan(&files, &secrets);
-    let text = report::render(
-        &phases,
-        &total,
-        (replies_taken, recorded_replies),
-        &hits,
-        (files.len(), bytes),
-        &crashed,
-        started.elapsed(),
-    );
+    let found = report::Findings {
+        total,
+        replies: (replies_taken, recorded_replies),
+        hits,
+        scanned: (files.len(), bytes),
+        spans,
+        crashed,
+        took: started.elapsed(),
+    };
+    let text = report::render(&phases, &found);
     println!("{text}");
     if let Ok(path) = std::env::var("CHAOS_REPORT") {
         let _ = std::fs::write(&path, &text);
     }
-    let passed = total.clean()
-        && hits.is_empty()
-        && crashed.is_empty()
+    let passed = found.total.clean()
+        && found.hits.is_empty()
+        && found.crashed.is_empty()
+        && found.spans != Some(0)
         && recorded_replies >= replies_taken as i64
         && settled.is_some();
     if passed && std::env::var("CHAOS_KEEP").map_or(true, |v| v != "1") {

@@ -66,16 +66,31 @@ pub fn table(phases: &[Phase]) -> String {
     out
 }
 
+/// What the end of the run found, beside the phases.
+pub struct Findings {
+    pub total: Tally,
+    /// Replies the gateway took, and replies recorded.
+    pub replies: (usize, i64),
+    pub hits: Vec<Hit>,
+    /// Files searched and bytes read.
+    pub scanned: (usize, u64),
+    /// Spans exported (`None`: trace export off).
+    pub spans: Option<u64>,
+    pub crashed: Vec<String>,
+    pub took: Duration,
+}
+
 /// Everything, as printed at the end of the run.
-pub fn render(
-    phases: &[Phase],
-    total: &Tally,
-    replies: (usize, i64),
-    hits: &[Hit],
-    scanned: (usize, u64),
-    crashed: &[String],
-    took: Duration,
-) -> String {
+pub fn render(phases: &[Phase], found: &Findings) -> String {
+    let Findings {
+        total,
+        replies,
+        hits,
+        scanned,
+        spans,
+        crashed,
+        took,
+    } = found;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -133,9 +148,13 @@ pub fn render(
             let _ = writeln!(out, "{what}: {}", keys.join(" "));
         }
     }
+    let traces = match spans {
+        Some(n) => format!("{n} spans exported"),
+        None => "trace export off".into(),
+    };
     let _ = writeln!(
         out,
-        "privacy: {} log files, {} bytes read, {} hits",
+        "privacy: {} files (worker logs, traces: {traces}), {} bytes read, {} hits",
         scanned.0,
         scanned.1,
         hits.len()

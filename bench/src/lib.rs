@@ -6,12 +6,14 @@
 //! Everything runs on this machine's RabbitMQ and PostgreSQL, against the sandbox provider, on
 //! loopback only.
 
+mod backlog;
 mod baseline;
 mod digest;
 mod http_enqueue;
 mod incidents;
 mod load;
 mod procs;
+mod release;
 mod retention_cost;
 mod scale;
 mod scenarios;
@@ -19,6 +21,7 @@ mod size;
 mod stats;
 mod status;
 mod webhooks;
+mod whole_loop;
 
 use std::time::Instant;
 
@@ -54,8 +57,17 @@ pub struct Knobs {
     /// Clients the incident affects; the recipients are spread evenly over them.
     #[arg(long, env = "BENCH_CLIENTS", default_value_t = 1000)]
     pub clients: usize,
+    /// Held messages of the release-after-resume run (`BENCH_ONLY=release`).
+    #[arg(long, env = "BENCH_HELD", default_value_t = 100_000)]
+    pub held: usize,
+    /// Requests waiting in the send queues when the sender of `BENCH_ONLY=backlog` starts.
+    #[arg(long, env = "BENCH_BACKLOG", default_value_t = 1_000_000)]
+    pub backlog: usize,
+    /// Seconds each offered rate of `BENCH_ONLY=loop` is held.
+    #[arg(long, env = "BENCH_LOOP_SECONDS", default_value_t = 60)]
+    pub loop_seconds: u64,
     /// Run one scenario only: status, pause, send, digest, or webhooks, incidents, scale, size,
-    /// retention, http (the last six run only when named).
+    /// retention, http, release, backlog, loop (the last nine run only when named).
     #[arg(long, env = "BENCH_ONLY")]
     pub only: Option<String>,
     /// Messages generated for `BENCH_ONLY=scale`.

@@ -40,6 +40,34 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
         )?;
         return Ok(Vec::new());
     }
+    if knobs.only.as_deref() == Some("release") {
+        let run = crate::release::measure(bench, knobs.messages, knobs.held).await?;
+        println!(
+            "release after resume: {} held messages sent in {:.1} s, {:.0} msg/s = {:.2} of live sending ({:.0} msg/s)",
+            run.held,
+            run.seconds,
+            run.release_rate,
+            run.release_rate / run.live_rate,
+            run.live_rate
+        );
+        return Ok(vec![crate::release::row(&run)]);
+    }
+    if knobs.only.as_deref() == Some("backlog") {
+        let run = crate::backlog::measure(bench, knobs.messages, knobs.backlog).await?;
+        println!(
+            "backlog of {}: drained at {:.0} msg/s = {:.2} of the normal rate ({:.0} msg/s); sender peak RSS {:.1} MiB",
+            run.messages,
+            run.drain_rate,
+            run.drain_rate / run.normal_rate,
+            run.normal_rate,
+            run.peak_rss_mib
+        );
+        return Ok(vec![crate::backlog::row(&run)]);
+    }
+    if knobs.only.as_deref() == Some("loop") {
+        crate::whole_loop::report(&crate::whole_loop::measure(bench, knobs.loop_seconds).await?);
+        return Ok(Vec::new());
+    }
     if knobs.only.as_deref() == Some("incidents") {
         return incident_rows(bench, knobs).await;
     }
@@ -262,7 +290,7 @@ fn pause_row(knobs: &Knobs, p50: f64, p99: f64, rss: String) -> Row {
     }
 }
 
-fn start_senders(bench: &Bench, count: usize) -> anyhow::Result<Vec<(Worker, u16)>> {
+pub(crate) fn start_senders(bench: &Bench, count: usize) -> anyhow::Result<Vec<(Worker, u16)>> {
     (0..count)
         .map(|i| {
             let port = procs::free_port()?;
@@ -277,7 +305,7 @@ fn start_senders(bench: &Bench, count: usize) -> anyhow::Result<Vec<(Worker, u16
         .collect()
 }
 
-async fn stop_senders(senders: Vec<(Worker, u16)>) -> String {
+pub(crate) async fn stop_senders(senders: Vec<(Worker, u16)>) -> String {
     let mut rss = Vec::new();
     for (worker, _) in senders {
         rss.push(format!(

@@ -25,6 +25,30 @@ pub struct SendFleet {
     pub switch: PauseSwitch,
     shutdown: Shutdown,
     sender: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The `COMMS__*` overrides the fleet was made with, for a sender run as a process.
+    overrides: Vec<(String, String)>,
+}
+
+/// A worker run as a child process (a test binary such as `sender-worker` or `incidents-worker`,
+/// running the worker binary's `run_standalone`), for kill -9; killed when dropped, so no test
+/// leaves one behind.
+pub struct WorkerProcess(std::process::Child);
+
+impl WorkerProcess {
+    /// kill -9: no shutdown, no cleanup, connections cut by the operating system.
+    pub fn kill_9(mut self) {
+        use std::os::unix::process::ExitStatusExt;
+        self.0.kill().expect("SIGKILL");
+        let status = self.0.wait().expect("reaped");
+        assert_eq!(status.signal(), Some(9), "killed by SIGKILL");
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl SendFleet {
@@ -62,6 +86,10 @@ impl SendFleet {
         ];
         all.extend_from_slice(overrides);
         let env = TestEnv::with(&all).await;
+        let overrides = all
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let client_id: Uuid = sqlx::query_scalar(
             "INSERT INTO comms.clients (name, owner) VALUES ('Acme Dental', 'ana') RETURNING id",
         )
@@ -77,7 +105,30 @@ impl SendFleet {
             switch,
             shutdown: Shutdown::new(),
             sender: None,
+            overrides,
         }
+    }
+
+    /// Starts a worker binary (one cargo builds for this package's tests, such as
+    /// `sender-worker`) as a child process on this fleet's database, broker namespace, sandbox
+    /// and overrides, logging warnings only.
+    pub fn spawn_process(&self, binary: &str) -> WorkerProcess {
+        use secrecy::ExposeSecret;
+        let settings = &self.env.settings;
+        let child = std::process::Command::new(binary)
+            .envs(self.overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env(
+                "COMMS__DATABASE__URL",
+                settings.database.url.expose_secret(),
+            )
+            .env("COMMS__AMQP__URL", settings.amqp.url.expose_secret())
+            .env("COMMS__AMQP__NAMESPACE", &settings.amqp.namespace)
+            .env("COMMS__HTTP__LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("the worker process starts");
+        WorkerProcess(child)
     }
 
     /// Starts the sender (with a fresh view of the pause switch).

@@ -2,6 +2,8 @@
 //! starts is taken in groups, and every rule of the one-message path still holds for each
 //! message — once per key, refusals with their reasons, the pause switch, provider failures.
 
+mod killed;
+
 use comms_domain::pause::Scope;
 use comms_domain::pause::store::{self as pause_store, PauseRequest};
 use comms_sandbox::FaultSpec;

@@ -124,11 +124,16 @@ async fn submit(
         Err(errors) => return refused(&errors, &auth.caller.name),
     };
     let inner = state.inner();
-    let existing: Result<Option<Uuid>, sqlx::Error> =
-        sqlx::query_scalar("SELECT id FROM comms.messages WHERE idempotency_key = $1")
-            .bind(&request.idempotency_key)
-            .fetch_optional(&inner.pool)
-            .await;
+    // One statement: the message already recorded under the key, if any; if none, which app
+    // this key belongs to (for `GET /v1/messages` and the events' `app`), recorded before the
+    // publish so the message is never readable by the wrong app. If the database is down the
+    // request still goes out (the sender dedupes) and reads fall back on the request's `source`.
+    let existing = crate::status_api::find_or_record_submission(
+        &inner.pool,
+        &request.idempotency_key,
+        &auth.caller.name,
+    )
+    .await;
     match existing {
         Ok(Some(id)) => {
             count("duplicate");
@@ -140,18 +145,6 @@ async fn submit(
             // Publishing anyway is safe: the sender dedupes on the idempotency key.
             tracing::warn!(%error, "idempotency lookup failed; publishing (the sender dedupes)");
         }
-    }
-    // Which app this key belongs to, for `GET /v1/messages` and the events' `app`. Recorded before
-    // the publish, so the message is never readable by the wrong app; if the database is down the
-    // request still goes out (the sender dedupes) and reads fall back on the request's `source`.
-    if let Err(error) = crate::status_api::record_submission(
-        &inner.pool,
-        &request.idempotency_key,
-        &auth.caller.name,
-    )
-    .await
-    {
-        tracing::warn!(%error, "could not record which app enqueued the request; publishing");
     }
     let mut headers = FieldTable::default();
     headers.insert(

@@ -229,21 +229,25 @@ pub async fn list(
         .into_response()
 }
 
-/// Records which app (API key name) enqueued `key`; the first app to use a key owns it.
-pub async fn record_submission(
+/// The message already recorded under `key`, if any; when there is none, records that `app`
+/// submitted `key` (the first app to submit a key keeps it). One statement, one round trip.
+pub async fn find_or_record_submission(
     pool: &sqlx::PgPool,
     key: &str,
     app: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO comms.api_submissions (idempotency_key, app) VALUES ($1, $2)
-         ON CONFLICT (idempotency_key) DO NOTHING",
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH existing AS (SELECT id FROM comms.messages WHERE idempotency_key = $1),
+         submitted AS (
+             INSERT INTO comms.api_submissions (idempotency_key, app)
+             SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM existing)
+             ON CONFLICT (idempotency_key) DO NOTHING)
+         SELECT id FROM existing",
     )
     .bind(key)
     .bind(app)
-    .execute(pool)
+    .fetch_optional(pool)
     .await
-    .map(|_| ())
 }
 
 #[cfg(test)]

@@ -18,6 +18,9 @@ pub mod render;
 /// A request rendered with its template version looked up as the sender looks it up.
 pub use rules::facts::render as render_request;
 mod rules;
+/// How long after its provider call started a message still in `sending` is failed as
+/// `dispatch_outcome_unknown` (docs/reliability.md#the-window-of-dispatch_outcome_unknown).
+pub use rules::outcome_unknown_after;
 pub mod sender;
 mod settle;
 mod store;

@@ -4,7 +4,10 @@
 //!
 //! The order is the contract: nothing reaches a provider without passing every step, the pause
 //! check is the last thing before the provider call, and the claim (a conditional state change to
-//! `sending`) guarantees that two deliveries of one message cannot both dispatch it.
+//! `sending`) guarantees that two deliveries of one message cannot both dispatch it. The claim
+//! also marks the provider call as started (nothing is awaited between the two), so a message
+//! found in `sending` later may have reached the provider; one found claimed by a group whose
+//! calls never started is released and sent again ([`crate::rules`]'s `in_flight`).
 
 use chrono::{DateTime, Utc};
 use comms_domain::contract::ValidSendRequest;
@@ -17,7 +20,11 @@ use crate::rules::facts::{self, Member};
 use crate::rules::{self, Book, Decision, Prepared};
 use crate::sender::{SendHandler, stage};
 use crate::settle;
-use crate::store::{self, DISPATCHABLE, Event, Message, RecordError, Transition};
+use crate::store::{
+    self, DISPATCH_RECOVERY, DISPATCHABLE, Event, Message, RecordError, Transition,
+};
+use comms_domain::messages::ledger;
+use uuid::Uuid;
 
 /// Decides one delivery: its request is read and validated, then [`process`]ed.
 pub(crate) async fn handle(sender: &SendHandler, incoming: &Incoming) -> Outcome {
@@ -42,14 +49,33 @@ impl SendHandler {
         }
     }
 
-    /// Records the request's message, loads its facts, decides, and settles or sends it.
+    /// Records the request's message, loads its facts, decides, and settles or sends it. A
+    /// message found held by a claim whose provider call never started is released from it and
+    /// decided again (once: should another claim have been left unstarted meanwhile, the
+    /// delivery comes back).
     async fn process(&self, request: &ValidSendRequest) -> Result<Outcome, sqlx::Error> {
+        for _ in 0..2 {
+            if let Some(outcome) = self.process_once(request).await? {
+                return Ok(outcome);
+            }
+        }
+        Ok(Outcome::retry("its claim was released twice in a row"))
+    }
+
+    /// One pass of [`Self::process`]: the outcome, or `None` when the message was released from
+    /// a claim whose call never started and must be decided again.
+    async fn process_once(
+        &self,
+        request: &ValidSendRequest,
+    ) -> Result<Option<Outcome>, sqlx::Error> {
         let t = std::time::Instant::now();
         let (message, _created) =
             match store::record(&self.pool, request, &self.settings.privacy.hash_key).await {
                 Ok(recorded) => recorded,
                 Err(RecordError::Db(error)) => return Err(error),
-                Err(refused) => return Ok(Outcome::reject(format!("invalid_request: {refused}"))),
+                Err(refused) => {
+                    return Ok(Some(Outcome::reject(format!("invalid_request: {refused}"))));
+                }
             };
         tracing::info!(message.id = %message.id, message.key = %message.idempotency_key, message.state = %message.delivery_state, "send request");
         let t = stage("record", t);
@@ -68,8 +94,19 @@ impl SendHandler {
         let t = stage("render", t);
         match decision {
             Decision::Dispatch(prepared) => self.send(request, &message, prepared, now, t).await,
+            Decision::Redispatch { claim } => {
+                let released =
+                    ledger::calls::release_unstarted(&self.pool, message.id, claim, store::ACTOR)
+                        .await?;
+                if released {
+                    tracing::info!(message.id = %message.id, "claimed by a process that stopped before its provider call; sending it again");
+                }
+                // Released, or its call was marked meanwhile: decided again either way.
+                return Ok(None);
+            }
             decision => settle::settle(self, &message, decision, now).await,
         }
+        .map(Some)
     }
 
     /// A message every rule let through: waits for its rate token, passes the gate (the order of
@@ -106,17 +143,29 @@ impl SendHandler {
         else {
             return settle::settle(self, message, decision, now).await;
         };
+        // Nothing is awaited between this claim's commit and the provider call (the pause check
+        // below reads memory), so the claim is also the call's mark: committed before any byte
+        // goes to the provider, and the message is never found claimed with its call not started.
+        let claim_id = Uuid::new_v4();
         let claim = Transition {
             attempt_delta: 1,
+            claim: Some(claim_id),
+            call_started: true,
             ..Transition::new(
                 DISPATCHABLE,
                 DeliveryState::Sending,
                 Event::new("dispatching", format!("dispatching through {account}"))
-                    .recovery("if the outcome is never recorded, the message is failed as dispatch_outcome_unknown for the owner to check"),
+                    .recovery(DISPATCH_RECOVERY),
             )
         };
         let Some(attempt) = store::transition(&self.pool, message, claim).await? else {
             return Ok(Outcome::Ack);
+        };
+        // Every later move of this dispatch is made only while this claim holds the message.
+        let message = &Message {
+            delivery_state: DeliveryState::Sending.as_str().into(),
+            dispatch_claim: Some(claim_id),
+            ..message.clone()
         };
         let t = stage("claim", t);
         // A pause read while this dispatch was claiming: stop here, before the provider.

@@ -18,6 +18,21 @@ pub struct Rendered {
     pub sms: Option<SmsAnalysis>,
 }
 
+impl Rendered {
+    /// The form the ledger stores on the message.
+    pub fn stored(&self) -> comms_domain::messages::ledger::record::Content<'_> {
+        comms_domain::messages::ledger::record::Content {
+            template_version: self.template_version,
+            subject: self.subject.as_deref(),
+            body: &self.body,
+            sms_encoding: self.sms.map(|s| s.encoding.as_str()),
+            sms_segments: self
+                .sms
+                .map(|s| i32::try_from(s.segments).unwrap_or(i32::MAX)),
+        }
+    }
+}
+
 /// Why content could not be produced, each a named reason.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {

@@ -23,8 +23,10 @@ pub async fn settle(
 ) -> Result<Outcome, sqlx::Error> {
     match decision {
         Decision::Settled => Ok(Outcome::Ack),
-        Decision::InFlight => Ok(Outcome::Defer {
-            after: Duration::from_secs(1),
+        // Back when the bound is reached (the delay tier at most that long), not sooner: a live
+        // dispatch records its outcome by then, and a dead one's message is decided then.
+        Decision::InFlight { recheck_in } => Ok(Outcome::Defer {
+            after: recheck_in.max(Duration::from_secs(1)),
             reason: "another delivery is dispatching this message".into(),
         }),
         Decision::Unknown {
@@ -53,9 +55,9 @@ pub async fn settle(
                 reason: "blind: the pause switch could not be confirmed".into(),
             })
         }
-        // A decision to send is carried out by the caller, never settled; should one arrive here,
-        // the delivery comes back and is decided again.
-        Decision::Dispatch(_) | Decision::Send(_) => {
+        // A decision to send (or release and send again) is carried out by the caller, never
+        // settled; should one arrive here, the delivery comes back and is decided again.
+        Decision::Dispatch(_) | Decision::Send(_) | Decision::Redispatch { .. } => {
             Ok(Outcome::retry("decided to send, not sent"))
         }
     }

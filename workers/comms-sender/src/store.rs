@@ -16,6 +16,10 @@ use uuid::Uuid;
 
 pub const ACTOR: &str = "comms-sender";
 
+/// What happens to a claimed message whose outcome is never recorded (the recovery rule of
+/// every `dispatching` event, on both paths).
+pub const DISPATCH_RECOVERY: &str = "if its provider call never started, it is sent again; if the call started and its outcome is never recorded, the message is failed as dispatch_outcome_unknown for the owner to check";
+
 /// States from which a message may still be dispatched.
 pub const DISPATCHABLE: &[DeliveryState] = DeliveryState::DISPATCHABLE;
 
@@ -154,8 +158,16 @@ async fn resolve_contact(
 pub async fn transition(
     pool: &PgPool,
     message: &Message,
-    transition: Transition<'_>,
+    mut transition: Transition<'_>,
 ) -> Result<Option<i32>, sqlx::Error> {
+    // A move out of `sending` is made only while the claim the message was read (or claimed)
+    // with still holds it, so a decision on a stale read never moves a later dispatch of it.
+    if transition.to != DeliveryState::Sending
+        && transition.from.contains(&DeliveryState::Sending)
+        && transition.claim.is_none()
+    {
+        transition.claim = message.dispatch_claim;
+    }
     let moved = ledger::transition(pool, message.id, ACTOR, &transition).await?;
     if moved.is_some() {
         comms_domain::messages::metrics::observe_final(
@@ -174,16 +186,7 @@ pub async fn save_rendered(
     rendered: &crate::render::Rendered,
     client_id: Option<Uuid>,
 ) -> Result<(), sqlx::Error> {
-    let content = ledger::record::Content {
-        template_version: rendered.template_version,
-        subject: rendered.subject.as_deref(),
-        body: &rendered.body,
-        sms_encoding: rendered.sms.map(|s| s.encoding.as_str()),
-        sms_segments: rendered
-            .sms
-            .map(|s| i32::try_from(s.segments).unwrap_or(i32::MAX)),
-    };
-    ledger::record::save_content(pool, id, content, client_id).await
+    ledger::record::save_content(pool, id, rendered.stored(), client_id).await
 }
 
 /// Marks the contact opted out on `channel` (a provider told us the recipient unsubscribed).

@@ -7,7 +7,8 @@
 //!
 //! - the sender claims a dispatchable message (`sending`), defers it, holds it, sends it for
 //!   approval or blocks it; from `sending` it records `sent`, `retrying`, `failed`, or `held` when
-//!   a pause arrived between the claim and the provider call;
+//!   a pause arrived between the claim and the provider call, and releases to `retrying` a claim
+//!   whose process stopped before its provider call started;
 //! - the pause release moves `held` back to `received`; an approval decision moves
 //!   `awaiting_approval` to `received` or `blocked`;
 //! - erasure and a sequence's rollback cancel a message that has not gone out;
@@ -95,6 +96,8 @@ mod tests {
         let fixed: &[(&str, &[DeliveryState], DeliveryState)] = &[
             ("record::record_and_claim", &[Received], Sending),
             ("batch::mark_sent", &[Sending], Sent),
+            ("batch::claim_released", &[Received], Sending),
+            ("calls::release_unstarted", &[Sending], Retrying),
             ("moves::mark_unknown_delivery", &[Sent], UnknownDelivery),
             ("moves::release_held", &[Held], Received),
             ("moves::decide_approval", &[AwaitingApproval], Received),

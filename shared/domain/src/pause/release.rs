@@ -9,13 +9,19 @@
 //! ([`crate::messages::ledger::moves::release_held`]).
 
 use sqlx::PgPool;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use comms_runtime::amqp::{Outgoing, PublishError, Publisher};
 use comms_runtime::topology::Topology;
 
 use super::metrics::metrics;
+
+/// Header on a released request: the sender looks its recorded message up and decides it with
+/// new requests in one group. A hint only — the message's recorded state decides everything.
+pub const RELEASED_HEADER: &str = "x-comms-released";
+
+/// Held messages published and moved per statement while releasing.
+const RELEASE_BATCH: i64 = 1000;
 
 /// Advisory lock key held while releasing ("comms-rel" in ASCII).
 const RELEASE_LOCK: i64 = 0x636f_6d6d_732d_7265;
@@ -85,9 +91,15 @@ async fn release_batch(
     .fetch_all(pool)
     .await?;
     let exchange = topology.send_exchange();
-    for message in &held {
-        let body = serde_json::to_vec(&message.request).unwrap_or_default();
-        let routing_key = format!("send.{}", message.channel);
+    let bodies: Vec<(Vec<u8>, String)> = held
+        .iter()
+        .map(|message| {
+            let body = serde_json::to_vec(&message.request).unwrap_or_default();
+            (body, format!("send.{}", message.channel))
+        })
+        .collect();
+    let mut outgoing = Vec::with_capacity(held.len());
+    for (message, (body, routing_key)) in held.iter().zip(&bodies) {
         // The release is a step in the message's trace, and the sender continues it from here.
         let step = comms_runtime::trace_context::message_step(
             "pause.release",
@@ -96,19 +108,24 @@ async fn release_batch(
         );
         let mut headers = lapin::types::FieldTable::default();
         comms_runtime::trace_context::inject_span(&step, &mut headers);
-        publisher
-            .publish(Outgoing {
-                exchange: &exchange,
-                routing_key: &routing_key,
-                body: &body,
-                headers,
-                message_id: Some(message.idempotency_key.clone()),
-                ..Outgoing::default()
-            })
-            .instrument(step)
-            .await?;
-        crate::messages::ledger::moves::release_held(pool, message.id).await?;
+        headers.insert(
+            RELEASED_HEADER.into(),
+            lapin::types::AMQPValue::LongString("1".into()),
+        );
+        outgoing.push(Outgoing {
+            exchange: &exchange,
+            routing_key,
+            body,
+            headers,
+            message_id: Some(message.idempotency_key.clone()),
+            ..Outgoing::default()
+        });
     }
+    // In creation order on one channel, every confirm awaited together, then one statement for
+    // the lot: a crash in between publishes some again, which the sender ignores.
+    publisher.publish_in_order(outgoing).await?;
+    let ids: Vec<Uuid> = held.iter().map(|message| message.id).collect();
+    crate::messages::ledger::moves::release_held(pool, &ids).await?;
     Ok(held.len())
 }
 
@@ -160,13 +177,26 @@ pub async fn housekeeping(
         let Some((_, channel)) = publisher.as_ref() else {
             continue;
         };
-        match release_held(&runtime.pool, channel, &runtime.topology, 500).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(messages.released = n, "held messages released"),
-            Err(error) => {
-                tracing::warn!(%error, "releasing held messages failed; will retry");
-                publisher = None;
+        // Batch after batch while full, so a long pause's backlog drains at the sender's speed,
+        // not one batch per tick; a new pause is read by every batch's query.
+        let mut released = 0;
+        loop {
+            match release_held(&runtime.pool, channel, &runtime.topology, RELEASE_BATCH).await {
+                Ok(n) => {
+                    released += n;
+                    if n < RELEASE_BATCH as usize || shutdown.is_cancelled() {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "releasing held messages failed; will retry");
+                    publisher = None;
+                    break;
+                }
             }
+        }
+        if released > 0 {
+            tracing::info!(messages.released = released, "held messages released");
         }
     }
     if let Some((connection, _)) = publisher {

@@ -1,7 +1,6 @@
 //! One incident fleet: a sender with a sandbox, the incident worker, approved incident
 //! templates, and helpers to publish events and read what happened.
 
-use std::process::{Child, Command};
 use std::time::Duration;
 
 use comms_domain::approvals::{self, Decision};
@@ -9,7 +8,7 @@ use comms_domain::pause::Scope;
 use comms_runtime::runtime::Runtime;
 use comms_runtime::shutdown::Shutdown;
 use comms_tests::eventually;
-use comms_tests::fleet::SendFleet;
+use comms_tests::fleet::{SendFleet, WorkerProcess};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
@@ -24,19 +23,8 @@ pub struct IncidentFleet {
         tokio::task::JoinHandle<anyhow::Result<()>>,
         sqlx::PgPool,
     )>,
-    /// The worker as a child process (`incidents-worker`), for kill -9; its overrides.
-    pub process: Option<Process>,
-    overrides: Vec<(String, String)>,
-}
-
-/// A worker child process, killed (SIGKILL) when dropped so no test leaves one behind.
-pub struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    /// The worker as a child process (`incidents-worker`), for kill -9.
+    pub process: Option<WorkerProcess>,
 }
 
 impl IncidentFleet {
@@ -61,10 +49,6 @@ impl IncidentFleet {
             fleet,
             worker: None,
             process: None,
-            overrides: all
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
         };
         this.start_worker().await;
         this
@@ -83,29 +67,14 @@ impl IncidentFleet {
 
     /// Starts `incidents-worker` on the fleet's database, broker namespace and overrides.
     pub fn spawn_process(&mut self) {
-        let settings = &self.fleet.env.settings;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_incidents-worker"));
-        command
-            .envs(self.overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env(
-                "COMMS__DATABASE__URL",
-                settings.database.url.expose_secret(),
-            )
-            .env("COMMS__AMQP__URL", settings.amqp.url.expose_secret())
-            .env("COMMS__AMQP__NAMESPACE", &settings.amqp.namespace)
-            .env("COMMS__HTTP__LISTEN", "127.0.0.1:0")
-            .env("RUST_LOG", "warn");
-        let child = command.spawn().expect("the incidents worker starts");
-        self.process = Some(Process(child));
+        let binary = env!("CARGO_BIN_EXE_incidents-worker");
+        self.process = Some(self.fleet.spawn_process(binary));
     }
 
     /// kill -9 of the worker process: no shutdown, no cleanup, sessions cut by the OS.
     pub fn kill_process(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            process.0.kill().expect("SIGKILL");
-            let status = process.0.wait().expect("reaped");
-            use std::os::unix::process::ExitStatusExt;
-            assert_eq!(status.signal(), Some(9), "killed by SIGKILL");
+        if let Some(process) = self.process.take() {
+            process.kill_9();
         }
     }
 

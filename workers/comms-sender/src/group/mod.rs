@@ -5,9 +5,10 @@
 //! [`crate::rules::Book::decide`] as the one-message path for each member, and sends together
 //! the members decided [`Decision::Dispatch`]: a rate token each without waiting, the same
 //! [`crate::rules::Book::gate`] over the pause switch's verdicts, one statement that records and
-//! claims them all, the provider calls side by side, one statement that records every
-//! acceptance. Every effect is committed before the group's outcomes go back to the runtime,
-//! which acks each delivery only then.
+//! claims them all, one that marks their provider calls as started (committed before the first
+//! call), the calls side by side, one statement that records every acceptance. Every effect is
+//! committed before the group's outcomes go back to the runtime, which acks each delivery only
+//! then.
 //!
 //! Every member decided otherwise (blocked, deferred, waiting for approval, held), already
 //! recorded, without a token, or refused by a provider is handed to the one-message path, which
@@ -16,6 +17,7 @@
 //! runs for a key only after the group is done with it.
 
 mod dispatch;
+mod released;
 mod write;
 
 use std::collections::{HashMap, HashSet};
@@ -30,6 +32,7 @@ use uuid::Uuid;
 use crate::rules::facts::{self, Member};
 use crate::rules::{self, Decision, Prepared};
 use crate::sender::{SendHandler, stage};
+use crate::store::Message;
 use write::NewMessage;
 
 /// Decides `deliveries`, one outcome each, in order.
@@ -120,6 +123,8 @@ struct Ready<'a> {
     contact_id: Uuid,
     address: String,
     prepared: Prepared,
+    /// Its recorded message when it came as a release (`None`: a new message).
+    released: Option<&'a Message>,
 }
 
 /// Sends what it can of `candidates` together. Returns the outcomes it decided and the indexes
@@ -134,12 +139,17 @@ async fn send_together(
     }
     let t = std::time::Instant::now();
     let mut left = Vec::new();
-    let ready = match decide(handler, &candidates, &mut left).await {
+    // A release whose message cannot be read here is left to the one-message path, which reads it.
+    let found = released::find(&handler.pool, deliveries, &candidates)
+        .await
+        .unwrap_or_default();
+    let ready = match decide(handler, &candidates, &found, &mut left).await {
         Ok(ready) => ready,
         Err(unread) => return unread,
     };
     let t = stage("group_preflight_render", t);
     let ready = take_tokens(handler, ready, &mut left);
+    let ready = keep_release_order(handler, ready, &mut left).await;
     // The pause switch, once for the group: one guard, held until every outcome is recorded (so
     // a pause being applied waits for these dispatches, and none starts after it), a verdict
     // per message.
@@ -154,47 +164,102 @@ async fn send_together(
             None,
         )
         .await;
-    let (clear, clear_index) = clear_of_pauses(handler, deliveries, ready, &mut left);
+    let clear = clear_of_pauses(handler, deliveries, ready, &mut left);
     let t = stage("group_rate_gate", t);
-    let claimed = match write::record_and_claim(&handler.pool, &clear).await {
+    let claim = Uuid::new_v4();
+    let again: Vec<(&NewMessage<'_>, Uuid)> = clear
+        .again
+        .iter()
+        .zip(&clear.again_ids)
+        .map(|(member, id)| (member, *id))
+        .collect();
+    let claimed = tokio::try_join!(
+        write::record_and_claim(&handler.pool, &clear.new, claim),
+        released::claim(&handler.pool, &again, claim),
+    );
+    let (claimed_new, claimed_again) = match claimed {
         Ok(claimed) => claimed,
         Err(error) if db_error::is_transient(&error) => {
-            let decided = clear_index
-                .iter()
-                .map(|index| (*index, db_error::outcome(&error)))
+            let decided = clear
+                .all_indexes()
+                .map(|index| (index, db_error::outcome(&error)))
                 .collect();
             return (decided, left);
         }
         // The statement recorded nothing; one member's content is refused for good, so each
         // is decided on its own and only that one is rejected (as after a panic).
         Err(error) => {
-            left.extend(one_by_one(&error, clear_index.iter().copied()));
+            left.extend(one_by_one(&error, clear.all_indexes()));
             return (Vec::new(), left);
         }
     };
     let t = stage("group_record_claim", t);
-    let position: HashMap<&str, usize> = clear
+    let mut mine = Vec::new();
+    // Keys that already existed were not claimed here, nor releases another delivery claimed
+    // first: the one-message path decides them.
+    let new_at: HashMap<&str, usize> = clear
+        .new
         .iter()
         .enumerate()
         .map(|(at, m)| (m.request.idempotency_key.as_str(), at))
         .collect();
-    let mut mine = Vec::new();
-    let mut taken = vec![false; clear.len()];
-    for message in &claimed {
-        if let Some(&at) = position.get(message.idempotency_key.as_str()) {
+    let mut taken = vec![false; clear.new.len()];
+    for message in &claimed_new {
+        if let Some(&at) = new_at.get(message.idempotency_key.as_str()) {
             taken[at] = true;
-            mine.push((clear_index[at], message, &clear[at]));
+            mine.push((clear.new_index[at], message, &clear.new[at]));
         }
     }
-    // Keys that already existed were not claimed here: the one-message path decides them.
     left.extend(
-        (0..clear.len())
+        (0..clear.new.len())
             .filter(|at| !taken[*at])
-            .map(|at| clear_index[at]),
+            .map(|at| clear.new_index[at]),
     );
-    let decided = dispatch::send_claimed(handler, &mine).await;
+    let again_at: HashMap<Uuid, usize> = clear
+        .again_ids
+        .iter()
+        .enumerate()
+        .map(|(at, id)| (*id, at))
+        .collect();
+    let mut taken = vec![false; clear.again.len()];
+    for message in &claimed_again {
+        if let Some(&at) = again_at.get(&message.id) {
+            taken[at] = true;
+            mine.push((clear.again_index[at], message, &clear.again[at]));
+        }
+    }
+    left.extend(
+        (0..clear.again.len())
+            .filter(|at| !taken[*at])
+            .map(|at| clear.again_index[at]),
+    );
+    let (decided, unmarked) = dispatch::send_claimed(handler, claim, &mine).await;
+    left.extend(unmarked);
     stage("group_provider_outcome", t);
     (decided, left)
+}
+
+/// Releases keep their order per recipient: a released member with an older release to the
+/// same address still on its way goes to the one-message path, which waits for it.
+async fn keep_release_order<'a>(
+    handler: &SendHandler,
+    mut ready: Vec<Ready<'a>>,
+    left: &mut Vec<usize>,
+) -> Vec<Ready<'a>> {
+    let releases: Vec<&Message> = ready.iter().filter_map(|m| m.released).collect();
+    let behind = match released::behind_older(&handler.pool, &releases).await {
+        Ok(behind) => behind,
+        // Unknown: every release goes alone, where the one-message path checks again.
+        Err(_) => releases.iter().map(|m| m.id).collect(),
+    };
+    ready.retain(|member| {
+        let wait = member.released.is_some_and(|m| behind.contains(&m.id));
+        if wait {
+            left.push(member.index);
+        }
+        !wait
+    });
+    ready
 }
 
 /// Loads the group's facts and asks the rule book about each member: the members decided
@@ -203,13 +268,14 @@ async fn send_together(
 async fn decide<'a>(
     handler: &SendHandler,
     candidates: &'a [(usize, ValidSendRequest)],
+    found: &'a HashMap<String, Message>,
     left: &mut Vec<usize>,
 ) -> Result<Vec<Ready<'a>>, (Decided, Vec<usize>)> {
     let members: Vec<Member<'_>> = candidates
         .iter()
         .map(|(_, request)| Member {
             request,
-            message: None,
+            message: found.get(&request.idempotency_key),
         })
         .collect();
     let all_facts = match facts::load(&handler.pool, &members).await {
@@ -232,11 +298,19 @@ async fn decide<'a>(
     let (book, now) = (handler.book(), handler.clock.now());
     let mut ready = Vec::new();
     for ((index, request), facts) in candidates.iter().zip(all_facts) {
-        // Already recorded: its state decides what happens, and the one-message path reads it.
-        // No address on the channel: the one-message path records it (or refuses it).
-        let contact = facts.contact.as_ref().filter(|_| !facts.recorded);
-        let Some((contact_id, Some(address))) = contact.map(|c| (c.contact_id, c.address.clone()))
-        else {
+        // Already recorded (but a release): its state decides what happens, and the
+        // one-message path reads it. No address on the channel: the one-message path records it
+        // (or refuses it). A release goes to the address it was recorded with, as alone.
+        let released = found.get(&request.idempotency_key);
+        let recipient = match released {
+            Some(message) => Some((message.contact_id, Some(message.recipient_address.clone()))),
+            None => facts
+                .contact
+                .as_ref()
+                .filter(|_| !facts.recorded)
+                .map(|c| (c.contact_id, c.address.clone())),
+        };
+        let Some((contact_id, Some(address))) = recipient else {
             left.push(*index);
             continue;
         };
@@ -247,6 +321,7 @@ async fn decide<'a>(
                 contact_id,
                 address,
                 prepared,
+                released,
             }),
             _ => left.push(*index),
         }
@@ -274,16 +349,33 @@ fn take_tokens<'a>(
     ready
 }
 
-/// The same gate as one message over each member's pause verdict: the members it clears, to
-/// record and claim, with their delivery indexes; the others go to `left`.
+/// The members the pause gate cleared, to claim: new ones to record and claim, releases to
+/// claim, each with its delivery index.
+#[derive(Default)]
+struct Clear<'a> {
+    new: Vec<NewMessage<'a>>,
+    new_index: Vec<usize>,
+    again: Vec<NewMessage<'a>>,
+    again_index: Vec<usize>,
+    again_ids: Vec<Uuid>,
+}
+
+impl Clear<'_> {
+    fn all_indexes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.new_index.iter().chain(&self.again_index).copied()
+    }
+}
+
+/// The same gate as one message over each member's pause verdict: the members it clears; the
+/// others go to `left`. (The order of releases was kept before: [`keep_release_order`].)
 fn clear_of_pauses<'a>(
     handler: &SendHandler,
     deliveries: &[Incoming],
     ready: Vec<Ready<'a>>,
     left: &mut Vec<usize>,
-) -> (Vec<NewMessage<'a>>, Vec<usize>) {
+) -> Clear<'a> {
     let book = handler.book();
-    let (mut clear, mut clear_index) = (Vec::new(), Vec::new());
+    let mut clear = Clear::default();
     for member in ready {
         let request = member.request;
         let verdict = handler.switch.verdict_except(
@@ -293,7 +385,6 @@ fn clear_of_pauses<'a>(
             rules::incident_exemption(request),
             comms_domain::pause::sequence_of_trigger(&request.trigger),
         );
-        // A new message was never held, so no older release of it can be pending.
         let Decision::Send(Prepared {
             client_id,
             content: Some(rendered),
@@ -303,9 +394,8 @@ fn clear_of_pauses<'a>(
             left.push(member.index);
             continue;
         };
-        clear_index.push(member.index);
         let span = member_span(&deliveries[member.index]);
-        clear.push(NewMessage {
+        let new = NewMessage {
             traceparent: comms_runtime::trace_context::traceparent_of(&span),
             span,
             request,
@@ -314,9 +404,20 @@ fn clear_of_pauses<'a>(
             client_id,
             rendered,
             account: handler.providers.account(request.channel.as_str()),
-        });
+        };
+        match member.released {
+            Some(message) => {
+                clear.again.push(new);
+                clear.again_index.push(member.index);
+                clear.again_ids.push(message.id);
+            }
+            None => {
+                clear.new.push(new);
+                clear.new_index.push(member.index);
+            }
+        }
     }
-    (clear, clear_index)
+    clear
 }
 
 /// The span of one member's send, in the trace its request came with (the group's own span

@@ -1,5 +1,6 @@
-//! The two writes of a group of new messages: record-and-claim before the provider calls, and
-//! the `sent` outcomes after them — one statement (one commit) each for the whole group.
+//! The writes of a group of new messages: record-and-claim, the mark of the provider calls right
+//! before they start, and the `sent` outcomes after them — one statement (one commit) each for the
+//! whole group.
 //!
 //! The statements are the ledger's (`comms_domain::messages::ledger::{record, batch}`); this
 //! module turns the group's members into its rows.
@@ -9,12 +10,12 @@
 //! every state change has its event in the same statement.
 
 use comms_domain::contract::ValidSendRequest;
-use comms_domain::messages::ledger::{batch, record};
+use comms_domain::messages::ledger::{batch, calls, record};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::render::Rendered;
-use crate::store::{ACTOR, Message};
+use crate::store::{ACTOR, DISPATCH_RECOVERY, Message};
 
 /// One provider acceptance to record.
 pub use comms_domain::messages::ledger::batch::Accepted;
@@ -33,16 +34,16 @@ pub struct NewMessage<'a> {
     pub traceparent: Option<String>,
 }
 
-const DISPATCH_RECOVERY: &str = "if the outcome is never recorded, the message is failed as dispatch_outcome_unknown for the owner to check";
-
-/// Records each message already claimed for dispatch (`sending`, attempt 1, rendered content
-/// stored) with its `received` and `dispatching` events, in one statement
+/// Records each message already claimed for dispatch by `claim` (`sending`, attempt 1, rendered
+/// content stored, its call not started yet) with its `received` and `dispatching` events, in one
+/// statement
 /// ([`record::record_and_claim`]: rows in key order, so two groups holding the same keys never
 /// deadlock). Returns the messages it created; a message whose idempotency key already exists is
 /// not among them.
 pub async fn record_and_claim(
     pool: &PgPool,
     messages: &[NewMessage<'_>],
+    claim: Uuid,
 ) -> Result<Vec<Message>, sqlx::Error> {
     let rows: Vec<record::Claimed<'_>> = messages
         .iter()
@@ -51,21 +52,12 @@ pub async fn record_and_claim(
             contact_id: message.contact_id,
             address: &message.address,
             client_id: message.client_id,
-            content: record::Content {
-                template_version: message.rendered.template_version,
-                subject: message.rendered.subject.as_deref(),
-                body: &message.rendered.body,
-                sms_encoding: message.rendered.sms.map(|s| s.encoding.as_str()),
-                sms_segments: message
-                    .rendered
-                    .sms
-                    .map(|s| i32::try_from(s.segments).unwrap_or(i32::MAX)),
-            },
+            content: message.rendered.stored(),
             account: &message.account,
             traceparent: message.traceparent.as_deref(),
         })
         .collect();
-    record::record_and_claim(pool, &rows, ACTOR, DISPATCH_RECOVERY).await
+    record::record_and_claim(pool, &rows, claim, ACTOR, DISPATCH_RECOVERY).await
 }
 
 /// Moves each accepted message from `sending` to `sent` with the provider's id and its `sent`
@@ -73,4 +65,15 @@ pub async fn record_and_claim(
 /// rather than deadlocks). Returns how many moved (a message no longer `sending` is left as it is).
 pub async fn record_sent(pool: &PgPool, accepted: &[Accepted]) -> Result<u64, sqlx::Error> {
     batch::mark_sent(pool, accepted, ACTOR).await
+}
+
+/// Marks the provider calls of the claimed messages `ids` as started, in one statement
+/// ([`calls::mark_started`]); the caller waits for this commit before any call starts. Returns
+/// the ids marked: only those may be sent.
+pub async fn mark_calls(
+    pool: &PgPool,
+    claim: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    calls::mark_started(pool, claim, ids).await
 }

@@ -137,23 +137,6 @@ impl Book<'_> {
         }
     }
 
-    /// A message found in `sending`: another delivery is dispatching it right now, or a process
-    /// died between the provider call and recording its outcome, and whether it went out cannot
-    /// be known: failed for a person to check rather than risk a duplicate.
-    fn in_flight(&self, facts: &Facts) -> Decision {
-        let stuck_after =
-            self.settings.sender.provider_timeout * 3 + std::time::Duration::from_secs(5);
-        if facts.unchanged_for < stuck_after {
-            return Decision::InFlight;
-        }
-        Decision::Unknown {
-            reason:
-                "dispatch_outcome_unknown: a dispatch started but its outcome was never recorded"
-                    .into(),
-            next_action: "check the provider's log; if it did not go out, send again with a new idempotency key",
-        }
-    }
-
     /// Consent on the message's channel: opted-out and suppressed contacts are never sent to, and
     /// outreach and review requests need recorded express consent (taken from the request if it
     /// carries it, and then kept on the contact: `Ok(true)`).

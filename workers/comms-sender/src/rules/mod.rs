@@ -20,6 +20,7 @@
 pub mod answer;
 mod decide;
 pub mod facts;
+mod in_flight;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +32,7 @@ use uuid::Uuid;
 
 pub use decide::{incident_exemption, needs_approval};
 pub use facts::Facts;
+pub use in_flight::outcome_unknown_after;
 
 use crate::portal_safe::Problem;
 use crate::quiet_hours::Window;
@@ -73,10 +75,17 @@ pub enum Decision {
     /// Already sent, failed or blocked: a redelivery or a duplicate
     /// request changes nothing.
     Settled,
-    /// Found in `sending` recently: another delivery is dispatching it right now.
-    InFlight,
-    /// Found in `sending` for longer than a dispatch can take: the process that dispatched it died
-    /// before recording the outcome, which cannot be known, so it is failed for a person.
+    /// Found in `sending` with its provider call started less than
+    /// [`outcome_unknown_after`] ago: another delivery may be dispatching it right now. Looked at
+    /// again in `recheck_in` (when the bound is reached), not sooner.
+    InFlight { recheck_in: std::time::Duration },
+    /// Found in `sending`, held by a claim whose provider call never started (its process stopped
+    /// before marking the call): nothing was sent, so the claim is released and the message
+    /// decided again and sent through the normal path, with its idempotency key.
+    Redispatch { claim: Uuid },
+    /// Found in `sending` with its provider call started [`outcome_unknown_after`] ago or more:
+    /// the process that called the provider died before recording the outcome, which cannot be
+    /// known, so it is failed for a person.
     Unknown {
         reason: String,
         next_action: &'static str,
@@ -129,7 +138,8 @@ impl Decision {
             | Self::Dispatch(prepared)
             | Self::Send(prepared) => Some(prepared),
             Self::Settled
-            | Self::InFlight
+            | Self::InFlight { .. }
+            | Self::Redispatch { .. }
             | Self::Unknown { .. }
             | Self::WaitForOlder
             | Self::Hold(_)

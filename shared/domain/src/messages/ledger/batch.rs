@@ -1,12 +1,13 @@
 //! The group paths' writes: one statement (`unnest` of column arrays) for a whole group, so a
-//! group of a hundred costs what one message does. The sender's `sent` outcomes, and the status
-//! worker's moves and timeline entries.
+//! group of a hundred costs what one message does. The sender's claims of released messages and
+//! `sent` outcomes, and the status worker's moves and timeline entries.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::messages::DeliveryState;
+use crate::messages::ledger::record::{Content, RECORDED_COLUMNS, Recorded};
 
 /// One provider acceptance to record.
 pub struct Accepted {
@@ -59,6 +60,72 @@ pub async fn mark_sent<'e>(
     .execute(db)
     .await?;
     Ok(result.rows_affected())
+}
+
+/// A released message of a group, ready to be claimed: its rendered content and the provider
+/// account it will go through.
+pub struct ReleasedClaim<'a> {
+    pub message_id: Uuid,
+    pub content: Content<'a>,
+    pub client_id: Option<Uuid>,
+    pub account: &'a str,
+}
+
+/// Claims each released message (`received` after a pause's release) for dispatch by `claim` in
+/// one statement: `sending`, one more attempt, its call not started yet, its rendered content
+/// stored, its `dispatching` event with `recovery`. Rows are locked in id order (as [`mark_sent`] does). Returns the messages it
+/// claimed; one that is no longer `received` — another delivery of it got there first — is not
+/// among them.
+pub async fn claim_released<'e>(
+    db: impl PgExecutor<'e>,
+    claims: &[ReleasedClaim<'_>],
+    claim: Uuid,
+    actor: &str,
+    recovery: &str,
+) -> Result<Vec<Recorded>, sqlx::Error> {
+    let mut claims: Vec<&ReleasedClaim<'_>> = claims.iter().collect();
+    claims.sort_by_key(|c| c.message_id);
+    let column = |f: fn(&ReleasedClaim<'_>) -> Option<String>| -> Vec<Option<String>> {
+        claims.iter().map(|c| f(c)).collect()
+    };
+    let ids: Vec<Uuid> = claims.iter().map(|c| c.message_id).collect();
+    let versions: Vec<i32> = claims.iter().map(|c| c.content.template_version).collect();
+    let segments: Vec<Option<i32>> = claims.iter().map(|c| c.content.sms_segments).collect();
+    let clients: Vec<Option<Uuid>> = claims.iter().map(|c| c.client_id).collect();
+    sqlx::query_as(&format!(
+        "WITH u AS (
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[],
+                 $6::int[], $7::uuid[], $8::text[])
+                 WITH ORDINALITY AS u(id, subject, body, template_version, sms_encoding,
+                     sms_segments, client_id, account, ord)),
+         moved AS (
+             UPDATE comms.messages m SET delivery_state = 'sending',
+                 attempt_count = m.attempt_count + 1, subject = u.subject, body = u.body,
+                 template_version = u.template_version, sms_encoding = u.sms_encoding,
+                 sms_segments = u.sms_segments, client_id = u.client_id, dispatch_claim = $11,
+                 call_started_at = NULL, updated_at = now()
+             FROM u WHERE m.id = u.id AND m.delivery_state = 'received'
+             RETURNING m.*, u.account, u.ord),
+         e AS (
+             INSERT INTO comms.message_events
+                 (message_id, event_type, actor, source, owner, reason, recovery_rule)
+             SELECT id, 'dispatching', $9, source, owner, 'dispatching through ' || account, $10
+             FROM moved ORDER BY ord)
+         SELECT {RECORDED_COLUMNS} FROM moved"
+    ))
+    .bind(&ids)
+    .bind(column(|c| c.content.subject.map(str::to_string)))
+    .bind(column(|c| Some(c.content.body.to_string())))
+    .bind(&versions)
+    .bind(column(|c| c.content.sms_encoding.map(str::to_string)))
+    .bind(&segments)
+    .bind(&clients)
+    .bind(column(|c| Some(c.account.to_string())))
+    .bind(actor)
+    .bind(recovery)
+    .bind(claim)
+    .fetch_all(db)
+    .await
 }
 
 /// Every move a group of provider callbacks makes to one message, folded into one update.

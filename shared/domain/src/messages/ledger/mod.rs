@@ -14,6 +14,8 @@
 //!   transaction (replies, approvals, outcomes, the status worker's one-callback path);
 //! - [`record`] — recording a new message (one, or a group recorded and claimed together) and
 //!   its rendered content;
+//! - [`calls`] — the provider call of a claimed message: its mark (committed before the call),
+//!   and the release of a claim whose call never started;
 //! - [`batch`] — the group paths' single-statement writes (`unnest` arrays): the sender's `sent`
 //!   outcomes, the status worker's moves and timeline entries;
 //! - [`moves`] — the other named moves: callbacks, the reconciler, replies and opt-outs, the pause
@@ -26,6 +28,7 @@
 //! "A message's life".
 
 pub mod batch;
+pub mod calls;
 pub mod content;
 pub mod moves;
 pub mod record;
@@ -87,6 +90,13 @@ pub struct Transition<'a> {
     pub provider_message_id: Option<String>,
     /// Added to the attempt count: 1 for a claim, -1 to undo one that never reached a provider.
     pub attempt_delta: i32,
+    /// For a move to `sending` (a claim): the claim's id, which the call's mark and every later
+    /// move of this dispatch name ([`calls`]). For a move from `sending`: made only while this
+    /// claim still holds the message; `None` moves it whichever claim holds it.
+    pub claim: Option<Uuid>,
+    /// A claim followed by its provider call with nothing awaited in between (the one-message
+    /// path): the claim is also the call's mark ([`calls::mark_started`]).
+    pub call_started: bool,
     pub event: Event,
     pub task: Option<Task>,
 }
@@ -103,6 +113,8 @@ impl<'a> Transition<'a> {
             provider: None,
             provider_message_id: None,
             attempt_delta: 0,
+            claim: None,
+            call_started: false,
             event,
             task: None,
         }
@@ -147,8 +159,12 @@ pub async fn transition<'e>(
                  attempt_count = attempt_count + $9,
                  dispatched_at = CASE WHEN $2 = 'sent' THEN now() ELSE dispatched_at END,
                  opt_out_state = CASE WHEN $3 IN ('opted_out', 'suppressed') THEN $3 ELSE opt_out_state END,
+                 dispatch_claim = CASE WHEN $2 = 'sending' THEN $19::uuid END,
+                 call_started_at = CASE WHEN $2 <> 'sending' THEN call_started_at
+                                        WHEN $20 THEN now() END,
                  updated_at = now()
              WHERE id = $1 AND delivery_state = ANY($10)
+               AND ($2 = 'sending' OR $19::uuid IS NULL OR dispatch_claim = $19::uuid)
              RETURNING id, attempt_count, source, owner, record_type, record_id),
          event AS (
              INSERT INTO comms.message_events
@@ -178,6 +194,8 @@ pub async fn transition<'e>(
     .bind(task.map(|t| t.title.as_str()))
     .bind(task.map(|t| t.next_action.as_str()))
     .bind(task.map_or(chrono::Duration::zero(), |t| t.due_in))
+    .bind(transition.claim)
+    .bind(transition.call_started)
     .fetch_optional(db)
     .await
 }

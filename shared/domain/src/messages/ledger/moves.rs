@@ -106,12 +106,13 @@ pub async fn set_reply<'e>(
     Ok(())
 }
 
-/// The pause release: `held → received` for message `id`, with its `released` event.
-pub async fn release_held<'e>(db: impl PgExecutor<'e>, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// The pause release: `held → received` for the messages `ids` still held, each with its
+/// `released` event, in one statement. Returns how many moved.
+pub async fn release_held<'e>(db: impl PgExecutor<'e>, ids: &[Uuid]) -> Result<u64, sqlx::Error> {
+    let moved = sqlx::query(
         "WITH moved AS (
              UPDATE comms.messages SET delivery_state = 'received', updated_at = now()
-             WHERE id = $1 AND delivery_state = 'held'
+             WHERE id = ANY($1) AND delivery_state = 'held'
              RETURNING id, source, owner)
          INSERT INTO comms.message_events (message_id, event_type, actor, source, owner, reason, recovery_rule)
          SELECT id, 'released', 'comms-fleet', source, owner,
@@ -119,10 +120,10 @@ pub async fn release_held<'e>(db: impl PgExecutor<'e>, id: Uuid) -> Result<(), s
                 'goes through preflight, rate limits and the pause check again'
          FROM moved",
     )
-    .bind(id)
+    .bind(ids)
     .execute(db)
     .await?;
-    Ok(())
+    Ok(moved.rows_affected())
 }
 
 /// An approval decision's move of message `id` (`received` to be sent, or `blocked`); the caller

@@ -23,10 +23,16 @@ pub struct Recorded {
     pub held_by_pause: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The claim holding the message in `sending` (none outside `sending`, or for a claim made
+    /// before claims had ids: [`super::calls`]).
+    pub dispatch_claim: Option<Uuid>,
+    /// When the provider call of the current (or last) claim started; none in `sending` means
+    /// it never started.
+    pub call_started_at: Option<DateTime<Utc>>,
 }
 
 /// The columns of [`Recorded`], for a read of it.
-pub const RECORDED_COLUMNS: &str = "id, idempotency_key, channel, kind, contact_id, recipient_address, delivery_state, send_after, held_by_pause, created_at, updated_at";
+pub const RECORDED_COLUMNS: &str = "id, idempotency_key, channel, kind, contact_id, recipient_address, delivery_state, send_after, held_by_pause, created_at, updated_at, dispatch_claim, call_started_at";
 
 /// A request to record, addressed to a known contact.
 pub struct NewMessage<'a> {
@@ -140,13 +146,16 @@ pub struct Claimed<'a> {
 }
 
 /// Records each message already claimed for dispatch (`sending`, attempt 1, rendered content
-/// stored) with its `received` and `dispatching` events (the latter with `recovery`). Rows are
-/// inserted in key order, so two groups holding the same keys wait on each other in one order
+/// stored, held by `claim`, its call not started) with its `received` and `dispatching` events
+/// (the latter with `recovery`). The caller marks the calls ([`super::calls::mark_started`])
+/// before making any, and only that commit is waited for (see below). Rows are inserted in key
+/// order, so two groups holding the same keys wait on each other in one order
 /// only (never a deadlock). Returns the messages it created; a message whose idempotency key
 /// already exists is not among them.
 pub async fn record_and_claim(
     pool: &PgPool,
     messages: &[Claimed<'_>],
+    claim: Uuid,
     actor: &str,
     recovery: &str,
 ) -> Result<Vec<Recorded>, sqlx::Error> {
@@ -154,8 +163,14 @@ pub async fn record_and_claim(
     for message in messages {
         columns.push(message);
     }
+    // `flush_later`: this statement's commit is not waited for (asynchronous commit, for this
+    // transaction only). Nothing leaves the process before the calls' mark, whose commit is
+    // waited for and makes this claim durable with it (the write-ahead log is flushed in order);
+    // should PostgreSQL crash before that, the claim is gone, nothing was called, and the
+    // requests come back. So the mark costs the group no flush of its own.
     sqlx::query_as(
-        "WITH input AS (
+        "WITH flush_later AS (SELECT set_config('synchronous_commit', 'off', true)),
+         input AS (
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[],
                  $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[], $11::text[],
                  $12::int[], $13::bool[], $14::bool[], $15::timestamptz[], $16::jsonb[],
@@ -170,16 +185,16 @@ pub async fn record_and_claim(
                  recipient_address, owner, source, trigger, record_type, record_id, template_name,
                  template_version, contains_roi, ai_draft, send_after, request, subject, body,
                  sms_encoding, sms_segments, client_id, traceparent, delivery_state,
-                 attempt_count)
+                 attempt_count, dispatch_claim)
              SELECT idempotency_key, channel, kind, contact_id, recipient_address, owner, source,
                  trigger, record_type, record_id, template_name, template_version, contains_roi,
                  ai_draft, send_after, request, subject, body, sms_encoding, sms_segments,
-                 client_id, traceparent, 'sending', 1
-             FROM input ORDER BY idempotency_key
+                 client_id, traceparent, 'sending', 1, $26
+             FROM input CROSS JOIN flush_later ORDER BY idempotency_key
              ON CONFLICT (idempotency_key) DO NOTHING
              RETURNING id, idempotency_key, channel, kind, contact_id, recipient_address,
-                 delivery_state, send_after, held_by_pause, created_at, updated_at, owner, source,
-                 trigger),
+                 delivery_state, send_after, held_by_pause, created_at, updated_at, dispatch_claim,
+                 call_started_at, owner, source, trigger),
          e AS (
              INSERT INTO comms.message_events
                  (message_id, event_type, actor, source, owner, reason, recovery_rule, detail)
@@ -193,7 +208,8 @@ pub async fn record_and_claim(
              ) AS ev(step, event_type, reason, recovery_rule, detail)
              ORDER BY i.ord, ev.step)
          SELECT id, idempotency_key, channel, kind, contact_id, recipient_address,
-             delivery_state, send_after, held_by_pause, created_at, updated_at
+             delivery_state, send_after, held_by_pause, created_at, updated_at, dispatch_claim,
+             call_started_at
          FROM m",
     )
     .bind(&columns.idempotency_key)
@@ -221,6 +237,7 @@ pub async fn record_and_claim(
     .bind(actor)
     .bind(recovery)
     .bind(&columns.traceparent)
+    .bind(claim)
     .fetch_all(pool)
     .await
 }

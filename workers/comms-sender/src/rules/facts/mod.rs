@@ -61,6 +61,9 @@ pub struct Facts {
     pub message: Option<Message>,
     /// How long the recorded message has been in its state, by the wall clock.
     pub unchanged_for: Duration,
+    /// How long ago the provider call of its current claim started, by the wall clock (none: not
+    /// started, or not recorded).
+    pub call_started_for: Option<Duration>,
     /// The key is recorded already (all the group path reads of a recorded message).
     pub recorded: bool,
     pub contact: Option<Contact>,
@@ -114,6 +117,7 @@ pub async fn load(pool: &PgPool, members: &[Member<'_>]) -> Result<Vec<Facts>, s
             let message = member.message.cloned();
             Facts {
                 unchanged_for: unchanged_for(member),
+                call_started_for: call_started_for(member),
                 recorded: message.is_some() || recorded.contains(&request.idempotency_key),
                 approvals: message
                     .as_ref()
@@ -152,6 +156,7 @@ fn state_only(member: &Member<'_>) -> Facts {
     Facts {
         message: member.message.cloned(),
         unchanged_for: unchanged_for(member),
+        call_started_for: call_started_for(member),
         recorded: member.message.is_some(),
         ..Facts::default()
     }
@@ -163,6 +168,13 @@ fn unchanged_for(member: &Member<'_>) -> Duration {
         .message
         .and_then(|m| (Utc::now() - m.updated_at).to_std().ok())
         .unwrap_or_default()
+}
+
+/// How long ago the provider call of the member's message started, by the wall clock (a call
+/// stamped in the future by a skewed clock started just now).
+fn call_started_for(member: &Member<'_>) -> Option<Duration> {
+    let started = member.message?.call_started_at?;
+    Some((Utc::now() - started).to_std().unwrap_or_default())
 }
 
 /// Loads the requested (or latest approved) version through the one loader and renders it with

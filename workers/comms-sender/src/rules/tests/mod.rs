@@ -1,6 +1,7 @@
 //! The rule book without a database: every reason code the rules give, from facts alone
 //! ([`table`]), and what the rules prepare and how the gate decides.
 
+mod in_flight;
 mod table;
 
 use chrono::{DateTime, NaiveTime, Utc};
@@ -68,6 +69,8 @@ fn message(state: &str) -> Message {
         held_by_pause: None,
         created_at: noon(),
         updated_at: noon(),
+        dispatch_claim: None,
+        call_started_at: None,
     }
 }
 
@@ -108,7 +111,8 @@ fn hash_of_hi_ana() -> String {
 fn code(decision: &Decision) -> String {
     match decision {
         Decision::Settled => "settled".into(),
-        Decision::InFlight => "in_flight".into(),
+        Decision::InFlight { .. } => "in_flight".into(),
+        Decision::Redispatch { .. } => "redispatch".into(),
         Decision::Unknown { reason, .. } => reason.split(':').next().unwrap_or_default().into(),
         Decision::Block { refusal, .. } => refusal.code.into(),
         Decision::PortalUnsafe { .. } => "portal_unsafe".into(),

@@ -1,0 +1,95 @@
+//! `BENCH_ONLY=backlog`: a sender started against a large backlog (`BENCH_BACKLOG`, 1 000 000
+//! requests published while no sender runs) keeps its memory bounded and drains at its normal
+//! rate.
+//!
+//! The normal rate is one sender draining `BENCH_MESSAGES` requests in the same run. The backlog
+//! is published in chunks (with confirms), then one sender drains it; its peak RSS (VmHWM) and
+//! the drain rate (the backlog over the time from its first to its last `sent`) are reported.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::load::Bench;
+use crate::stats::Row;
+
+/// What one backlog run measured.
+pub struct Backlog {
+    pub messages: usize,
+    pub normal_rate: f64,
+    pub drain_rate: f64,
+    pub peak_rss_mib: f64,
+}
+
+const CHUNK: usize = 20_000;
+
+pub async fn measure(bench: &Bench, normal: usize, backlog: usize) -> anyhow::Result<Backlog> {
+    let (normal_rate, _) = crate::scenarios::throughput_named(bench, "bl-live-", normal, 1).await?;
+    println!("normal send, 1 sender, {normal} msgs: {normal_rate:.0} msg/s");
+    let started = std::time::Instant::now();
+    for first in (0..backlog).step_by(CHUNK) {
+        let requests: Vec<_> = (first..(first + CHUNK).min(backlog))
+            .map(|i| bench.request(&format!("bl-{i:08}"), i, 0))
+            .collect();
+        bench.publish_bulk(&requests).await?;
+    }
+    println!(
+        "backlog: {backlog} requests published in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let mut senders = crate::scenarios::start_senders(bench, 1)?;
+    let drained = wait_drained(bench, backlog).await;
+    let peak_rss_mib = senders[0].0.peak_rss_mib().unwrap_or(f64::NAN);
+    crate::scenarios::stop_senders(std::mem::take(&mut senders)).await;
+    drained?;
+    let (first, last): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
+        "SELECT min(dispatched_at), max(dispatched_at) FROM comms.messages
+         WHERE delivery_state = 'sent' AND idempotency_key LIKE 'bl-0%'",
+    )
+    .fetch_one(&bench.pool)
+    .await?;
+    let seconds = (last - first).num_milliseconds().max(1) as f64 / 1000.0;
+    Ok(Backlog {
+        messages: backlog,
+        normal_rate,
+        drain_rate: backlog as f64 / seconds,
+        peak_rss_mib,
+    })
+}
+
+/// Polls (every 2 s: a count over a million rows is not free) until the backlog is sent, or an
+/// hour has passed.
+async fn wait_drained(bench: &Bench, backlog: usize) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+    loop {
+        let sent: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM comms.messages
+             WHERE delivery_state = 'sent' AND idempotency_key LIKE 'bl-0%'",
+        )
+        .fetch_one(&bench.pool)
+        .await?;
+        if sent as usize >= backlog {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "only {sent} of {backlog} backlog messages were sent within an hour"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+pub fn row(run: &Backlog) -> Row {
+    Row {
+        scenario: format!(
+            "drain a backlog of {} requests, 1 sender (vs its normal rate in the same run)",
+            run.messages
+        ),
+        throughput: Some(run.drain_rate),
+        unit: "msg/s",
+        ratio: Some(run.drain_rate / run.normal_rate),
+        p50_ms: None,
+        p99_ms: None,
+        rss: format!("sender {:.0}", run.peak_rss_mib),
+    }
+}

@@ -65,7 +65,7 @@ chaos: ## The chaos run: CHAOS_MESSAGES (20000) through the whole fleet as proce
 	$(CARGO) build --locked --workspace --bins
 	CHAOS_MESSAGES=$(CHAOS_MESSAGES) CHAOS_RATE=100 $(CARGO) test --locked -p comms-tests --test chaos -- --ignored --nocapture
 
-chaos-short: ## The same with 2,000 messages and every fault, about 4 minutes (for make ci)
+chaos-short: ## The same with 2,000 messages and every fault, 4 to 5 minutes (for make ci)
 	$(CARGO) build --locked --workspace --bins
 	CHAOS_MESSAGES=2000 CHAOS_RATE=40 $(CARGO) test --locked -p comms-tests --test chaos -- --ignored --nocapture
 

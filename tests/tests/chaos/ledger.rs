@@ -92,6 +92,9 @@ pub struct Row {
     pub maybe_sent: i64,
     /// `held` events (a pause caught it).
     pub held: i64,
+    /// `dispatch_released` events: claimed by a process that died before its call started, and
+    /// sent again after recovery.
+    pub released: i64,
 }
 
 /// Every message of the run, by number.
@@ -102,7 +105,9 @@ pub async fn rows(pool: &PgPool) -> Result<HashMap<usize, Row>, sqlx::Error> {
                 (SELECT count(*) FROM comms.message_events e WHERE e.message_id = m.id
                    AND e.event_type = 'retry_scheduled' AND e.detail->>'maybe_sent' = 'true') AS maybe_sent,
                 (SELECT count(*) FROM comms.message_events e WHERE e.message_id = m.id
-                   AND e.event_type = 'held') AS held
+                   AND e.event_type = 'held') AS held,
+                (SELECT count(*) FROM comms.message_events e WHERE e.message_id = m.id
+                   AND e.event_type = 'dispatch_released') AS released
          FROM comms.messages m WHERE m.idempotency_key LIKE 'chaos-%'"
     ))
     .fetch_all(pool)
@@ -149,6 +154,8 @@ pub struct Tally {
     pub failed: BTreeMap<String, usize>,
     pub unknown_delivery: usize,
     pub held: usize,
+    /// Claimed by a sender that died before the call started, released and sent again.
+    pub released: usize,
     pub waiting_approval: usize,
     /// Portal updates the owner approved that were not sent.
     pub approved_not_sent: usize,
@@ -197,6 +204,9 @@ pub fn tally(
         }
         if row.held > 0 {
             t.held += 1;
+        }
+        if row.released > 0 {
+            t.released += 1;
         }
         let reason = row.failure_reason.as_deref().unwrap_or("");
         match row.delivery_state.as_str() {

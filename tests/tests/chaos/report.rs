@@ -104,12 +104,13 @@ pub fn render(phases: &[Phase], found: &Findings) -> String {
     out.push_str(&table(phases));
     let _ = writeln!(
         out,
-        "\ntotal: {} enqueued, {} lost, {} stuck, {} duplicated at the provider ({} explained by a retry after a timeout at which the provider may have accepted the message), {} failed as dispatch_outcome_unknown ({} of them at the provider, {} without an owner task), {} unknown_delivery, {} caught by a pause, {} awaiting approval as designed, {} approved but not sent",
+        "\ntotal: {} enqueued, {} lost, {} stuck, {} duplicated at the provider ({} explained by a retry after a timeout at which the provider may have accepted the message), {} claimed by a killed sender before their call and sent again, {} failed as dispatch_outcome_unknown ({} of them at the provider, {} without an owner task), {} unknown_delivery, {} caught by a pause, {} awaiting approval as designed, {} approved but not sent",
         total.enqueued,
         total.lost,
         stuck(total),
         total.duplicated,
         total.explained,
+        total.released,
         total.outcome_unknown,
         total.unknown_but_sent,
         total.unknown_without_task,

@@ -4,9 +4,10 @@ CARGO ?= cargo
 
 FUZZ_CASES ?= 20000
 API_FUZZ_EXAMPLES ?= 100
+CHAOS_MESSAGES ?= 20000
 API_FUZZ_VENV := tests/api-fuzz/.venv
 
-.PHONY: api-fuzz api-fuzz-short api-fuzz-venv corpus fuzz help build fmt fmt-check lint test ci run migrate services sandbox status bench deploy-check console-speed console-e2e console-screenshots
+.PHONY: chaos chaos-short api-fuzz api-fuzz-short api-fuzz-venv corpus fuzz help build fmt fmt-check lint test ci run migrate services sandbox status bench deploy-check console-speed console-e2e console-screenshots
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -26,7 +27,7 @@ lint: ## Clippy on everything, warnings are errors
 test: services ## Run every test against the local RabbitMQ and PostgreSQL
 	$(CARGO) test --workspace --locked
 
-ci: fmt-check lint deploy-check test corpus api-fuzz-short console-e2e ## What CI runs
+ci: fmt-check lint deploy-check test corpus api-fuzz-short console-e2e chaos-short ## What CI runs
 
 services: ## Check that PostgreSQL and RabbitMQ answer (and say how to start them)
 	@scripts/check-services.sh
@@ -59,6 +60,14 @@ api-fuzz: services api-fuzz-venv ## Fuzz the gateway from docs/openapi.json: API
 
 api-fuzz-short: services api-fuzz-venv ## The same with 5 examples per operation, about 2 min (in make ci)
 	API_FUZZ_EXAMPLES=5 $(CARGO) test --locked -p comms-tests --test it gateway::api_fuzz -- --ignored --nocapture
+
+chaos: ## The chaos run: CHAOS_MESSAGES (20000) through the whole fleet as processes under every fault, on a private broker and database; fails on a lost, stuck or unexplained duplicate message or a personal value in a log (docs/reliability.md)
+	$(CARGO) build --locked --workspace --bins
+	CHAOS_MESSAGES=$(CHAOS_MESSAGES) CHAOS_RATE=100 $(CARGO) test --locked -p comms-tests --test chaos -- --ignored --nocapture
+
+chaos-short: ## The same with 2,000 messages and every fault, 4 to 5 minutes (for make ci)
+	$(CARGO) build --locked --workspace --bins
+	CHAOS_MESSAGES=2000 CHAOS_RATE=40 $(CARGO) test --locked -p comms-tests --test chaos -- --ignored --nocapture
 
 BENCH_BINS := -p comms-bench -p comms-sender -p comms-sandbox -p comms-gateway -p comms-status -p comms-events -p comms-digest -p comms-incidents
 

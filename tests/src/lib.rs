@@ -11,6 +11,7 @@ pub mod log_events;
 pub mod logs;
 pub mod malformed;
 pub mod private_broker;
+pub mod private_postgres;
 pub mod proxy;
 pub mod smtp_sink;
 

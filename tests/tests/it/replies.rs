@@ -13,6 +13,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 mod content_type;
+mod retried;
 
 const WAIT: Duration = Duration::from_secs(30);
 const PHONE: &str = "+14155552671";

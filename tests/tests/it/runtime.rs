@@ -31,6 +31,8 @@ pub(crate) struct Ledger {
     hold_after_commit: Option<Arc<Notify>>,
     committed: Arc<Notify>,
     attempts: AtomicUsize,
+    /// The routing key of every delivery, in order.
+    routing_keys: std::sync::Mutex<Vec<String>>,
 }
 
 impl Ledger {
@@ -40,6 +42,7 @@ impl Ledger {
             hold_after_commit: None,
             committed: Arc::new(Notify::new()),
             attempts: AtomicUsize::new(0),
+            routing_keys: std::sync::Mutex::default(),
         }
     }
 }
@@ -51,6 +54,9 @@ impl Handler for Ledger {
             Err(reason) => return Outcome::reject(reason),
         };
         self.attempts.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut keys) = self.routing_keys.lock() {
+            keys.push(message.routing_key.clone());
+        }
         if job.panic {
             panic!("job {} asked to panic", job.key);
         }
@@ -198,6 +204,11 @@ async fn a_retry_waits_in_a_delay_tier_and_comes_back() {
         "the retried message came back from the tier and succeeded"
     );
     assert_eq!(handler.attempts.load(Ordering::SeqCst), 2);
+    // The tier brings it back under its own key; the handler still sees the publisher's.
+    assert_eq!(
+        *handler.routing_keys.lock().expect("keys"),
+        ["send.sms", "send.sms"]
+    );
     shutdown.cancel();
     task.await.expect("consumer task");
     env.teardown().await;

@@ -31,16 +31,11 @@ impl Handler for RepliesHandler {
     async fn handle(&self, incoming: &Incoming) -> Outcome {
         // The gateway's header, not the AMQP content type (which a retry hop does not keep).
         let content_type = header_str(&incoming.headers, "x-comms-content-type");
-        let inbound = match parse::parse(
-            &incoming.routing_key,
-            content_type.as_deref(),
-            &incoming.body,
-        )
-        .await
-        {
-            Ok(inbound) => inbound,
-            Err(error) => return Outcome::reject(format!("{}: {error}", error.code())),
-        };
+        let inbound =
+            match parse::parse(&source(incoming), content_type.as_deref(), &incoming.body).await {
+                Ok(inbound) => inbound,
+                Err(error) => return Outcome::reject(format!("{}: {error}", error.code())),
+            };
         match self.process(&inbound).await {
             Ok(outcome) => outcome,
             // Retried when the database was unavailable; rejected when it refused this reply.
@@ -48,6 +43,18 @@ impl Handler for RepliesHandler {
             Err(error) => Outcome::retry(format!("reply not recorded yet: {error}")),
         }
     }
+}
+
+/// Where the payload came from, as `inbound.<provider>`: its routing key, or, for a delivery
+/// that comes back from a retry delay tier (with the tier's routing key, `1s.<queue>`), the
+/// gateway's `x-comms-provider` header. Reading the routing key alone turned every reply retried
+/// after a database outage into a dead letter (`unknown inbound routing key 1s.comms.replies`).
+fn source(incoming: &Incoming) -> String {
+    if incoming.routing_key.starts_with("inbound.") {
+        return incoming.routing_key.clone();
+    }
+    header_str(&incoming.headers, "x-comms-provider")
+        .map_or_else(|| incoming.routing_key.clone(), |p| format!("inbound.{p}"))
 }
 
 #[derive(Debug, thiserror::Error)]

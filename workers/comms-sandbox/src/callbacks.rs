@@ -230,8 +230,12 @@ pub(crate) fn schedule_email(state: &AppState, job: EmailCallback) {
     });
 }
 
-/// Waits the configured delay, then POSTs with a few quick retries, logging a final failure (the
-/// next callback is still tried). Returns `false` only when the server is shutting down.
+/// The longest wait between two attempts of one callback.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Waits the configured delay, then POSTs with retries (100 ms doubling, at most
+/// [`MAX_BACKOFF`] apart), logging a final failure (the next callback is still tried). Returns
+/// `false` only when the server is shutting down.
 async fn deliver(
     state: &AppState,
     request: impl Fn() -> reqwest::RequestBuilder,
@@ -254,7 +258,7 @@ async fn deliver(
         if attempt < config.callback_retries && !state.sleep_unless_stopping(backoff).await {
             return false;
         }
-        backoff = backoff.saturating_mul(2);
+        backoff = backoff.saturating_mul(2).min(MAX_BACKOFF);
     }
     tracing::warn!(
         what,

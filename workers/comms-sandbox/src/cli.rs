@@ -51,6 +51,10 @@ pub struct Args {
     /// Milliseconds to wait before each callback.
     #[arg(long, env = "COMMS_SANDBOX_CALLBACK_DELAY_MS", default_value_t = 0)]
     pub callback_delay_ms: u64,
+    /// Extra attempts for a callback the gateway refused or did not answer (waits from 100 ms,
+    /// doubling, at most 5 s apart).
+    #[arg(long, env = "COMMS_SANDBOX_CALLBACK_RETRIES", default_value_t = 3)]
+    pub callback_retries: u32,
     /// Validate the configuration, print it with every secret masked, and exit: 0 when it is
     /// valid, 1 with the reason when not. Nothing is bound or started.
     #[arg(long)]
@@ -81,6 +85,7 @@ impl Args {
         config.gateway_url = self.gateway_url.clone();
         config.twilio_auth_token = self.twilio_auth_token.clone();
         config.callback_delay = Duration::from_millis(self.callback_delay_ms);
+        config.callback_retries = self.callback_retries;
         Ok(config)
     }
 
@@ -94,13 +99,14 @@ impl Args {
         format!(
             "# comms-sandbox: the configuration is valid; secrets are shown as {MASK}\n\
              listen = {}\ngateway_url = {}\ntwilio_account_sid = {}\ntwilio_auth_token = {MASK}\n\
-             sendgrid_signing_key = {key}\ncallback_delay_ms = {}\n",
+             sendgrid_signing_key = {key}\ncallback_delay_ms = {}\ncallback_retries = {}\n",
             self.listen,
             self.gateway_url
                 .as_deref()
                 .unwrap_or("(none: callbacks off)"),
             self.twilio_account_sid,
             self.callback_delay_ms,
+            self.callback_retries,
         )
     }
 }

@@ -12,6 +12,15 @@ use serde_json::json;
 use crate::faults::{Fault, FaultSpec};
 use crate::state::AppState;
 
+/// Waits out an accepting fault's `timeout_ms` after the send was recorded; `false` when the
+/// server started shutting down meanwhile (then it answers 503 at once, like any hang).
+pub(crate) async fn hang_after_accepting(state: &AppState, fault: Option<&Fault>) -> bool {
+    match fault.and_then(|f| f.spec.timeout_ms) {
+        Some(ms) => state.sleep_unless_stopping(Duration::from_millis(ms)).await,
+        None => true,
+    }
+}
+
 /// Applies an injected fault: waits out `timeout_ms` (unless shutting down), then answers.
 pub(crate) async fn respond(
     state: &AppState,
@@ -37,6 +46,9 @@ fn validate(spec: &FaultSpec) -> Result<(), String> {
     }
     if spec.times == Some(0) {
         return Err("times must be at least 1 (or null for until cleared)".into());
+    }
+    if spec.accept && (spec.timeout_ms.is_none() || spec.status.is_some()) {
+        return Err("accept needs timeout_ms and no status: the send succeeds, late".into());
     }
     if spec.status.is_none() && spec.timeout_ms.is_none() && spec.callback_status.is_none() {
         return Err("a fault needs at least one of status, timeout_ms or callback_status".into());
@@ -116,5 +128,14 @@ mod tests {
         assert!(validate(&spec(Some(200), None)).is_err());
         assert!(validate(&spec(Some(429), Some(0))).is_err());
         assert!(validate(&spec(Some(503), Some(2))).is_ok());
+        let late = |timeout_ms, status| FaultSpec {
+            accept: true,
+            timeout_ms,
+            status,
+            ..FaultSpec::default()
+        };
+        assert!(validate(&late(Some(3000), None)).is_ok());
+        assert!(validate(&late(None, None)).is_err());
+        assert!(validate(&late(Some(3000), Some(500))).is_err());
     }
 }

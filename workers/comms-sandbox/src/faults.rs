@@ -32,6 +32,11 @@ pub struct FaultSpec {
     /// Hang this long before answering (`status`, or 500 when unset), so the client can time out.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// With `timeout_ms`: the send is accepted and recorded (its callbacks follow) and the success
+    /// answer comes only after the hang, as when a provider took a request and the connection
+    /// failed before its answer, so a client that timed out cannot know it was sent.
+    #[serde(default)]
+    pub accept: bool,
     /// Twilio error code for the body (e.g. 21610); defaults from the status.
     #[serde(default)]
     pub error_code: Option<u32>,

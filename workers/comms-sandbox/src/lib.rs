@@ -61,7 +61,8 @@ pub struct SandboxConfig {
     pub sendgrid_signer: SendGridSigner,
     /// Wait before each callback (default zero), to model provider latency.
     pub callback_delay: Duration,
-    /// Extra attempts per callback after a failure (default 3, backoff from 100 ms doubling).
+    /// Extra attempts per callback after a failure (default 3, backoff from 100 ms doubling, at
+    /// most 5 s).
     pub callback_retries: u32,
 }
 

@@ -21,8 +21,8 @@ use tracing::Instrument;
 
 use super::reconnect;
 use super::settle::settle;
-use super::{Handler, Incoming, Outcome, RETRY_HEADER, Runtime};
-use crate::amqp::{self, Publisher, header_u32};
+use super::{Handler, Incoming, Outcome, RETRY_HEADER, ROUTING_KEY_HEADER, Runtime};
+use crate::amqp::{self, Publisher, header_str, header_u32};
 use crate::shutdown::Shutdown;
 use crate::topology::WorkQueue;
 
@@ -298,7 +298,9 @@ fn incoming(queue: &str, delivery: Delivery) -> (Incoming, Acker) {
     }
     let message = Incoming {
         queue: queue.to_string(),
-        routing_key: delivery.routing_key.to_string(),
+        // Back from a delay tier: the key it was published with, not the tier's.
+        routing_key: header_str(&headers, ROUTING_KEY_HEADER)
+            .unwrap_or_else(|| delivery.routing_key.to_string()),
         body: delivery.data,
         retry_attempt: header_u32(&headers, RETRY_HEADER).unwrap_or(0),
         message_id: delivery

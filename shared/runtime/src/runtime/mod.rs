@@ -35,6 +35,10 @@ pub const RETRY_HEADER: &str = "x-comms-retry";
 pub const REASON_HEADER: &str = "x-comms-reason";
 /// Header naming the queue a dead-lettered message came from.
 pub const ORIGIN_HEADER: &str = "x-comms-origin-queue";
+/// Header keeping the routing key a message was published with across a retry hop: a delay tier
+/// hands the message back under its own key (`<tier>.<queue>`), and a handler that reads the
+/// routing key (an inbound reply's provider, an incident event's type) must see the original.
+pub const ROUTING_KEY_HEADER: &str = "x-comms-routing-key";
 
 /// What a handler decided about one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +77,7 @@ impl Outcome {
 #[derive(Debug, Clone)]
 pub struct Incoming {
     pub queue: String,
+    /// The routing key the message was published with, also after retry hops.
     pub routing_key: String,
     pub body: Vec<u8>,
     pub headers: FieldTable,

@@ -11,7 +11,9 @@ use lapin::Acker;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::types::{AMQPValue, FieldTable};
 
-use super::{Incoming, ORIGIN_HEADER, Outcome, REASON_HEADER, RETRY_HEADER, Runtime};
+use super::{
+    Incoming, ORIGIN_HEADER, Outcome, REASON_HEADER, RETRY_HEADER, ROUTING_KEY_HEADER, Runtime,
+};
 use crate::amqp::{Outgoing, PublishError, Publisher};
 use crate::topology::Topology;
 
@@ -114,6 +116,11 @@ async fn retry(
     // The retry counter survives the hop; a deferral passes the current count through unchanged.
     headers.insert(RETRY_HEADER.into(), AMQPValue::LongLongInt(attempt.into()));
     headers.insert(REASON_HEADER.into(), AMQPValue::LongString(reason.into()));
+    // The tier hands the message back under its own routing key; the publisher's goes along.
+    headers.insert(
+        ROUTING_KEY_HEADER.into(),
+        AMQPValue::LongString(message.routing_key.as_str().into()),
+    );
     let exchange = runtime.topology.retry_exchange();
     let routing_key = Topology::retry_routing_key(tier, &message.queue);
     publisher

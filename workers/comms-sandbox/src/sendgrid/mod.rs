@@ -141,10 +141,14 @@ pub(crate) async fn send_mail(
     let fault = state
         .faults()
         .take_request_fault(Channel::Email, &recipients);
-    if let Some(fault) = fault {
-        tracing::info!(fault = %fault.id, "sendgrid send faulted");
-        return fault_routes::respond(&state, &fault, fault_response).await;
-    }
+    let late = match fault {
+        Some(fault) if fault.spec.accept => Some(fault),
+        Some(fault) => {
+            tracing::info!(fault = %fault.id, "sendgrid send faulted");
+            return fault_routes::respond(&state, &fault, fault_response).await;
+        }
+        None => None,
+    };
 
     let message_id = ids::sendgrid_message_id();
     let from = mail
@@ -190,6 +194,9 @@ pub(crate) async fn send_mail(
         }
     }
     tracing::info!(%message_id, recipients = recipients.len(), "sendgrid mail accepted");
+    if !fault_routes::hang_after_accepting(&state, late.as_ref()).await {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     let mut response = StatusCode::ACCEPTED.into_response();
     if let Ok(value) = HeaderValue::from_str(&message_id) {
         response.headers_mut().insert("X-Message-Id", value);

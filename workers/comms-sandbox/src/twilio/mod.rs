@@ -113,10 +113,14 @@ pub(crate) async fn create_message(
         .unwrap_or_default();
 
     let fault = state.faults().take_request_fault(Channel::Sms, &[&to]);
-    if let Some(fault) = fault {
-        tracing::info!(fault = %fault.id, "twilio send faulted");
-        return fault_routes::respond(&state, &fault, fault_response).await;
-    }
+    let late = match fault {
+        Some(fault) if fault.spec.accept => Some(fault),
+        Some(fault) => {
+            tracing::info!(fault = %fault.id, "twilio send faulted");
+            return fault_routes::respond(&state, &fault, fault_response).await;
+        }
+        None => None,
+    };
 
     let sid = ids::twilio_sid("SM");
     let now = Utc::now();
@@ -160,6 +164,9 @@ pub(crate) async fn create_message(
             outcome,
         },
     );
+    if !fault_routes::hang_after_accepting(&state, late.as_ref()).await {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     (StatusCode::CREATED, Json(resource)).into_response()
 }
 

@@ -256,7 +256,7 @@ async fn replay_locked(
         if let Some(ticker) = ticker.as_mut() {
             ticker.tick().await;
         }
-        let mut headers = FieldTable::default();
+        let mut headers = carried_headers(letter);
         headers.insert(REPLAY_HEADER.into(), AMQPValue::LongLongInt(id));
         comms_runtime::trace_context::inject_current(&mut headers);
         let routing_key = format!("replay.{}", letter.queue);
@@ -287,6 +287,35 @@ async fn replay_locked(
     close_action(pool, id, out.done).await?;
     out.letters = replayable.into_iter().take(100).collect();
     Ok(out)
+}
+
+/// The headers a replayed letter takes back to its worker: the fleet's own (`x-comms-*`, such as
+/// the gateway's `x-comms-provider` and `x-comms-content-type` on an inbound reply or a status
+/// callback), without the retry and dead-letter bookkeeping, and the routing key it was first
+/// published with (`x-comms-routing-key`) when its own was not a retry tier's — the replay's
+/// routing key (`replay.<queue>`) names no source, and a worker that reads its source from the
+/// routing key must see the original.
+fn carried_headers(letter: &DeadLetter) -> FieldTable {
+    use comms_runtime::runtime::{ORIGIN_HEADER, REASON_HEADER, RETRY_HEADER, ROUTING_KEY_HEADER};
+    let mut headers = FieldTable::default();
+    if let Some(stored) = letter.headers.as_object() {
+        for (name, value) in stored {
+            let bookkeeping = [RETRY_HEADER, REASON_HEADER, ORIGIN_HEADER].contains(&name.as_str());
+            if let (true, false, Some(text)) =
+                (name.starts_with("x-comms-"), bookkeeping, value.as_str())
+            {
+                headers.insert(name.as_str().into(), AMQPValue::LongString(text.into()));
+            }
+        }
+    }
+    let original = !letter.routing_key.ends_with(&letter.queue) && !letter.routing_key.is_empty();
+    if original && !headers.inner().contains_key(ROUTING_KEY_HEADER) {
+        headers.insert(
+            ROUTING_KEY_HEADER.into(),
+            AMQPValue::LongString(letter.routing_key.as_str().into()),
+        );
+    }
+    headers
 }
 
 /// Purges the dead letters `filter` matches (state `dead`): their payloads are deleted, their
@@ -346,4 +375,76 @@ async fn purge_locked(
     tx.commit().await?;
     out.action_id = Some(id);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(routing_key: &str, headers: serde_json::Value) -> DeadLetter {
+        DeadLetter {
+            id: 1,
+            queue: "ns.comms.inbound".into(),
+            routing_key: routing_key.into(),
+            reason: String::new(),
+            received_at: Utc::now(),
+            state: "dead".into(),
+            origin: "runtime".into(),
+            size: 0,
+            preview: String::new(),
+            payload: Vec::new(),
+            headers,
+        }
+    }
+
+    fn text(headers: &FieldTable, name: &str) -> Option<String> {
+        comms_runtime::amqp::header_str(headers, name)
+    }
+
+    #[test]
+    fn a_replay_gives_back_the_fleets_headers_and_the_original_routing_key() {
+        let stored = serde_json::json!({
+            "x-comms-provider": "twilio",
+            "x-comms-content-type": "application/x-www-form-urlencoded",
+            "x-comms-retry": 3,
+            "x-comms-reason": "database unavailable",
+            "x-comms-origin-queue": "ns.comms.inbound",
+            "x-death": "[..]",
+        });
+        let headers = carried_headers(&letter("inbound.twilio", stored));
+        assert_eq!(
+            text(&headers, "x-comms-provider").as_deref(),
+            Some("twilio")
+        );
+        assert_eq!(
+            text(&headers, "x-comms-content-type").as_deref(),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert_eq!(
+            text(&headers, "x-comms-routing-key").as_deref(),
+            Some("inbound.twilio")
+        );
+        for gone in [
+            "x-comms-retry",
+            "x-comms-reason",
+            "x-comms-origin-queue",
+            "x-death",
+        ] {
+            assert!(!headers.inner().contains_key(gone), "{gone} is not carried");
+        }
+    }
+
+    #[test]
+    fn a_tier_routing_key_is_not_taken_for_the_original() {
+        let from_tier = letter("5s.ns.comms.inbound", serde_json::json!({}));
+        assert!(text(&carried_headers(&from_tier), "x-comms-routing-key").is_none());
+        let kept = letter(
+            "5s.ns.comms.inbound",
+            serde_json::json!({ "x-comms-routing-key": "inbound.sendgrid" }),
+        );
+        assert_eq!(
+            text(&carried_headers(&kept), "x-comms-routing-key").as_deref(),
+            Some("inbound.sendgrid")
+        );
+    }
 }

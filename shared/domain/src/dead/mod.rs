@@ -60,6 +60,9 @@ pub struct DeadLetter {
     pub preview: String,
     #[serde(skip)]
     pub payload: Vec<u8>,
+    /// The headers it carried, as stored (what a replay gives back to the worker).
+    #[serde(skip)]
+    pub headers: serde_json::Value,
 }
 
 /// One dead letter as `dead show` shows it: a longer preview, its headers and what was done.
@@ -115,7 +118,7 @@ const MATCHES: &str = "($1::text IS NULL OR r.queue = $1)
     AND ($5 OR r.state = 'dead')";
 
 const COLUMNS: &str = "r.id, r.queue, r.routing_key, r.reason, r.received_at, r.state, r.origin,
-    octet_length(r.payload) AS size, r.payload";
+    octet_length(r.payload) AS size, r.payload, r.headers";
 
 /// Dead letters matching `filter`, oldest first (what replay and purge work through).
 pub(crate) async fn matching(

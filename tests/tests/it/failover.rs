@@ -229,15 +229,24 @@ async fn a_first_provider_refusing_connections_sends_everything_through_the_seco
 #[tokio::test]
 async fn a_message_whose_outcome_at_the_first_is_unknown_never_goes_to_the_second() {
     let second = second_sandbox().await;
-    // No probe within the test: the first account stays failed over.
-    let fleet = fleet(&second, &[("COMMS__PROVIDERS__FAILBACK_AFTER", "10m")]).await;
+    // No probe within the test: the first account stays failed over. A provider timeout of 5 s,
+    // so that on a loaded machine the call is connected (and sent) before it times out: a call
+    // that times out while still connecting sent nothing and rightly goes to the second.
+    let fleet = fleet(
+        &second,
+        &[
+            ("COMMS__PROVIDERS__FAILBACK_AFTER", "10m"),
+            ("COMMS__SENDER__PROVIDER_TIMEOUT", "5s"),
+        ],
+    )
+    .await;
     let first = fleet.sandbox();
     let unsure = "+14155550999";
-    // Its call hangs past the provider timeout (2 s): it may have been accepted.
+    // Its call hangs past the provider timeout (5 s): it may have been accepted.
     first
         .add_fault(&FaultSpec {
             recipient: Some(unsure.into()),
-            timeout_ms: Some(3_000),
+            timeout_ms: Some(7_000),
             times: Some(1),
             ..FaultSpec::default()
         })
@@ -255,8 +264,14 @@ async fn a_message_whose_outcome_at_the_first_is_unknown_never_goes_to_the_secon
         .send(&sms_request("unsure", unsure, fleet.client_id))
         .await;
     send_all(&fleet, 0..5).await;
-    assert_eq!(accepted(&second.client()).await.len(), 5);
-    // Pinned to the first account for the dispatch_outcome_unknown window (3 × 2 s + 5 s), then
+    let at_second = accepted(&second.client()).await;
+    assert!(
+        !at_second.contains_key(unsure),
+        "never through the second: {:?}",
+        fleet.timeline("unsure").await
+    );
+    assert_eq!(at_second.len(), 5);
+    // Pinned to the first account for its wait (3 × 5 s + 5 s), then
     // failed as unknown for its owner: never sent through the second.
     assert!(fleet.reaches("unsure", "failed").await);
     let (reason, _) = fleet.failure("unsure").await;

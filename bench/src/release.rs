@@ -107,7 +107,8 @@ fn spread(
     let mut request: serde_json::Value = serde_json::from_slice(&body)?;
     let n = i % recipients.max(1);
     request["recipient"] = if routing_key == "send.sms" {
-        serde_json::json!({ "phone": format!("+1415{n:07}") })
+        // +1 415 555-0000 … 564-9999: valid numbers for 100 000 recipients.
+        serde_json::json!({ "phone": format!("+1415{}{:04}", 555 + n / 10_000 % 10, n % 10_000) })
     } else {
         serde_json::json!({ "email": format!("held{n}@example.com") })
     };

@@ -35,6 +35,17 @@ pub struct ApiCaller {
     pub role: Role,
 }
 
+impl ApiCaller {
+    /// A key's row (id, name, role); `None` for a role this version does not know.
+    fn from_row((key_id, name, role): (Uuid, String, String)) -> Option<Self> {
+        Some(Self {
+            key_id,
+            name,
+            role: role.parse().ok()?,
+        })
+    }
+}
+
 impl ApiKeys {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
@@ -48,13 +59,7 @@ impl ApiKeys {
         .bind(hash_key(presented))
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.and_then(|(key_id, name, role)| {
-            Some(ApiCaller {
-                key_id,
-                name,
-                role: role.parse().ok()?,
-            })
-        }))
+        Ok(row.and_then(ApiCaller::from_row))
     }
 
     /// [`Self::authenticate`] and [`Self::audit`] in one statement (one round trip, one commit):
@@ -84,13 +89,7 @@ impl ApiKeys {
         .bind(&roles)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.and_then(|(key_id, name, role)| {
-            Some(ApiCaller {
-                key_id,
-                name,
-                role: role.parse().ok()?,
-            })
-        }))
+        Ok(row.and_then(ApiCaller::from_row))
     }
 
     pub(crate) async fn audit(

@@ -252,6 +252,12 @@ async fn a_message_whose_outcome_at_the_first_is_unknown_never_goes_to_the_secon
         })
         .await
         .expect("hang");
+    fleet
+        .send(&sms_request("unsure", unsure, fleet.client_id))
+        .await;
+    // Its call is under way at the first account before the outage starts (otherwise it would
+    // rightly go to the second, having reached nothing).
+    assert!(fleet.reaches("unsure", "sending").await);
     // And the first account fails for everyone else: the traffic moves to the second.
     first
         .add_fault(&FaultSpec {
@@ -260,9 +266,6 @@ async fn a_message_whose_outcome_at_the_first_is_unknown_never_goes_to_the_secon
         })
         .await
         .expect("outage");
-    fleet
-        .send(&sms_request("unsure", unsure, fleet.client_id))
-        .await;
     send_all(&fleet, 0..5).await;
     let at_second = accepted(&second.client()).await;
     assert!(

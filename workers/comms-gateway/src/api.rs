@@ -34,6 +34,7 @@ use crate::auth::{Authorized, Enqueue};
 use crate::metrics;
 use crate::reply;
 use crate::state::GatewayState;
+use crate::status_api::Submission;
 
 /// Header on a published request naming the API key (by name) that submitted it.
 pub const SUBMITTED_BY_HEADER: &str = "x-comms-submitted-by";
@@ -124,16 +125,17 @@ async fn submit(
         Err(errors) => return refused(&errors, &auth.caller.name),
     };
     let inner = state.inner();
-    // One statement: the message already recorded under the key, if any; if none, which app
-    // this key belongs to (for `GET /v1/messages` and the events' `app`), recorded before the
+    // One statement (shared with the requests arriving at the same moment): the message already
+    // recorded under the key, if any; if none, which app this key belongs to (for `GET /v1/messages` and the events' `app`), recorded before the
     // publish so the message is never readable by the wrong app. If the database is down the
     // request still goes out (the sender dedupes) and reads fall back on the request's `source`.
-    let existing = crate::status_api::find_or_record_submission(
-        &inner.pool,
-        &request.idempotency_key,
-        &auth.caller.name,
-    )
-    .await;
+    let existing = inner
+        .submissions
+        .write(Submission {
+            key: request.idempotency_key.clone(),
+            app: auth.caller.name.clone(),
+        })
+        .await;
     match existing {
         Ok(Some(id)) => {
             count("duplicate");

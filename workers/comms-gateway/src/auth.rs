@@ -18,12 +18,28 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::reply;
+use crate::write_batch::{BatchError, WriteBatch};
 use comms_domain::api_keys::{Role, hash_key};
 
 /// The key store, as the extractor needs it.
 #[derive(Clone)]
 pub struct ApiKeys {
     pool: PgPool,
+    checks: WriteBatch<AuditedCall, Option<ApiCaller>>,
+}
+
+/// Calls checked and audited together at most (one statement).
+const CHECK_BATCH_MAX: usize = 128;
+/// Check statements running at once (each on its own pool connection).
+const CHECKS_IN_FLIGHT: usize = 3;
+
+/// One call to check and audit: the presented key's hash, what was called, and the roles the
+/// endpoint accepts (comma-separated).
+struct AuditedCall {
+    key_hash: String,
+    method: String,
+    path: String,
+    roles: String,
 }
 
 /// Who is calling: a valid, unrevoked key.
@@ -47,8 +63,13 @@ impl ApiCaller {
 }
 
 impl ApiKeys {
+    /// The key store on `pool`, with its batch task (must be called inside the Tokio runtime).
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        let batch_pool = pool.clone();
+        let checks = WriteBatch::spawn(CHECK_BATCH_MAX, CHECKS_IN_FLIGHT, move |calls| {
+            check_and_audit(batch_pool.clone(), calls)
+        });
+        Self { pool, checks }
     }
 
     /// The caller a presented key belongs to, if it is known and not revoked.
@@ -62,34 +83,27 @@ impl ApiKeys {
         Ok(row.and_then(ApiCaller::from_row))
     }
 
-    /// [`Self::authenticate`] and [`Self::audit`] in one statement (one round trip, one commit):
-    /// the caller of a known, unrevoked key, with the call already audited as allowed when the
-    /// key holds one of `roles`. An error means the key could not be checked or the call not
-    /// audited; either way the call must not happen.
+    /// [`Self::authenticate`] and [`Self::audit`] together, the call already audited as allowed
+    /// when the key holds one of `roles`: the caller of a known, unrevoked key. Calls arriving
+    /// together are checked and audited in one statement and one commit
+    /// ([`crate::write_batch`]); each is answered only once that commit is done. An error means
+    /// the key could not be checked or the call not audited; either way the call must not happen.
     pub async fn authenticate_audited(
         &self,
         presented: &str,
         method: &str,
         path: &str,
         roles: &[Role],
-    ) -> Result<Option<ApiCaller>, sqlx::Error> {
+    ) -> Result<Option<ApiCaller>, BatchError> {
         let roles: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
-        let row: Option<(Uuid, String, String)> = sqlx::query_as(
-            "WITH k AS (
-                 SELECT id, name, role FROM comms.api_keys
-                 WHERE key_hash = $1 AND revoked_at IS NULL),
-             audited AS (
-                 INSERT INTO comms.api_audit (key_id, key_name, role, method, path, allowed)
-                 SELECT id, name, role, $2, $3, role = ANY($4) FROM k)
-             SELECT id, name, role FROM k",
-        )
-        .bind(hash_key(presented))
-        .bind(method)
-        .bind(path)
-        .bind(&roles)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.and_then(ApiCaller::from_row))
+        self.checks
+            .write(AuditedCall {
+                key_hash: hash_key(presented),
+                method: method.to_owned(),
+                path: path.to_owned(),
+                roles: roles.join(","),
+            })
+            .await
     }
 
     pub(crate) async fn audit(
@@ -113,6 +127,44 @@ impl ApiKeys {
         .await?;
         Ok(())
     }
+}
+
+/// Checks `calls`' keys and audits each call made with a known key, in one statement: one
+/// caller (or `None`) per call, in order.
+async fn check_and_audit(
+    pool: PgPool,
+    calls: Vec<AuditedCall>,
+) -> Result<Vec<Option<ApiCaller>>, sqlx::Error> {
+    let column =
+        |field: fn(&AuditedCall) -> &str| -> Vec<&str> { calls.iter().map(field).collect() };
+    let rows: Vec<(i64, Uuid, String, String)> = sqlx::query_as(
+        "WITH call AS (
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                 WITH ORDINALITY AS c(key_hash, method, path, roles, n)),
+         k AS (
+             SELECT call.n, call.method, call.path, call.roles, a.id, a.name, a.role
+             FROM call JOIN comms.api_keys a
+               ON a.key_hash = call.key_hash AND a.revoked_at IS NULL),
+         audited AS (
+             INSERT INTO comms.api_audit (key_id, key_name, role, method, path, allowed)
+             SELECT id, name, role, method, path, role = ANY(string_to_array(roles, ','))
+             FROM k ORDER BY n)
+         SELECT n, id, name, role FROM k",
+    )
+    .bind(column(|call| &call.key_hash))
+    .bind(column(|call| &call.method))
+    .bind(column(|call| &call.path))
+    .bind(column(|call| &call.roles))
+    .fetch_all(&pool)
+    .await?;
+    let mut callers = vec![None; calls.len()];
+    for (n, id, name, role) in rows {
+        let slot = usize::try_from(n - 1).ok().and_then(|i| callers.get_mut(i));
+        if let Some(slot) = slot {
+            *slot = ApiCaller::from_row((id, name, role));
+        }
+    }
+    Ok(callers)
 }
 
 /// The roles an endpoint accepts.

@@ -35,6 +35,7 @@ pub mod status_api;
 mod unsubscribe;
 pub mod verify;
 mod webhooks;
+pub mod write_batch;
 
 use anyhow::Context;
 use axum::Router;

@@ -10,10 +10,13 @@ use p256::ecdsa::VerifyingKey;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::auth::ApiKeys;
 use crate::broker::BrokerLink;
+use crate::status_api::Submission;
 use crate::verify::sendgrid;
+use crate::write_batch::WriteBatch;
 
 /// Why the gateway cannot start with these settings.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +39,8 @@ pub(crate) struct Inner {
     pub topology: Topology,
     pub broker: BrokerLink,
     pub keys: ApiKeys,
+    /// Records which app submitted each enqueued key, batched across concurrent requests.
+    pub submissions: WriteBatch<Submission, Option<Uuid>>,
     /// `gateway.public_url` without a trailing slash: the base of the URLs Twilio signs.
     pub public_url: String,
     /// Every configured Twilio account as `(AccountSid, auth token)`, the primary first: a
@@ -75,6 +80,7 @@ impl GatewayState {
                 topology: runtime.topology.clone(),
                 broker: BrokerLink::new(settings.amqp.clone(), runtime.topology.clone()),
                 keys: ApiKeys::new(runtime.pool.clone()),
+                submissions: crate::status_api::submission_batch(runtime.pool.clone()),
                 public_url,
                 twilio_accounts: settings
                     .providers

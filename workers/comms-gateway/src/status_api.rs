@@ -18,11 +18,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::auth::{Authorized, Enqueue};
 use crate::reply;
 use crate::state::GatewayState;
+use crate::write_batch::WriteBatch;
 
 /// Largest page `GET /v1/messages` returns (`limit` is capped to it).
 pub const MAX_PAGE: i64 = 200;
@@ -229,25 +231,61 @@ pub async fn list(
         .into_response()
 }
 
-/// The message already recorded under `key`, if any; when there is none, records that `app`
-/// submitted `key` (the first app to submit a key keeps it). One statement, one round trip.
-pub async fn find_or_record_submission(
-    pool: &sqlx::PgPool,
-    key: &str,
-    app: &str,
-) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "WITH existing AS (SELECT id FROM comms.messages WHERE idempotency_key = $1),
+/// A send request's key and the app that submitted it, on its way to [`record_submissions`].
+pub struct Submission {
+    pub key: String,
+    pub app: String,
+}
+
+/// Submissions recorded together at most (one statement).
+const SUBMISSION_BATCH_MAX: usize = 128;
+/// Submission statements running at once (each on its own pool connection).
+const SUBMISSIONS_IN_FLIGHT: usize = 3;
+
+/// The batch task that records submissions for `POST /v1/messages` (inside the Tokio runtime).
+pub fn submission_batch(pool: PgPool) -> WriteBatch<Submission, Option<Uuid>> {
+    WriteBatch::spawn(SUBMISSION_BATCH_MAX, SUBMISSIONS_IN_FLIGHT, move |items| {
+        record_submissions(pool.clone(), items)
+    })
+}
+
+/// For each submission, the message already recorded under its key, if any; when there is none,
+/// records that its app submitted the key (the first app to submit a key keeps it; within one
+/// statement, the first in arrival order). One statement for all of them; keys are inserted in
+/// key order, so two statements with overlapping keys never wait on each other in a circle.
+pub async fn record_submissions(
+    pool: PgPool,
+    submissions: Vec<Submission>,
+) -> Result<Vec<Option<Uuid>>, sqlx::Error> {
+    let keys: Vec<&str> = submissions.iter().map(|s| s.key.as_str()).collect();
+    let apps: Vec<&str> = submissions.iter().map(|s| s.app.as_str()).collect();
+    let rows: Vec<(i64, Uuid)> = sqlx::query_as(
+        "WITH submission AS (
+             SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS s(key, app, n)),
+         existing AS (
+             SELECT submission.n, m.id FROM submission
+             JOIN comms.messages m ON m.idempotency_key = submission.key),
          submitted AS (
              INSERT INTO comms.api_submissions (idempotency_key, app)
-             SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM existing)
+             SELECT key, app FROM (
+                 SELECT DISTINCT ON (key) key, app FROM submission
+                 WHERE NOT EXISTS (SELECT 1 FROM existing WHERE existing.n = submission.n)
+                 ORDER BY key, n) first
+             ORDER BY key
              ON CONFLICT (idempotency_key) DO NOTHING)
-         SELECT id FROM existing",
+         SELECT n, id FROM existing",
     )
-    .bind(key)
-    .bind(app)
-    .fetch_optional(pool)
-    .await
+    .bind(&keys)
+    .bind(&apps)
+    .fetch_all(&pool)
+    .await?;
+    let mut found = vec![None; submissions.len()];
+    for (n, id) in rows {
+        if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| found.get_mut(i)) {
+            *slot = Some(id);
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

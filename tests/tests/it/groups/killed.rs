@@ -1,5 +1,6 @@
-//! The sender process killed with -9 in the middle of a group, before and after its provider
-//! calls started: what was never called is sent exactly once after recovery, and what may have
+//! The sender process killed with -9 in the middle of a group, while claiming it (before its
+//! provider calls) and after the calls started: what was never called is sent exactly once after
+//! recovery, and what may have
 //! reached the provider is failed as `dispatch_outcome_unknown` with its owner's task, never sent
 //! twice (docs/reliability.md#the-window-of-dispatch_outcome_unknown).
 //!
@@ -19,19 +20,22 @@ use super::{count, count_reaches, fleet_with, queue};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_sender-worker");
 const WAIT: Duration = Duration::from_secs(30);
-/// The advisory lock the test holds to stop a group right before its provider calls.
+/// The advisory lock the test holds to stop a group's claim, before its provider calls.
 const HOLD: i64 = 72_270;
 
-/// Makes every mark of a provider call (`call_started_at` set on a message in `sending`) wait
-/// for the advisory lock [`HOLD`]: a group is claimed, and stops before any of its calls starts.
-/// Only in this test's own database.
-async fn stop_groups_before_their_calls(fleet: &SendFleet) {
+/// Makes every claim (a message written with its provider call marked as started: the group
+/// path's record-and-claim and the one-message path's claim) wait for the advisory lock
+/// [`HOLD`] inside its transaction: groups are taken, and stop before any call. Only in this
+/// test's own database.
+async fn stop_claims_before_their_calls(fleet: &SendFleet) {
     for statement in [
         "CREATE FUNCTION comms.test_hold_call() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN PERFORM pg_advisory_xact_lock(72270); RETURN NEW; END $$",
+        "CREATE TRIGGER test_hold_claim BEFORE INSERT ON comms.messages
+         FOR EACH ROW WHEN (NEW.call_started_at IS NOT NULL)
+         EXECUTE FUNCTION comms.test_hold_call()",
         "CREATE TRIGGER test_hold_call BEFORE UPDATE OF call_started_at ON comms.messages
-         FOR EACH ROW WHEN (OLD.delivery_state = 'sending' AND OLD.call_started_at IS NULL
-                            AND NEW.call_started_at IS NOT NULL)
+         FOR EACH ROW WHEN (OLD.call_started_at IS NULL AND NEW.call_started_at IS NOT NULL)
          EXECUTE FUNCTION comms.test_hold_call()",
     ] {
         sqlx::query(statement)
@@ -58,11 +62,11 @@ async fn waiting_for_the_hold(fleet: &SendFleet) -> i64 {
 }
 
 #[tokio::test]
-async fn a_sender_killed_after_claiming_a_group_but_before_its_calls_sends_each_message_once_after_recovery()
+async fn a_sender_killed_while_claiming_a_group_before_its_calls_sends_each_message_once_after_recovery()
  {
     const N: usize = 40;
     let mut fleet = fleet_with(&[]).await;
-    stop_groups_before_their_calls(&fleet).await;
+    stop_claims_before_their_calls(&fleet).await;
     let url = {
         use secrecy::ExposeSecret;
         fleet.env.settings.database.url.expose_secret().to_string()
@@ -76,21 +80,17 @@ async fn a_sender_killed_after_claiming_a_group_but_before_its_calls_sends_each_
     queue(&fleet, "cut", N).await;
     let process = fleet.spawn_process(BINARY);
 
-    // Every message claimed (`sending`), every group stopped at its mark.
-    let claimed = count_reaches(
-        &fleet,
-        "SELECT count(*) FROM comms.messages WHERE delivery_state = 'sending' AND dispatch_claim IS NOT NULL",
-        N,
-    )
+    // Every request handed to the process, and its claims stopped at the hold: whatever of the
+    // burst is not in a waiting claim is still before it, so nothing can be called.
+    let sms_queue = fleet.env.topology.send_queue("sms").name;
+    let taken = eventually(WAIT, || async {
+        fleet.env.depth(&sms_queue).await == 0 && waiting_for_the_hold(&fleet).await > 0
+    })
     .await;
-    assert!(claimed, "the sender claimed the whole burst");
-    assert!(
-        eventually(WAIT, || async { waiting_for_the_hold(&fleet).await > 0 }).await,
-        "a group's mark waits"
-    );
+    assert!(taken, "the sender took the burst and a claim waits");
     process.kill_9();
-    // The killed process's marks never commit (the operating system closed its connections;
-    // PostgreSQL notices when a waiting session's statement would go on).
+    // The killed process's claims never commit: their transactions end with its connections
+    // (PostgreSQL notices when a waiting session's statement would go on).
     sqlx::query(
         "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
          WHERE l.locktype = 'advisory' AND NOT l.granted AND a.datname = current_database()",
@@ -99,16 +99,21 @@ async fn a_sender_killed_after_claiming_a_group_but_before_its_calls_sends_each_
     .await
     .expect("terminate");
     holder.close().await.expect("release the hold");
-    sqlx::query("DROP TRIGGER test_hold_call ON comms.messages")
-        .execute(&fleet.env.pool)
-        .await
-        .expect("drop");
-    let unstarted = count(
-        &fleet,
-        "SELECT count(*) FROM comms.messages WHERE delivery_state = 'sending' AND call_started_at IS NULL",
-    )
-    .await;
-    assert_eq!(unstarted, N as i64, "claimed, calls never started");
+    for trigger in ["test_hold_claim", "test_hold_call"] {
+        sqlx::query(&format!("DROP TRIGGER {trigger} ON comms.messages"))
+            .execute(&fleet.env.pool)
+            .await
+            .expect("drop");
+    }
+    assert_eq!(
+        count(
+            &fleet,
+            "SELECT count(*) FROM comms.messages WHERE delivery_state = 'sending'",
+        )
+        .await,
+        0,
+        "no claim was committed"
+    );
     assert!(
         at_provider(&fleet).await.is_empty(),
         "nothing reached the provider"
@@ -136,18 +141,19 @@ async fn a_sender_killed_after_claiming_a_group_but_before_its_calls_sends_each_
         accepted.into_iter().collect::<BTreeSet<_>>(),
         recorded.into_iter().collect::<BTreeSet<_>>()
     );
-    assert_eq!(
-        fleet.timeline("cut-0").await,
-        [
-            "received",
-            "dispatching",
-            "dispatch_released",
-            "dispatching",
-            "sent"
-        ]
-    );
-    let (_, attempts) = fleet.failure("cut-0").await;
-    assert_eq!(attempts, 1, "the claim that never called is not counted");
+    for i in 0..N {
+        let key = format!("cut-{i}");
+        assert_eq!(
+            fleet.timeline(&key).await,
+            ["received", "dispatching", "sent"],
+            "{key}: one claim, one call"
+        );
+        let (_, attempts) = fleet.failure(&key).await;
+        assert_eq!(
+            attempts, 1,
+            "{key}: the claim that never committed is not counted"
+        );
+    }
     assert_eq!(
         count(
             &fleet,

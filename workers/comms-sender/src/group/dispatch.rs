@@ -1,14 +1,12 @@
 //! The provider calls of a group's claimed messages and the recording of what came back.
 //!
-//! First the calls are marked as started, in one statement whose commit comes before any byte
-//! goes to a provider ([`write::mark_calls`]): a message of a group whose process dies before
-//! that commit was never sent, and is sent again after recovery instead of being failed as
-//! `dispatch_outcome_unknown`. Each call is then preceded, with nothing in between, by the check
-//! for a pause read while the group was claiming (as on the one-message path); a message it
-//! covers is held instead. Acceptances are recorded in one statement; holds, failures and
+//! The claim that recorded the messages also marked their calls as started
+//! ([`write::record_and_claim`]); the calls follow its commit with nothing awaited in between, so
+//! a group whose process dies before that commit recorded nothing and is sent again after
+//! recovery, never failed as `dispatch_outcome_unknown`. Each call is preceded, with nothing in
+//! between, by the check for a pause read while the group was claiming (as on the one-message
+//! path); a message it covers is held instead. Acceptances are recorded in one statement; holds, failures and
 //! retries each through the one-message outcome code, side by side.
-
-use std::collections::HashSet;
 
 use comms_domain::pause::ActivePause;
 use comms_runtime::runtime::Outcome;
@@ -21,7 +19,6 @@ use crate::outcomes;
 use crate::providers::{Dispatch, Outbound};
 use crate::sender::SendHandler;
 use crate::store::Message;
-use uuid::Uuid;
 
 /// What became of one claimed message at the provider's door.
 enum Called {
@@ -32,40 +29,11 @@ enum Called {
 }
 
 /// Sends every claimed message (delivery index, message, what was claimed) and records each
-/// outcome; returns the outcome of every delivery it decided, and the indexes of the members it
-/// leaves to the one-message path.
+/// outcome; returns the outcome of every delivery.
 pub(super) async fn send_claimed(
     handler: &SendHandler,
-    claim: Uuid,
     claimed: &[(usize, &Message, &NewMessage<'_>)],
-) -> (Decided, Vec<usize>) {
-    let ids: Vec<Uuid> = claimed.iter().map(|(_, message, _)| message.id).collect();
-    let t = std::time::Instant::now();
-    let marked: HashSet<Uuid> = match write::mark_calls(&handler.pool, claim, &ids).await {
-        // (Its time is also part of the caller's `group_provider_outcome`.)
-        Ok(marked) => {
-            crate::sender::stage("group_call_mark", t);
-            marked.into_iter().collect()
-        }
-        // Nothing was called: each message stays claimed with its call not started, and the
-        // broker's next delivery of it releases it and sends it again.
-        Err(error) => {
-            tracing::warn!(%error, group.size = ids.len(), "marking the group's provider calls failed; none was called");
-            let retry = |(index, ..): &(usize, _, _)| {
-                let outcome = Outcome::retry("the provider calls could not be marked");
-                (*index, outcome)
-            };
-            return (claimed.iter().map(retry).collect(), Vec::new());
-        }
-    };
-    // A message not marked was released meanwhile by another delivery of it (or its claim,
-    // not yet durable, was lost with a crash of the database): the one-message path decides it
-    // from what is recorded.
-    type Member<'m, 'n> = &'m (usize, &'m Message, &'m NewMessage<'n>);
-    let (claimed, unmarked): (Vec<Member<'_, '_>>, Vec<Member<'_, '_>>) = claimed
-        .iter()
-        .partition(|(_, message, _)| marked.contains(&message.id));
-    let left = unmarked.iter().map(|(index, ..)| *index).collect();
+) -> Decided {
     let mut decided: Decided = Vec::new();
     let called = join_all(claimed.iter().map(|(_, message, new)| async move {
         if let Some(pause) = handler.switch.pending_cover_except(
@@ -153,7 +121,7 @@ pub(super) async fn send_claimed(
     )
     .await;
     decided.extend(recorded);
-    (decided, left)
+    decided
 }
 
 fn outbound(message: &Message, new: &NewMessage<'_>) -> Outbound {

@@ -5,8 +5,8 @@
 //! [`crate::rules::Book::decide`] as the one-message path for each member, and sends together
 //! the members decided [`Decision::Dispatch`]: a rate token each without waiting, the same
 //! [`crate::rules::Book::gate`] over the pause switch's verdicts, one statement that records and
-//! claims them all, one that marks their provider calls as started (committed before the first
-//! call), the calls side by side, one statement that records every acceptance. Every effect is
+//! claims them all and marks their provider calls as started (its commit comes right before the
+//! first call), the calls side by side, one statement that records every acceptance. Every effect is
 //! committed before the group's outcomes go back to the runtime, which acks each delivery only
 //! then.
 //!
@@ -233,8 +233,7 @@ async fn send_together(
             .filter(|at| !taken[*at])
             .map(|at| clear.again_index[at]),
     );
-    let (decided, unmarked) = dispatch::send_claimed(handler, claim, &mine).await;
-    left.extend(unmarked);
+    let decided = dispatch::send_claimed(handler, &mine).await;
     stage("group_provider_outcome", t);
     (decided, left)
 }

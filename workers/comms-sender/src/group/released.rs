@@ -77,7 +77,7 @@ pub async fn behind_older(
 
 /// Claims the released members for dispatch by the group's `claim` in one statement
 /// ([`batch::claim_released`]); returns those claimed (another delivery may have been first).
-/// The group marks their calls with the new members' ([`super::write`]).
+/// The claim also marks their calls as started, as the new members' does ([`super::write`]).
 pub async fn claim(
     pool: &PgPool,
     members: &[(&NewMessage<'_>, Uuid)],

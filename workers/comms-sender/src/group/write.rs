@@ -1,6 +1,6 @@
-//! The writes of a group of new messages: record-and-claim, the mark of the provider calls right
-//! before they start, and the `sent` outcomes after them — one statement (one commit) each for the
-//! whole group.
+//! The writes of a group of new messages: record-and-claim (which also marks the provider calls
+//! as started, right before they start), and the `sent` outcomes after them — one statement (one
+//! commit) each for the whole group.
 //!
 //! The statements are the ledger's (`comms_domain::messages::ledger::{record, batch}`); this
 //! module turns the group's members into its rows.
@@ -10,7 +10,7 @@
 //! every state change has its event in the same statement.
 
 use comms_domain::contract::ValidSendRequest;
-use comms_domain::messages::ledger::{batch, calls, record};
+use comms_domain::messages::ledger::{batch, record};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -35,7 +35,7 @@ pub struct NewMessage<'a> {
 }
 
 /// Records each message already claimed for dispatch by `claim` (`sending`, attempt 1, rendered
-/// content stored, its call not started yet) with its `received` and `dispatching` events, in one
+/// content stored, its call marked as started) with its `received` and `dispatching` events, in one
 /// statement
 /// ([`record::record_and_claim`]: rows in key order, so two groups holding the same keys never
 /// deadlock). Returns the messages it created; a message whose idempotency key already exists is
@@ -65,15 +65,4 @@ pub async fn record_and_claim(
 /// rather than deadlocks). Returns how many moved (a message no longer `sending` is left as it is).
 pub async fn record_sent(pool: &PgPool, accepted: &[Accepted]) -> Result<u64, sqlx::Error> {
     batch::mark_sent(pool, accepted, ACTOR).await
-}
-
-/// Marks the provider calls of the claimed messages `ids` as started, in one statement
-/// ([`calls::mark_started`]); the caller waits for this commit before any call starts. Returns
-/// the ids marked: only those may be sent.
-pub async fn mark_calls(
-    pool: &PgPool,
-    claim: Uuid,
-    ids: &[Uuid],
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    calls::mark_started(pool, claim, ids).await
 }

@@ -3,7 +3,7 @@
 //! `sent` outcomes, and the status worker's moves and timeline entries.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::messages::DeliveryState;
@@ -77,12 +77,14 @@ pub struct ReleasedClaim<'a> {
 }
 
 /// Claims each released message (`received` after a pause's release) for dispatch by `claim` in
-/// one statement: `sending`, one more attempt, its call not started yet, its rendered content
-/// stored, its `dispatching` event with `recovery`. Rows are locked in id order (as [`mark_sent`] does). Returns the messages it
-/// claimed; one that is no longer `received` — another delivery of it got there first — is not
-/// among them.
-pub async fn claim_released<'e>(
-    db: impl PgExecutor<'e>,
+/// one statement: `sending`, one more attempt, its call marked as started (the caller calls
+/// right after this returns), its rendered content stored, its `dispatching` event with
+/// `recovery`. Like [`super::record::record_and_claim`], the statement runs in a transaction
+/// only this process's `COMMIT` ends, so a process that dies before it claimed nothing. Rows are
+/// locked in id order (as [`mark_sent`] does). Returns the messages it claimed; one that is no
+/// longer `received` — another delivery of it got there first — is not among them.
+pub async fn claim_released(
+    pool: &PgPool,
     claims: &[ReleasedClaim<'_>],
     claim: Uuid,
     actor: &str,
@@ -97,7 +99,8 @@ pub async fn claim_released<'e>(
     let versions: Vec<i32> = claims.iter().map(|c| c.content.template_version).collect();
     let segments: Vec<Option<i32>> = claims.iter().map(|c| c.content.sms_segments).collect();
     let clients: Vec<Option<Uuid>> = claims.iter().map(|c| c.client_id).collect();
-    sqlx::query_as(&format!(
+    let mut claiming = pool.begin().await?;
+    let claimed = sqlx::query_as(&format!(
         "WITH u AS (
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[],
                  $6::int[], $7::uuid[], $8::text[])
@@ -108,7 +111,7 @@ pub async fn claim_released<'e>(
                  attempt_count = m.attempt_count + 1, subject = u.subject, body = u.body,
                  template_version = u.template_version, sms_encoding = u.sms_encoding,
                  sms_segments = u.sms_segments, client_id = u.client_id, dispatch_claim = $11,
-                 call_started_at = NULL, updated_at = now()
+                 call_started_at = now(), updated_at = now()
              FROM u WHERE m.id = u.id AND m.delivery_state = 'received'
              RETURNING m.*, u.account, u.ord),
          e AS (
@@ -129,8 +132,10 @@ pub async fn claim_released<'e>(
     .bind(actor)
     .bind(recovery)
     .bind(claim)
-    .fetch_all(db)
-    .await
+    .fetch_all(&mut *claiming)
+    .await?;
+    claiming.commit().await?;
+    Ok(claimed)
 }
 
 /// Every move a group of provider callbacks makes to one message, folded into one update.

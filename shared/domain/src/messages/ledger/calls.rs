@@ -3,39 +3,20 @@
 //! at the claim (docs/reliability.md#the-window-of-dispatch_outcome_unknown).
 //!
 //! A claim (`sending`) and the start of its provider call are two facts. A process that dies
-//! between them has sent nothing; one that dies after may have. So the sender marks the call
-//! ([`mark_started`]) and waits for that commit before any byte goes to a provider, and a message
-//! later found in `sending` without a mark is released ([`release_unstarted`]) and sent again
-//! through the normal path, with its idempotency key. It is never sent twice: the mark and the
-//! release are each conditional on the same claim holding the message with no mark yet, so
-//! PostgreSQL lets exactly one of them happen (the second waits for the first's row lock, then
-//! finds its condition false). A dispatch whose mark lost does not call the provider.
+//! before its claim commits has recorded nothing; one that dies after may have called. Both
+//! paths therefore write the call's mark (`call_started_at`) in the claim itself and call the
+//! provider right after its commit, with nothing awaited in between: the one-message path's
+//! claim ([`super::Transition::call_started`]) and the group path's record-and-claim and
+//! released claim ([`super::record::record_and_claim`], [`super::batch::claim_released`]).
+//!
+//! A message found in `sending` without a mark was claimed by a sender of an earlier version,
+//! which claimed and marked in two statements and died between them: nothing was sent. It is
+//! released ([`release_unstarted`]) and sent again through the normal path, with its idempotency
+//! key, never twice: the release is conditional on the claim still holding the message with no
+//! mark, under the row's lock.
 
 use sqlx::PgExecutor;
 use uuid::Uuid;
-
-/// Marks the provider calls of the messages `ids`, held by `claim`, as started, in one statement
-/// (a group's calls start together). Returns the ids it marked: only those may be sent. One not
-/// among them was released meanwhile (a redelivery of it is sending it again) or left `sending`.
-///
-/// Only `call_started_at` changes (not `updated_at`, which is indexed), so the update can stay
-/// on its page.
-pub async fn mark_started<'e>(
-    db: impl PgExecutor<'e>,
-    claim: Uuid,
-    ids: &[Uuid],
-) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE comms.messages SET call_started_at = now()
-         WHERE id = ANY($1) AND dispatch_claim = $2 AND delivery_state = 'sending'
-           AND call_started_at IS NULL
-         RETURNING id",
-    )
-    .bind(ids)
-    .bind(claim)
-    .fetch_all(db)
-    .await
-}
 
 /// Releases message `id` from `claim`, whose provider call never started (its process stopped
 /// before the mark): back to `retrying` with the claim's attempt given back, its

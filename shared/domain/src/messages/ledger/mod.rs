@@ -95,7 +95,7 @@ pub struct Transition<'a> {
     /// claim still holds the message; `None` moves it whichever claim holds it.
     pub claim: Option<Uuid>,
     /// A claim followed by its provider call with nothing awaited in between (the one-message
-    /// path): the claim is also the call's mark ([`calls::mark_started`]).
+    /// path): the claim is also the call's mark ([`calls`]).
     pub call_started: bool,
     pub event: Event,
     pub task: Option<Task>,

@@ -146,10 +146,15 @@ pub struct Claimed<'a> {
 }
 
 /// Records each message already claimed for dispatch (`sending`, attempt 1, rendered content
-/// stored, held by `claim`, its call not started) with its `received` and `dispatching` events
-/// (the latter with `recovery`). The caller marks the calls ([`super::calls::mark_started`])
-/// before making any, and only that commit is waited for (see below). Rows are inserted in key
-/// order, so two groups holding the same keys wait on each other in one order
+/// stored, held by `claim`, its provider call marked as started) with its `received` and
+/// `dispatching` events (the latter with `recovery`). The claim is also the calls' mark: the
+/// caller makes the calls right after this returns, with nothing awaited in between, as the
+/// one-message path does after its own claim ([`super::calls`]).
+///
+/// The statement runs in a transaction that only this process's `COMMIT` ends: PostgreSQL finishes a statement whose client died, and a
+/// statement of its own would then commit a claim whose calls never came. A process that dies
+/// before its commit recorded nothing (its requests come back and are recorded anew). Rows are
+/// inserted in key order, so two groups holding the same keys wait on each other in one order
 /// only (never a deadlock). Returns the messages it created; a message whose idempotency key
 /// already exists is not among them.
 pub async fn record_and_claim(
@@ -163,14 +168,9 @@ pub async fn record_and_claim(
     for message in messages {
         columns.push(message);
     }
-    // `flush_later`: this statement's commit is not waited for (asynchronous commit, for this
-    // transaction only). Nothing leaves the process before the calls' mark, whose commit is
-    // waited for and makes this claim durable with it (the write-ahead log is flushed in order);
-    // should PostgreSQL crash before that, the claim is gone, nothing was called, and the
-    // requests come back. So the mark costs the group no flush of its own.
-    sqlx::query_as(
-        "WITH flush_later AS (SELECT set_config('synchronous_commit', 'off', true)),
-         input AS (
+    let mut claiming = pool.begin().await?;
+    let recorded = sqlx::query_as(
+        "WITH input AS (
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[],
                  $6::text[], $7::text[], $8::text[], $9::text[], $10::uuid[], $11::text[],
                  $12::int[], $13::bool[], $14::bool[], $15::timestamptz[], $16::jsonb[],
@@ -185,12 +185,12 @@ pub async fn record_and_claim(
                  recipient_address, owner, source, trigger, record_type, record_id, template_name,
                  template_version, contains_roi, ai_draft, send_after, request, subject, body,
                  sms_encoding, sms_segments, client_id, traceparent, delivery_state,
-                 attempt_count, dispatch_claim)
+                 attempt_count, dispatch_claim, call_started_at)
              SELECT idempotency_key, channel, kind, contact_id, recipient_address, owner, source,
                  trigger, record_type, record_id, template_name, template_version, contains_roi,
                  ai_draft, send_after, request, subject, body, sms_encoding, sms_segments,
-                 client_id, traceparent, 'sending', 1, $26
-             FROM input CROSS JOIN flush_later ORDER BY idempotency_key
+                 client_id, traceparent, 'sending', 1, $26, now()
+             FROM input ORDER BY idempotency_key
              ON CONFLICT (idempotency_key) DO NOTHING
              RETURNING id, idempotency_key, channel, kind, contact_id, recipient_address,
                  delivery_state, send_after, held_by_pause, created_at, updated_at, dispatch_claim,
@@ -238,8 +238,10 @@ pub async fn record_and_claim(
     .bind(recovery)
     .bind(&columns.traceparent)
     .bind(claim)
-    .fetch_all(pool)
-    .await
+    .fetch_all(&mut *claiming)
+    .await?;
+    claiming.commit().await?;
+    Ok(recorded)
 }
 
 /// The group's values, one array per column (how `unnest` takes them).

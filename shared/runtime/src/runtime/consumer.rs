@@ -122,6 +122,12 @@ async fn session<H: Handler>(
     } else {
         1
     };
+    // Without groups every delivery is its own "group": only `concurrency` bounds them.
+    let slots = Arc::new(Semaphore::new(if group_max > 1 {
+        settings.groups_in_flight
+    } else {
+        settings.concurrency
+    }));
     let mut in_flight = JoinSet::new();
     let ended = loop {
         while in_flight.try_join_next().is_some() {}
@@ -134,6 +140,17 @@ async fn session<H: Handler>(
             Some(Ok(delivery)) => delivery,
             Some(Err(error)) => break Err(SessionError::Broker(error)),
             None => break Err(SessionError::StreamEnded),
+        };
+        // A free group slot first: while every slot is busy, arriving deliveries gather (up to
+        // the prefetch) and the next group takes them all at once.
+        // (A delivery held while stopping is never acked: the broker delivers it again.)
+        let slot = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break Ok(()),
+            slot = slots.clone().acquire_owned() => slot,
+        };
+        let Ok(slot) = slot else {
+            break Err(SessionError::StreamEnded);
         };
         // Whatever else has already arrived joins the group; nothing waits for more.
         let mut group = vec![delivery];
@@ -171,6 +188,7 @@ async fn session<H: Handler>(
         in_flight.spawn(async move {
             task.await;
             drop(permit);
+            drop(slot);
         });
     };
 

@@ -129,6 +129,9 @@ impl Settings {
         if self.consumer.group_max == 0 {
             return invalid("consumer.group_max", "must be at least 1");
         }
+        if self.consumer.groups_in_flight == 0 {
+            return invalid("consumer.groups_in_flight", "must be at least 1");
+        }
         let ratio = self.status.partial_loss_ratio;
         if !(ratio > 0.0 && ratio <= 1.0) {
             return invalid("status.partial_loss_ratio", "must be above 0 and at most 1");

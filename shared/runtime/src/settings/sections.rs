@@ -119,6 +119,11 @@ pub struct ConsumerSettings {
     /// together, "batch" the digest worker's notification batching).
     #[serde(alias = "batch_max")]
     pub group_max: usize,
+    /// For the same workers: the most groups one consumer handles at the same time. The next
+    /// group is taken from what has arrived only when one of these slots is free, so under load
+    /// deliveries gather into fewer, larger groups (fewer statements per message) instead of
+    /// many small ones competing for the same database connections.
+    pub groups_in_flight: usize,
     /// Broker-carried retries before a message is parked in `comms.dead`.
     pub max_retries: u32,
     /// How long in-flight messages may finish after SIGTERM before they are returned.
@@ -136,6 +141,7 @@ impl Default for ConsumerSettings {
             prefetch: 128,
             concurrency: 64,
             group_max: 32,
+            groups_in_flight: 4,
             max_retries: 12,
             shutdown_grace: Duration::from_secs(20),
             reconnect_max_delay: Duration::from_secs(5),

@@ -5,7 +5,10 @@ use std::time::Duration;
 use anyhow::Context;
 use comms_runtime::settings::Settings;
 use comms_runtime::topology::{RETRY_TIERS, Topology};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions};
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection};
 use secrecy::ExposeSecret;
 use serde_json::json;
@@ -219,6 +222,28 @@ impl Bench {
         }
         let _ = channel.close(200, "done".into()).await;
         Ok(())
+    }
+
+    /// Messages ready in the three send queues (not counting those a sender holds unacked).
+    pub async fn queued_sends(&self) -> anyhow::Result<u32> {
+        let channel = self.connection.create_channel().await?;
+        let mut total = 0;
+        for name in ["sms", "email", "portal"] {
+            let queue = self.topology.send_queue(name);
+            let declared = channel
+                .queue_declare(
+                    queue.name.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+            total += declared.message_count();
+        }
+        let _ = channel.close(200, "done".into()).await;
+        Ok(total)
     }
 
     /// Waits until every message whose key starts with `prefix` is sent (or `limit` passes).

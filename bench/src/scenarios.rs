@@ -375,19 +375,12 @@ pub(crate) async fn latency_named(
         Duration::from_secs(30),
     )
     .await?;
-    let total = knobs.rate * knobs.rate_seconds;
-    let per_tick = (knobs.rate / 100).max(1);
-    let mut ticker = tokio::time::interval(Duration::from_millis(10));
-    let mut i = 0;
-    while i < total {
-        ticker.tick().await;
-        let now = Utc::now().timestamp_millis();
-        let batch: Vec<_> = (i..(i + per_tick).min(total))
-            .map(|n| bench.request(&format!("{prefix}{n:07}"), n, now))
-            .collect();
-        i += batch.len();
-        bench.publish_bulk(&batch).await?;
-    }
+    // Warm-up, not measured: the same rate for LATENCY_WARM_UP_SECONDS under keys of their own,
+    // so the figure is the sender's steady state rather than its first seconds (and whatever the
+    // database still does after the throughput runs before it).
+    let warm_up = format!("warm-{prefix}");
+    offer(bench, knobs.rate, LATENCY_WARM_UP_SECONDS, &warm_up).await?;
+    let total = offer(bench, knobs.rate, knobs.rate_seconds, prefix).await?;
     let waited = bench
         .wait_sent(prefix, total, Duration::from_secs(300))
         .await;
@@ -404,6 +397,28 @@ pub(crate) async fn latency_named(
     let p50 = percentile(&mut samples, 0.50);
     let p99 = percentile(&mut samples, 0.99);
     Ok((p50, p99, rss, stages))
+}
+
+/// Seconds of traffic before the latency run's measured traffic.
+const LATENCY_WARM_UP_SECONDS: usize = 3;
+
+/// Publishes `rate` requests a second for `seconds` (a tick every 10 ms), keyed `<prefix><n>`,
+/// each carrying its publish time; returns how many.
+async fn offer(bench: &Bench, rate: usize, seconds: usize, prefix: &str) -> anyhow::Result<usize> {
+    let total = rate * seconds;
+    let per_tick = (rate / 100).max(1);
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    let mut i = 0;
+    while i < total {
+        ticker.tick().await;
+        let now = Utc::now().timestamp_millis();
+        let batch: Vec<_> = (i..(i + per_tick).min(total))
+            .map(|n| bench.request(&format!("{prefix}{n:07}"), n, now))
+            .collect();
+        i += batch.len();
+        bench.publish_bulk(&batch).await?;
+    }
+    Ok(total)
 }
 
 /// Mean seconds per sender stage, from the sender's own histogram.

@@ -45,6 +45,17 @@ async fn outcomes_are_idempotent_attributed_and_refused_with_a_reason() {
     });
     env.publish(&exchange, "outcome.review", review.to_string().as_bytes())
         .await;
+    // The sale is recorded before its id is reused (deliveries are handled side by side, so a
+    // reuse published right behind it could be handled first and be the one recorded).
+    let sale_recorded = eventually(WAIT, || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM comms.outcomes WHERE id = 'crm-sale-7'")
+            .fetch_one(&env.pool)
+            .await
+            .expect("outcomes")
+            == 1
+    })
+    .await;
+    assert!(sale_recorded, "the sale is recorded");
     // Refused, each with its reason: the same id with other content, a type on the wrong key,
     // a report view (recorded by the signed view link instead), no attribution.
     let mut reused = sale.clone();

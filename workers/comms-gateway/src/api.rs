@@ -126,8 +126,8 @@ async fn submit(
     };
     let inner = state.inner();
     // One statement (shared with the requests arriving at the same moment): the message already
-    // recorded under the key, if any; if none, which app this key belongs to (for `GET /v1/messages` and the events' `app`), recorded before the
-    // publish so the message is never readable by the wrong app. If the database is down the
+    // recorded under the key, if any; if none, which app this key belongs to (for
+    // `GET /v1/messages` and the events' `app`), recorded before the publish so the message is never readable by the wrong app. If the database is down the
     // request still goes out (the sender dedupes) and reads fall back on the request's `source`.
     let existing = inner
         .submissions

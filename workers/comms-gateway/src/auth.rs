@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::reply;
-use crate::write_batch::{BatchError, WriteBatch};
+use crate::write_batch::{BatchError, WriteBatch, by_ordinal};
 use comms_domain::api_keys::{Role, hash_key};
 
 /// The key store, as the extractor needs it.
@@ -157,14 +157,13 @@ async fn check_and_audit(
     .bind(column(|call| &call.roles))
     .fetch_all(&pool)
     .await?;
-    let mut callers = vec![None; calls.len()];
-    for (n, id, name, role) in rows {
-        let slot = usize::try_from(n - 1).ok().and_then(|i| callers.get_mut(i));
-        if let Some(slot) = slot {
-            *slot = ApiCaller::from_row((id, name, role));
-        }
-    }
-    Ok(callers)
+    let rows = rows
+        .into_iter()
+        .map(|(n, id, name, role)| (n, ApiCaller::from_row((id, name, role))));
+    Ok(by_ordinal(calls.len(), rows)
+        .into_iter()
+        .map(Option::flatten)
+        .collect())
 }
 
 /// The roles an endpoint accepts.

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::auth::{Authorized, Enqueue};
 use crate::reply;
 use crate::state::GatewayState;
-use crate::write_batch::WriteBatch;
+use crate::write_batch::{WriteBatch, by_ordinal};
 
 /// Largest page `GET /v1/messages` returns (`limit` is capped to it).
 pub const MAX_PAGE: i64 = 200;
@@ -279,13 +279,7 @@ pub async fn record_submissions(
     .bind(&apps)
     .fetch_all(&pool)
     .await?;
-    let mut found = vec![None; submissions.len()];
-    for (n, id) in rows {
-        if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| found.get_mut(i)) {
-            *slot = Some(id);
-        }
-    }
-    Ok(found)
+    Ok(by_ordinal(submissions.len(), rows))
 }
 
 #[cfg(test)]

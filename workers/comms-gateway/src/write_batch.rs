@@ -115,6 +115,18 @@ async fn collect<In, Out, F, Fut>(
     }
 }
 
+/// One answer per write of a batch of `writes`, from a statement's rows that each carry the
+/// 1-based position of their write (`WITH ORDINALITY`); a write without a row gets `None`.
+pub fn by_ordinal<T>(writes: usize, rows: impl IntoIterator<Item = (i64, T)>) -> Vec<Option<T>> {
+    let mut answers: Vec<Option<T>> = std::iter::repeat_with(|| None).take(writes).collect();
+    for (n, row) in rows {
+        if let Some(slot) = usize::try_from(n - 1).ok().and_then(|i| answers.get_mut(i)) {
+            *slot = Some(row);
+        }
+    }
+    answers
+}
+
 fn answer<Out>(
     replies: Vec<oneshot::Sender<Result<Out, BatchError>>>,
     outcome: Result<Vec<Out>, sqlx::Error>,
@@ -214,6 +226,12 @@ mod tests {
             batch.write(7).await.expect("a later batch is unaffected"),
             7
         );
+    }
+
+    #[test]
+    fn rows_go_to_their_writes_by_position_and_a_write_without_a_row_gets_none() {
+        let answers = by_ordinal(3, [(3, "c"), (1, "a"), (9, "out of range")]);
+        assert_eq!(answers, vec![Some("a"), None, Some("c")]);
     }
 
     #[tokio::test]

@@ -151,8 +151,8 @@ pub struct Claimed<'a> {
 /// caller makes the calls right after this returns, with nothing awaited in between, as the
 /// one-message path does after its own claim ([`super::calls`]).
 ///
-/// The statement runs in a transaction that only this process's `COMMIT` ends: PostgreSQL finishes a statement whose client died, and a
-/// statement of its own would then commit a claim whose calls never came. A process that dies
+/// The statement runs in a transaction that only this process's `COMMIT` ends: PostgreSQL
+/// finishes a statement whose client died, and a statement of its own would then commit a claim whose calls never came. A process that dies
 /// before its commit recorded nothing (its requests come back and are recorded anew). Rows are
 /// inserted in key order, so two groups holding the same keys wait on each other in one order
 /// only (never a deadlock). Returns the messages it created; a message whose idempotency key

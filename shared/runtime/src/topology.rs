@@ -13,7 +13,10 @@ use lapin::{Channel, ExchangeKind};
 
 /// The delay tiers a retry waits in. A retry is parked in the smallest tier at least as long as
 /// the wanted delay (capped at the largest), so the broker, not a sleeping consumer, carries it.
+/// The exponential schedule starts at 1 s; the 250 ms tier is for waits known to be short (a
+/// status callback that outran the sender's commit by a few milliseconds).
 pub const RETRY_TIERS: &[Duration] = &[
+    Duration::from_millis(250),
     Duration::from_secs(1),
     Duration::from_secs(5),
     Duration::from_secs(30),
@@ -202,10 +205,12 @@ impl Topology {
             .unwrap_or(RETRY_TIERS[0])
     }
 
-    /// Short label of a tier, used in queue names and routing keys (`1s`, `2m`, `1h`).
+    /// Short label of a tier, used in queue names and routing keys (`250ms`, `1s`, `2m`, `1h`).
     pub fn tier_label(tier: Duration) -> String {
         let secs = tier.as_secs();
-        if secs >= 3600 && secs.is_multiple_of(3600) {
+        if tier.subsec_nanos() != 0 {
+            format!("{}ms", tier.as_millis())
+        } else if secs >= 3600 && secs.is_multiple_of(3600) {
             format!("{}h", secs / 3600)
         } else if secs >= 60 && secs.is_multiple_of(60) {
             format!("{}m", secs / 60)
@@ -370,6 +375,10 @@ mod tests {
     fn a_delay_is_parked_in_the_smallest_tier_that_covers_it() {
         assert_eq!(
             Topology::retry_tier(Duration::from_millis(10)),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            Topology::retry_tier(Duration::from_millis(400)),
             Duration::from_secs(1)
         );
         assert_eq!(
@@ -386,6 +395,10 @@ mod tests {
         );
         assert_eq!(
             Topology::retry_tier_floor(Duration::from_millis(10)),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            Topology::retry_tier_floor(Duration::from_millis(1500)),
             Duration::from_secs(1)
         );
     }
@@ -396,6 +409,14 @@ mod tests {
         let key = Topology::retry_routing_key(Duration::from_secs(120), "comms.send.sms");
         assert_eq!(key, "2m.comms.send.sms");
         assert_eq!(t.retry_queue(Duration::from_secs(3600)), "comms.delay.1h");
+        assert_eq!(
+            t.retry_queue(Duration::from_millis(250)),
+            "comms.delay.250ms"
+        );
+        assert_eq!(
+            Topology::retry_routing_key(Duration::from_millis(250), "comms.status"),
+            "250ms.comms.status"
+        );
         assert_eq!(t.send_queue("email").routing_key, "send.email");
     }
 

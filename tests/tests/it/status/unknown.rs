@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
 use comms_runtime::runtime::{Handler, Incoming, Outcome};
+use comms_runtime::topology::RETRY_TIERS;
 use comms_status::StatusHandler;
+use comms_status::handler::EARLY_RECHECKS;
 use comms_tests::eventually;
 use lapin::types::{AMQPValue, FieldTable};
 
@@ -47,13 +49,20 @@ async fn the_handler_retries_then_parks_then_matches() {
     };
     let sid = "SMcccccccccccccccccccccccccccccc03";
     let body = format!("MessageSid={sid}&MessageStatus=delivered");
-    // Just received: wait for the sender.
-    match handler
-        .handle(&incoming(body.as_bytes(), Utc::now(), 0))
-        .await
-    {
-        Outcome::Retry { reason, .. } => assert!(reason.starts_with("unknown_message"), "{reason}"),
-        other => panic!("expected a retry, got {other:?}"),
+    // Just received: wait for the sender, first in the broker's smallest tier (it has usually
+    // outrun the sender's commit by milliseconds), then on the runtime's schedule.
+    for attempt in 0..=EARLY_RECHECKS {
+        match handler
+            .handle(&incoming(body.as_bytes(), Utc::now(), attempt))
+            .await
+        {
+            Outcome::Retry { reason, after } => {
+                assert!(reason.starts_with("unknown_message"), "{reason}");
+                let expected = (attempt < EARLY_RECHECKS).then_some(Duration::from_millis(250));
+                assert_eq!(after, expected, "retry {attempt}");
+            }
+            other => panic!("expected a retry, got {other:?}"),
+        }
     }
     // First seen longer ago than the window: parked with its reason.
     let long_ago = Utc::now() - chrono::Duration::minutes(11);
@@ -116,9 +125,17 @@ async fn a_callback_before_the_message_row_exists_is_retried_then_matched() {
     let sid = "SMdddddddddddddddddddddddddddddd04";
     rig.twilio(&[("MessageSid", sid), ("MessageStatus", "delivered")])
         .await;
-    // The callback waits in the first retry tier: it was handled and not dropped.
-    let retry_queue = rig.env.topology.retry_queue(Duration::from_secs(1));
-    let retried = eventually(WAIT, || async { rig.env.depth(&retry_queue).await >= 1 }).await;
+    // The callback waits in the delay tiers (250 ms twice, then the runtime's schedule):
+    // handled, not dropped.
+    let retried = eventually(WAIT, || async {
+        for tier in RETRY_TIERS {
+            if rig.env.depth(&rig.env.topology.retry_queue(*tier)).await >= 1 {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
     assert!(retried, "the unknown callback was scheduled for a retry");
     // Now the sender commits the message.
     let message = seed_message(

@@ -18,8 +18,8 @@ use crate::stats::percentile;
 const TOKEN: &str = "bench-twilio-token";
 
 /// The status worker's consumer settings in this scenario: those of its Kubernetes deployment
-/// (deploy/kubernetes/status.yaml).
-const STATUS_CONSUMER: &[(&str, &str)] = &[
+/// (deploy/kubernetes/status.yaml); the whole loop runs it with them too.
+pub(crate) const STATUS_CONSUMER: &[(&str, &str)] = &[
     ("COMMS__CONSUMER__GROUP_MAX", "64"),
     ("COMMS__CONSUMER__CONCURRENCY", "128"),
     ("COMMS__CONSUMER__PREFETCH", "256"),

@@ -3,7 +3,7 @@
 //! worker → `delivered` — at rising offered rates, each held for `BENCH_LOOP_SECONDS` (60).
 //!
 //! Every process is a release binary of its own: the gateway, two senders, the status worker
-//! and a sandbox that posts signed Twilio callbacks (`sent`, then `delivered`) to the gateway.
+//! (with its deployment's consumer settings, as in `BENCH_ONLY=status`) and a sandbox that posts signed Twilio callbacks (`sent`, then `delivered`) to the gateway.
 //! The requests are SMS (the sandbox signs SendGrid events with a key of its own, which the
 //! gateway would have to be given). Latency per message is enqueue (the client's clock, carried
 //! in the request) to the message recorded `delivered`, after 5 s of warm-up at the first rate
@@ -18,6 +18,7 @@ use comms_domain::api_keys::{self, Role};
 use crate::load::{Bench, send_request};
 use crate::procs::{self, Worker};
 use crate::stats::percentile;
+use crate::status::STATUS_CONSUMER;
 
 /// Offered rates tried, in order, until one misses the target.
 const STEPS: &[usize] = &[100, 200, 400, 700, 1000, 1500, 2000, 3000];
@@ -78,7 +79,17 @@ pub async fn measure(bench: &Bench, seconds: u64) -> anyhow::Result<LoopRun> {
         ("sender-1", "comms-sender"),
     ] {
         let port = procs::free_port()?;
-        workers.push(Worker::start(name, binary, &[], &env(port))?);
+        let mut env = env(port);
+        if name == "status" {
+            // As deployed (deploy/kubernetes/base/status.yaml): larger groups, more in flight.
+            env.retain(|(k, _)| !STATUS_CONSUMER.iter().any(|(key, _)| k == key));
+            env.extend(
+                STATUS_CONSUMER
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+            );
+        }
+        workers.push(Worker::start(name, binary, &[], &env)?);
         health.push(port);
     }
     let measured = async {

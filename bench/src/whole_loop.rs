@@ -3,7 +3,8 @@
 //! worker → `delivered` — at rising offered rates, each held for `BENCH_LOOP_SECONDS` (60).
 //!
 //! Every process is a release binary of its own: the gateway, two senders, the status worker
-//! (with its deployment's consumer settings, as in `BENCH_ONLY=status`) and a sandbox that posts signed Twilio callbacks (`sent`, then `delivered`) to the gateway.
+//! (with its deployment's consumer settings, as in `BENCH_ONLY=status`) and a sandbox that posts
+//! signed Twilio callbacks (`sent`, then `delivered`) to the gateway.
 //! The requests are SMS (the sandbox signs SendGrid events with a key of its own, which the
 //! gateway would have to be given). Latency per message is enqueue (the client's clock, carried
 //! in the request) to the message recorded `delivered`, after 5 s of warm-up at the first rate

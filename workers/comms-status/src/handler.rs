@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use comms_domain::webhook_body::{self, BodyError};
 use comms_runtime::amqp::header_str;
 use comms_runtime::runtime::{Handler, Incoming, Outcome};
-use comms_runtime::topology::Topology;
+use comms_runtime::topology::{RETRY_TIERS, Topology};
 use sqlx::PgPool;
 
 use crate::event::{Provider, ProviderEvent};
@@ -41,8 +41,8 @@ pub const RECEIVED_AT_HEADER: &str = "x-comms-received-at";
 /// Retries of a callback for an unknown message that wait only `EARLY_RECHECK_AFTER`, before the
 /// runtime's exponential schedule (from 1 s) takes over.
 pub const EARLY_RECHECKS: u32 = 2;
-/// How long an early recheck waits (the broker's smallest delay tier).
-pub const EARLY_RECHECK_AFTER: Duration = Duration::from_millis(250);
+/// How long an early recheck waits: the broker's smallest delay tier (250 ms).
+pub const EARLY_RECHECK_AFTER: Duration = RETRY_TIERS[0];
 
 /// The handler of `comms.status`.
 pub struct StatusHandler {

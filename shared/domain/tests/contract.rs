@@ -210,6 +210,10 @@ fn each_invalid_input_names_its_field() {
          recipient, template, record, owner, source, trigger, consent, send_after, contains_roi, \
          ai_draft); found a number"
     );
+    // A key that is the empty string still gets a field an operator can read (found by fuzzing).
+    let err = rejects(&set(minimal(), "", "", Some(json!("x"))), "\"\"");
+    assert!(err.to_string().starts_with("\"\": expected no such key (the request takes"));
+    rejects(&set(minimal(), "record", "", Some(json!(1))), "record.\"\"");
     let err = rejects(
         &set(minimal(), "", "channel", Some(json!("fax"))),
         "channel",

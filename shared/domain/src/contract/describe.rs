@@ -74,12 +74,17 @@ fn value_at<'a>(root: &'a Value, path: &[Segment]) -> Option<&'a Value> {
     })
 }
 
+/// A path as the contract writes it: `$` for the whole request, keys joined by dots, indexes
+/// in brackets, and a key that is the empty string as `""` so that no field is ever blank.
 fn join(path: &[String]) -> String {
     if path.is_empty() {
-        "$".to_owned()
-    } else {
-        path.join(".").replace(".[", "[")
+        return "$".to_owned();
     }
+    let named: Vec<&str> = path
+        .iter()
+        .map(|key| if key.is_empty() { "\"\"" } else { key.as_str() })
+        .collect();
+    named.join(".").replace(".[", "[")
 }
 
 /// The first shape error serde found, said in the contract's words (see the module docs).

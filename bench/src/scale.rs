@@ -7,7 +7,9 @@
 //! the rest already emptied by it. Then it times, over random keys, the three lookups that run on
 //! every message — `commsctl message <key>` (`timeline::view`), the sender's idempotency check
 //! (the group path's "which keys exist" and the one-message path's read by key) and the status
-//! worker's find-by-provider-id — and prints each one's `EXPLAIN (ANALYZE, BUFFERS)`.
+//! worker's find-by-provider-id — and prints each one's `EXPLAIN (ANALYZE, BUFFERS)`, with those
+//! of the status worker's periodic reads (the reconciler's due messages, the freshness watchdog's
+//! stale ones), which must read the messages awaiting a status, not the whole table.
 
 use std::time::Instant;
 
@@ -163,6 +165,25 @@ pub async fn explain(pool: &PgPool, count: i64) -> anyhow::Result<()> {
                 "SELECT id FROM comms.messages WHERE provider = 'twilio' AND provider_message_id = '{}'",
                 provider_id(sample)
             ),
+        ),
+        (
+            // The read part of its round (the round then claims what this finds).
+            "status: the reconciler's due messages",
+            "SELECT m.id FROM comms.messages m
+             LEFT JOIN comms.reconciliations r ON r.message_id = m.id
+             WHERE m.delivery_state = 'sent' AND m.provider IN ('twilio', 'sendgrid')
+               AND m.dispatched_at < now() - interval '10 minutes'
+               AND (r.last_checked_at IS NULL OR r.last_checked_at < now() - interval '10 minutes')
+             ORDER BY m.dispatched_at LIMIT 100"
+                .to_owned(),
+        ),
+        (
+            "status: the freshness watchdog's stale messages",
+            "SELECT channel, count(*), min(dispatched_at) FROM comms.messages
+             WHERE delivery_state IN ('sent', 'unknown_delivery') AND provider IN ('twilio', 'sendgrid')
+               AND dispatched_at < now() - interval '30 minutes'
+             GROUP BY channel"
+                .to_owned(),
         ),
     ] {
         println!("\nEXPLAIN (ANALYZE, BUFFERS) -- {what}");

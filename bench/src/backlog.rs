@@ -26,6 +26,7 @@ const CHUNK: usize = 20_000;
 pub async fn measure(bench: &Bench, normal: usize, backlog: usize) -> anyhow::Result<Backlog> {
     let (normal_rate, _) = crate::scenarios::throughput_named(bench, "bl-live-", normal, 1).await?;
     println!("normal send, 1 sender, {normal} msgs: {normal_rate:.0} msg/s");
+    let since = bench.db_now().await?;
     let started = std::time::Instant::now();
     for first in (0..backlog).step_by(CHUNK) {
         let requests: Vec<_> = (first..(first + CHUNK).min(backlog))
@@ -38,14 +39,15 @@ pub async fn measure(bench: &Bench, normal: usize, backlog: usize) -> anyhow::Re
         started.elapsed().as_secs_f64()
     );
     let mut senders = crate::scenarios::start_senders(bench, 1)?;
-    let drained = wait_drained(bench, backlog).await;
+    let drained = wait_drained(bench, since, backlog).await;
     let peak_rss_mib = senders[0].0.peak_rss_mib().unwrap_or(f64::NAN);
     crate::scenarios::stop_senders(std::mem::take(&mut senders)).await;
     drained?;
     let (first, last): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
         "SELECT min(dispatched_at), max(dispatched_at) FROM comms.messages
-         WHERE delivery_state = 'sent' AND idempotency_key LIKE 'bl-0%'",
+         WHERE delivery_state = 'sent' AND created_at >= $1 AND idempotency_key LIKE 'bl-0%'",
     )
+    .bind(since)
     .fetch_one(&bench.pool)
     .await?;
     let seconds = (last - first).num_milliseconds().max(1) as f64 / 1000.0;
@@ -60,7 +62,7 @@ pub async fn measure(bench: &Bench, normal: usize, backlog: usize) -> anyhow::Re
 /// Waits (up to an hour) until the send queues are empty, watching the broker's queue depth (a
 /// count over a table growing to a million rows would cost the database what the drain is being
 /// measured on), then until the last messages the sender held are recorded `sent`.
-async fn wait_drained(bench: &Bench, backlog: usize) -> anyhow::Result<()> {
+async fn wait_drained(bench: &Bench, since: DateTime<Utc>, backlog: usize) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
     loop {
         let waiting = bench.queued_sends().await?;
@@ -75,7 +77,7 @@ async fn wait_drained(bench: &Bench, backlog: usize) -> anyhow::Result<()> {
     }
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
     bench
-        .wait_sent("bl-0", backlog, left.max(Duration::from_secs(60)))
+        .wait_sent("bl-0", since, backlog, left.max(Duration::from_secs(60)))
         .await
 }
 

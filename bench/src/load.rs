@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use comms_runtime::settings::Settings;
 use comms_runtime::topology::{RETRY_TIERS, Topology};
 use lapin::options::{
@@ -16,6 +17,10 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::procs::{self, Worker};
+
+/// How many messages under a key prefix (`$1`), recorded at or after `$2`, are `sent` now.
+pub const SENT_SINCE: &str = "SELECT count(*) FROM comms.messages
+     WHERE delivery_state = 'sent' AND created_at >= $2 AND idempotency_key LIKE $1";
 
 /// `bench.` and `comms_bench`, or `bench-<name>.` and `comms_bench_<name>` with `BENCH_NAME=<name>`
 /// (letters, digits, `_`), so two benches on one machine never drop each other's database or
@@ -246,21 +251,32 @@ impl Bench {
         Ok(total)
     }
 
-    /// Waits until every message whose key starts with `prefix` is sent (or `limit` passes).
+    /// The database's clock: a phase reads it before its messages exist and passes it to
+    /// [`Self::wait_sent`] as `since`.
+    pub async fn db_now(&self) -> anyhow::Result<DateTime<Utc>> {
+        Ok(sqlx::query_scalar("SELECT now()")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Waits until every message whose key starts with `prefix`, recorded at or after `since`,
+    /// is sent (or `limit` passes). Polled through the (state, created) index over the phase's
+    /// own rows: the `sent` rows earlier phases left behind (the size bench keeps hundreds of
+    /// thousands) are never read, so the poll costs the same at every table size.
     pub async fn wait_sent(
         &self,
         prefix: &str,
+        since: DateTime<Utc>,
         count: usize,
         limit: Duration,
     ) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let sent: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM comms.messages WHERE delivery_state = 'sent' AND idempotency_key LIKE $1",
-            )
-            .bind(format!("{prefix}%"))
-            .fetch_one(&self.pool)
-            .await?;
+            let sent: i64 = sqlx::query_scalar(SENT_SINCE)
+                .bind(format!("{prefix}%"))
+                .bind(since)
+                .fetch_one(&self.pool)
+                .await?;
             if sent as usize >= count {
                 return Ok(());
             }

@@ -38,6 +38,7 @@ pub async fn measure(
 ) -> anyhow::Result<Release> {
     let (live_rate, _) = crate::scenarios::throughput_named(bench, "rl-live-", live, 1).await?;
     println!("live send, 1 sender, {live} msgs: {live_rate:.0} msg/s");
+    let since = bench.db_now().await?;
     store::pause(
         &bench.pool,
         &PauseRequest {
@@ -67,7 +68,7 @@ pub async fn measure(
             .fetch_one(&bench.pool)
             .await?;
         bench
-            .wait_sent("rl-held-", held, Duration::from_secs(1800))
+            .wait_sent("rl-held-", since, held, Duration::from_secs(1800))
             .await?;
         anyhow::Ok(resumed)
     }

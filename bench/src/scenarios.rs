@@ -336,18 +336,20 @@ pub(crate) async fn throughput_named(
     let requests: Vec<_> = (0..count)
         .map(|i| bench.request(&format!("{prefix}{i:07}"), i, 0))
         .collect();
+    let since = bench.db_now().await?;
     bench.publish_bulk(&requests).await?;
     let workers = start_senders(bench, senders)?;
     let waited = bench
-        .wait_sent(prefix, count, Duration::from_secs(600))
+        .wait_sent(prefix, since, count, Duration::from_secs(600))
         .await;
     let rss = stop_senders(workers).await;
     waited?;
     let (first, last): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
         "SELECT min(dispatched_at), max(dispatched_at) FROM comms.messages
-         WHERE delivery_state = 'sent' AND idempotency_key LIKE $1",
+         WHERE delivery_state = 'sent' AND created_at >= $2 AND idempotency_key LIKE $1",
     )
     .bind(format!("{prefix}%"))
+    .bind(since)
     .fetch_one(&bench.pool)
     .await?;
     let seconds = (last - first).num_milliseconds().max(1) as f64 / 1000.0;
@@ -380,18 +382,21 @@ pub(crate) async fn latency_named(
     // database still does after the throughput runs before it).
     let warm_up = format!("warm-{prefix}");
     offer(bench, knobs.rate, LATENCY_WARM_UP_SECONDS, &warm_up).await?;
+    let since = bench.db_now().await?;
     let total = offer(bench, knobs.rate, knobs.rate_seconds, prefix).await?;
     let waited = bench
-        .wait_sent(prefix, total, Duration::from_secs(300))
+        .wait_sent(prefix, since, total, Duration::from_secs(300))
         .await;
     let stages = stage_means(health).await.unwrap_or_default();
     let rss = stop_senders(workers).await;
     waited?;
     let mut samples: Vec<f64> = sqlx::query_scalar(
         "SELECT (extract(epoch FROM dispatched_at) * 1000 - (request->'template'->'vars'->>'t')::float8)::float8
-         FROM comms.messages WHERE delivery_state = 'sent' AND idempotency_key LIKE $1",
+         FROM comms.messages
+         WHERE delivery_state = 'sent' AND created_at >= $2 AND idempotency_key LIKE $1",
     )
     .bind(format!("{prefix}%"))
+    .bind(since)
     .fetch_all(&bench.pool)
     .await?;
     let p50 = percentile(&mut samples, 0.50);

@@ -54,6 +54,7 @@ pub async fn ingestion_tagged(
     let prefix = format!("st{tag}-");
     let width = 32 - tag.len();
     let sid = |g: usize| format!("SM{tag}{g:0width$}");
+    let since = bench.db_now().await?;
     let contact: uuid::Uuid =
         sqlx::query_scalar("INSERT INTO comms.contacts (name) VALUES ('bench') RETURNING id")
             .fetch_one(&bench.pool)
@@ -143,15 +144,15 @@ pub async fn ingestion_tagged(
         .collect()
         .await;
     let deadline = Instant::now() + Duration::from_secs(300);
-    // Polled through the state index: the messages still `sent` are few, while a large table
-    // (BENCH_ONLY=size) holds millions of `delivered` ones a prefix match would have to scan.
+    // Polled through the (state, created) index over this run's rows only: a large table
+    // (BENCH_ONLY=size) holds millions of `delivered` messages and the `sent` ones earlier phases
+    // left, which a poll by prefix or by state alone would read every 200 ms.
     loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM comms.messages WHERE delivery_state = 'sent' AND idempotency_key LIKE $1",
-        )
-        .bind(format!("{prefix}%"))
-        .fetch_one(&bench.pool)
-        .await?;
+        let waiting: i64 = sqlx::query_scalar(crate::load::SENT_SINCE)
+            .bind(format!("{prefix}%"))
+            .bind(since)
+            .fetch_one(&bench.pool)
+            .await?;
         if waiting == 0 || Instant::now() > deadline {
             break;
         }

@@ -38,8 +38,10 @@ async fn escalations(seq: &Seq, enrolment: Uuid) -> Vec<(i32, String, String)> {
 /// Open tasks of `owner` whose title starts with `prefix`.
 async fn tasks(seq: &Seq, owner: &str, prefix: &str) -> Vec<String> {
     sqlx::query_scalar(
+        // Tasks opened by one statement (two steps blocked in one sender group) share their
+        // `created_at`; the title breaks the tie, so the order is the steps' order.
         "SELECT title FROM comms.tasks WHERE owner = $1 AND state = 'open' AND title LIKE $2 || '%'
-         ORDER BY created_at",
+         ORDER BY created_at, title",
     )
     .bind(owner)
     .bind(prefix)

@@ -212,7 +212,10 @@ fn each_invalid_input_names_its_field() {
     );
     // A key that is the empty string still gets a field an operator can read (found by fuzzing).
     let err = rejects(&set(minimal(), "", "", Some(json!("x"))), "\"\"");
-    assert!(err.to_string().starts_with("\"\": expected no such key (the request takes"));
+    assert!(
+        err.to_string()
+            .starts_with("\"\": expected no such key (the request takes")
+    );
     rejects(&set(minimal(), "record", "", Some(json!(1))), "record.\"\"");
     let err = rejects(
         &set(minimal(), "", "channel", Some(json!("fax"))),

@@ -64,6 +64,30 @@ struct Due {
     via: Option<String>,
 }
 
+/// One round's claim: the messages `sent` before `$1` and not asked about since, oldest dispatch
+/// first, at most `$2`, claimed in `comms.reconciliations`, with the provider their `sent` event
+/// names. It reads `messages_awaiting_status_idx` (migration 0029), so a round costs the same at
+/// any table size.
+pub const DUE: &str = "WITH due AS (
+        SELECT m.id FROM comms.messages m
+        LEFT JOIN comms.reconciliations r ON r.message_id = m.id
+        WHERE m.delivery_state = 'sent' AND m.provider IN ('twilio', 'sendgrid')
+          AND m.dispatched_at < $1
+          AND (r.last_checked_at IS NULL OR r.last_checked_at < $1)
+        ORDER BY m.dispatched_at LIMIT $2),
+    claimed AS (
+        INSERT INTO comms.reconciliations (message_id)
+        SELECT id FROM due
+        ON CONFLICT (message_id) DO UPDATE
+            SET checks = comms.reconciliations.checks + 1, last_checked_at = now()
+            WHERE comms.reconciliations.last_checked_at < $1
+        RETURNING message_id)
+    SELECT m.id, m.provider, m.provider_message_id,
+           (SELECT e.detail->>'provider' FROM comms.message_events e
+             WHERE e.message_id = m.id AND e.event_type = 'sent'
+             ORDER BY e.id DESC LIMIT 1) AS via
+    FROM comms.messages m JOIN claimed c ON c.message_id = m.id";
+
 /// Asks the providers about every message due as of `now` (at most [`BATCH`]).
 pub async fn reconcile(
     pool: &PgPool,
@@ -73,31 +97,11 @@ pub async fn reconcile(
     now: DateTime<Utc>,
 ) -> Result<Round, sqlx::Error> {
     let cutoff = now - chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX);
-    let due: Vec<Due> = sqlx::query_as(
-        "WITH due AS (
-             SELECT m.id FROM comms.messages m
-             LEFT JOIN comms.reconciliations r ON r.message_id = m.id
-             WHERE m.delivery_state = 'sent' AND m.provider IN ('twilio', 'sendgrid')
-               AND m.dispatched_at < $1
-               AND (r.last_checked_at IS NULL OR r.last_checked_at < $1)
-             ORDER BY m.dispatched_at LIMIT $2),
-         claimed AS (
-             INSERT INTO comms.reconciliations (message_id)
-             SELECT id FROM due
-             ON CONFLICT (message_id) DO UPDATE
-                 SET checks = comms.reconciliations.checks + 1, last_checked_at = now()
-                 WHERE comms.reconciliations.last_checked_at < $1
-             RETURNING message_id)
-         SELECT m.id, m.provider, m.provider_message_id,
-                (SELECT e.detail->>'provider' FROM comms.message_events e
-                  WHERE e.message_id = m.id AND e.event_type = 'sent'
-                  ORDER BY e.id DESC LIMIT 1) AS via
-         FROM comms.messages m JOIN claimed c ON c.message_id = m.id",
-    )
-    .bind(cutoff)
-    .bind(BATCH)
-    .fetch_all(pool)
-    .await?;
+    let due: Vec<Due> = sqlx::query_as(DUE)
+        .bind(cutoff)
+        .bind(BATCH)
+        .fetch_all(pool)
+        .await?;
     let mut round = Round::default();
     for message in due {
         round.checked += 1;

@@ -49,6 +49,27 @@ struct Stale {
     oldest: DateTime<Utc>,
 }
 
+/// The channels with messages awaiting a status since before `$1` (and since the channel's last
+/// resume), while no callback for that channel arrived since `$1` and no pause covers it. It reads
+/// `messages_awaiting_status_idx` (migration 0029): the messages awaiting a status, not the table.
+pub const STALE: &str = "SELECT m.channel, count(*) AS stale, min(m.dispatched_at) AS oldest
+    FROM comms.messages m
+    WHERE m.delivery_state IN ('sent', 'unknown_delivery')
+      AND m.provider IN ('twilio', 'sendgrid')
+      AND m.dispatched_at < $1
+      AND m.dispatched_at > COALESCE(
+            (SELECT max(e.occurred_at) FROM comms.pause_events e
+             WHERE e.scope = 'channel' AND e.scope_value = m.channel
+               AND e.action IN ('resume', 'expire')),
+            '-infinity')
+      AND NOT EXISTS (SELECT 1 FROM comms.delivery_callbacks cb
+                      WHERE cb.channel = m.channel AND cb.received_at >= $1
+                        AND cb.via = 'callback')
+      AND NOT EXISTS (SELECT 1 FROM comms.pauses p
+                      WHERE p.scope = 'channel' AND p.scope_value = m.channel)
+    GROUP BY m.channel
+    ORDER BY m.channel";
+
 /// Checks every channel as of `now` and pauses the stale ones; returns what it paused.
 pub async fn check_freshness(
     pool: &PgPool,
@@ -57,28 +78,7 @@ pub async fn check_freshness(
     now: DateTime<Utc>,
 ) -> Result<Vec<AutoPause>, sqlx::Error> {
     let cutoff = now - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
-    let stale: Vec<Stale> = sqlx::query_as(
-        "SELECT m.channel, count(*) AS stale, min(m.dispatched_at) AS oldest
-         FROM comms.messages m
-         WHERE m.delivery_state IN ('sent', 'unknown_delivery')
-           AND m.provider IN ('twilio', 'sendgrid')
-           AND m.dispatched_at < $1
-           AND m.dispatched_at > COALESCE(
-                 (SELECT max(e.occurred_at) FROM comms.pause_events e
-                  WHERE e.scope = 'channel' AND e.scope_value = m.channel
-                    AND e.action IN ('resume', 'expire')),
-                 '-infinity')
-           AND NOT EXISTS (SELECT 1 FROM comms.delivery_callbacks cb
-                           WHERE cb.channel = m.channel AND cb.received_at >= $1
-                             AND cb.via = 'callback')
-           AND NOT EXISTS (SELECT 1 FROM comms.pauses p
-                           WHERE p.scope = 'channel' AND p.scope_value = m.channel)
-         GROUP BY m.channel
-         ORDER BY m.channel",
-    )
-    .bind(cutoff)
-    .fetch_all(pool)
-    .await?;
+    let stale: Vec<Stale> = sqlx::query_as(STALE).bind(cutoff).fetch_all(pool).await?;
     let mut paused = Vec::new();
     for channel in stale {
         if let Some(pause) = pause_channel(pool, &channel, window, owner).await? {

@@ -8,8 +8,9 @@
 //! every message — `commsctl message <key>` (`timeline::view`), the sender's idempotency check
 //! (the group path's "which keys exist" and the one-message path's read by key) and the status
 //! worker's find-by-provider-id — and prints each one's `EXPLAIN (ANALYZE, BUFFERS)`, with those
-//! of the status worker's periodic reads (the reconciler's due messages, the freshness watchdog's
-//! stale ones), which must read the messages awaiting a status, not the whole table.
+//! of the status worker's periodic statements (the reconciler's round, the freshness watchdog's
+//! check, exactly as the worker runs them), which must read the messages awaiting a status, not
+//! the table.
 
 use std::time::Instant;
 
@@ -166,36 +167,48 @@ pub async fn explain(pool: &PgPool, count: i64) -> anyhow::Result<()> {
                 provider_id(sample)
             ),
         ),
-        (
-            // The read part of its round (the round then claims what this finds).
-            "status: the reconciler's due messages",
-            "SELECT m.id FROM comms.messages m
-             LEFT JOIN comms.reconciliations r ON r.message_id = m.id
-             WHERE m.delivery_state = 'sent' AND m.provider IN ('twilio', 'sendgrid')
-               AND m.dispatched_at < now() - interval '10 minutes'
-               AND (r.last_checked_at IS NULL OR r.last_checked_at < now() - interval '10 minutes')
-             ORDER BY m.dispatched_at LIMIT 100"
-                .to_owned(),
-        ),
-        (
-            "status: the freshness watchdog's stale messages",
-            "SELECT channel, count(*), min(dispatched_at) FROM comms.messages
-             WHERE delivery_state IN ('sent', 'unknown_delivery') AND provider IN ('twilio', 'sendgrid')
-               AND dispatched_at < now() - interval '30 minutes'
-             GROUP BY channel"
-                .to_owned(),
-        ),
     ] {
-        println!("\nEXPLAIN (ANALYZE, BUFFERS) -- {what}");
         let plan: Vec<String> =
             sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {sql}"))
                 .fetch_all(pool)
                 .await?;
-        for line in plan {
-            println!("  {line}");
-        }
+        print_plan(what, plan);
     }
+    explain_status_reads(pool).await
+}
+
+/// The status worker's periodic statements as it runs them, with its default windows
+/// (`reconcile_after` 10 min, `freshness_window` 30 min), in a transaction that is rolled back:
+/// the reconciler's statement also claims the messages it finds.
+async fn explain_status_reads(pool: &PgPool) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    let mut tx = pool.begin().await?;
+    let reconciler: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {}",
+        comms_status::reconcile::DUE
+    ))
+    .bind(now - chrono::Duration::minutes(10))
+    .bind(comms_status::reconcile::BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
+    print_plan("status: the reconciler's round", reconciler);
+    let watchdog: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) {}",
+        comms_status::watchdog::STALE
+    ))
+    .bind(now - chrono::Duration::minutes(30))
+    .fetch_all(&mut *tx)
+    .await?;
+    print_plan("status: the freshness watchdog's check", watchdog);
+    tx.rollback().await?;
     Ok(())
+}
+
+fn print_plan(what: &str, plan: Vec<String>) {
+    println!("\nEXPLAIN (ANALYZE, BUFFERS) -- {what}");
+    for line in plan {
+        println!("  {line}");
+    }
 }
 
 fn key(n: i64) -> String {

@@ -339,3 +339,28 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A connection whose planner never reads a table whole: on a test's tiny table it would rather,
+/// so `EXPLAIN` through this one shows the index it can use, which is what it uses on a large one.
+pub async fn planner_without_seqscan(
+    pool: &sqlx::PgPool,
+) -> sqlx::pool::PoolConnection<sqlx::Postgres> {
+    let mut conn = pool.acquire().await.expect("connection");
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *conn)
+        .await
+        .expect("planner setting");
+    conn
+}
+
+/// Asserts that `plan` (the lines of an `EXPLAIN` through [`planner_without_seqscan`]) reads
+/// `index` and not `avoided`, the index whose walk the query must not fall back to. `reader`
+/// names the query.
+pub fn assert_plan_reads(reader: &str, plan: &[String], index: &str, avoided: &str) {
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains(index),
+        "{reader} does not read {index}:\n{plan}"
+    );
+    assert!(!plan.contains(avoided), "{reader} walks {avoided}:\n{plan}");
+}

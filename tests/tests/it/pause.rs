@@ -20,6 +20,7 @@ use serde_json::json;
 const WAIT: Duration = Duration::from_secs(60);
 
 mod autoscaling;
+mod release_order;
 
 async fn fleet(overrides: &[(&str, &str)]) -> SendFleet {
     let fleet = SendFleet::start(overrides).await;

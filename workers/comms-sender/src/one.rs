@@ -12,6 +12,7 @@
 use chrono::{DateTime, Utc};
 use comms_domain::contract::ValidSendRequest;
 use comms_domain::messages::DeliveryState;
+use comms_domain::pause::release::OLDER_RELEASE_PENDING;
 use comms_runtime::runtime::{Incoming, Outcome};
 
 use crate::outcomes;
@@ -222,17 +223,12 @@ impl SendHandler {
         if message.held_by_pause.is_none() {
             return Ok(false);
         }
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM comms.messages
-                 WHERE contact_id = $1 AND channel = $2 AND held_by_pause IS NOT NULL
-                   AND delivery_state IN ('held', 'received', 'retrying', 'deferred', 'sending')
-                   AND (created_at, id) < ($3, $4))",
-        )
-        .bind(message.contact_id)
-        .bind(&message.channel)
-        .bind(message.created_at)
+        sqlx::query_scalar(&format!(
+            "SELECT {OLDER_RELEASE_PENDING} FROM comms.messages m WHERE m.id = $1"
+        ))
         .bind(message.id)
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await
+        .map(|pending| pending.unwrap_or(false))
     }
 }

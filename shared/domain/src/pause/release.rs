@@ -20,6 +20,17 @@ use super::metrics::metrics;
 /// new requests in one group. A hint only — the message's recorded state decides everything.
 pub const RELEASED_HEADER: &str = "x-comms-released";
 
+/// "An older released message to the same address on the same channel is still on its way", of
+/// the message `m` in the statement around it: released messages keep their creation order per
+/// recipient, so the sender dispatches a released message only when this is false. It is the
+/// predicate of `messages_release_order_idx` (migration 0030), which answers it without reading
+/// the recipient's messages already sent; keep the two together.
+pub const OLDER_RELEASE_PENDING: &str = "EXISTS (SELECT 1 FROM comms.messages o
+     WHERE o.contact_id = m.contact_id AND o.channel = m.channel
+       AND o.held_by_pause IS NOT NULL
+       AND o.delivery_state IN ('held', 'received', 'retrying', 'deferred', 'sending')
+       AND (o.created_at, o.id) < (m.created_at, m.id))";
+
 /// Held messages published and moved per statement while releasing.
 const RELEASE_BATCH: i64 = 1000;
 

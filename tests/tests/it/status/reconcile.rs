@@ -193,13 +193,7 @@ async fn a_sid_twilio_does_not_know_is_unknown_and_a_young_message_is_left_alone
 #[tokio::test]
 async fn the_periodic_status_reads_use_the_index_of_messages_awaiting_a_status() {
     let env = comms_tests::TestEnv::new().await;
-    let mut conn = env.pool.acquire().await.expect("connection");
-    // On a test's tiny table the planner would rather read it whole; with that ruled out it
-    // shows which index it can use for the query, which is what it does on a large table.
-    sqlx::query("SET enable_seqscan = off")
-        .execute(&mut *conn)
-        .await
-        .expect("planner setting");
+    let mut conn = comms_tests::planner_without_seqscan(&env.pool).await;
     let cutoff = Utc::now() - chrono::Duration::minutes(10);
     let reconciler: Vec<String> =
         sqlx::query_scalar(&format!("EXPLAIN {}", comms_status::reconcile::DUE))
@@ -215,14 +209,11 @@ async fn the_periodic_status_reads_use_the_index_of_messages_awaiting_a_status()
             .await
             .expect("watchdog plan");
     for (reader, plan) in [("reconciler", reconciler), ("watchdog", watchdog)] {
-        let plan = plan.join("\n");
-        assert!(
-            plan.contains("messages_awaiting_status_idx"),
-            "{reader} does not read the awaiting-status index:\n{plan}"
-        );
-        assert!(
-            !plan.contains("messages_dispatched_idx"),
-            "{reader} walks every message by dispatch time:\n{plan}"
+        comms_tests::assert_plan_reads(
+            reader,
+            &plan,
+            "messages_awaiting_status_idx",
+            "messages_dispatched_idx",
         );
     }
     drop(conn);

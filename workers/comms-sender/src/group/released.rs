@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use comms_domain::contract::ValidSendRequest;
 use comms_domain::messages::ledger::{batch, record};
-use comms_domain::pause::release::RELEASED_HEADER;
+use comms_domain::pause::release::{OLDER_RELEASE_PENDING, RELEASED_HEADER};
 use comms_runtime::runtime::Incoming;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -60,15 +60,9 @@ pub async fn behind_older(
         return Ok(HashSet::new());
     }
     let ids: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
-    let waiting: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT m.id FROM comms.messages m
-         WHERE m.id = ANY($1) AND EXISTS (
-             SELECT 1 FROM comms.messages o
-             WHERE o.contact_id = m.contact_id AND o.channel = m.channel
-               AND o.held_by_pause IS NOT NULL
-               AND o.delivery_state IN ('held', 'received', 'retrying', 'deferred', 'sending')
-               AND (o.created_at, o.id) < (m.created_at, m.id))",
-    )
+    let waiting: Vec<Uuid> = sqlx::query_scalar(&format!(
+        "SELECT m.id FROM comms.messages m WHERE m.id = ANY($1) AND {OLDER_RELEASE_PENDING}"
+    ))
     .bind(&ids)
     .fetch_all(pool)
     .await?;

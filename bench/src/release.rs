@@ -1,8 +1,9 @@
 //! `BENCH_ONLY=release`: after a pause, how fast do the held messages go out, against live
 //! sending measured in the same run?
 //!
-//! One sender drains `BENCH_MESSAGES` pre-published requests (the live rate). Then a global
-//! pause is committed, `BENCH_HELD` requests (100 000 by default) are published and the same
+//! One sender drains `BENCH_MESSAGES` pre-published requests (the live rate), before the pause
+//! and again after the release: the live rate is the mean of the two, so the machine drifting
+//! between the phases moves the ratio less. In between a global pause is committed, `BENCH_HELD` requests (100 000 by default) are published and the same
 //! kind of sender holds every one; the pause is lifted and the release rate is the held count
 //! over the time from the resume's commit to the last of them recorded `sent`. The run fails
 //! unless every held message is sent exactly once (one `dispatching` event each).
@@ -24,7 +25,10 @@ use crate::stats::Row;
 pub struct Release {
     pub held: usize,
     pub recipients: usize,
+    /// The mean of the live rates before the pause and after the release.
     pub live_rate: f64,
+    pub live_before: f64,
+    pub live_after: f64,
     pub release_rate: f64,
     pub seconds: f64,
     pub rss: String,
@@ -36,8 +40,8 @@ pub async fn measure(
     held: usize,
     recipients: usize,
 ) -> anyhow::Result<Release> {
-    let (live_rate, _) = crate::scenarios::throughput_named(bench, "rl-live-", live, 1).await?;
-    println!("live send, 1 sender, {live} msgs: {live_rate:.0} msg/s");
+    let (live_before, _) = crate::scenarios::throughput_named(bench, "rl-live-", live, 1).await?;
+    println!("live send before the pause, 1 sender, {live} msgs: {live_before:.0} msg/s");
     let since = bench.db_now().await?;
     store::pause(
         &bench.pool,
@@ -88,10 +92,14 @@ pub async fn measure(
         "{dispatches} dispatches for {held} held messages: each must be sent exactly once"
     );
     let seconds = (last - resumed).num_milliseconds().max(1) as f64 / 1000.0;
+    let (live_after, _) = crate::scenarios::throughput_named(bench, "rl-after-", live, 1).await?;
+    println!("live send after the release, 1 sender, {live} msgs: {live_after:.0} msg/s");
     Ok(Release {
         held,
         recipients,
-        live_rate,
+        live_rate: (live_before + live_after) / 2.0,
+        live_before,
+        live_after,
         release_rate: held as f64 / seconds,
         seconds,
         rss,

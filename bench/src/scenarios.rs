@@ -45,12 +45,14 @@ pub async fn all(bench: &Bench, knobs: &Knobs) -> anyhow::Result<Vec<Row>> {
             crate::release::measure(bench, knobs.messages, knobs.held, knobs.release_recipients)
                 .await?;
         println!(
-            "release after resume: {} held messages sent in {:.1} s, {:.0} msg/s = {:.2} of live sending ({:.0} msg/s)",
+            "release after resume: {} held messages sent in {:.1} s, {:.0} msg/s = {:.2} of live sending ({:.0} msg/s, the mean of {:.0} before the pause and {:.0} after the release)",
             run.held,
             run.seconds,
             run.release_rate,
             run.release_rate / run.live_rate,
-            run.live_rate
+            run.live_rate,
+            run.live_before,
+            run.live_after
         );
         return Ok(vec![crate::release::row(&run)]);
     }

@@ -140,7 +140,8 @@ async fn release_batch(
     Ok(held.len())
 }
 
-/// Updates the held-messages gauges (how many, and how old the oldest is).
+/// Updates the held-messages gauges (how many, and how old the oldest is). The count reads every
+/// held message, so housekeeping runs it every [`HELD_COUNT_EVERY`], not every tick.
 pub async fn count_held(pool: &PgPool) -> Result<i64, sqlx::Error> {
     let (held, oldest): (i64, f64) = sqlx::query_as(
         "SELECT count(*), COALESCE(extract(epoch FROM now() - min(created_at)), 0)::float8
@@ -156,8 +157,45 @@ pub async fn count_held(pool: &PgPool) -> Result<i64, sqlx::Error> {
     Ok(held)
 }
 
+/// How often housekeeping counts the held messages for [`count_held`]'s gauge. Every process
+/// that sends runs housekeeping once a `pause.poll_interval`; a count every tick read a million
+/// rows a second from each of them through a long pause.
+pub const HELD_COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The age in seconds of the oldest held message, `None` when nothing is held: the head of
+/// `messages_held_idx`, one index entry however many are held. Keeps the age gauge current
+/// every tick (and the count at 0 once nothing is held).
+async fn oldest_held(pool: &PgPool) -> Result<Option<f64>, sqlx::Error> {
+    let oldest: Option<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM now() - min(created_at))::float8
+         FROM comms.messages WHERE delivery_state = 'held'",
+    )
+    .fetch_one(pool)
+    .await?;
+    let gauges = metrics();
+    gauges
+        .oldest_held_seconds
+        .with_label_values::<&str>(&[])
+        .set(oldest.unwrap_or(0.0));
+    if oldest.is_none() {
+        gauges.held.with_label_values::<&str>(&[]).set(0);
+    }
+    Ok(oldest)
+}
+
+/// A global pause holds every message, so there is nothing to look for: the release's query
+/// would read every held message to find none it may release, once a tick for as long as the
+/// pause lasts. The switch's view may trail the database by a tick; the release's own query
+/// decides.
+fn globally_paused(switch: &super::switch::PauseSwitch) -> bool {
+    switch
+        .active()
+        .iter()
+        .any(|pause| pause.scope == super::Scope::Global)
+}
+
 /// Runs until `shutdown`: records expiries, releases held messages no pause covers, and keeps
-/// the held gauge current. Every process that sends runs it; the advisory lock lets one act.
+/// the held gauges current. Every process that sends runs it; the advisory lock lets one act.
 pub async fn housekeeping(
     runtime: comms_runtime::runtime::Runtime,
     switch: super::switch::PauseSwitch,
@@ -166,6 +204,7 @@ pub async fn housekeeping(
     let mut ticker = tokio::time::interval(runtime.settings.pause.poll_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut publisher: Option<(lapin::Connection, Publisher)> = None;
+    let mut counted: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -176,10 +215,22 @@ pub async fn housekeeping(
             Ok(n) => tracing::info!(pauses.expired = n, "pause expired; scope resumed by itself"),
             Err(error) => tracing::warn!(%error, "could not record pause expiries"),
         }
-        let Ok(held) = count_held(&runtime.pool).await else {
-            continue;
-        };
-        if held == 0 || switch.is_blind() {
+        match oldest_held(&runtime.pool).await {
+            Ok(Some(_)) => {}
+            // Nothing held: the next message held is counted at once.
+            Ok(None) => {
+                counted = None;
+                continue;
+            }
+            Err(_) => continue,
+        }
+        if counted.is_none_or(|at| at.elapsed() >= HELD_COUNT_EVERY) {
+            counted = count_held(&runtime.pool)
+                .await
+                .is_ok()
+                .then(tokio::time::Instant::now);
+        }
+        if switch.is_blind() || globally_paused(&switch) {
             continue;
         }
         if publisher.as_ref().is_none_or(|(_, p)| !p.is_usable()) {

@@ -3,6 +3,7 @@
 //! message — once per key, refusals with their reasons, the pause switch, provider failures.
 
 mod killed;
+mod release_batches;
 
 use comms_domain::pause::Scope;
 use comms_domain::pause::store::{self as pause_store, PauseRequest};

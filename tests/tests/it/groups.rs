@@ -51,6 +51,23 @@ pub(crate) async fn queue(fleet: &SendFleet, prefix: &str, count: usize) {
     }
 }
 
+/// Pauses `scope` straight in the database, before the sender starts: it loads the switch
+/// before it consumes anything.
+pub(crate) async fn pause_before_start(fleet: &SendFleet, scope: Scope) {
+    pause_store::pause(
+        &fleet.env.pool,
+        &PauseRequest {
+            scope,
+            reason: "maintenance".into(),
+            actor: "oncall".into(),
+            expires_at: None,
+            automatic: false,
+        },
+    )
+    .await
+    .expect("pause");
+}
+
 pub(crate) fn phone(i: usize) -> String {
     format!("+1415555{:04}", 1000 + i % 20)
 }
@@ -166,18 +183,7 @@ async fn a_queued_burst_goes_out_once_each_and_refusals_keep_their_reasons() {
 async fn a_pause_in_force_holds_a_whole_queued_burst_and_resuming_sends_each_once() {
     let mut fleet = fleet().await;
     // Committed before the sender starts: it loads the switch before it consumes anything.
-    pause_store::pause(
-        &fleet.env.pool,
-        &PauseRequest {
-            scope: Scope::Channel("sms".into()),
-            reason: "carrier incident".into(),
-            actor: "oncall".into(),
-            expires_at: None,
-            automatic: false,
-        },
-    )
-    .await
-    .expect("pause");
+    pause_before_start(&fleet, Scope::Channel("sms".into())).await;
     const BURST: usize = 60;
     queue(&fleet, "paused", BURST).await;
     fleet.start_sender();

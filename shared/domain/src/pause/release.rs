@@ -65,8 +65,8 @@ pub type ReleasedUpTo = (chrono::DateTime<chrono::Utc>, Uuid);
 ///
 /// Why `after`: a message released leaves its entry in the held index until the next vacuum, so
 /// a batch that started from the oldest held message stepped over every entry released before it
-/// in the run — 100 ms a batch and growing while 100 000 held messages were released, when the
-/// old entries could not yet be marked dead. Starting after the last one released reads only
+/// in the run whenever those entries could not yet be marked dead (45 600 buffers for 50 000 such
+/// entries, against 981 starting after them). Starting after the last one released reads only
 /// what is left. A message skipped before the position (a pause still covers it) or held again
 /// meanwhile is found by the next tick's run, which starts from the oldest.
 pub async fn release_held(

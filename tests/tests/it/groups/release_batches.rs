@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use comms_domain::pause::Scope;
-use comms_domain::pause::store::{self as pause_store, PauseRequest};
 
 const WAIT: Duration = Duration::from_secs(180);
 
@@ -21,18 +20,7 @@ async fn reaches(fleet: &comms_tests::fleet::SendFleet, sql: &str, expected: i64
 #[ignore = "long (1 250 messages, about 2 minutes; it starves the suite's 30 s waits): cargo test --test it -- --ignored release_batches"]
 async fn a_backlog_of_more_than_one_release_batch_goes_out_in_full_once_each_in_order() {
     let mut fleet = super::fleet().await;
-    pause_store::pause(
-        &fleet.env.pool,
-        &PauseRequest {
-            scope: Scope::Global,
-            reason: "maintenance".into(),
-            actor: "oncall".into(),
-            expires_at: None,
-            automatic: false,
-        },
-    )
-    .await
-    .expect("pause");
+    super::pause_before_start(&fleet, Scope::Global).await;
     // 1 250 held over the 20 known recipients: two release batches, about 62 per recipient.
     const HELD: i64 = 1_250;
     super::queue(&fleet, "backlog", HELD as usize).await;

@@ -8,6 +8,7 @@
 
 mod backlog;
 mod baseline;
+mod cpu_quota;
 mod digest;
 mod http_enqueue;
 mod incidents;
@@ -16,6 +17,7 @@ mod procs;
 mod release;
 mod retention_cost;
 mod scale;
+mod scaling;
 mod scenarios;
 mod size;
 mod stats;
@@ -70,8 +72,11 @@ pub struct Knobs {
     #[arg(long, env = "BENCH_LOOP_SECONDS", default_value_t = 60)]
     pub loop_seconds: u64,
     /// Run one scenario only: status, pause, send, digest, or webhooks, incidents, scale, size,
-    /// retention, http, release, backlog, loop (the last nine run only when named).
-    #[arg(long, env = "BENCH_ONLY")]
+    /// retention, http, release, backlog, loop, scaling (the last ten run only when named).
+    #[arg(long, env = "BENCH_ONLY", value_parser = [
+        "status", "pause", "send", "digest", "webhooks", "incidents", "scale", "size", "retention",
+        "http", "release", "backlog", "loop", "scaling",
+    ])]
     pub only: Option<String>,
     /// Messages generated for `BENCH_ONLY=scale`.
     #[arg(long, env = "BENCH_SCALE_MESSAGES", default_value_t = 10_000_000)]
@@ -82,6 +87,9 @@ pub struct Knobs {
     /// Expired messages the retention job works through during `BENCH_ONLY=retention`.
     #[arg(long, env = "BENCH_RETENTION_BACKLOG", default_value_t = 300_000)]
     pub retention_backlog: i64,
+    /// CPU quota of each sender in `BENCH_ONLY=scaling`, in cores (needs root and cgroups).
+    #[arg(long, env = "BENCH_SENDER_CPU", default_value_t = 0.2)]
+    pub sender_cpu: f64,
     /// Events in the notification-batching run.
     #[arg(long, env = "BENCH_DIGEST_EVENTS", default_value_t = 100_000)]
     pub digest_events: usize,

@@ -59,6 +59,11 @@ impl Worker {
         })
     }
 
+    /// The process id, while the process runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Peak resident memory so far, in MiB (from /proc).
     pub fn peak_rss_mib(&self) -> Option<f64> {
         let pid = self.child.id()?;

@@ -321,6 +321,18 @@ pub fn free_address() -> std::net::SocketAddr {
         .expect("a free loopback port")
 }
 
+/// A loopback URL that refuses every connection for as long as the returned socket lives: the
+/// port is bound but never listened on, so nothing else (another test's server on a port of its
+/// own) can take it in the meantime, which a listener bound and dropped would allow.
+pub fn refusing_url() -> (tokio::net::TcpSocket, String) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("a free loopback port");
+    let url = format!("http://{}", socket.local_addr().expect("its address"));
+    (socket, url)
+}
+
 /// Polls `condition` until it holds or `limit` passes; returns whether it held.
 /// Tests wait on conditions, never on time.
 pub async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> bool

@@ -211,10 +211,7 @@ async fn an_outage_of_the_first_provider_moves_the_traffic_and_it_comes_back() {
 
 #[tokio::test]
 async fn a_first_provider_refusing_connections_sends_everything_through_the_second() {
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        format!("http://{}", listener.local_addr().expect("addr"))
-    };
+    let (_refusing, closed) = comms_tests::refusing_url();
     let second = second_sandbox().await;
     let fleet = fleet(&second, &[("COMMS__PROVIDERS__TWILIO__BASE_URL", &closed)]).await;
     send_all(&fleet, 0..15).await;
@@ -367,10 +364,7 @@ async fn callbacks_from_the_second_account_deliver_the_failed_over_messages() {
         .expect("bind");
     let gateway = format!("http://{}", listener.local_addr().expect("addr"));
     let callback = format!("{gateway}/webhooks/twilio/status");
-    let closed = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        format!("http://{}", probe.local_addr().expect("addr"))
-    };
+    let (_refusing, closed) = comms_tests::refusing_url();
     let mut config = SandboxConfig::generated()
         .expect("signing key")
         .with_gateway(gateway.clone());

@@ -2,7 +2,9 @@
 //! send throughput (1 and 2 sender processes), enqueue-to-sent latency at a fixed offered load,
 //! pause propagation under load, where a message's time goes, and the digest worker's notification
 //! batching (100,000 events for 10,000 keys, flushed); when named, webhook traffic, the incident
-//! fan-out, a large message table, the costs at growing table sizes and the retention job.
+//! fan-out, a large message table, the costs at growing table sizes, the retention job, HTTP
+//! enqueue, release after a pause, a large backlog, the whole loop and the senders' scale-out
+//! under CPU quotas.
 //! Everything runs on this machine's RabbitMQ and PostgreSQL, against the sandbox provider, on
 //! loopback only.
 

@@ -17,8 +17,7 @@ const PERIOD_MICROS: u64 = 100_000;
 /// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, fixed at 100 on Linux's ABI).
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// One control group holding its processes to `cores` of CPU time; removed when dropped (after
-/// its processes have exited).
+/// One control group holding its processes to `cores` of CPU time; removed when dropped.
 pub struct CpuQuota {
     dir: PathBuf,
 }
@@ -98,7 +97,17 @@ impl CpuQuota {
 }
 
 impl Drop for CpuQuota {
+    /// Hands any process still in the group back to the parent group, then removes the group
+    /// (the kernel refuses to remove a group that holds a process).
     fn drop(&mut self) {
+        if let (Ok(procs), Some(parent)) = (
+            std::fs::read_to_string(self.dir.join("cgroup.procs")),
+            self.dir.parent(),
+        ) {
+            for pid in procs.split_whitespace() {
+                let _ = std::fs::write(parent.join("cgroup.procs"), pid);
+            }
+        }
         let _ = std::fs::remove_dir(&self.dir);
     }
 }

@@ -90,7 +90,7 @@ pub struct Knobs {
     #[arg(long, env = "BENCH_RETENTION_BACKLOG", default_value_t = 300_000)]
     pub retention_backlog: i64,
     /// CPU quota of each sender in `BENCH_ONLY=scaling`, in cores (needs root and cgroups).
-    #[arg(long, env = "BENCH_SENDER_CPU", default_value_t = 0.2)]
+    #[arg(long, env = "BENCH_SENDER_CPU", default_value_t = 0.2, value_parser = positive_cores)]
     pub sender_cpu: f64,
     /// Events in the notification-batching run.
     #[arg(long, env = "BENCH_DIGEST_EVENTS", default_value_t = 100_000)]
@@ -98,6 +98,16 @@ pub struct Knobs {
     /// Batch keys (contacts) the batching run's events are spread over.
     #[arg(long, env = "BENCH_DIGEST_KEYS", default_value_t = 10_000)]
     pub digest_keys: usize,
+}
+
+/// A CPU quota in cores: a positive number (refused before anything starts otherwise).
+fn positive_cores(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(cores) if cores > 0.0 && cores.is_finite() => Ok(cores),
+        _ => Err(format!(
+            "expected a positive number of cores, such as 0.2, not {value:?}"
+        )),
+    }
 }
 
 /// Runs every scenario with `knobs` and prints the table.

@@ -12,6 +12,7 @@ use anyhow::Context;
 
 use crate::cpu_quota::{self, CpuQuota};
 use crate::load::Bench;
+use crate::procs::Worker;
 use crate::scenarios::{prepublish, sent_rate, stage_means, start_senders, stop_senders};
 use crate::stats::Row;
 
@@ -68,20 +69,13 @@ async fn phase(
     let prefix = format!("sc{round}s{senders}-");
     let since = prepublish(bench, &prefix, count).await?;
     let workers = start_senders(bench, senders)?;
-    let mut quotas = Vec::new();
-    let mut pids = Vec::new();
-    for (i, (worker, _)) in workers.iter().enumerate() {
-        let quota = CpuQuota::create(
-            &format!("comms-bench-{}-sender-{i}", std::process::id()),
-            quota_cores,
-        )?;
-        let pid = worker.pid().ok_or_else(|| {
-            anyhow::anyhow!("{} exited before it could be given its quota", worker.name)
-        })?;
-        quota.add(pid)?;
-        quotas.push(quota);
-        pids.push(pid);
-    }
+    let (quotas, pids) = match held_to_quotas(&workers, quota_cores) {
+        Ok(held) => held,
+        Err(error) => {
+            stop_senders(workers).await;
+            return Err(error);
+        }
+    };
     let waited = bench
         .wait_sent(&prefix, since, count, Duration::from_secs(1200))
         .await;
@@ -119,6 +113,28 @@ async fn phase(
         throttled,
         rss,
     })
+}
+
+/// Puts each sender in a control group of its own with a quota of `quota_cores`.
+fn held_to_quotas(
+    workers: &[(Worker, u16)],
+    quota_cores: f64,
+) -> anyhow::Result<(Vec<CpuQuota>, Vec<u32>)> {
+    let mut quotas = Vec::new();
+    let mut pids = Vec::new();
+    for (i, (worker, _)) in workers.iter().enumerate() {
+        let quota = CpuQuota::create(
+            &format!("comms-bench-{}-sender-{i}", std::process::id()),
+            quota_cores,
+        )?;
+        let pid = worker.pid().ok_or_else(|| {
+            anyhow::anyhow!("{} exited before it could be given its quota", worker.name)
+        })?;
+        quota.add(pid)?;
+        quotas.push(quota);
+        pids.push(pid);
+    }
+    Ok((quotas, pids))
 }
 
 pub fn report(run: &Scaling) {

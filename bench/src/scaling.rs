@@ -13,7 +13,9 @@ use anyhow::Context;
 use crate::cpu_quota::{self, CpuQuota};
 use crate::load::Bench;
 use crate::procs::Worker;
-use crate::scenarios::{prepublish, sent_rate, stage_means, start_senders, stop_senders};
+use crate::scenarios::{
+    GROUP_SIZE_STAGE, prepublish, sent_rate, stage_means, start_senders, stop_senders,
+};
 use crate::stats::Row;
 
 /// One phase: `senders` processes, each under its own quota.
@@ -69,7 +71,7 @@ async fn phase(
     let prefix = format!("sc{round}s{senders}-");
     let since = prepublish(bench, &prefix, count).await?;
     let workers = start_senders(bench, senders)?;
-    let (quotas, pids) = match held_to_quotas(&workers, quota_cores) {
+    let quotas = match held_to_quotas(&workers, quota_cores) {
         Ok(held) => held,
         Err(error) => {
             stop_senders(workers).await;
@@ -80,8 +82,11 @@ async fn phase(
         .wait_sent(&prefix, since, count, Duration::from_secs(1200))
         .await;
     let mut cpu_seconds = 0.0;
-    for pid in &pids {
-        cpu_seconds += cpu_quota::cpu_seconds(*pid)?;
+    for (worker, _) in &workers {
+        let pid = worker
+            .pid()
+            .with_context(|| format!("{} exited during the drain", worker.name))?;
+        cpu_seconds += cpu_quota::cpu_seconds(pid)?;
     }
     let mut throttled: f64 = 0.0;
     for quota in &quotas {
@@ -92,10 +97,7 @@ async fn phase(
         let stages = stage_means(*port)
             .await
             .with_context(|| format!("reading {}'s /metrics after the drain", worker.name))?;
-        if let Some((_, size)) = stages
-            .iter()
-            .find(|(stage, _)| stage.starts_with("group size"))
-        {
+        if let Some((_, size)) = stages.iter().find(|(stage, _)| stage == GROUP_SIZE_STAGE) {
             group_sizes.push(*size);
         }
     }
@@ -116,12 +118,8 @@ async fn phase(
 }
 
 /// Puts each sender in a control group of its own with a quota of `quota_cores`.
-fn held_to_quotas(
-    workers: &[(Worker, u16)],
-    quota_cores: f64,
-) -> anyhow::Result<(Vec<CpuQuota>, Vec<u32>)> {
+fn held_to_quotas(workers: &[(Worker, u16)], quota_cores: f64) -> anyhow::Result<Vec<CpuQuota>> {
     let mut quotas = Vec::new();
-    let mut pids = Vec::new();
     for (i, (worker, _)) in workers.iter().enumerate() {
         let quota = CpuQuota::create(
             &format!("comms-bench-{}-sender-{i}", std::process::id()),
@@ -132,9 +130,8 @@ fn held_to_quotas(
         })?;
         quota.add(pid)?;
         quotas.push(quota);
-        pids.push(pid);
     }
-    Ok((quotas, pids))
+    Ok(quotas)
 }
 
 pub fn report(run: &Scaling) {

@@ -458,6 +458,9 @@ async fn offer(bench: &Bench, rate: usize, seconds: usize, prefix: &str) -> anyh
     Ok(total)
 }
 
+/// The entry of [`stage_means`] that is not a time: the mean messages decided together.
+pub(crate) const GROUP_SIZE_STAGE: &str = "group size (messages)";
+
 /// Mean seconds per sender stage, from the sender's own histogram.
 pub(crate) async fn stage_means(port: u16) -> anyhow::Result<Vec<(String, f64)>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -500,7 +503,7 @@ pub(crate) async fn stage_means(port: u16) -> anyhow::Result<Vec<(String, f64)>>
         && count > 0.0
     {
         // Not a time: the mean number of messages decided together (printed as is).
-        stages.push(("group size (messages)".into(), sum / count));
+        stages.push((GROUP_SIZE_STAGE.into(), sum / count));
     }
     Ok(stages)
 }

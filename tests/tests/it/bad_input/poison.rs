@@ -12,12 +12,11 @@ use crate::groups::{count, count_reaches, fleet_with, phone, queue};
 
 const VALID: usize = 31;
 
-/// The groups' fleet, with time limits well above what a loaded machine takes: after the refused
-/// group statement the 32 requests are decided one by one at once, on the test's one thread and
-/// its pool of ten connections. With the usual 2 s provider timeout and 5 s wait for a
-/// connection, a machine the whole suite (or anything else) loads left messages `sending` and
-/// `received` past the 30 s wait (reproduced with the CPU saturated), which is not what these
-/// tests are about.
+/// The groups' fleet, with time limits well above what a loaded machine takes: the 32 requests
+/// are decided at once on the test's one thread and its pool of ten connections (one by one,
+/// after a group statement the database refused). With the usual 2 s provider timeout and 5 s
+/// wait for a connection, a CPU saturated beside the test once left messages `sending` and
+/// `received` past the 30 s wait, which is not what these tests are about.
 async fn poison_fleet() -> SendFleet {
     fleet_with(&[
         ("COMMS__SENDER__PROVIDER_TIMEOUT", "15s"),

@@ -2,8 +2,11 @@
 //! starts is taken in groups, and every rule of the one-message path still holds for each
 //! message — once per key, refusals with their reasons, the pause switch, provider failures.
 
+mod answer_kept;
 mod killed;
 mod release_batches;
+
+use std::collections::BTreeSet;
 
 use comms_domain::pause::Scope;
 use comms_domain::pause::store::{self as pause_store, PauseRequest};
@@ -79,6 +82,52 @@ pub(crate) async fn count_reaches(fleet: &SendFleet, sql: &str, expected: usize)
         count(fleet, sql).await == expected
     })
     .await
+}
+
+/// Every message keyed `<prefix>-<i>` (`n` of them) went out once: the provider accepted
+/// exactly `n` calls and they are the recorded provider ids, each timeline reads `received,
+/// dispatching, sent` with one attempt, and no message left a task for its owner.
+pub(crate) async fn assert_sent_once_each(fleet: &SendFleet, prefix: &str, n: usize) {
+    let accepted: BTreeSet<String> = fleet
+        .sandbox()
+        .messages()
+        .await
+        .expect("sandbox")
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    let recorded: BTreeSet<String> = sqlx::query_scalar(
+        "SELECT provider_message_id FROM comms.messages WHERE idempotency_key LIKE $1 || '-%'",
+    )
+    .bind(prefix)
+    .fetch_all(&fleet.env.pool)
+    .await
+    .expect("ids")
+    .into_iter()
+    .collect();
+    assert_eq!(accepted.len(), n, "one provider call per message");
+    assert_eq!(
+        accepted, recorded,
+        "the provider's ids are the recorded ones"
+    );
+    for i in 0..n {
+        let key = format!("{prefix}-{i}");
+        assert_eq!(
+            fleet.timeline(&key).await,
+            ["received", "dispatching", "sent"],
+            "{key}: one claim, one call, its answer recorded"
+        );
+        assert_eq!(fleet.failure(&key).await.1, 1, "{key}: one attempt");
+    }
+    assert_eq!(
+        count(
+            fleet,
+            "SELECT count(*) FROM comms.tasks WHERE message_id IS NOT NULL"
+        )
+        .await,
+        0,
+        "nobody has anything to check"
+    );
 }
 
 pub(crate) async fn count(fleet: &SendFleet, sql: &str) -> i64 {

@@ -4,6 +4,7 @@
 //! One [`sender::SendHandler`] serves the three queues; the shared runtime supplies everything
 //! else (ack after commit, retry tiers, dead-lettering, reconnects, draining).
 
+mod answer_kept;
 mod breaker;
 mod failover;
 mod group;

@@ -154,13 +154,17 @@ pub async fn defer(
 }
 
 /// Caught by the pause switch after the claim, before the provider call: held, and the claim's
-/// attempt is given back (nothing reached a provider).
+/// attempt is given back (nothing reached a provider). The claim marked the call as started, so
+/// the hold is kept through a database hiccup as an answer is ([`crate::answer_kept`]).
 pub async fn hold_claimed(
     handler: &SendHandler,
     message: &Message,
     pause: &ActivePause,
 ) -> Result<Outcome, sqlx::Error> {
-    hold_from(handler, message, pause, &[DeliveryState::Sending], -1).await
+    crate::answer_kept::record(&handler.settings, message.id, || {
+        hold_from(handler, message, pause, &[DeliveryState::Sending], -1)
+    })
+    .await
 }
 
 /// Caught by the pause switch: held durably, not sent, not counted as an attempt.
@@ -203,8 +207,23 @@ async fn hold_from(
 
 /// Records what provider `via` (its name in the channel's order) said, as
 /// [`crate::rules::Book::answer`] reads it. A retry that may follow a copy at the provider names
-/// `via` in its event: the message is pinned there ([`crate::store::pinned_provider`]).
+/// `via` in its event: the message is pinned there ([`crate::store::pinned_provider`]). Tried
+/// again through a database hiccup: the answer is known only here ([`crate::answer_kept`]).
 pub async fn record_dispatch(
+    handler: &SendHandler,
+    message: &Message,
+    attempt: i32,
+    dispatch: Dispatch,
+    via: &str,
+) -> Result<Outcome, sqlx::Error> {
+    crate::answer_kept::record(&handler.settings, message.id, || {
+        record_answer(handler, message, attempt, dispatch.clone(), via)
+    })
+    .await
+}
+
+/// One try of [`record_dispatch`].
+async fn record_answer(
     handler: &SendHandler,
     message: &Message,
     attempt: i32,

@@ -8,7 +8,6 @@
 //! real: no shutdown, connections cut by the operating system, the broker redelivering what it
 //! had not acked to the sender started afterwards.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use comms_sandbox::FaultSpec;
@@ -16,7 +15,7 @@ use comms_tests::eventually;
 use comms_tests::fleet::SendFleet;
 use sqlx::{Connection, PgConnection};
 
-use super::{count, count_reaches, fleet_with, queue};
+use super::{assert_sent_once_each, count, count_reaches, fleet_with, queue};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_sender-worker");
 const WAIT: Duration = Duration::from_secs(30);
@@ -128,41 +127,7 @@ async fn a_sender_killed_while_claiming_a_group_before_its_calls_sends_each_mess
     )
     .await;
     assert!(sent, "every message is sent after recovery");
-    // Exactly once each at the provider: N calls, and they are the N recorded ones.
-    let accepted = at_provider(&fleet).await;
-    let recorded: Vec<String> = sqlx::query_scalar(
-        "SELECT provider_message_id FROM comms.messages WHERE idempotency_key LIKE 'cut-%'",
-    )
-    .fetch_all(&fleet.env.pool)
-    .await
-    .expect("ids");
-    assert_eq!(accepted.len(), N, "one provider call per message");
-    assert_eq!(
-        accepted.into_iter().collect::<BTreeSet<_>>(),
-        recorded.into_iter().collect::<BTreeSet<_>>()
-    );
-    for i in 0..N {
-        let key = format!("cut-{i}");
-        assert_eq!(
-            fleet.timeline(&key).await,
-            ["received", "dispatching", "sent"],
-            "{key}: one claim, one call"
-        );
-        let (_, attempts) = fleet.failure(&key).await;
-        assert_eq!(
-            attempts, 1,
-            "{key}: the claim that never committed is not counted"
-        );
-    }
-    assert_eq!(
-        count(
-            &fleet,
-            "SELECT count(*) FROM comms.tasks WHERE message_id IS NOT NULL"
-        )
-        .await,
-        0,
-        "nobody has anything to check"
-    );
+    assert_sent_once_each(&fleet, "cut", N).await;
     fleet.stop().await;
 }
 

@@ -85,6 +85,7 @@ impl Bench {
         settings.amqp.namespace = namespace.clone();
         comms_domain::schema::migrate(&settings.database).await?;
         let pool = comms_runtime::db::connect(&settings.database).await?;
+        try_schema_change(&pool).await?;
         let connection = comms_runtime::amqp::connect(&settings.amqp, "comms-bench")
             .await
             .context("RabbitMQ is not reachable (make services)")?;
@@ -334,6 +335,22 @@ pub fn tune_consumer(env: &mut Vec<(String, String)>, tuning: &[(&str, &str)]) {
             env.push(((*name).into(), (*value).into()));
         }
     }
+}
+
+/// `BENCH_SCHEMA_TRY=<file>`: SQL run on the bench's database after its migrations, before any
+/// scenario, so a schema change (an index dropped, a column's default changed) is measured before
+/// it is written as a migration. Run the same command without it for the baseline.
+async fn try_schema_change(pool: &PgPool) -> anyhow::Result<()> {
+    let Ok(path) = std::env::var("BENCH_SCHEMA_TRY") else {
+        return Ok(());
+    };
+    let sql = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    sqlx::raw_sql(&sql)
+        .execute(pool)
+        .await
+        .with_context(|| format!("applying {path}"))?;
+    eprintln!("applied the schema change in {path}");
+    Ok(())
 }
 
 #[cfg(test)]

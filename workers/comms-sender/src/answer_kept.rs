@@ -12,24 +12,32 @@
 //! process to record its call. Every such write is conditional on the claim still holding the
 //! message in `sending`, so one that committed although its answer was lost is never applied
 //! twice: the next try finds the message moved and changes nothing.
+//!
+//! The same holds before a call, for the claim itself: a claim statement that failed with such an
+//! error may have committed (the connection cut right after its `COMMIT` reached the server),
+//! which left its messages marked as called with no call behind them. Since this process knows
+//! it made no call, it releases them ([`release_unconfirmed_claim`]).
 
 use std::future::Future;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use comms_domain::messages::ledger;
 use comms_runtime::db_error;
 use comms_runtime::settings::Settings;
+use sqlx::PgPool;
 use uuid::Uuid;
 
 /// The first wait after a failed write; each wait after it doubles, up to [`LONGEST_WAIT`].
 const FIRST_WAIT: Duration = Duration::from_millis(100);
 const LONGEST_WAIT: Duration = Duration::from_secs(2);
 
-/// Runs `write` (what became of message `message_id`'s provider call) until it succeeds, fails
-/// for good, or the waits between its tries reach the bound; returns its last result.
+/// Runs `write` (what became of the provider call of `id`, a message or a claim) until it
+/// succeeds, fails for good, or the waits between its tries reach the bound; returns its last
+/// result.
 pub(crate) async fn record<T, F, Fut>(
     settings: &Settings,
-    message_id: Uuid,
+    id: Uuid,
     write: F,
 ) -> Result<T, sqlx::Error>
 where
@@ -42,7 +50,7 @@ where
         .when(db_error::is_transient)
         .notify(|error, wait| {
             tracing::warn!(
-                message.id = %message_id,
+                dispatch.id = %id,
                 // Only transient errors are tried again (the connection, the pool, the
                 // server's availability): their text quotes no value.
                 %error,
@@ -51,6 +59,32 @@ where
             );
         })
         .await
+}
+
+/// After a claim statement failed with a transient error, which leaves open whether it
+/// committed (a connection cut right after its `COMMIT` reached the server): no provider call
+/// was made for `claim`, so whatever it holds is released to be sent again
+/// ([`ledger::calls::release_uncalled`]) instead of being failed as `dispatch_outcome_unknown`
+/// once the bound has passed. Tried through a database hiccup like an answer; should it still
+/// fail, the messages it holds are left to that rule.
+pub(crate) async fn release_unconfirmed_claim(pool: &PgPool, settings: &Settings, claim: Uuid) {
+    let released = record(settings, claim, || {
+        ledger::calls::release_uncalled(pool, claim, crate::store::ACTOR)
+    })
+    .await;
+    match released {
+        Ok(0) => {}
+        Ok(count) => tracing::warn!(
+            claim.id = %claim,
+            released = count,
+            "a claim whose commit was not confirmed had committed; released, no provider call was made"
+        ),
+        Err(error) => tracing::warn!(
+            claim.id = %claim,
+            reason = db_error::refused_reason(&error),
+            "a claim whose commit was not confirmed could not be released"
+        ),
+    }
 }
 
 /// Doubling waits with jitter, as many as fit in `budget`.

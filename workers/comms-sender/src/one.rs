@@ -172,8 +172,16 @@ impl SendHandler {
                     .detail(route.detail()),
             )
         };
-        let Some(attempt) = store::transition(&self.pool, message, claim).await? else {
-            return Ok(Outcome::Ack);
+        let attempt = match store::transition(&self.pool, message, claim).await {
+            Ok(Some(attempt)) => attempt,
+            Ok(None) => return Ok(Outcome::Ack),
+            // It may have committed all the same; no call was made, so it is released.
+            Err(error) if comms_runtime::db_error::is_transient(&error) => {
+                crate::answer_kept::release_unconfirmed_claim(&self.pool, &self.settings, claim_id)
+                    .await;
+                return Err(error);
+            }
+            Err(error) => return Err(error),
         };
         // Every later move of this dispatch is made only while this claim holds the message.
         let message = &Message {

@@ -173,22 +173,19 @@ async fn send_together(
         .zip(&clear.again_ids)
         .map(|(member, id)| (member, *id))
         .collect();
-    let claimed = tokio::try_join!(
-        write::record_and_claim(&handler.pool, &clear.new, claim),
-        released::claim(&handler.pool, &again, claim),
-    );
+    let claimed = write::claim_both(handler, &clear.new, &again, claim).await;
     let (claimed_new, claimed_again) = match claimed {
         Ok(claimed) => claimed,
-        Err(error) if db_error::is_transient(&error) => {
-            let decided = clear
-                .all_indexes()
-                .map(|index| (index, db_error::outcome(&error)))
-                .collect();
-            return (decided, left);
-        }
-        // The statement recorded nothing; one member's content is refused for good, so each
-        // is decided on its own and only that one is rejected (as after a panic).
         Err(error) => {
+            if db_error::is_transient(&error) {
+                let decided = clear
+                    .all_indexes()
+                    .map(|index| (index, db_error::outcome(&error)))
+                    .collect();
+                return (decided, left);
+            }
+            // One member's content is refused for good: each is decided on its own and only
+            // that one is rejected (as after a panic).
             left.extend(one_by_one(&error, clear.all_indexes()));
             return (Vec::new(), left);
         }

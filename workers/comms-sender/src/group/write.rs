@@ -15,6 +15,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::render::Rendered;
+use crate::sender::SendHandler;
 use crate::store::{ACTOR, DISPATCH_RECOVERY, Message};
 
 /// One provider acceptance to record.
@@ -58,6 +59,42 @@ pub async fn record_and_claim(
         })
         .collect();
     record::record_and_claim(pool, &rows, claim, ACTOR, DISPATCH_RECOVERY).await
+}
+
+/// Claims the group: records and claims its new members, and claims its releases (`again`, each
+/// with its message id), both by `claim`, side by side. Both statements run to their end even
+/// when one fails: a statement dropped while its `COMMIT` is on the way may still commit after
+/// the release below has looked. An empty one is not sent at all. On an error, whatever the
+/// claim holds is released first ([`crate::answer_kept::release_unconfirmed_claim`]: the other
+/// statement, or this one's `COMMIT`, may have committed all the same, and no call was made).
+pub async fn claim_both(
+    handler: &SendHandler,
+    new: &[NewMessage<'_>],
+    again: &[(&NewMessage<'_>, Uuid)],
+    claim: Uuid,
+) -> Result<(Vec<Message>, Vec<Message>), sqlx::Error> {
+    let (claimed_new, claimed_again) = tokio::join!(
+        async {
+            if new.is_empty() {
+                return Ok(Vec::new());
+            }
+            record_and_claim(&handler.pool, new, claim).await
+        },
+        async {
+            if again.is_empty() {
+                return Ok(Vec::new());
+            }
+            super::released::claim(&handler.pool, again, claim).await
+        },
+    );
+    match (claimed_new, claimed_again) {
+        (Ok(new), Ok(again)) => Ok((new, again)),
+        (Err(error), _) | (_, Err(error)) => {
+            crate::answer_kept::release_unconfirmed_claim(&handler.pool, &handler.settings, claim)
+                .await;
+            Err(error)
+        }
+    }
 }
 
 /// Moves each accepted message from `sending` to `sent` with the provider's id and its `sent`

@@ -53,3 +53,39 @@ pub async fn release_unstarted<'e>(
     .await?;
     Ok(released.is_some())
 }
+
+/// Releases every message still held by `claim`, whose caller made no provider call for it: its
+/// claim statement (or that statement's `COMMIT`) failed with an error that leaves open whether
+/// it committed — a connection cut right after the commit reached the server. Each goes back to
+/// `retrying` with the claim's attempt given back and its mark cleared, with a
+/// `dispatch_released` event written by `actor`; the caller's delivery is then tried again and
+/// sends it through the normal path. Returns how many were released (none when the claim never
+/// committed).
+pub async fn release_uncalled<'e>(
+    db: impl PgExecutor<'e>,
+    claim: Uuid,
+    actor: &str,
+) -> Result<u64, sqlx::Error> {
+    let released: i64 = sqlx::query_scalar(
+        "WITH moved AS (
+             UPDATE comms.messages SET delivery_state = 'retrying', dispatch_claim = NULL,
+                 call_started_at = NULL, attempt_count = greatest(attempt_count - 1, 0),
+                 updated_at = now()
+             WHERE dispatch_claim = $1 AND delivery_state = 'sending'
+             RETURNING id, source, owner),
+         event AS (
+             INSERT INTO comms.message_events
+                 (message_id, event_type, actor, source, owner, reason, recovery_rule, detail)
+             SELECT id, 'dispatch_released', $2, source, owner,
+                 'claimed for dispatch, but the claim''s commit was not confirmed: no provider call was made',
+                 'decided and sent again through the normal path, with its idempotency key',
+                 jsonb_build_object('claim', $1::text)
+             FROM moved)
+         SELECT count(*) FROM moved",
+    )
+    .bind(claim)
+    .bind(actor)
+    .fetch_one(db)
+    .await?;
+    Ok(u64::try_from(released).unwrap_or_default())
+}

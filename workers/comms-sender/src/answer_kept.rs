@@ -55,7 +55,7 @@ where
                 // server's availability): their text quotes no value.
                 %error,
                 retry_in_ms = wait.as_millis() as u64,
-                "recording a provider call's outcome failed; trying again"
+                "writing what became of a dispatch (an answer, a hold, a claim's release) failed; trying again"
             );
         })
         .await

@@ -61,12 +61,14 @@ api-fuzz: services api-fuzz-venv ## Fuzz the gateway from docs/openapi.json: API
 api-fuzz-short: services api-fuzz-venv ## The same with 5 examples per operation, about 2 min (in make ci)
 	API_FUZZ_EXAMPLES=5 $(CARGO) test --locked -p comms-tests --test it gateway::api_fuzz -- --ignored --nocapture
 
+# The chaos targets build the binaries with `--tests` so that they get the features `make test`
+# gives them (dev-dependencies included) and reuse its build instead of compiling again.
 chaos: ## The chaos run: CHAOS_MESSAGES (20000) through the whole fleet as processes under every fault, on a private broker and database; fails on a lost, stuck or unexplained duplicate message or a personal value in a log (docs/reliability.md)
-	$(CARGO) build --locked --workspace --bins
+	$(CARGO) build --locked --workspace --bins --tests
 	CHAOS_MESSAGES=$(CHAOS_MESSAGES) CHAOS_RATE=100 $(CARGO) test --locked -p comms-tests --test chaos -- --ignored --nocapture
 
 chaos-short: ## The same with 2,000 messages and every fault, 4 to 5 minutes (for make ci)
-	$(CARGO) build --locked --workspace --bins
+	$(CARGO) build --locked --workspace --bins --tests
 	CHAOS_MESSAGES=2000 CHAOS_RATE=40 $(CARGO) test --locked -p comms-tests --test chaos -- --ignored --nocapture
 
 BENCH_BINS := -p comms-bench -p comms-sender -p comms-sandbox -p comms-gateway -p comms-status -p comms-events -p comms-digest -p comms-incidents

@@ -5,7 +5,8 @@
 //! worker's AMQP consumer refuse exactly the same inputs with the same reasons:
 //!
 //! - [`definition`]: the definition file and its checks (pure);
-//! - [`store`]: adding, activating (the owner's audited approval), listing, rolling back;
+//! - [`store`]: adding, activating (the owner's audited approval), listing;
+//! - [`rollback`]: the rollback path applied once to everyone in flight;
 //! - [`enrol`]: the enrolment contract (`comms.enrolment.v1`), enrolling (a no-op the second
 //!   time), and an owner's manual stop;
 //! - [`timing`]: when a step is due (a delay, or a local time in the recipient's zone).
@@ -16,6 +17,7 @@
 pub mod definition;
 pub mod enrol;
 pub mod exit;
+pub mod rollback;
 pub mod store;
 pub mod timing;
 

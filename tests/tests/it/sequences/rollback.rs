@@ -3,7 +3,7 @@
 //! result is recorded, and rolling back again changes nothing.
 
 use comms_domain::pause::Scope;
-use comms_domain::sequences::store;
+use comms_domain::sequences::{rollback, store};
 use comms_tests::eventually;
 
 use super::{Seq, WAIT, at, key, three_steps};
@@ -32,7 +32,7 @@ async fn a_rollback_cancels_in_flight_steps_and_sends_corrections_once() {
 
     let pool = &seq.env().pool;
     let now = at("2026-11-27T16:00:00Z");
-    let done = store::rollback(
+    let done = rollback::rollback(
         pool,
         ("winback", version),
         "ana",
@@ -59,7 +59,7 @@ async fn a_rollback_cancels_in_flight_steps_and_sends_corrections_once() {
     for enrolment in &enrolments {
         assert!(seq.fleet.reaches(&key(*enrolment, 0), "sent").await);
     }
-    let again = store::rollback(pool, ("winback", version), "ana", "again", now)
+    let again = rollback::rollback(pool, ("winback", version), "ana", "again", now)
         .await
         .expect("idempotent");
     assert!(!again.changed);

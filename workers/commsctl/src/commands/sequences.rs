@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use comms_domain::contract::RecordType;
 use comms_domain::sequences::enrol::{self, EnrolmentRecord, EnrolmentRequest};
-use comms_domain::sequences::{definition::Definition, parse_ref, store};
+use comms_domain::sequences::{definition::Definition, parse_ref, rollback, store};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -209,7 +209,7 @@ pub async fn run(pool: &PgPool, command: SequencesCommand, json: bool) -> anyhow
             reason,
         } => {
             let (name, version) = target(&t)?;
-            let done = store::rollback(pool, (&name, version), &by, &reason, now).await?;
+            let done = rollback::rollback(pool, (&name, version), &by, &reason, now).await?;
             let text = if done.changed {
                 format!(
                     "rolled back {name}@{version}: {} enrolments cancelled, {} unsent step messages cancelled, {} corrections to send; task for the escalation owner",

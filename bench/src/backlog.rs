@@ -24,7 +24,8 @@ pub struct Backlog {
 const CHUNK: usize = 20_000;
 
 pub async fn measure(bench: &Bench, normal: usize, backlog: usize) -> anyhow::Result<Backlog> {
-    let (normal_rate, _) = crate::scenarios::throughput_named(bench, "bl-live-", normal, 1).await?;
+    let (normal_rate, _) =
+        crate::send_phase::throughput_named(bench, "bl-live-", normal, 1).await?;
     println!("normal send, 1 sender, {normal} msgs: {normal_rate:.0} msg/s");
     let since = bench.db_now().await?;
     let started = std::time::Instant::now();
@@ -38,10 +39,10 @@ pub async fn measure(bench: &Bench, normal: usize, backlog: usize) -> anyhow::Re
         "backlog: {backlog} requests published in {:.0} s",
         started.elapsed().as_secs_f64()
     );
-    let mut senders = crate::scenarios::start_senders(bench, 1)?;
+    let mut senders = crate::send_phase::start_senders(bench, 1)?;
     let drained = wait_drained(bench, since, backlog).await;
     let peak_rss_mib = senders[0].0.peak_rss_mib().unwrap_or(f64::NAN);
-    crate::scenarios::stop_senders(std::mem::take(&mut senders)).await;
+    crate::send_phase::stop_senders(std::mem::take(&mut senders)).await;
     drained?;
     let (first, last): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
         "SELECT min(dispatched_at), max(dispatched_at) FROM comms.messages

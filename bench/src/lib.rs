@@ -21,6 +21,7 @@ mod retention_cost;
 mod scale;
 mod scaling;
 mod scenarios;
+mod send_phase;
 mod size;
 mod stats;
 mod status;

@@ -40,7 +40,7 @@ pub async fn measure(
     held: usize,
     recipients: usize,
 ) -> anyhow::Result<Release> {
-    let (live_before, _) = crate::scenarios::throughput_named(bench, "rl-live-", live, 1).await?;
+    let (live_before, _) = crate::send_phase::throughput_named(bench, "rl-live-", live, 1).await?;
     println!("live send before the pause, 1 sender, {live} msgs: {live_before:.0} msg/s");
     let since = bench.db_now().await?;
     store::pause(
@@ -64,7 +64,7 @@ pub async fn measure(
         })
         .collect::<anyhow::Result<_>>()?;
     bench.publish_bulk(&requests).await?;
-    let senders = crate::scenarios::start_senders(bench, 1)?;
+    let senders = crate::send_phase::start_senders(bench, 1)?;
     let waited = async {
         wait_state(bench, "held", held, Duration::from_secs(900)).await?;
         store::resume(&bench.pool, &Scope::Global, "bench", "bench").await?;
@@ -77,7 +77,7 @@ pub async fn measure(
         anyhow::Ok(resumed)
     }
     .await;
-    let rss = crate::scenarios::stop_senders(senders).await;
+    let rss = crate::send_phase::stop_senders(senders).await;
     let resumed = waited?;
     let (last, dispatches): (DateTime<Utc>, i64) = sqlx::query_as(
         "SELECT max(m.dispatched_at),
@@ -92,7 +92,7 @@ pub async fn measure(
         "{dispatches} dispatches for {held} held messages: each must be sent exactly once"
     );
     let seconds = (last - resumed).num_milliseconds().max(1) as f64 / 1000.0;
-    let (live_after, _) = crate::scenarios::throughput_named(bench, "rl-after-", live, 1).await?;
+    let (live_after, _) = crate::send_phase::throughput_named(bench, "rl-after-", live, 1).await?;
     println!("live send after the release, 1 sender, {live} msgs: {live_after:.0} msg/s");
     Ok(Release {
         held,

@@ -8,7 +8,7 @@ use comms_domain::privacy::retention;
 use comms_runtime::settings::RetentionSettings;
 
 use crate::load::Bench;
-use crate::scenarios::throughput_named;
+use crate::send_phase::throughput_named;
 
 /// Send throughput without and with the retention job running.
 pub struct RetentionCost {

@@ -13,7 +13,7 @@ use anyhow::Context;
 use crate::cpu_quota::{self, CpuQuota};
 use crate::load::Bench;
 use crate::procs::Worker;
-use crate::scenarios::{
+use crate::send_phase::{
     GROUP_SIZE_STAGE, prepublish, sent_rate, stage_means, start_senders, stop_senders,
 };
 use crate::stats::Row;

@@ -64,10 +64,10 @@ pub async fn costs(bench: &Bench, knobs: &Knobs) -> anyhow::Result<()> {
             scale::table_size(&bench.pool).await?
         );
         let (send, _) =
-            crate::scenarios::throughput_named(bench, &format!("sz{tag}-"), knobs.messages, 1)
+            crate::send_phase::throughput_named(bench, &format!("sz{tag}-"), knobs.messages, 1)
                 .await?;
         let (p50, p99, _, _) =
-            crate::scenarios::latency_named(bench, knobs, &format!("lz{tag}-")).await?;
+            crate::send_phase::latency_named(bench, knobs, &format!("lz{tag}-")).await?;
         let (status, _, status_p99, _) =
             crate::status::ingestion_tagged(bench, callbacks, tag).await?;
         let message = if size > 0 {

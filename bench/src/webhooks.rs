@@ -13,7 +13,7 @@ use comms_domain::webhooks::{NewWebhook, register};
 
 use crate::load::Bench;
 use crate::procs::{self, Worker};
-use crate::scenarios::throughput_named;
+use crate::send_phase::throughput_named;
 
 /// What the scenario measured.
 pub struct WebhookCost {

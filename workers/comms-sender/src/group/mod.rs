@@ -17,6 +17,7 @@
 //! runs for a key only after the group is done with it.
 
 mod dispatch;
+mod gate;
 mod released;
 mod write;
 
@@ -30,9 +31,10 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::rules::facts::{self, Member};
-use crate::rules::{self, Decision, Prepared};
+use crate::rules::{self, Decision};
 use crate::sender::{SendHandler, stage};
 use crate::store::Message;
+use gate::{Ready, clear_of_pauses, keep_release_order, member_span, take_tokens};
 use write::NewMessage;
 
 /// Decides `deliveries`, one outcome each, in order.
@@ -115,17 +117,6 @@ fn metrics() -> &'static prometheus::Histogram {
 }
 
 type Decided = Vec<(usize, Outcome)>;
-
-/// A member every rule let through, ready for its rate token and the pause switch.
-struct Ready<'a> {
-    index: usize,
-    request: &'a ValidSendRequest,
-    contact_id: Uuid,
-    address: String,
-    prepared: Prepared,
-    /// Its recorded message when it came as a release (`None`: a new message).
-    released: Option<&'a Message>,
-}
 
 /// Sends what it can of `candidates` together. Returns the outcomes it decided and the indexes
 /// it leaves to the one-message path.
@@ -235,29 +226,6 @@ async fn send_together(
     (decided, left)
 }
 
-/// Releases keep their order per recipient: a released member with an older release to the
-/// same address still on its way goes to the one-message path, which waits for it.
-async fn keep_release_order<'a>(
-    handler: &SendHandler,
-    mut ready: Vec<Ready<'a>>,
-    left: &mut Vec<usize>,
-) -> Vec<Ready<'a>> {
-    let releases: Vec<&Message> = ready.iter().filter_map(|m| m.released).collect();
-    let behind = match released::behind_older(&handler.pool, &releases).await {
-        Ok(behind) => behind,
-        // Unknown: every release goes alone, where the one-message path checks again.
-        Err(_) => releases.iter().map(|m| m.id).collect(),
-    };
-    ready.retain(|member| {
-        let wait = member.released.is_some_and(|m| behind.contains(&m.id));
-        if wait {
-            left.push(member.index);
-        }
-        !wait
-    });
-    ready
-}
-
 /// Loads the group's facts and asks the rule book about each member: the members decided
 /// "dispatch"; the others go to `left`, where the one-message path decides them again, records
 /// and settles them. `Err` when the group's facts could not be read: what to answer instead.
@@ -323,110 +291,6 @@ async fn decide<'a>(
         }
     }
     Ok(ready)
-}
-
-/// The rate limit, without waiting: a message that finds no token goes alone and waits for one
-/// there, so a group never sends more at once than the limit allows.
-fn take_tokens<'a>(
-    handler: &SendHandler,
-    mut ready: Vec<Ready<'a>>,
-    left: &mut Vec<usize>,
-) -> Vec<Ready<'a>> {
-    ready.retain(|member| {
-        let channel = member.request.channel.as_str();
-        let allowed = handler
-            .limits
-            .try_take(channel, &handler.providers.account(channel));
-        if !allowed {
-            left.push(member.index);
-        }
-        allowed
-    });
-    ready
-}
-
-/// The members the pause gate cleared, to claim: new ones to record and claim, releases to
-/// claim, each with its delivery index.
-#[derive(Default)]
-struct Clear<'a> {
-    new: Vec<NewMessage<'a>>,
-    new_index: Vec<usize>,
-    again: Vec<NewMessage<'a>>,
-    again_index: Vec<usize>,
-    again_ids: Vec<Uuid>,
-}
-
-impl Clear<'_> {
-    fn all_indexes(&self) -> impl Iterator<Item = usize> + '_ {
-        self.new_index.iter().chain(&self.again_index).copied()
-    }
-}
-
-/// The same gate as one message over each member's pause verdict: the members it clears; the
-/// others go to `left`. (The order of releases was kept before: [`keep_release_order`].)
-fn clear_of_pauses<'a>(
-    handler: &SendHandler,
-    deliveries: &[Incoming],
-    ready: Vec<Ready<'a>>,
-    left: &mut Vec<usize>,
-) -> Clear<'a> {
-    let book = handler.book();
-    let mut clear = Clear::default();
-    for member in ready {
-        let request = member.request;
-        let verdict = handler.switch.verdict_except(
-            request.channel.as_str(),
-            request.kind.as_str(),
-            member.prepared.client_id,
-            rules::incident_exemption(request),
-            comms_domain::pause::sequence_of_trigger(&request.trigger),
-        );
-        let Decision::Send(Prepared {
-            client_id,
-            content: Some(rendered),
-            ..
-        }) = book.gate(member.prepared, false, verdict)
-        else {
-            left.push(member.index);
-            continue;
-        };
-        let span = member_span(&deliveries[member.index]);
-        let new = NewMessage {
-            traceparent: comms_runtime::trace_context::traceparent_of(&span),
-            span,
-            request,
-            contact_id: member.contact_id,
-            address: member.address,
-            client_id,
-            rendered,
-            account: handler.providers.account(request.channel.as_str()),
-        };
-        match member.released {
-            Some(message) => {
-                clear.again.push(new);
-                clear.again_index.push(member.index);
-                clear.again_ids.push(message.id);
-            }
-            None => {
-                clear.new.push(new);
-                clear.new_index.push(member.index);
-            }
-        }
-    }
-    clear
-}
-
-/// The span of one member's send, in the trace its request came with (the group's own span
-/// links to every member's trace): its context is stored on the message, and its provider call
-/// runs in it, as on the one-message path.
-fn member_span(delivery: &Incoming) -> tracing::Span {
-    let span = tracing::info_span!(
-        "message",
-        queue.name = %delivery.queue,
-        message.amqp_id = delivery.message_id.as_deref().unwrap_or(""),
-    );
-    comms_runtime::trace_context::set_parent_from(&delivery.headers, &span);
-    span
 }
 
 /// The members of a group whose statement the database refused for good, handed to the

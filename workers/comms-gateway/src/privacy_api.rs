@@ -103,6 +103,7 @@ pub async fn forget(
         }
         Err(EraseError::NoReason) => invalid("reason: is required"),
         Err(EraseError::NoActor) => invalid("by: is required"),
+        Err(error @ EraseError::InvalidAddress { .. }) => invalid(&error.to_string()),
         Err(EraseError::UnknownContact(id)) => reply::error(
             StatusCode::NOT_FOUND,
             "not_found",

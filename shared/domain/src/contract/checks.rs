@@ -305,3 +305,25 @@ impl Checker {
         }
     }
 }
+
+/// A phone number checked as a request's `recipient.phone` is: its E.164 form, or what is wrong
+/// with it. For the places that take an address outside a request (erasure).
+pub fn phone_number(raw: &str) -> Result<String, String> {
+    let mut checker = Checker::default();
+    checker.phone(raw).ok_or_else(|| checker.problems())
+}
+
+/// An email address checked as a request's `recipient.email` is: with its domain lower-cased, or
+/// what is wrong with it.
+pub fn email_address(raw: &str) -> Result<String, String> {
+    let mut checker = Checker::default();
+    checker.email(raw).ok_or_else(|| checker.problems())
+}
+
+impl Checker {
+    /// Every recorded problem, in one line.
+    fn problems(&self) -> String {
+        let problems: Vec<&str> = self.errors.iter().map(|e| e.problem.as_str()).collect();
+        problems.join("; ")
+    }
+}

@@ -20,7 +20,10 @@ mod validate;
 mod wire;
 
 pub use canonical::canonical_bytes;
-pub use checks::{MAX_EMAIL_CHARS, MAX_TEMPLATE_NAME_CHARS, MAX_TEMPLATE_VERSION, MAX_TEXT_CHARS};
+pub use checks::{
+    MAX_EMAIL_CHARS, MAX_TEMPLATE_NAME_CHARS, MAX_TEMPLATE_VERSION, MAX_TEXT_CHARS, email_address,
+    phone_number,
+};
 pub use enums::{Channel, ConsentBasis, Kind, RecordType, UnknownValue};
 pub use error::{
     FieldError, REASON_INVALID_JSON, REASON_INVALID_REQUEST, REASON_PAYLOAD_TOO_LARGE,

@@ -62,6 +62,13 @@ pub enum EraseError {
     NoActor,
     #[error("no contact {0}")]
     UnknownContact(Uuid),
+    /// The phone or email named is not one: nothing is looked for, nothing is erased (a typo must
+    /// not erase a stranger's data that happens to contain it, nor confirm an erasure).
+    #[error("{field}: {problem}")]
+    InvalidAddress {
+        field: &'static str,
+        problem: String,
+    },
     #[error(
         "the dead-letter queue could not be collected, so nothing was erased ({0}); run it again when RabbitMQ is reachable"
     )]
@@ -86,10 +93,30 @@ pub async fn forget(
     if request.by.trim().is_empty() {
         return Err(EraseError::NoActor);
     }
+    let subject = checked(&request.subject)?;
+    let request = &ForgetRequest {
+        subject,
+        ..request.clone()
+    };
     let collected = collect_dead_queue(pool, publisher, topology).await?;
     let mut counts = BTreeMap::new();
     counts.insert("dead_letters_collected", collected);
     erase_rows(pool, hash_key, request, counts).await
+}
+
+/// The subject with its address checked as a send request's recipient is, in that form (E.164, the
+/// email's domain lower-cased): the form messages were recorded with.
+fn checked(subject: &Subject) -> Result<Subject, EraseError> {
+    let invalid = |field| move |problem| EraseError::InvalidAddress { field, problem };
+    Ok(match subject {
+        Subject::Phone(raw) => {
+            Subject::Phone(crate::contract::phone_number(raw.trim()).map_err(invalid("phone"))?)
+        }
+        Subject::Email(raw) => {
+            Subject::Email(crate::contract::email_address(raw.trim()).map_err(invalid("email"))?)
+        }
+        Subject::Contact(id) => Subject::Contact(*id),
+    })
 }
 
 /// Moves everything waiting in `comms.dead` into `internal.rejected_input`, until the broker has

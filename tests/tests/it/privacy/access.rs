@@ -178,6 +178,12 @@ async fn owners_erase_through_the_admin_api_with_a_reason() {
     assert_eq!(post(enqueue, body.clone()).await.status(), 403);
     let no_reason = json!({ "contact_id": contact });
     assert_eq!(post(owner.clone(), no_reason).await.status(), 422);
+    let typo = json!({ "phone": "4155552671", "reason": "erasure request #9", "by": "maria" });
+    let refused = post(owner.clone(), typo).await;
+    assert_eq!(refused.status(), 422);
+    let refused: serde_json::Value = refused.json().await.expect("json");
+    let why = refused["message"].as_str().unwrap_or_default();
+    assert!(why.starts_with("phone: expected E.164"), "{refused}");
     let answer = post(owner.clone(), body).await;
     assert_eq!(answer.status(), 200);
     let erased: serde_json::Value = answer.json().await.expect("json");

@@ -295,6 +295,38 @@ async fn forgetting_cancels_what_still_waits_and_an_unknown_contact_is_refused()
         .await
         .expect_err("unknown");
     assert!(refused.to_string().contains("no contact"), "{refused}");
+
+    // An address that is not one (a typo, a fragment) is refused before anything is looked for:
+    // raw material that merely contains the text is left alone and no erasure is recorded.
+    sqlx::query(
+        "INSERT INTO internal.provider_payloads (provider, kind, provider_message_id, payload)
+         VALUES ('twilio', 'status', 'SM-other',
+                 convert_to('To=%2B14155550188&From=a%40example.com', 'UTF8'))",
+    )
+    .execute(pool)
+    .await
+    .expect("a stranger's payload");
+    for (flag, typo) in [("--phone", "4155550188"), ("--email", "example.com")] {
+        let cli = commsctl::Cli::parse_from([
+            "commsctl", "contacts", "forget", flag, typo, "--reason", "gdpr", "--by", "maria",
+        ]);
+        let refused = commsctl::run_with(cli, &fleet.env.settings)
+            .await
+            .expect_err("not an address");
+        let field = flag.trim_start_matches('-');
+        assert!(
+            refused.to_string().contains(&format!("{field}: expected")),
+            "{refused}"
+        );
+    }
+    let (payloads, erasures): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM internal.provider_payloads WHERE provider_message_id = 'SM-other'),
+                (SELECT count(*) FROM comms.erasures)",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("counts");
+    assert_eq!((payloads, erasures), (1, 1), "only the contact's erasure");
     let no_reason = commsctl::Cli::try_parse_from([
         "commsctl", "contacts", "forget", "--phone", OPTED_OUT, "--by", "maria",
     ]);

@@ -199,6 +199,9 @@ fn failure(error: PauseError) -> Response {
             "not_paused",
             &format!("nothing is paused at scope {scope}"),
         ),
+        PauseError::HeldByIncident { .. } => {
+            reply::error(StatusCode::CONFLICT, "held_by_incident", &error.to_string())
+        }
         PauseError::NoReason | PauseError::NoActor => invalid(&error.to_string()),
         PauseError::Db(_) => reply::error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -106,7 +106,7 @@ pub async fn resume_automation(
         let Some(scope @ Scope::Client(client)) = Scope::from_parts("client", &value) else {
             continue;
         };
-        match pause_store::resume(pool, &scope, &reason, by).await {
+        match pause_store::resume_for_incident(pool, &scope, incident, &reason, by).await {
             Ok(_) | Err(PauseError::NotPaused(_)) => clients.push(client),
             Err(other) => return Err(other.into()),
         }

@@ -20,6 +20,12 @@ pub enum PauseError {
     NoActor,
     #[error("nothing is paused at scope {0}")]
     NotPaused(Scope),
+    /// An incident's pause (its facts not verified) is lifted only by the incident's recorded
+    /// decision, never by an ordinary resume.
+    #[error(
+        "{scope} is paused by incident {incident} until its facts are verified; only its owner or a delegate lifts it: commsctl incident resume-automation {incident} --by OWNER"
+    )]
+    HeldByIncident { scope: Scope, incident: Uuid },
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -181,10 +187,34 @@ pub async fn pause_for_incident(
     Ok(IncidentPause::Paused(pause))
 }
 
-/// Turns a scope off. Held messages are then released by [`super::release`].
+/// Turns a scope off. Held messages are then released by [`super::release`]. A pause an incident
+/// holds is refused ([`PauseError::HeldByIncident`]): [`resume_for_incident`] lifts it.
 pub async fn resume(
     pool: &PgPool,
     scope: &Scope,
+    reason: &str,
+    actor: &str,
+) -> Result<ActivePause, PauseError> {
+    end(pool, scope, None, reason, actor).await
+}
+
+/// Turns off `scope`'s pause held by `incident`: the incident's recorded decision
+/// (`commsctl incident resume-automation`), the only way such a pause is lifted.
+pub async fn resume_for_incident(
+    pool: &PgPool,
+    scope: &Scope,
+    incident: Uuid,
+    reason: &str,
+    actor: &str,
+) -> Result<ActivePause, PauseError> {
+    end(pool, scope, Some(incident), reason, actor).await
+}
+
+/// Deletes the pause of `scope` held by `incident` (`None`: by no incident) and records its end.
+async fn end(
+    pool: &PgPool,
+    scope: &Scope,
+    incident: Option<Uuid>,
     reason: &str,
     actor: &str,
 ) -> Result<ActivePause, PauseError> {
@@ -193,14 +223,31 @@ pub async fn resume(
     }
     let mut tx = pool.begin().await?;
     let row: Option<Row> = sqlx::query_as(
-        "DELETE FROM comms.pauses WHERE scope = $1 AND scope_value = $2
+        "DELETE FROM comms.pauses
+         WHERE scope = $1 AND scope_value = $2 AND incident_id IS NOT DISTINCT FROM $3
          RETURNING id, scope, scope_value, reason, actor, automatic, started_at, expires_at, incident_id",
     )
     .bind(scope.name())
     .bind(scope.value())
+    .bind(incident)
     .fetch_optional(&mut *tx)
     .await?;
-    let row = row.ok_or_else(|| PauseError::NotPaused(scope.clone()))?;
+    let Some(row) = row else {
+        let held_by: Option<Option<Uuid>> = sqlx::query_scalar(
+            "SELECT incident_id FROM comms.pauses WHERE scope = $1 AND scope_value = $2",
+        )
+        .bind(scope.name())
+        .bind(scope.value())
+        .fetch_optional(&mut *tx)
+        .await?;
+        return Err(match held_by {
+            Some(Some(other)) if incident.is_none() => PauseError::HeldByIncident {
+                scope: scope.clone(),
+                incident: other,
+            },
+            _ => PauseError::NotPaused(scope.clone()),
+        });
+    };
     let change = Change {
         pause_id: row.id,
         action: "resume",

@@ -2,6 +2,7 @@
 
 use comms_domain::approvals::Decision;
 use comms_domain::pause::Scope;
+use comms_domain::pause::store::{self as pause_store, PauseError};
 use comms_tests::eventually;
 use comms_tests::fleet::sms_request;
 use serde_json::json;
@@ -85,6 +86,18 @@ async fn unverified_facts_pause_the_clients_until_the_owner_resumes_and_the_noti
         "the verified update did not lift the pause"
     );
     assert_eq!(f.fleet.state("outreach-1").await.as_deref(), Some("held"));
+
+    // An ordinary resume of the client (on-call's `commsctl resume`, the API, the console) does
+    // not lift it: it names the incident and leaves the pause where it is.
+    let ordinary = pause_store::resume(f.pool(), &Scope::Client(client), "override", "olu").await;
+    match ordinary {
+        Err(PauseError::HeldByIncident { incident, .. }) => assert_eq!(incident, id),
+        other => panic!("an ordinary resume lifted an incident's pause: {other:?}"),
+    }
+    assert!(
+        f.client_paused(client).await,
+        "still paused by the incident"
+    );
 
     // The owner's recorded decision lifts it; the held send goes out once.
     let refused = comms_incidents::ops::resume_automation(f.pool(), id, "bo").await;

@@ -261,6 +261,7 @@ pub async fn resume(
 async fn failure(state: &GatewayState, operator: &Operator, error: PauseError) -> Response {
     let status = match &error {
         PauseError::NotPaused(_) => StatusCode::NOT_FOUND,
+        PauseError::HeldByIncident { .. } => StatusCode::CONFLICT,
         PauseError::NoReason | PauseError::NoActor => StatusCode::UNPROCESSABLE_ENTITY,
         PauseError::Db(error) => {
             tracing::warn!(%error, "the pause switch could not be changed from the console");

@@ -201,35 +201,33 @@ pub async fn close_verify_task(pool: &PgPool, incident: Uuid) -> Result<(), sqlx
     Ok(())
 }
 
-/// The template of this event's notice: the event's; else the incident's latest (a resolution
-/// takes `default`, the resolution template, with the latest variables); else `default`.
+/// The template of this event's notice: the event's; else the incident's latest; else `default`.
+/// A resolution always takes `default`, the resolution template, with the event's variables (or
+/// else the latest): a resolved event built by `commsctl incident resolve` or the API carries the
+/// incident's latest template, whose wording is for an ongoing incident.
 pub async fn notice_template(
     pool: &PgPool,
     event: &IncidentEvent,
     default: &str,
     resolution: bool,
 ) -> Result<TemplateRef, sqlx::Error> {
-    if let Some(template) = &event.template {
-        return Ok(template.clone());
-    }
-    let stored: Option<serde_json::Value> =
-        sqlx::query_scalar("SELECT template FROM comms.incidents WHERE id = $1")
-            .bind(event.incident_id)
-            .fetch_one(pool)
-            .await?;
-    let stored = stored.and_then(|v| serde_json::from_value::<TemplateRef>(v).ok());
-    Ok(match stored {
-        Some(mut template) => {
-            if resolution {
-                template.name = default.to_string();
-                template.version = None;
-            }
-            template
+    let found = match &event.template {
+        Some(template) => Some(template.clone()),
+        None => {
+            let stored: Option<serde_json::Value> =
+                sqlx::query_scalar("SELECT template FROM comms.incidents WHERE id = $1")
+                    .bind(event.incident_id)
+                    .fetch_one(pool)
+                    .await?;
+            stored.and_then(|v| serde_json::from_value::<TemplateRef>(v).ok())
         }
-        None => TemplateRef {
+    };
+    Ok(match found {
+        Some(template) if !resolution => template,
+        found => TemplateRef {
             name: default.to_string(),
             version: None,
-            vars: serde_json::Map::new(),
+            vars: found.map(|t| t.vars).unwrap_or_default(),
         },
     })
 }

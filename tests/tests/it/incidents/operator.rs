@@ -144,6 +144,25 @@ async fn commsctl_declares_verifies_resumes_and_resolves_an_incident() {
     assert_eq!(shown.incident.state, "resolved");
     assert_eq!(shown.incident.sequence, 3);
     assert!(shown.time_to_resolution_seconds.is_some());
+    // The resolution notice takes the resolution template (not the incident's own, whose wording
+    // is for an ongoing incident), with the latest variables and the ones given.
+    let resolution = eventually(WAIT, || async {
+        let notice: Option<(String, String, serde_json::Value)> = sqlx::query_as(
+            "SELECT purpose, template_base, vars FROM comms.incident_notices
+             WHERE incident_id = $1 AND sequence = 3",
+        )
+        .bind(id)
+        .fetch_optional(f.pool())
+        .await
+        .expect("notice");
+        notice.is_some_and(|(purpose, base, vars)| {
+            purpose == "resolution"
+                && base == "incident-resolved"
+                && vars["what"] == "tracking is back"
+        })
+    })
+    .await;
+    assert!(resolution, "the resolution notice uses incident-resolved");
     let after = ctl(&f, &["incident", "update", &id_arg, "--severity", "minor"]).await;
     let why = format!("{:#}", after.expect_err("resolved"));
     assert!(why.contains("resolved"), "{why}");

@@ -123,7 +123,7 @@ pub fn valid_event_type(name: &str) -> bool {
     if let Some(event) = name.strip_prefix("digest.") {
         return matches!(
             event,
-            "built" | "blocked" | "approved" | "published" | "superseded"
+            "built" | "blocked" | "approved" | "published" | "superseded" | "viewed"
         );
     }
     if let Some(event) = name.strip_prefix("incident.") {
@@ -290,6 +290,7 @@ mod tests {
             "message.delivered",
             "message.opted_out",
             "task.overdue",
+            "digest.viewed",
         ] {
             assert!(valid_event_type(ok), "{ok}");
         }

@@ -35,6 +35,31 @@ pub struct DigestSettings {
     pub view_ttl: Duration,
 }
 
+impl DigestSettings {
+    /// Refuses a schedule that is not a cron expression and flushing that could never happen, so
+    /// `--check-config` fails where the worker would.
+    pub fn validate(&self) -> Result<(), String> {
+        let schedule = self.schedule.trim();
+        if let Some(Err(error)) =
+            (!schedule.is_empty()).then(|| <croner::Cron as std::str::FromStr>::from_str(schedule))
+        {
+            return Err(format!(
+                "key `digest.schedule`: must be a cron expression (min hour day month weekday, UTC) or empty: {error}"
+            ));
+        }
+        if self.flush_batch == 0 {
+            return Err("key `digest.flush_batch`: must be at least 1".into());
+        }
+        if self.flush_interval.is_zero() {
+            return Err("key `digest.flush_interval`: must be longer than zero".into());
+        }
+        if self.view_ttl.is_zero() {
+            return Err("key `digest.view_ttl`: must be longer than zero".into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for DigestSettings {
     fn default() -> Self {
         Self {

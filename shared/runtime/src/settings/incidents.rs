@@ -23,6 +23,25 @@ pub struct IncidentSettings {
 }
 
 impl IncidentSettings {
+    /// Refuses a chunk size or check interval the worker could not work with.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.chunk_size < 1 {
+            return Err("key `incidents.chunk_size`: must be at least 1".into());
+        }
+        if self.check_interval.is_zero() {
+            return Err("key `incidents.check_interval`: must be longer than zero".into());
+        }
+        for (key, name) in [
+            ("incidents.default_template", &self.default_template),
+            ("incidents.resolution_template", &self.resolution_template),
+        ] {
+            if name.trim().is_empty() {
+                return Err(format!("key `{key}`: must name a template"));
+            }
+        }
+        Ok(())
+    }
+
     /// The pre-approved update templates as a list.
     pub fn preapproved(&self) -> Vec<&str> {
         self.preapproved_update_templates

@@ -173,6 +173,8 @@ impl Settings {
             }
         }
         self.providers.validate().map_err(SettingsError::Invalid)?;
+        self.digest.validate().map_err(SettingsError::Invalid)?;
+        self.incidents.validate().map_err(SettingsError::Invalid)?;
         if self.approvals.expire_after.is_zero() {
             return invalid("approvals.expire_after", "must be longer than zero");
         }
@@ -232,6 +234,21 @@ mod tests {
             settings.amqp.url.expose_secret(),
             "amqp://guest:guest@127.0.0.1:5672/%2f"
         );
+    }
+
+    #[test]
+    fn a_digest_schedule_or_incident_chunk_the_workers_refuse_is_refused_at_load() {
+        for (key, value, named) in [
+            ("COMMS__DIGEST__SCHEDULE", "not a cron", "digest.schedule"),
+            ("COMMS__DIGEST__SCHEDULE", "61 * * * *", "digest.schedule"),
+            ("COMMS__INCIDENTS__CHUNK_SIZE", "0", "incidents.chunk_size"),
+            ("COMMS__INCIDENTS__CHUNK_SIZE", "-5", "incidents.chunk_size"),
+        ] {
+            let err = load(&[(key, value)]).expect_err(value);
+            assert!(err.to_string().contains(named), "{key}={value}: {err}");
+        }
+        let scheduled = load(&[("COMMS__DIGEST__SCHEDULE", "0 6 1 * *")]).expect("a cron");
+        assert_eq!(scheduled.digest.schedule, "0 6 1 * *");
     }
 
     #[test]

@@ -36,7 +36,7 @@ async fn template(env: &TestEnv, name: &str, channel: &str, subject: Option<&str
 
 const BODY: &str = "{{ report.title }} for {{ client.name }}, as of {{ as_of }}.\n\
 {% for n in notes %}- {{ n }}\n{% endfor %}{% for f in figures %}{{ f.label }}: {{ f.value }} (Source: {{ f.source }})\n{% endfor %}\
-{% if caveat %}{{ caveat }}{% endif %}\nThe full report: {{ view_url }}";
+{{ caveat }}\nThe full report: {{ view_url }}";
 
 pub(super) async fn setup(env: &TestEnv) -> Period {
     let client: Uuid = sqlx::query_scalar(
@@ -171,6 +171,14 @@ async fn internal_notes_never_appear_and_a_draft_waits_for_approval() {
         assert!(
             !text.contains("behind on invoices"),
             "internal note leaked: {text}"
+        );
+    }
+    // Fresh figures carry no caveat: a template's bare `{{ caveat }}` prints nothing, never
+    // "none".
+    for text in [&email, &portal] {
+        assert!(
+            !text.to_lowercase().lines().any(|line| line.trim() == "none"),
+            "{text}"
         );
     }
     assert!(

@@ -151,7 +151,9 @@ impl Facts {
             "outcomes": self.outcomes,
             "figures": self.figures,
             "as_of": as_of.format("%Y-%m-%d").to_string(),
-            "caveat": caveat,
+            // Empty, not null, for fresh figures: `{{ caveat }}` must never print "none" to a
+            // client, and `{% if caveat %}` reads the same either way.
+            "caveat": caveat.unwrap_or_default(),
             "view_url": comms_domain::digests::link::PLACEHOLDER,
         })
     }

@@ -43,6 +43,7 @@ fn failure(error: IncidentError) -> Response {
         IncidentError::FactsNotVerified(_) => (StatusCode::CONFLICT, "facts_not_verified"),
         IncidentError::Resolved(_) => (StatusCode::CONFLICT, "incident_resolved"),
         IncidentError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
+        IncidentError::UnknownAffected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_affected"),
         IncidentError::Pause(_) | IncidentError::Db(_) => {
             tracing::warn!(%error, "incident request failed");
             return reply::error(
@@ -75,6 +76,9 @@ async fn publish(
         Err(error) => return failure(error.into()),
     };
     let inner = state.inner();
+    if let Err(error) = ops::check_affected(&inner.pool, &prepared.event.affected).await {
+        return failure(error);
+    }
     let exchange = inner.topology.incident_exchange();
     if let Err(error) = inner.broker.publish(prepared.outgoing(&exchange)).await {
         tracing::warn!(%error, "an incident event could not be published");

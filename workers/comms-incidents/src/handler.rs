@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use comms_domain::incidents::affected;
 use comms_domain::pause::store::{self as pause_store, IncidentPause};
 use comms_runtime::runtime::{Handler, Incoming, Outcome};
 use comms_runtime::settings::Settings;
@@ -43,7 +44,7 @@ impl IncidentHandler {
             metrics::events(kind, "older");
             return Ok(Outcome::Ack);
         }
-        let clients = match store::resolve_affected(&mut tx, &event.affected).await? {
+        let clients = match affected::resolve_affected(&mut tx, &event.affected).await? {
             Ok(clients) => clients,
             Err(unknown) => {
                 return Ok(Outcome::reject(format!(

@@ -6,7 +6,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
 use crate::{ACTOR, metrics};
-use comms_domain::incidents::event::{Affected, EventType, IncidentEvent, TemplateRef};
+use comms_domain::incidents::event::{EventType, IncidentEvent, TemplateRef};
 
 /// Creates the incident if it is new and locks it; returns the latest sequence applied (0: none).
 pub async fn lock_incident(
@@ -29,46 +29,6 @@ pub async fn lock_incident(
         .bind(event.incident_id)
         .fetch_one(&mut **tx)
         .await
-}
-
-/// The affected clients, each with the project it came through; or the ids that do not exist.
-pub async fn resolve_affected(
-    tx: &mut Transaction<'_, Postgres>,
-    affected: &Affected,
-) -> Result<Result<Vec<(Uuid, Option<Uuid>)>, String>, sqlx::Error> {
-    let clients: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM comms.clients WHERE id = ANY($1)")
-        .bind(&affected.clients)
-        .fetch_all(&mut **tx)
-        .await?;
-    let projects: Vec<(Uuid, Uuid)> =
-        sqlx::query_as("SELECT id, client_id FROM comms.projects WHERE id = ANY($1)")
-            .bind(&affected.projects)
-            .fetch_all(&mut **tx)
-            .await?;
-    let mut unknown: Vec<String> = affected
-        .clients
-        .iter()
-        .filter(|id| !clients.contains(id))
-        .map(|id| format!("client {id}"))
-        .collect();
-    unknown.extend(
-        affected
-            .projects
-            .iter()
-            .filter(|id| !projects.iter().any(|(p, _)| p == *id))
-            .map(|id| format!("project {id}")),
-    );
-    if !unknown.is_empty() {
-        return Ok(Err(unknown.join(", ")));
-    }
-    let mut out: Vec<(Uuid, Option<Uuid>)> = clients.into_iter().map(|c| (c, None)).collect();
-    for (project, client) in projects {
-        if !out.iter().any(|(c, _)| *c == client) {
-            out.push((client, Some(project)));
-        }
-    }
-    out.sort();
-    Ok(Ok(out))
 }
 
 /// Records a newer event: the incident's current facts, the event, the client links and the

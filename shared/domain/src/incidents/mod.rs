@@ -6,6 +6,7 @@
 //! The event contract ([`event`]) and the operator's actions and views ([`ops`]) live here too,
 //! so `commsctl incident` and the gateway's admin API share them without depending on a worker.
 
+pub mod affected;
 mod compose;
 pub mod event;
 pub mod ops;

@@ -9,6 +9,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+pub use super::affected::check_affected;
 pub use super::compose::{
     Change, Declaration, Prepared, declaration, follow_up, latest_event, next_sequence, prepare,
     publish_event,
@@ -34,6 +35,8 @@ pub enum IncidentError {
     Pause(#[from] PauseError),
     #[error("incident {0} is resolved: it takes no more updates")]
     Resolved(Uuid),
+    #[error("affected: unknown {0}; nothing was published")]
+    UnknownAffected(String),
     #[error(transparent)]
     Invalid(#[from] super::event::EventError),
     #[error("database: {0}")]

@@ -177,7 +177,10 @@ async fn internal_notes_never_appear_and_a_draft_waits_for_approval() {
     // "none".
     for text in [&email, &portal] {
         assert!(
-            !text.to_lowercase().lines().any(|line| line.trim() == "none"),
+            !text
+                .to_lowercase()
+                .lines()
+                .any(|line| line.trim() == "none"),
             "{text}"
         );
     }

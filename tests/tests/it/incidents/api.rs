@@ -61,6 +61,18 @@ async fn oncall_declares_verifies_and_resolves_and_only_the_owner_resumes_over_h
     assert_eq!(refused.status(), 422);
     let refusal: Value = refused.json().await.expect("json");
     assert_eq!(refusal["reason"], "invalid_event", "{refusal}");
+    // A client the fleet does not know is refused here, not accepted and dead-lettered later.
+    let stranger = Uuid::new_v4();
+    let mut unknown = declaration.clone();
+    unknown["affected"] = json!({"clients": [stranger]});
+    let refused = post(String::new(), &oncall.key, unknown)
+        .await
+        .expect("answers");
+    assert_eq!(refused.status(), 422);
+    let refusal: Value = refused.json().await.expect("json");
+    assert_eq!(refusal["reason"], "unknown_affected", "{refusal}");
+    let message = refusal["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&format!("client {stranger}")), "{refusal}");
 
     let declared = post(String::new(), &oncall.key, declaration)
         .await

@@ -51,6 +51,31 @@ async fn commsctl_declares_verifies_resumes_and_resolves_an_incident() {
         "{why}"
     );
     assert_eq!(f.notice_state(id, 1).await, None);
+    // So is one naming a client the fleet does not know: the operator is told which.
+    let stranger = Uuid::new_v4().to_string();
+    let refused = ctl(
+        &f,
+        &[
+            "incident",
+            "declare",
+            "--id",
+            &id_arg,
+            "--title",
+            "Outage",
+            "--severity",
+            "major",
+            "--owner",
+            "ana",
+            "--client",
+            &stranger,
+        ],
+    )
+    .await;
+    let why = format!("{:#}", refused.expect_err("unknown client"));
+    assert!(
+        why.contains(&format!("affected: unknown client {stranger}")),
+        "{why}"
+    );
 
     ctl(
         &f,

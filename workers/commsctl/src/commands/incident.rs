@@ -216,6 +216,7 @@ pub async fn run(
         }
     };
     let prepared = ops::prepare(kind, event).context("the event is invalid; nothing was sent")?;
+    ops::check_affected(pool, &prepared.event.affected).await?;
     publish(settings, &prepared).await?;
     let applied = wait_applied(pool, &prepared).await?;
     let (id, sequence) = (prepared.event.incident_id, prepared.event.sequence);

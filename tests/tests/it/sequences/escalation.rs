@@ -162,6 +162,22 @@ async fn a_step_the_sender_refuses_is_escalated_and_a_contacts_opt_out_is_not() 
             "Sequence winback@{version}: step 2 not sent (refused)"
         )]
     );
+    // Its next action names the dead letter that holds the refused request (there is no message
+    // for `commsctl message` to show).
+    let (next_action, dead): (String, i64) = sqlx::query_as(
+        "SELECT t.next_action, d.id FROM comms.tasks t, internal.rejected_input d
+         WHERE t.owner = 'bo' AND convert_from(d.payload, 'UTF8')::jsonb ->> 'idempotency_key' = $1",
+    )
+    .bind(key(enrolment, 2))
+    .fetch_one(&seq.env().pool)
+    .await
+    .expect("task and dead letter");
+    assert!(
+        next_action.contains(&format!("commsctl dead show {dead}"))
+            && next_action.contains("commsctl pause --sequence winback")
+            && !next_action.contains("commsctl message"),
+        "{next_action}"
+    );
     // The refusal is in the timeline of the enrolment's last message that exists: step 1.
     assert!(
         seq.fleet

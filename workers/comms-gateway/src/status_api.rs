@@ -179,7 +179,35 @@ pub async fn list(
             "allowed parameters: state, since (RFC 3339), record_type, record_id (UUID), limit, cursor",
         );
     };
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    // A larger page than the API gives is capped (apps may ask for "all"); one below 1 is a
+    // mistake.
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if limit < 1 {
+        return reply::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            &format!("limit: expected 1–{MAX_PAGE} (larger is capped); found {limit}"),
+        );
+    }
+    let limit = limit.min(MAX_PAGE);
+    if let Some(unknown) = query.state.as_deref().filter(|state| {
+        !comms_domain::messages::DeliveryState::ALL
+            .iter()
+            .any(|known| known.as_str() == *state)
+    }) {
+        let known: Vec<&str> = comms_domain::messages::DeliveryState::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        return reply::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            &format!(
+                "state: `{unknown}` is not a delivery state ({})",
+                known.join(", ")
+            ),
+        );
+    }
     let after = match query.cursor.as_deref().map(decode_cursor) {
         None => None,
         Some(Some(after)) => Some(after),

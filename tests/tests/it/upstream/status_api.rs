@@ -148,6 +148,13 @@ async fn pages_are_stable_while_messages_arrive() {
     );
     let (status, _) = get(&gw, &auth, "/v1/messages?limit=1000").await;
     assert_eq!(status, 200, "a large limit is capped, not refused");
+    for (query, named) in [("state=bogus", "state: `bogus`"), ("limit=0", "limit:")] {
+        let (status, body) = get(&gw, &auth, &format!("/v1/messages?{query}")).await;
+        let message = body["message"].as_str().unwrap_or_default();
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["reason"], "invalid_query", "{query}: {body}");
+        assert!(message.starts_with(named), "{query}: {body}");
+    }
     let (status, body) = get(&gw, &auth, "/v1/messages?cursor=garbage").await;
     assert_eq!(
         (status, body["reason"].as_str()),

@@ -145,6 +145,25 @@ async fn channel_and_client_scopes_hold_only_what_they_cover() {
     .expect("client");
     fleet.pause(Scope::Channel("email".into()), None).await;
     fleet.pause(Scope::Client(other_client), None).await;
+    // A client or sequence the fleet does not know is a typo: refused, so it never looks like a
+    // working pause.
+    for typo in [
+        Scope::Client(uuid::Uuid::new_v4()),
+        Scope::Sequence("no-such-sequence".into()),
+    ] {
+        let request = comms_domain::pause::store::PauseRequest {
+            scope: typo.clone(),
+            reason: "typo".into(),
+            actor: "oncall".into(),
+            automatic: false,
+            expires_at: None,
+        };
+        let refused = comms_domain::pause::store::pause(&fleet.env.pool, &request).await;
+        assert!(
+            matches!(&refused, Err(comms_domain::pause::store::PauseError::UnknownTarget(s)) if *s == typo),
+            "{typo}: {refused:?}"
+        );
+    }
 
     fleet
         .send(&note("sms-ours", "+14155550201", fleet.client_id))

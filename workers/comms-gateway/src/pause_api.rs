@@ -202,6 +202,11 @@ fn failure(error: PauseError) -> Response {
         PauseError::HeldByIncident { .. } => {
             reply::error(StatusCode::CONFLICT, "held_by_incident", &error.to_string())
         }
+        PauseError::UnknownTarget(_) => reply::error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_target",
+            &error.to_string(),
+        ),
         PauseError::NoReason | PauseError::NoActor => invalid(&error.to_string()),
         PauseError::Db(_) => reply::error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -26,6 +26,9 @@ pub enum PauseError {
         "{scope} is paused by incident {incident} until its facts are verified; only its owner or a delegate lifts it: commsctl incident resume-automation {incident} --by OWNER"
     )]
     HeldByIncident { scope: Scope, incident: Uuid },
+    /// A client or sequence the fleet does not know: a typo must not look like a working pause.
+    #[error("{0} names no known client or sequence: nothing was paused")]
+    UnknownTarget(Scope),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -77,6 +80,9 @@ pub async fn pause(pool: &PgPool, request: &PauseRequest) -> Result<ActivePause,
         return Err(PauseError::NoActor);
     }
     let mut tx = pool.begin().await?;
+    if !target_exists(&mut tx, &request.scope).await? {
+        return Err(PauseError::UnknownTarget(request.scope.clone()));
+    }
     let existing: Option<Uuid> = sqlx::query_scalar(
         "SELECT id FROM comms.pauses WHERE scope = $1 AND scope_value = $2 FOR UPDATE",
     )
@@ -128,6 +134,29 @@ pub enum IncidentPause {
     Paused(ActivePause),
     /// The scope was already on (on-call, the breaker or another incident): left as it was.
     AlreadyOn(ActivePause),
+}
+
+/// Whether the client or sequence a scope names exists (other scopes name no row).
+async fn target_exists(
+    tx: &mut Transaction<'_, Postgres>,
+    scope: &Scope,
+) -> Result<bool, sqlx::Error> {
+    let exists = match scope {
+        Scope::Client(id) => {
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM comms.clients WHERE id = $1)")
+                .bind(id)
+                .fetch_one(&mut **tx)
+                .await?
+        }
+        Scope::Sequence(name) => {
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM comms.sequences WHERE name = $1)")
+                .bind(name)
+                .fetch_one(&mut **tx)
+                .await?
+        }
+        Scope::Global | Scope::Channel(_) | Scope::Kind(_) => true,
+    };
+    Ok(exists)
 }
 
 /// Turns a client scope on for an incident whose facts are not verified, recording the incident

@@ -295,6 +295,14 @@ async fn tasks_close_and_messages_show_their_timeline() {
 #[tokio::test]
 async fn the_console_pauses_and_resumes_one_sequence() {
     let fleet = fleet().await;
+    // A draft is enough: a sequence pause names a sequence the fleet knows.
+    sqlx::query(
+        "INSERT INTO comms.sequences (name, version, audience, exit_on, definition, created_by)
+         VALUES ('winback', 1, 'leads', '{}', '{}', 'ana')",
+    )
+    .execute(&fleet.env.pool)
+    .await
+    .expect("sequence");
     let console = signed_in(&fleet, "olu", Role::Oncall).await;
     let page = console.get("/console/pause").await;
     assert!(

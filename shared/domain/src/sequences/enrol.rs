@@ -43,8 +43,14 @@ pub struct EnrolmentRecord {
 
 /// Parses and checks an enrolment; the error is the reason it is refused.
 pub fn parse(raw: &[u8]) -> Result<EnrolmentRequest, String> {
+    let mut body = serde_json::Deserializer::from_slice(raw);
     let request: EnrolmentRequest =
-        serde_json::from_slice(raw).map_err(|e| format!("invalid_enrolment: {}", describe(&e)))?;
+        serde_path_to_error::deserialize(&mut body).map_err(|e| {
+            match e.path().to_string().as_str() {
+                "." => format!("invalid_enrolment: {}", describe(e.inner())),
+                field => format!("invalid_enrolment: {field}: {}", describe(e.inner())),
+            }
+        })?;
     check(&request)?;
     Ok(request)
 }

@@ -89,10 +89,16 @@ pub struct Incoming {
 }
 
 impl Incoming {
-    /// Decodes the body as JSON, with an error that says what was wrong.
+    /// Decodes the body as JSON, with an error that names the field and says what was wrong.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| format!("body is not the expected JSON: {e}"))
+        let mut body = serde_json::Deserializer::from_slice(&self.body);
+        serde_path_to_error::deserialize(&mut body).map_err(|e| {
+            let path = e.path().to_string();
+            match path.as_str() {
+                "." => format!("body is not the expected JSON: {}", e.inner()),
+                field => format!("body is not the expected JSON: {field}: {}", e.inner()),
+            }
+        })
     }
 }
 

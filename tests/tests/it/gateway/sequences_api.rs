@@ -112,6 +112,13 @@ async fn enrolments_and_outcomes_over_http_are_idempotent_and_refused_with_a_rea
         (422, json!("invalid_enrolment")),
         "{body}"
     );
+    // A value of the wrong shape is refused naming its field.
+    let mut malformed = enrolment.clone();
+    malformed["contact_id"] = json!("x");
+    let (status, body) = post(&gw, "/v1/enrolments", &enqueue, &malformed).await;
+    let message = body["message"].as_str().unwrap_or_default();
+    assert_eq!(status, 422, "{body}");
+    assert!(message.starts_with("contact_id: "), "{body}");
 
     let outcome = json!({
         "outcome_id": "crm-1", "type": "booked", "source": "crm",

@@ -258,6 +258,16 @@ async fn forgetting_cancels_what_still_waits_and_an_unknown_contact_is_refused()
     .fetch_one(pool)
     .await
     .expect("contact");
+    // An owner's open task about the waiting message (an approval, say) has nothing left to act
+    // on once the message is cancelled: it is closed with it.
+    let task: Uuid = sqlx::query_scalar(
+        "INSERT INTO comms.tasks (owner, title, next_action, message_id)
+         SELECT 'ana', 'Message waits for your approval', 'approve or reject', id
+         FROM comms.messages WHERE idempotency_key = 'later-1' RETURNING id",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("task");
     let cli = commsctl::Cli::parse_from([
         "commsctl",
         "contacts",
@@ -273,6 +283,12 @@ async fn forgetting_cancels_what_still_waits_and_an_unknown_contact_is_refused()
         .await
         .expect("forget");
     assert_eq!(fleet.state("later-1").await.as_deref(), Some("cancelled"));
+    let task_state: String = sqlx::query_scalar("SELECT state FROM comms.tasks WHERE id = $1")
+        .bind(task)
+        .fetch_one(pool)
+        .await
+        .expect("task state");
+    assert_eq!(task_state, "cancelled");
     assert_eq!(
         fleet.timeline("later-1").await.last().map(String::as_str),
         Some("cancelled")

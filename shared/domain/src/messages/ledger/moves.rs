@@ -150,7 +150,7 @@ pub async fn decide_approval<'e>(
 }
 
 /// Erasure: cancels every message of `contacts` that has not gone out (a dispatchable state),
-/// each with its `cancelled` event. Returns how many.
+/// each with its `cancelled` event, and closes the open tasks about them. Returns how many.
 pub async fn cancel_erased<'e>(
     db: impl PgExecutor<'e>,
     contacts: &[Uuid],
@@ -161,7 +161,10 @@ pub async fn cancel_erased<'e>(
              UPDATE comms.messages SET delivery_state = 'cancelled', failure_reason = 'erased',
                  next_action = NULL, updated_at = now()
              WHERE contact_id = ANY($1) AND delivery_state = ANY($2)
-             RETURNING id, source, owner)
+             RETURNING id, source, owner),
+         closed AS (
+             UPDATE comms.tasks SET state = 'cancelled', done_at = now(), done_by = 'privacy'
+             WHERE state = 'open' AND message_id IN (SELECT id FROM c))
          INSERT INTO comms.message_events (message_id, event_type, actor, source, owner, reason, recovery_rule)
          SELECT id, 'cancelled', 'privacy', source, owner, 'erased: the recipient''s personal data was erased',
                 'never sent; a new request needs the person''s address again'
@@ -175,7 +178,8 @@ pub async fn cancel_erased<'e>(
 }
 
 /// A sequence's rollback: cancels the step messages of `enrolments` that have not gone out yet
-/// (a quiet-hours deferral, a hold, a retry), each with a `cancelled` event. Returns how many.
+/// (a quiet-hours deferral, a hold, a retry), each with a `cancelled` event, and closes the open
+/// tasks about them. Returns how many.
 pub async fn cancel_sequence_unsent<'e>(
     db: impl PgExecutor<'e>,
     enrolments: &[Uuid],
@@ -190,7 +194,10 @@ pub async fn cancel_sequence_unsent<'e>(
              FROM comms.sequence_sends s
              WHERE s.enrolment_id = ANY($1) AND m.idempotency_key = s.idempotency_key
                AND m.delivery_state = ANY($4)
-             RETURNING m.id, m.owner)
+             RETURNING m.id, m.owner),
+         closed AS (
+             UPDATE comms.tasks SET state = 'cancelled', done_at = now(), done_by = $3
+             WHERE state = 'open' AND message_id IN (SELECT id FROM cancelled))
          INSERT INTO comms.message_events (message_id, event_type, actor, source, owner, reason)
          SELECT id, 'cancelled', $3, 'comms-sequences', owner, 'sequence_rolled_back: ' || $2
          FROM cancelled",

@@ -77,6 +77,16 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Response {
     let only = query.state.filter(|s| !s.trim().is_empty());
+    if let Some(unknown) = only.as_deref().filter(|s| !view::STATES.contains(s)) {
+        return reply::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            &format!(
+                "state: `{unknown}` is not a digest state ({})",
+                view::STATES.join(", ")
+            ),
+        );
+    }
     match view::list(&state.inner().pool, only.as_deref()).await {
         Ok(digests) => Json(json!({ "digests": digests })).into_response(),
         Err(error) => unavailable(&error),

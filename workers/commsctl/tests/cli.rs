@@ -151,3 +151,30 @@ async fn pause_status_and_incident_show_name_the_incident_that_paused_a_client()
     );
     env.teardown().await;
 }
+
+/// A filter that can match nothing (a state that does not exist, a limit below 1) is a typo:
+/// refused with the values it takes, before any database is asked, instead of an empty answer.
+#[test]
+fn filters_that_can_match_nothing_are_refused_with_the_values_they_take() {
+    // An address nothing listens on: the refusal must come before any connection.
+    let env = [(
+        "COMMS__DATABASE__URL",
+        "postgres://postgres@127.0.0.1:1/none",
+    )];
+    for (args, says) in [
+        (
+            &["digest", "list", "--state", "bogus"][..],
+            "awaiting_approval",
+        ),
+        (
+            &["webhooks", "deliveries", "--state", "bogus"][..],
+            "pending",
+        ),
+        (&["dead", "list", "--limit", "0"][..], "--limit"),
+        (&["audit", "access", "--limit", "0"][..], "--limit"),
+    ] {
+        let ran = binary::run(BIN, args, &env);
+        assert_eq!(ran.code, Some(2), "commsctl {args:?}: {ran:?}");
+        assert!(ran.stderr.contains(says), "commsctl {args:?}: {ran:?}");
+    }
+}

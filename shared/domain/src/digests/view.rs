@@ -111,6 +111,15 @@ pub async fn find(pool: &PgPool, reference: Uuid) -> Result<Option<DigestView>, 
     }))
 }
 
+/// A digest's states (`comms.digests.state`), for filters that must refuse any other word.
+pub const STATES: &[&str] = &[
+    "awaiting_approval",
+    "approved",
+    "published",
+    "blocked",
+    "superseded",
+];
+
 /// Every digest revision, newest build first; only those in `state` if given.
 pub async fn list(pool: &PgPool, state: Option<&str>) -> Result<Vec<Digest>, sqlx::Error> {
     sqlx::query_as(&format!(

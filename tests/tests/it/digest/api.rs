@@ -113,6 +113,11 @@ async fn only_owner_keys_list_show_build_approve_and_release_digests_over_http()
     let anonymous = http.get(url("")).send().await.expect("answers");
     assert_eq!(anonymous.status(), 401);
 
+    let (status, refused) = get("?state=bogus".into(), owner.key.clone()).await;
+    assert_eq!(
+        (status, refused["reason"].as_str()),
+        (400, Some("invalid_query"))
+    );
     let (status, listed) = get("?state=awaiting_approval".into(), owner.key.clone()).await;
     assert_eq!(status, 200);
     assert_eq!(listed["digests"][0]["id"], json!(digest_id), "{listed}");

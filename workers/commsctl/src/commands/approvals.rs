@@ -26,7 +26,7 @@ pub struct ApprovalsArgs {
 pub enum ApprovalsAction {
     /// Recent decisions: who decided, when, and how long the approval took.
     Decided {
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
         limit: i64,
     },
     /// Block every message that waited longer than `approvals.expire_after` (senders also do this).

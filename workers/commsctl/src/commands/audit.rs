@@ -26,7 +26,7 @@ pub struct AccessArgs {
     #[arg(long)]
     since: Option<String>,
     /// At most this many.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(i64).range(1..))]
     limit: i64,
 }
 

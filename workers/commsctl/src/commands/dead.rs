@@ -26,7 +26,7 @@ pub enum DeadCommand {
         /// Also those already replayed or purged.
         #[arg(long)]
         all: bool,
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
         limit: i64,
     },
     /// One dead letter: a longer masked preview, its headers, and the replay or purge that

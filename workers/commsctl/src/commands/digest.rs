@@ -26,8 +26,8 @@ pub enum DigestCommand {
     Show { reference: Uuid },
     /// Digests, newest first.
     List {
-        /// Only digests in this state (awaiting_approval, approved, published, blocked, superseded).
-        #[arg(long)]
+        /// Only digests in this state.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(view::STATES))]
         state: Option<String>,
     },
     /// Approve a digest waiting for approval; it is then published to its recipients.

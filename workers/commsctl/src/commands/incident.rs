@@ -58,7 +58,7 @@ pub enum IncidentCommand {
     Show { id: Uuid },
     /// The most recent incidents.
     List {
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
         limit: i64,
     },
     /// The owner's recorded decision that lifts the client pauses the incident caused.

@@ -44,10 +44,10 @@ pub enum WebhooksCommand {
         app: Option<String>,
         #[arg(long)]
         webhook: Option<Uuid>,
-        /// Only deliveries in this state: pending, delivered or failed.
-        #[arg(long)]
+        /// Only deliveries in this state.
+        #[arg(long, value_parser = ["pending", "delivered", "failed"])]
         state: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
         limit: i64,
     },
     /// Send deliveries again: one by id, or every failed one of a webhook.

@@ -178,3 +178,27 @@ fn filters_that_can_match_nothing_are_refused_with_the_values_they_take() {
         assert!(ran.stderr.contains(says), "commsctl {args:?}: {ran:?}");
     }
 }
+
+/// `commsctl … | head`: a reader that stops early ends the command quietly, exit 0, whether the
+/// command printed with `println!` or through a writer, never with a panic report.
+#[tokio::test]
+async fn a_closed_output_ends_the_command_quietly() {
+    let env = TestEnv::new().await;
+    for args in [&["--check-config"][..], &["pause", "status"][..]] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let ran = Command::new(BIN)
+            .args(args)
+            .env(
+                "COMMS__DATABASE__URL",
+                env.settings.database.url.expose_secret(),
+            )
+            .stdout(writer)
+            .output()
+            .expect("commsctl runs");
+        let stderr = String::from_utf8_lossy(&ran.stderr);
+        assert_eq!(ran.status.code(), Some(0), "commsctl {args:?}: {stderr}");
+        assert!(stderr.is_empty(), "commsctl {args:?}: {stderr}");
+    }
+    env.teardown().await;
+}

@@ -42,6 +42,7 @@ fn failure(error: IncidentError) -> Response {
         IncidentError::NotAllowed { .. } => (StatusCode::FORBIDDEN, "not_owner_or_delegate"),
         IncidentError::FactsNotVerified(_) => (StatusCode::CONFLICT, "facts_not_verified"),
         IncidentError::Resolved(_) => (StatusCode::CONFLICT, "incident_resolved"),
+        IncidentError::AlreadyDeclared(_) => (StatusCode::CONFLICT, "incident_exists"),
         IncidentError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
         IncidentError::UnknownAffected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_affected"),
         IncidentError::Pause(_) | IncidentError::Db(_) => {
@@ -102,6 +103,11 @@ pub async fn declare(
         Ok(body) => body,
         Err(rejection) => return invalid(&rejection.body_text()),
     };
+    if let Some(id) = declared.incident_id
+        && let Err(error) = ops::check_new(&state.inner().pool, id).await
+    {
+        return failure(error);
+    }
     let event = ops::declaration(declared, &source(&auth.caller.name));
     publish(&state, EventType::Declared, Ok(event)).await
 }

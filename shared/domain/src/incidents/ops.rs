@@ -37,10 +37,28 @@ pub enum IncidentError {
     Resolved(Uuid),
     #[error("affected: unknown {0}; nothing was published")]
     UnknownAffected(String),
+    #[error(
+        "incident {0} is already declared; nothing was published: change it with `commsctl incident update {0}` (POST /v1/incidents/{0}/update)"
+    )]
+    AlreadyDeclared(Uuid),
     #[error(transparent)]
     Invalid(#[from] super::event::EventError),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+}
+
+/// Refuses a declaration of an incident that exists: its next event is an update, and a
+/// declaration (sequence 1) would change nothing.
+pub async fn check_new(pool: &PgPool, incident: Uuid) -> Result<(), IncidentError> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM comms.incidents WHERE id = $1)")
+            .bind(incident)
+            .fetch_one(pool)
+            .await?;
+    if exists {
+        return Err(IncidentError::AlreadyDeclared(incident));
+    }
+    Ok(())
 }
 
 /// Records one step of an incident's timeline (`comms.incident_log`).

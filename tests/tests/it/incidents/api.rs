@@ -74,7 +74,7 @@ async fn oncall_declares_verifies_and_resolves_and_only_the_owner_resumes_over_h
     let message = refusal["message"].as_str().unwrap_or_default();
     assert!(message.contains(&format!("client {stranger}")), "{refusal}");
 
-    let declared = post(String::new(), &oncall.key, declaration)
+    let declared = post(String::new(), &oncall.key, declaration.clone())
         .await
         .expect("answers");
     assert_eq!(declared.status(), 202);
@@ -88,6 +88,13 @@ async fn oncall_declares_verifies_and_resolves_and_only_the_owner_resumes_over_h
             .any(|p| p.scope == Scope::Client(client) && p.incident == Some(id))
     };
     assert!(eventually(WAIT, paused).await, "the client is paused");
+    // Declared once: declaring the same id again is refused (its next event is an update).
+    let twice = post(String::new(), &oncall.key, declaration)
+        .await
+        .expect("answers");
+    assert_eq!(twice.status(), 409);
+    let twice: Value = twice.json().await.expect("json");
+    assert_eq!(twice["reason"], "incident_exists", "{twice}");
 
     let resume = format!("/{id}/resume-automation");
     let by_oncall = post(resume.clone(), &oncall.key, json!({"by": "ana"}))

@@ -191,6 +191,27 @@ async fn commsctl_declares_verifies_resumes_and_resolves_an_incident() {
     let after = ctl(&f, &["incident", "update", &id_arg, "--severity", "minor"]).await;
     let why = format!("{:#}", after.expect_err("resolved"));
     assert!(why.contains("resolved"), "{why}");
+    // Declaring it again would publish a stale first event that changes nothing: refused.
+    let again = ctl(
+        &f,
+        &[
+            "incident",
+            "declare",
+            "--id",
+            &id_arg,
+            "--title",
+            "Outage",
+            "--severity",
+            "major",
+            "--owner",
+            "ana",
+            "--client",
+            &client_arg,
+        ],
+    )
+    .await;
+    let why = format!("{:#}", again.expect_err("declared before"));
+    assert!(why.contains("is already declared"), "{why}");
     ctl(&f, &["incident", "show", &id_arg, "--json"])
         .await
         .expect("show");

@@ -88,7 +88,7 @@ impl Operator {
             StatusCode::FORBIDDEN,
             Some(self),
             &format!(
-                "Key `{}` has role {}, which may not do this. Approvals are for owner keys.",
+                "Key `{}` has role {}, which may not do this: it needs an owner key (approvals, digests, an incident's resume-automation, privacy).",
                 self.caller.name, self.caller.role
             ),
         )

@@ -172,6 +172,9 @@ pub async fn run(
                 template: change.template,
                 summary_internal: change.summary_internal,
             };
+            if let Some(id) = declared.incident_id {
+                ops::check_new(pool, id).await?;
+            }
             (EventType::Declared, ops::declaration(declared, &source))
         }
         IncidentCommand::Update {

@@ -51,7 +51,19 @@ fn scope_of(body: &ScopeBody) -> Result<Scope, String> {
 /// `kind`, `client` or `sequence` with its value. The problem is phrased for the caller.
 pub(crate) fn parse_scope(scope: Option<&str>, value: Option<&str>) -> Result<Scope, String> {
     let value = value.unwrap_or_default().trim().to_string();
-    match scope.unwrap_or("global") {
+    let scope = scope.unwrap_or("global");
+    if scope != "global" && value.is_empty() {
+        return Err(format!(
+            "value: a {scope} scope needs a value (which {scope} to pause or resume)"
+        ));
+    }
+    match scope {
+        // A value without its scope is a mistake that must not widen to everything: resuming
+        // `{"value": "sms"}` would otherwise lift a global pause.
+        "global" if !value.is_empty() => Err(
+            "value: the global scope takes no value; name the scope the value belongs to (scope: channel, kind, client or sequence)"
+                .into(),
+        ),
         "global" => Ok(Scope::Global),
         "channel" => value
             .parse::<Channel>()
@@ -213,5 +225,32 @@ fn failure(error: PauseError) -> Response {
             "database_unavailable",
             "the pause switch could not be changed",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_without_its_scope_never_widens_to_global() {
+        for (scope, value) in [(None, Some("sms")), (Some("global"), Some("email"))] {
+            let refused = parse_scope(scope, value).expect_err("a stray value");
+            assert!(
+                refused.starts_with("value: the global scope takes no value"),
+                "{refused}"
+            );
+        }
+        assert_eq!(parse_scope(None, None), Ok(Scope::Global));
+        assert_eq!(parse_scope(Some("global"), Some("  ")), Ok(Scope::Global));
+        assert_eq!(
+            parse_scope(Some("channel"), Some("sms")),
+            Ok(Scope::Channel("sms".into()))
+        );
+        let empty = parse_scope(Some("channel"), None).expect_err("no channel");
+        assert!(
+            empty.starts_with("value: a channel scope needs a value"),
+            "{empty}"
+        );
     }
 }

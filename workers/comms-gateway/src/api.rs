@@ -34,7 +34,7 @@ use crate::auth::{Authorized, Enqueue};
 use crate::metrics;
 use crate::reply;
 use crate::state::GatewayState;
-use crate::status_api::Submission;
+use crate::status_api::{Prior, Submission};
 
 /// Header on a published request naming the API key (by name) that submitted it.
 pub const SUBMITTED_BY_HEADER: &str = "x-comms-submitted-by";
@@ -137,12 +137,20 @@ async fn submit(
         })
         .await;
     match existing {
-        Ok(Some(id)) => {
+        Ok(Prior::Recorded(id)) => {
             count("duplicate");
             tracing::info!(api.key_name = %auth.caller.name, message.id = %id, "send request already recorded; not published again");
             return accepted(&request.idempotency_key, Some(id));
         }
-        Ok(None) => {}
+        Ok(Prior::Taken) => {
+            count("invalid");
+            return reply::error(
+                StatusCode::CONFLICT,
+                "idempotency_key_taken",
+                "another app already used this idempotency key, so this request could never be sent; nothing was accepted: use keys your app owns (prefix them with the app's name)",
+            );
+        }
+        Ok(Prior::New) => {}
         Err(error) => {
             // Publishing anyway is safe: the sender dedupes on the idempotency key.
             tracing::warn!(%error, "idempotency lookup failed; publishing (the sender dedupes)");

@@ -10,11 +10,10 @@ use p256::ecdsa::VerifyingKey;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::auth::ApiKeys;
 use crate::broker::BrokerLink;
-use crate::status_api::Submission;
+use crate::status_api::{Prior, Submission};
 use crate::verify::sendgrid;
 use crate::write_batch::WriteBatch;
 
@@ -40,7 +39,7 @@ pub(crate) struct Inner {
     pub broker: BrokerLink,
     pub keys: ApiKeys,
     /// Records which app submitted each enqueued key, batched across concurrent requests.
-    pub submissions: WriteBatch<Submission, Option<Uuid>>,
+    pub submissions: WriteBatch<Submission, Prior>,
     /// `gateway.public_url` without a trailing slash: the base of the URLs Twilio signs.
     pub public_url: String,
     /// Every configured Twilio account as `(AccountSid, auth token)`, the primary first: a

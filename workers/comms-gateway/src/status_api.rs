@@ -270,44 +270,76 @@ const SUBMISSION_BATCH_MAX: usize = 128;
 /// Submission statements running at once (each on its own pool connection).
 const SUBMISSIONS_IN_FLIGHT: usize = 3;
 
+/// What an idempotency key already had when an app submitted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prior {
+    /// Nothing of this app's yet (a new key, or this app's key whose message is not recorded
+    /// yet): publish; the sender dedupes.
+    New,
+    /// This app's message, already recorded under the key: not published again.
+    Recorded(Uuid),
+    /// Another app's key (it submitted it first, over HTTP, or its message carries the key):
+    /// refused, since this request could never be sent.
+    Taken,
+}
+
 /// The batch task that records submissions for `POST /v1/messages` (inside the Tokio runtime).
-pub fn submission_batch(pool: PgPool) -> WriteBatch<Submission, Option<Uuid>> {
+pub fn submission_batch(pool: PgPool) -> WriteBatch<Submission, Prior> {
     WriteBatch::spawn(SUBMISSION_BATCH_MAX, SUBMISSIONS_IN_FLIGHT, move |items| {
         record_submissions(pool.clone(), items)
     })
 }
 
-/// For each submission, the message already recorded under its key, if any; when there is none,
-/// records that its app submitted the key (the first app to submit a key keeps it; within one
-/// statement, the first in arrival order). One statement for all of them; keys are inserted in
-/// key order, so two statements with overlapping keys never wait on each other in a circle.
+/// For each submission, what its key already had ([`Prior`]); a key nobody had is recorded as
+/// this app's (the first app to submit a key keeps it; within one statement, the first in
+/// arrival order, and a later submission of the same key by another app in that statement is
+/// [`Prior::Taken`]). One statement for all of them; keys are inserted in key order, so two
+/// statements with overlapping keys never wait on each other in a circle.
 pub async fn record_submissions(
     pool: PgPool,
     submissions: Vec<Submission>,
-) -> Result<Vec<Option<Uuid>>, sqlx::Error> {
+) -> Result<Vec<Prior>, sqlx::Error> {
     let keys: Vec<&str> = submissions.iter().map(|s| s.key.as_str()).collect();
     let apps: Vec<&str> = submissions.iter().map(|s| s.app.as_str()).collect();
-    let rows: Vec<(i64, Uuid)> = sqlx::query_as(
-        "WITH submission AS (
+    let rows: Vec<(i64, (Option<Uuid>, String))> =
+        sqlx::query_as::<_, (i64, Option<Uuid>, String)>(
+            "WITH submission AS (
              SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS s(key, app, n)),
-         existing AS (
-             SELECT submission.n, m.id FROM submission
-             JOIN comms.messages m ON m.idempotency_key = submission.key),
+         known AS (
+             SELECT s.n, m.id, COALESCE(a.app, m.source) AS app FROM submission s
+             LEFT JOIN comms.api_submissions a ON a.idempotency_key = s.key
+             LEFT JOIN comms.messages m ON m.idempotency_key = s.key
+             WHERE a.idempotency_key IS NOT NULL OR m.id IS NOT NULL),
+         first AS (
+             SELECT DISTINCT ON (key) key, app FROM submission
+             WHERE NOT EXISTS (SELECT 1 FROM known WHERE known.n = submission.n)
+             ORDER BY key, n),
          submitted AS (
              INSERT INTO comms.api_submissions (idempotency_key, app)
-             SELECT key, app FROM (
-                 SELECT DISTINCT ON (key) key, app FROM submission
-                 WHERE NOT EXISTS (SELECT 1 FROM existing WHERE existing.n = submission.n)
-                 ORDER BY key, n) first
-             ORDER BY key
+             SELECT key, app FROM first ORDER BY key
              ON CONFLICT (idempotency_key) DO NOTHING)
-         SELECT n, id FROM existing",
-    )
-    .bind(&keys)
-    .bind(&apps)
-    .fetch_all(&pool)
-    .await?;
-    Ok(by_ordinal(submissions.len(), rows))
+         SELECT n, id, app FROM known
+         UNION ALL
+         SELECT s.n, NULL::uuid, f.app FROM submission s JOIN first f ON f.key = s.key
+         WHERE s.app <> f.app",
+        )
+        .bind(&keys)
+        .bind(&apps)
+        .fetch_all(&pool)
+        .await?
+        .into_iter()
+        .map(|(n, id, app)| (n, (id, app)))
+        .collect();
+    let found = by_ordinal(submissions.len(), rows);
+    Ok(submissions
+        .iter()
+        .zip(found)
+        .map(|(submission, found)| match found {
+            None => Prior::New,
+            Some((_, owner)) if owner != submission.app => Prior::Taken,
+            Some((id, _)) => id.map_or(Prior::New, Prior::Recorded),
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -90,6 +90,26 @@ async fn an_app_reads_its_own_messages_and_another_apps_are_not_found() {
     }
     let (status, body) = get(&gw, &billing, "/v1/messages/crm-1").await;
     assert_eq!(status, 404, "billing cannot read crm-app's message: {body}");
+    // Nor learn its id by posting the same key: refused, since it could never be sent; crm-app
+    // posting its own key again gets its message.
+    let post = |auth: &str| {
+        gw.http
+            .post(format!("{}/v1/messages", gw.url))
+            .header("authorization", auth)
+            .json(&request)
+            .send()
+    };
+    let taken = post(&billing).await.expect("post");
+    assert_eq!(taken.status(), 409);
+    let taken: Value = taken.json().await.expect("json");
+    assert_eq!(taken["reason"], "idempotency_key_taken", "{taken}");
+    assert!(!taken.to_string().contains(&id.to_string()), "{taken}");
+    let again: Value = post(&crm).await.expect("post").json().await.expect("json");
+    assert_eq!(
+        again["message_id"],
+        Value::String(id.to_string()),
+        "{again}"
+    );
     let (_, billing_list) = get(&gw, &billing, "/v1/messages").await;
     let keys: Vec<&str> = billing_list["messages"]
         .as_array()

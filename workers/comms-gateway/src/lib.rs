@@ -23,6 +23,7 @@ mod digest_views;
 mod digests_api;
 mod incidents_api;
 mod metrics;
+mod nul_guard;
 mod openapi;
 mod outgoing_webhooks_api;
 mod pause_api;
@@ -120,6 +121,10 @@ pub fn router(state: GatewayState, runtime: &Runtime) -> Router {
         .with_state(state)
         .merge(comms_runtime::health::router(runtime.health.clone()))
         .fallback(openapi::no_route)
+        .layer(axum::middleware::from_fn_with_state(
+            max_body,
+            nul_guard::refuse_nul,
+        ))
         .layer(axum::middleware::map_response(openapi::json_errors))
 }
 

@@ -182,6 +182,25 @@ async fn pages_are_stable_while_messages_arrive() {
     );
     let (status, _) = get(&gw, &auth, "/v1/messages?colour=red").await;
     assert_eq!(status, 400, "unknown parameters are refused");
+    // U+0000 cannot be stored: refused as the client's mistake, never a 503 "retry".
+    let (status, body) = get(&gw, &auth, "/v1/messages/a%00b").await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    let outcome = gw
+        .http
+        .post(format!("{}/v1/outcomes", gw.url))
+        .header("authorization", &auth)
+        .header("content-type", "application/json")
+        .body(r#"{"outcome_id": "crm-\u0000", "type": "booked", "source": "crm"}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(outcome.status(), 422);
+    let body: Value = outcome.json().await.expect("json");
+    assert_eq!(body["reason"], "unstorable_character", "{body}");
     gw.stop().await;
 }
 

@@ -202,3 +202,70 @@ async fn a_closed_output_ends_the_command_quietly() {
     }
     env.teardown().await;
 }
+
+/// `templates add` refuses what a provider or the renderer would refuse later, naming it, and
+/// stores nothing; a good version is created as a draft.
+#[tokio::test]
+async fn a_template_that_could_never_be_sent_is_refused_when_added() {
+    let env = TestEnv::new().await;
+    let dir = std::env::temp_dir().join(format!("commsctl-templates-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = |name: &str, body: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, body).expect("template file");
+        path.display().to_string()
+    };
+    let (empty, broken, good) = (
+        file("empty.txt", "  \n"),
+        file("broken.txt", "Hello {{ name }"),
+        file("good.txt", "Hello {{ name }}"),
+    );
+    let url = env.settings.database.url.expose_secret().to_string();
+    let db = [("COMMS__DATABASE__URL", url.as_str())];
+    for (args, says) in [
+        (
+            vec!["--name", "t1", "--channel", "sms", "--file", &empty],
+            "the body is empty",
+        ),
+        (
+            vec!["--name", "t2", "--channel", "email", "--file", &good],
+            "--subject is required",
+        ),
+        (
+            vec!["--name", "t3", "--channel", "sms", "--file", &broken],
+            "not valid template syntax",
+        ),
+        (
+            vec!["--name", "Bad Name", "--channel", "sms", "--file", &good],
+            "--name: expected",
+        ),
+    ] {
+        let mut all = vec!["templates", "add"];
+        all.extend(args.iter().copied());
+        let ran = binary::run(BIN, &all, &db);
+        assert_eq!(ran.code, Some(1), "{all:?}: {ran:?}");
+        assert!(ran.stderr.contains(says), "{all:?}: {ran:?}");
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM comms.templates")
+        .fetch_one(&env.pool)
+        .await
+        .expect("count");
+    assert_eq!(stored, 0, "nothing refused was stored");
+    let ran = binary::run(
+        BIN,
+        &[
+            "templates",
+            "add",
+            "--name",
+            "t4",
+            "--channel",
+            "sms",
+            "--file",
+            &good,
+        ],
+        &db,
+    );
+    assert_eq!(ran.code, Some(0), "{ran:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+    env.teardown().await;
+}

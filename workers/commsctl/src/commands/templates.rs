@@ -37,6 +37,35 @@ pub enum TemplatesCommand {
     Show { name: String },
 }
 
+/// What a provider or the renderer would refuse later, refused when the version is added: a bad
+/// name, an empty body (Twilio refuses one), an email without a subject (SendGrid refuses one),
+/// and a body or subject that is not valid template syntax (it could never render).
+fn check(name: &str, channel: &str, subject: Option<&str>, body: &str) -> anyhow::Result<()> {
+    if !comms_domain::sequences::valid_name(name) {
+        bail!("--name: expected [a-z0-9_.-], 1 to 100 characters; found {name:?}");
+    }
+    if body.trim().is_empty() {
+        bail!("--file: the body is empty; a message needs words to send");
+    }
+    let subject = subject.filter(|s| !s.trim().is_empty());
+    if channel == "email" && subject.is_none() {
+        bail!("--subject is required for an email template (providers refuse email without one)");
+    }
+    let env = minijinja::Environment::new();
+    for (what, source) in [("--file", Some(body)), ("--subject", subject)] {
+        if let Some(source) = source {
+            env.template_from_str(source).map_err(|error| {
+                let detail = error.detail().map(|d| format!(": {d}")).unwrap_or_default();
+                anyhow::anyhow!(
+                    "{what}: not valid template syntax ({}{detail})",
+                    error.kind()
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Serialize, sqlx::FromRow)]
 struct Version {
     version: i32,
@@ -63,6 +92,7 @@ pub async fn run(pool: &PgPool, command: TemplatesCommand, json: bool) -> anyhow
             if !["sms", "email", "portal"].contains(&channel.as_str()) {
                 bail!("--channel must be sms, email or portal");
             }
+            check(&name, &channel, subject.as_deref(), &body)?;
             let version: i32 = sqlx::query_scalar(
                 "INSERT INTO comms.templates (name, version, channel, subject, body, created_by)
                  SELECT $1, COALESCE(max(version), 0) + 1, $2, $3, $4, $5

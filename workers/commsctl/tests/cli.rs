@@ -269,3 +269,27 @@ async fn a_template_that_could_never_be_sent_is_refused_when_added() {
     let _ = std::fs::remove_dir_all(&dir);
     env.teardown().await;
 }
+
+/// `send` checks the normalised copy the sender will receive, as the enqueue API does: a request
+/// within the 64 KiB limit as written but over it once normalised is refused here, before any
+/// broker is asked, instead of being published and dead-lettered by the sender.
+#[test]
+fn send_refuses_a_request_whose_normalised_copy_is_too_large() {
+    let mut request: serde_json::Value =
+        serde_json::from_str(include_str!("../../../docs/examples/welcome-sms.json"))
+            .expect("the example");
+    let compact = |r: &serde_json::Value| serde_json::to_vec(r).expect("json").len();
+    request["template"]["vars"]["pad"] = serde_json::Value::String(String::new());
+    let room = 65_536 - 8 - compact(&request);
+    request["template"]["vars"]["pad"] = serde_json::Value::String("x".repeat(room));
+    let path = std::env::temp_dir().join(format!("commsctl-big-{}.json", std::process::id()));
+    std::fs::write(&path, serde_json::to_vec(&request).expect("json")).expect("file");
+    let file = path.display().to_string();
+    // No broker listens there: the refusal must come first.
+    let env = [("COMMS__AMQP__URL", "amqp://guest:guest@127.0.0.1:1/%2f")];
+    let ran = binary::run(BIN, &["send", "--file", &file], &env);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(ran.code, Some(1), "{ran:?}");
+    assert!(ran.stderr.contains("payload_too_large"), "{ran:?}");
+    assert!(ran.stderr.contains("nothing was sent"), "{ran:?}");
+}

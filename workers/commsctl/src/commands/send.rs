@@ -2,14 +2,17 @@
 //! an upstream app would (exchange `comms.send`, routing key `send.<channel>`, confirmed).
 
 use anyhow::{Context, bail};
-use comms_domain::contract::{ValidSendRequest, parse_send_request};
+use comms_domain::contract::{ValidSendRequest, canonical_bytes, parse_send_request};
 use comms_runtime::amqp::{Outgoing, Publisher};
 use comms_runtime::settings::Settings;
 use comms_runtime::topology::Topology;
 
 pub async fn run(settings: &Settings, file: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let raw = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let request = match parse_send_request(&raw) {
+    // What the sender receives is the normalised copy: it must pass the same checks (its size).
+    let checked =
+        parse_send_request(&raw).and_then(|request| canonical_bytes(&request).map(|_| request));
+    let request = match checked {
         Ok(request) => request,
         Err(errors) => {
             for e in errors.errors() {
@@ -41,7 +44,12 @@ pub async fn run(settings: &Settings, file: &std::path::Path, json: bool) -> any
 /// Publishes a valid request on `comms.send` as an upstream app would (confirmed).
 pub async fn publish(settings: &Settings, request: &ValidSendRequest) -> anyhow::Result<()> {
     let (connection, publisher, topology) = broker(settings).await?;
-    let body = serde_json::to_vec(request)?;
+    let body = canonical_bytes(request).map_err(|errors| {
+        anyhow::anyhow!(
+            "the request is invalid ({}); nothing was sent",
+            errors.reason_code()
+        )
+    })?;
     publisher
         .publish(Outgoing {
             exchange: &topology.send_exchange(),

@@ -46,6 +46,7 @@ pub async fn mark_sent<'e>(
                  WITH ORDINALITY AS u(id, provider, provider_message_id, attempt, via, ord)),
          moved AS (
              UPDATE comms.messages m SET delivery_state = 'sent', next_action = NULL,
+                 failure_reason = NULL,
                  provider = u.provider, provider_message_id = u.provider_message_id,
                  dispatched_at = now(), updated_at = now()
              FROM u WHERE m.id = u.id AND m.delivery_state = 'sending'
@@ -164,7 +165,8 @@ pub async fn apply_callback_moves<'e>(
     let dispatched: Vec<bool> = moves.iter().map(|m| m.dispatched).collect();
     sqlx::query(
         "UPDATE comms.messages m SET delivery_state = c.state,
-             failure_reason = COALESCE(c.failure_reason, m.failure_reason),
+             failure_reason = CASE WHEN c.state IN ('sent', 'delivered') THEN c.failure_reason
+                                   ELSE COALESCE(c.failure_reason, m.failure_reason) END,
              next_action = c.next_action,
              delivered_at = COALESCE(m.delivered_at, c.delivered_at),
              dispatched_at = CASE WHEN c.dispatched THEN COALESCE(m.dispatched_at, now()) ELSE m.dispatched_at END,

@@ -150,7 +150,10 @@ pub async fn transition<'e>(
         "WITH moved AS (
              UPDATE comms.messages SET
                  delivery_state = $2,
-                 failure_reason = COALESCE($3, failure_reason),
+                 -- A message that went out has no failure to show (a retry's reason stays in
+                 -- its timeline).
+                 failure_reason = CASE WHEN $2 IN ('sent', 'delivered') THEN $3
+                                       ELSE COALESCE($3, failure_reason) END,
                  next_action = $4,
                  send_after = COALESCE($5, send_after),
                  held_by_pause = COALESCE($6, held_by_pause),

@@ -26,7 +26,8 @@ pub async fn apply_callback<'e>(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE comms.messages SET delivery_state = $2,
-             failure_reason = COALESCE($3, failure_reason),
+             failure_reason = CASE WHEN $2 IN ('sent', 'delivered') THEN $3
+                                   ELSE COALESCE($3, failure_reason) END,
              next_action = $4,
              delivered_at = CASE WHEN $2 = 'delivered' THEN COALESCE(delivered_at, $5) ELSE delivered_at END,
              dispatched_at = CASE WHEN $2 = 'sent' THEN COALESCE(dispatched_at, now()) ELSE dispatched_at END,

@@ -199,6 +199,15 @@ impl Settings {
         if self.privacy.hash_key.expose_secret().len() < 16 {
             return invalid("privacy.hash_key", "must be at least 16 characters");
         }
+        if self.pause.poll_interval.is_zero() {
+            return invalid("pause.poll_interval", "must be longer than zero");
+        }
+        if self.gateway.max_body_bytes < 1024 {
+            return invalid(
+                "gateway.max_body_bytes",
+                "must be at least 1024 (a send request alone needs more)",
+            );
+        }
         if self.pause.poll_interval >= self.pause.max_staleness {
             return invalid(
                 "pause.poll_interval",
@@ -249,6 +258,17 @@ mod tests {
         }
         let scheduled = load(&[("COMMS__DIGEST__SCHEDULE", "0 6 1 * *")]).expect("a cron");
         assert_eq!(scheduled.digest.schedule, "0 6 1 * *");
+    }
+
+    #[test]
+    fn a_zero_pause_poll_or_a_body_limit_too_small_for_any_request_is_refused() {
+        for (key, value, named) in [
+            ("COMMS__PAUSE__POLL_INTERVAL", "0s", "pause.poll_interval"),
+            ("COMMS__GATEWAY__MAX_BODY_BYTES", "0", "gateway.max_body_bytes"),
+        ] {
+            let err = load(&[(key, value)]).expect_err(value);
+            assert!(err.to_string().contains(named), "{key}={value}: {err}");
+        }
     }
 
     #[test]

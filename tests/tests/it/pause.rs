@@ -164,6 +164,27 @@ async fn channel_and_client_scopes_hold_only_what_they_cover() {
             "{typo}: {refused:?}"
         );
     }
+    // So is a length that ends before it starts (`--for 0s`) or a year and more away.
+    for expires_at in [
+        chrono::Utc::now(),
+        chrono::Utc::now() + chrono::Duration::days(400),
+    ] {
+        let request = comms_domain::pause::store::PauseRequest {
+            scope: Scope::Channel("sms".into()),
+            reason: "length".into(),
+            actor: "oncall".into(),
+            automatic: false,
+            expires_at: Some(expires_at),
+        };
+        let refused = comms_domain::pause::store::pause(&fleet.env.pool, &request).await;
+        assert!(
+            matches!(
+                refused,
+                Err(comms_domain::pause::store::PauseError::InvalidExpiry)
+            ),
+            "{refused:?}"
+        );
+    }
 
     fleet
         .send(&note("sms-ours", "+14155550201", fleet.client_id))

@@ -214,6 +214,7 @@ fn failure(error: PauseError) -> Response {
         PauseError::HeldByIncident { .. } => {
             reply::error(StatusCode::CONFLICT, "held_by_incident", &error.to_string())
         }
+        PauseError::InvalidExpiry => invalid(&error.to_string()),
         PauseError::UnknownTarget(_) => reply::error(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_target",

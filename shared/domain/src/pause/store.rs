@@ -26,6 +26,9 @@ pub enum PauseError {
         "{scope} is paused by incident {incident} until its facts are verified; only its owner or a delegate lifts it: commsctl incident resume-automation {incident} --by OWNER"
     )]
     HeldByIncident { scope: Scope, incident: Uuid },
+    /// An expiry that has passed already (`--for 0s`) or is more than a year away.
+    #[error("the pause's length (--for, `for`) must be above zero and at most a year")]
+    InvalidExpiry,
     /// A client or sequence the fleet does not know: a typo must not look like a working pause.
     #[error("{0} names no known client or sequence: nothing was paused")]
     UnknownTarget(Scope),
@@ -78,6 +81,12 @@ pub async fn pause(pool: &PgPool, request: &PauseRequest) -> Result<ActivePause,
     }
     if request.actor.trim().is_empty() {
         return Err(PauseError::NoActor);
+    }
+    if let Some(expires_at) = request.expires_at {
+        let now = Utc::now();
+        if expires_at <= now || expires_at > now + chrono::Duration::days(366) {
+            return Err(PauseError::InvalidExpiry);
+        }
     }
     let mut tx = pool.begin().await?;
     if !target_exists(&mut tx, &request.scope).await? {

@@ -264,7 +264,11 @@ mod tests {
     fn a_zero_pause_poll_or_a_body_limit_too_small_for_any_request_is_refused() {
         for (key, value, named) in [
             ("COMMS__PAUSE__POLL_INTERVAL", "0s", "pause.poll_interval"),
-            ("COMMS__GATEWAY__MAX_BODY_BYTES", "0", "gateway.max_body_bytes"),
+            (
+                "COMMS__GATEWAY__MAX_BODY_BYTES",
+                "0",
+                "gateway.max_body_bytes",
+            ),
         ] {
             let err = load(&[(key, value)]).expect_err(value);
             assert!(err.to_string().contains(named), "{key}={value}: {err}");

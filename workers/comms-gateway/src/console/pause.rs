@@ -262,9 +262,10 @@ async fn failure(state: &GatewayState, operator: &Operator, error: PauseError) -
     let status = match &error {
         PauseError::NotPaused(_) => StatusCode::NOT_FOUND,
         PauseError::HeldByIncident { .. } => StatusCode::CONFLICT,
-        PauseError::NoReason | PauseError::NoActor | PauseError::UnknownTarget(_) => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
+        PauseError::NoReason
+        | PauseError::NoActor
+        | PauseError::UnknownTarget(_)
+        | PauseError::InvalidExpiry => StatusCode::UNPROCESSABLE_ENTITY,
         PauseError::Db(error) => {
             tracing::warn!(%error, "the pause switch could not be changed from the console");
             return view::unavailable(Some(operator));

@@ -293,3 +293,29 @@ fn send_refuses_a_request_whose_normalised_copy_is_too_large() {
     assert!(ran.stderr.contains("payload_too_large"), "{ran:?}");
     assert!(ran.stderr.contains("nothing was sent"), "{ran:?}");
 }
+
+/// `clients add` with an existing id updates it and says so; a blank name is refused.
+#[tokio::test]
+async fn adding_a_client_again_says_it_updated_it() {
+    let env = TestEnv::new().await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let add = |name: &str| {
+        commsctl(
+            &env,
+            Some("ana"),
+            &[
+                "clients", "add", "--name", name, "--owner", "ana", "--id", &id,
+            ],
+        )
+    };
+    assert!(add("Acme").stdout.starts_with("added client"));
+    assert!(add("Acme Dental").stdout.starts_with("updated client"));
+    let url = env.settings.database.url.expose_secret().to_string();
+    let blank = binary::run(
+        BIN,
+        &["clients", "add", "--name", " ", "--owner", "ana"],
+        &[("COMMS__DATABASE__URL", url.as_str())],
+    );
+    assert_eq!(blank.code, Some(1), "{blank:?}");
+    env.teardown().await;
+}

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 #[derive(Debug, Subcommand)]
 pub enum ClientsCommand {
-    /// Add a client (idempotent when --id is given).
+    /// Add a client; with the --id of an existing client, update its name and owner (and say so).
     Add {
         #[arg(long)]
         name: String,
@@ -46,10 +46,15 @@ pub async fn run(pool: &PgPool, command: ClientsCommand, json: bool) -> anyhow::
             return Ok(());
         }
     };
-    let id: Uuid = sqlx::query_scalar(
+    let (name, owner) = (name.trim().to_string(), owner.trim().to_string());
+    if name.is_empty() || owner.is_empty() {
+        anyhow::bail!("--name and --owner must not be blank");
+    }
+    // `xmax = 0` only on a row this statement inserted: an existing id is updated, and says so.
+    let (id, added): (Uuid, bool) = sqlx::query_as(
         "INSERT INTO comms.clients (id, name, owner) VALUES (COALESCE($1, gen_random_uuid()), $2, $3)
          ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, owner = EXCLUDED.owner
-         RETURNING id",
+         RETURNING id, (xmax = 0)",
     )
     .bind(id)
     .bind(&name)
@@ -59,10 +64,12 @@ pub async fn run(pool: &PgPool, command: ClientsCommand, json: bool) -> anyhow::
     if json {
         println!(
             "{}",
-            serde_json::json!({ "id": id, "name": name, "owner": owner })
+            serde_json::json!({ "id": id, "name": name, "owner": owner, "added": added })
         );
+    } else if added {
+        println!("added client {id} ({name}, owner {owner})");
     } else {
-        println!("client {id} ({name}, owner {owner})");
+        println!("updated client {id}: the id existed; its name and owner are now {name}, {owner}");
     }
     Ok(())
 }

@@ -179,15 +179,6 @@ pub fn quiet_on_closed_output() {
     }));
 }
 
-/// Whether `error` is only that standard output was closed (`commsctl … | head`): not a failure.
-pub fn is_closed_output(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
 /// Runs one command with settings from the environment.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load()?;
@@ -198,8 +189,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 pub async fn run_with(cli: Cli, settings: &Settings) -> anyhow::Result<()> {
     let Some(command) = cli.command else {
         // clap guarantees a command unless --check-config was given.
-        comms_runtime::cli::print_config("commsctl", settings, &mut std::io::stdout().lock())?;
-        return Ok(());
+        let printed =
+            comms_runtime::cli::print_config("commsctl", settings, &mut std::io::stdout().lock());
+        // A reader that stopped early (`| head`) is not a failure; any other write error is.
+        return match printed {
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => Ok(other?),
+        };
     };
     match command {
         Command::Migrate => commands::migrate::run(settings, cli.json).await,

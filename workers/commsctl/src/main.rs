@@ -6,7 +6,6 @@ async fn main() -> std::process::ExitCode {
     let cli = commsctl::Cli::parse_checked();
     match commsctl::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) if commsctl::is_closed_output(&error) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("commsctl: {error:#}");
             std::process::ExitCode::FAILURE

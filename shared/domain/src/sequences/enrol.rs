@@ -51,6 +51,9 @@ pub fn parse(raw: &[u8]) -> Result<EnrolmentRequest, String> {
                 field => format!("invalid_enrolment: {field}: {}", describe(e.inner())),
             }
         })?;
+    // Anything after the object (a second one, garbage) is refused, as before.
+    body.end()
+        .map_err(|e| format!("invalid_enrolment: {}", describe(&e)))?;
     check(&request)?;
     Ok(request)
 }

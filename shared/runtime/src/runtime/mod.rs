@@ -92,13 +92,17 @@ impl Incoming {
     /// Decodes the body as JSON, with an error that names the field and says what was wrong.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
         let mut body = serde_json::Deserializer::from_slice(&self.body);
-        serde_path_to_error::deserialize(&mut body).map_err(|e| {
+        let value = serde_path_to_error::deserialize(&mut body).map_err(|e| {
             let path = e.path().to_string();
             match path.as_str() {
                 "." => format!("body is not the expected JSON: {}", e.inner()),
                 field => format!("body is not the expected JSON: {field}: {}", e.inner()),
             }
-        })
+        })?;
+        // Anything after the value (a second object, garbage) is refused, as before.
+        body.end()
+            .map_err(|e| format!("body is not the expected JSON: {e}"))?;
+        Ok(value)
     }
 }
 

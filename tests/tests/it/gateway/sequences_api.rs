@@ -119,6 +119,17 @@ async fn enrolments_and_outcomes_over_http_are_idempotent_and_refused_with_a_rea
     let message = body["message"].as_str().unwrap_or_default();
     assert_eq!(status, 422, "{body}");
     assert!(message.starts_with("contact_id: "), "{body}");
+    // Anything after the object is refused too, not silently dropped.
+    let trailing = gw
+        .http
+        .post(format!("{}/v1/enrolments", gw.url))
+        .header("authorization", &enqueue)
+        .header("content-type", "application/json")
+        .body(format!("{enrolment} {{}}"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(trailing.status(), 422);
 
     let outcome = json!({
         "outcome_id": "crm-1", "type": "booked", "source": "crm",

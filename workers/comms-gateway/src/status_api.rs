@@ -314,14 +314,18 @@ pub async fn record_submissions(
              SELECT DISTINCT ON (key) key, app FROM submission
              WHERE NOT EXISTS (SELECT 1 FROM known WHERE known.n = submission.n)
              ORDER BY key, n),
+         -- On a conflict (another statement recorded the key meanwhile) the row is kept as it
+         -- is and returned, so its owner is known here too.
          submitted AS (
              INSERT INTO comms.api_submissions (idempotency_key, app)
              SELECT key, app FROM first ORDER BY key
-             ON CONFLICT (idempotency_key) DO NOTHING)
+             ON CONFLICT (idempotency_key) DO UPDATE SET app = comms.api_submissions.app
+             RETURNING idempotency_key, app)
          SELECT n, id, app FROM known
          UNION ALL
-         SELECT s.n, NULL::uuid, f.app FROM submission s JOIN first f ON f.key = s.key
-         WHERE s.app <> f.app",
+         SELECT s.n, NULL::uuid, r.app FROM submission s
+         JOIN submitted r ON r.idempotency_key = s.key
+         WHERE s.app <> r.app",
         )
         .bind(&keys)
         .bind(&apps)

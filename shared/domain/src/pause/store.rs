@@ -82,7 +82,8 @@ pub async fn pause(pool: &PgPool, request: &PauseRequest) -> Result<ActivePause,
     if request.actor.trim().is_empty() {
         return Err(PauseError::NoActor);
     }
-    if let Some(expires_at) = request.expires_at {
+    // An operator's length is checked; the circuit breaker's comes from its own setting.
+    if let Some(expires_at) = request.expires_at.filter(|_| !request.automatic) {
         let now = Utc::now();
         if expires_at <= now || expires_at > now + chrono::Duration::days(366) {
             return Err(PauseError::InvalidExpiry);

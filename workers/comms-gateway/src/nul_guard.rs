@@ -6,6 +6,7 @@
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -26,17 +27,42 @@ pub async fn refuse_nul(State(max_body): State<usize>, request: Request, next: N
             "the path or query holds U+0000 (NUL), which cannot be stored: remove it",
         );
     }
+    // Bodies are read only where the handler would read them: an authenticated JSON request
+    // (an anonymous one gets its 401 and a wrong type its 415 from the handler, as before).
+    let headers = request.headers();
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
     let own_checks = request.method() == Method::POST && path == "/v1/messages";
-    if own_checks || request.method() == Method::GET {
+    if own_checks
+        || request.method() == Method::GET
+        || !json
+        || !headers.contains_key(AUTHORIZATION)
+    {
         return next.run(request).await;
     }
+    let declared_too_large = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|length| length > max_body);
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = to_bytes(body, max_body).await else {
-        return reply::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the body is larger than gateway.max_body_bytes",
-        );
+    let bytes = match to_bytes(body, max_body).await {
+        Ok(bytes) => bytes,
+        Err(_) if declared_too_large => {
+            return reply::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the body is larger than gateway.max_body_bytes",
+            );
+        }
+        Err(_) => {
+            return reply::error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the body could not be read whole (larger than gateway.max_body_bytes, or cut off)",
+            );
+        }
     };
     if holds_json_nul(&bytes) {
         return reply::error(

@@ -95,6 +95,14 @@ pub async fn follow_up(
     if state.as_deref() == Some("resolved") {
         return Err(IncidentError::Resolved(incident));
     }
+    if kind == EventType::Resolved && change.template.is_some() {
+        return Err(EventError::Invalid(
+            "template: a resolution notice always uses the resolution template \
+             (incidents.resolution_template); give only vars"
+                .into(),
+        )
+        .into());
+    }
     let mut next = latest_event(pool, incident).await?;
     next.sequence = next_sequence(pool, incident).await?;
     next.source = source.to_string();

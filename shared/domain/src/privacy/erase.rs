@@ -64,7 +64,9 @@ pub enum EraseError {
     UnknownContact(Uuid),
     /// The phone or email named is not one: nothing is looked for, nothing is erased (a typo must
     /// not erase a stranger's data that happens to contain it, nor confirm an erasure).
-    #[error("{field}: {problem}")]
+    #[error(
+        "{field}: {problem}; nothing was erased (to erase a contact whatever its address looks like, name it with --contact / contact_id)"
+    )]
     InvalidAddress {
         field: &'static str,
         problem: String,

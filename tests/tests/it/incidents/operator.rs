@@ -13,6 +13,24 @@ async fn ctl(f: &IncidentFleet, args: &[&str]) -> anyhow::Result<()> {
     ctl_with(&f.fleet.env.settings, args).await
 }
 
+/// `commsctl incident declare --id ID --title Outage --severity major --owner ana`, then `extra`.
+async fn declare(f: &IncidentFleet, id: &str, extra: &[&str]) -> anyhow::Result<()> {
+    let mut args = vec![
+        "incident",
+        "declare",
+        "--id",
+        id,
+        "--title",
+        "Outage",
+        "--severity",
+        "major",
+        "--owner",
+        "ana",
+    ];
+    args.extend_from_slice(extra);
+    ctl(f, &args).await
+}
+
 async fn incident_paused(f: &IncidentFleet, client: Uuid, incident: Uuid) -> bool {
     f.fleet
         .switch
@@ -29,22 +47,7 @@ async fn commsctl_declares_verifies_resumes_and_resolves_an_incident() {
     let (id_arg, client_arg) = (id.to_string(), client.to_string());
 
     // A declaration naming no one is refused before anything is published.
-    let refused = ctl(
-        &f,
-        &[
-            "incident",
-            "declare",
-            "--id",
-            &id_arg,
-            "--title",
-            "Outage",
-            "--severity",
-            "major",
-            "--owner",
-            "ana",
-        ],
-    )
-    .await;
+    let refused = declare(&f, &id_arg, &[]).await;
     let why = format!("{:#}", refused.expect_err("no affected client"));
     assert!(
         why.contains("affected must name at least one client"),
@@ -53,43 +56,17 @@ async fn commsctl_declares_verifies_resumes_and_resolves_an_incident() {
     assert_eq!(f.notice_state(id, 1).await, None);
     // So is one naming a client the fleet does not know: the operator is told which.
     let stranger = Uuid::new_v4().to_string();
-    let refused = ctl(
-        &f,
-        &[
-            "incident",
-            "declare",
-            "--id",
-            &id_arg,
-            "--title",
-            "Outage",
-            "--severity",
-            "major",
-            "--owner",
-            "ana",
-            "--client",
-            &stranger,
-        ],
-    )
-    .await;
+    let refused = declare(&f, &id_arg, &["--client", &stranger]).await;
     let why = format!("{:#}", refused.expect_err("unknown client"));
     assert!(
         why.contains(&format!("affected: unknown client {stranger}")),
         "{why}"
     );
 
-    ctl(
+    declare(
         &f,
+        &id_arg,
         &[
-            "incident",
-            "declare",
-            "--id",
-            &id_arg,
-            "--title",
-            "Outage",
-            "--severity",
-            "major",
-            "--owner",
-            "ana",
             "--client",
             &client_arg,
             "--template",
@@ -192,24 +169,7 @@ async fn commsctl_declares_verifies_resumes_and_resolves_an_incident() {
     let why = format!("{:#}", after.expect_err("resolved"));
     assert!(why.contains("resolved"), "{why}");
     // Declaring it again would publish a stale first event that changes nothing: refused.
-    let again = ctl(
-        &f,
-        &[
-            "incident",
-            "declare",
-            "--id",
-            &id_arg,
-            "--title",
-            "Outage",
-            "--severity",
-            "major",
-            "--owner",
-            "ana",
-            "--client",
-            &client_arg,
-        ],
-    )
-    .await;
+    let again = declare(&f, &id_arg, &["--client", &client_arg]).await;
     let why = format!("{:#}", again.expect_err("declared before"));
     assert!(why.contains("is already declared"), "{why}");
     ctl(&f, &["incident", "show", &id_arg, "--json"])
